@@ -1,0 +1,248 @@
+"""safeguard-collector: set up, run and inspect a collector."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from collector import admin, app, enrolment, operations, pki
+from collector.paths import DataDir, make_private_dir
+from collector.store import DatabaseError, Store, now_ms
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class CliError(Exception):
+    """A message for the technician; the command exits non-zero."""
+
+
+def parse_duration(text: str) -> int:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 24h or 7d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _data(args: argparse.Namespace) -> DataDir:
+    data = DataDir(Path(args.data).resolve())
+    if args.command not in ("init",) and not data.is_initialised():
+        raise CliError(f"{data.root} is not a collector data folder; run "
+                       f"`safeguard-collector init --data {args.data}` first")
+    return data
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    data = _data(args)
+    if data.is_initialised():
+        if args.exist_ok:
+            print(f"{data.root} is already initialised; nothing changed")
+            return 0
+        raise CliError(f"{data.root} is already initialised; nothing changed "
+                       "(use --exist-ok to accept that)")
+    if data.root.exists() and any(data.root.iterdir()):
+        raise CliError(f"{data.root} exists and is not empty; choose a new folder")
+    make_private_dir(data.root)
+    names = args.name or pki.default_names()
+    pki.create(data, args.school, names)
+    data.collector_id_file.write_text(str(uuid.uuid4()) + "\n")
+    make_private_dir(data.policy_dir)
+    Store(data.database).close()
+    print(f"initialised collector in {data.root}")
+    print(f"  CA certificate for agents: {data.ca_cert}")
+    print(f"  TLS names: {', '.join(names)}")
+    return 0
+
+
+def _ask(data: DataDir, op: str, op_args: dict[str, Any]) -> Any:
+    """Through the running collector if there is one, else straight from the database."""
+    if data.admin_socket.exists():
+        try:
+            return admin.request(data.admin_socket, op, op_args)
+        except (ConnectionRefusedError, FileNotFoundError):
+            pass  # a socket left behind by a collector that was killed
+        except admin.AdminError as exc:
+            raise CliError(str(exc)) from None
+    store = Store(data.database)
+    try:
+        return operations.run(store, data, op, op_args)
+    finally:
+        store.close()
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    data = _data(args)
+    try:
+        result = _ask(data, "token", {"ttl_s": args.ttl, "uses": args.uses, "note": args.note})
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.format == "json":
+        print(json.dumps(result))
+    else:
+        print(result["token"])
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    rows = _ask(_data(args), "agents", {})
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'AGENT':25} {'HOST':20} {'VERSION':8} {'LAST SEEN (UTC)':20} {'SEQ':>8}  "
+          "HEAD     STATE")
+    for r in rows:
+        seen = _when(r["last_seen_ms"])
+        state = "revoked" if r["revoked_ms"] else "active"
+        print(f"{r['agent_id']:25} {r['hostname'][:20]:20} {r['version'][:8]:8} {seen:20} "
+              f"{r['last_seq']:>8}  {(r['head_hash'] or '')[:8].lower()} {state}")
+    return 0
+
+
+def _when(ms: int | None) -> str:
+    import datetime as dt
+
+    if not ms:
+        return "never"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    result = _ask(_data(args), "revoke", {"agent_id": args.agent, "reason": args.reason})
+    if not result["revoked"]:
+        raise CliError(f"no active agent {args.agent!r}")
+    print(f"revoked {args.agent}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    rows = _ask(_data(args), "events", {"agent_id": args.agent, "limit": args.limit})
+    for r in rows:
+        if args.format == "json":
+            print(json.dumps(r))
+        else:
+            e = r["event"]
+            kind = next((k for k in e if k not in _EVENT_FIELDS), "?")
+            print(f"{r['agent_id']} #{r['seq']:<6} {_when(int(e.get('observed_unix_ms', 0)))} "
+                  f"sev={e.get('severity', 0)} {kind:10} chain={r['chain']}")
+    return 0
+
+
+_EVENT_FIELDS = {"seq", "observed_unix_ms", "severity", "account", "event_id"}
+
+
+def cmd_tampering(args: argparse.Namespace) -> int:
+    rows = _ask(_data(args), "tampering", {"agent_id": args.agent})
+    for r in rows:
+        print(json.dumps(r) if args.format == "json" else
+              f"{r['id']:5} {r['agent_id']} {r['kind']:14} seq {r['first_seq']}..{r['last_seq']}"
+              f" {_when(r['detected_ms'])}  {r['detail']}")
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    data = _data(args)
+    try:
+        Store(data.database).close()
+        print(f"{data.database} opens cleanly; nothing to recover")
+        return 0
+    except DatabaseError:
+        pass
+    aside = data.database.with_name(f"{data.database.name}.corrupt-{now_ms()}")
+    data.database.rename(aside)
+    wal = data.database.with_name(data.database.name + ".wal")
+    if wal.exists():
+        wal.rename(aside.with_name(aside.name + ".wal"))
+    store = Store(data.database)
+    try:
+        count = enrolment.replay_journal(store, data)
+    finally:
+        store.close()
+    print(f"kept the unreadable database aside as {aside}")
+    print(f"started a new database with {count} enrolled agents from {data.agents_journal};")
+    print("agents resend what they still hold; earlier history is in the file kept aside")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    data = _data(args)
+
+    def ready(running: app.Running) -> None:
+        host = args.listen.rsplit(":", 1)[0]
+        print(f"collector ready: gRPC/TLS on {host}:{running.port}, data in {data.root}",
+              flush=True)
+
+    app.serve_forever(data, args.listen, ready)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="safeguard-collector", description=__doc__)
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_text)
+        c.add_argument("--data", required=True, help="the collector's data folder")
+        return c
+
+    c = command("init", "create the CA, TLS certificate, policy key and database")
+    c.add_argument("--school", default="School", help="name on the certificates")
+    c.add_argument("--name", action="append", help="a host name or IP agents use (repeatable)")
+    c.add_argument("--exist-ok", action="store_true", help="succeed if already initialised")
+    c.set_defaults(func=cmd_init)
+    c = command("token", "print an enrolment token")
+    c.add_argument("--ttl", type=parse_duration, default=parse_duration("24h"))
+    c.add_argument("--uses", type=int, default=1, help="how many PCs may enrol with it")
+    c.add_argument("--note", default="")
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(func=cmd_token)
+    c = command("serve", "run the collector")
+    c.add_argument("--listen", default="127.0.0.1:50051")
+    c.set_defaults(func=cmd_serve)
+    c = command("agents", "list enrolled agents")
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(func=cmd_agents)
+    c = command("revoke", "stop an agent from shipping")
+    c.add_argument("agent")
+    c.add_argument("--reason", default="revoked by technician")
+    c.set_defaults(func=cmd_revoke)
+    c = command("events", "print stored events, with their chain verified")
+    c.add_argument("--agent")
+    c.add_argument("--limit", type=int, default=100)
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(func=cmd_events)
+    c = command("tampering", "print tampering records")
+    c.add_argument("--agent")
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(func=cmd_tampering)
+    c = command("recover", "keep an unreadable database aside and start a new one")
+    c.set_defaults(func=cmd_recover)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except (CliError, DatabaseError, admin.AdminError) as exc:
+        print(f"safeguard-collector: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"safeguard-collector: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

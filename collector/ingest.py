@@ -1,0 +1,278 @@
+"""The single writer: verified batches in, one DuckDB transaction per group, acks out.
+
+Streams verify signatures on the event loop and hand batches here. One thread owns the Store,
+takes every batch queued since its last commit, places each against the stored chain, writes
+them all in one transaction (an Arrow table per commit, not row by row) and only then answers
+each waiting stream. Anything else that needs the database (enrolment, tokens, admin queries)
+runs on the same thread, so DuckDB only ever sees one writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from collector import verify
+from collector.store import AgentRecord, Store, now_ms
+from protos import envelope, ingest_pb2
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_GROUP_EVENTS = 50_000
+EVIDENCE_CAP = 4 * 1024 * 1024
+
+
+@dataclass
+class _BatchJob:
+    checked: envelope.CheckedBatch
+    nonce: bytes
+    future: Future[ingest_pb2.CollectorMessage]
+
+
+@dataclass
+class _UnsignedJob:
+    batch: ingest_pb2.Batch
+    reason: str
+    detail: str
+    future: Future[ingest_pb2.CollectorMessage]
+
+
+@dataclass
+class _CallJob:
+    fn: Callable[[Store], Any]
+    future: Future[Any]
+    changes_agents: bool
+
+
+@dataclass
+class _Group:
+    """What one transaction will write, and whom to answer once it commits."""
+
+    columns: dict[str, list[Any]] = field(
+        default_factory=lambda: {c: [] for c in _EVENT_COLUMNS}
+    )
+    batches: list[tuple[Any, ...]] = field(default_factory=list)
+    heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    tampering: list[tuple[Any, ...]] = field(default_factory=list)
+    answers: list[tuple[Future[Any], Any]] = field(default_factory=list)
+    events: int = 0
+
+
+_EVENT_COLUMNS = (
+    "agent_id", "seq", "event_id", "kind", "severity", "account",
+    "observed_ms", "received_ms", "raw", "hash",
+)
+_Job = _BatchJob | _UnsignedJob | _CallJob | None
+
+
+class Ingestor:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.agents: dict[str, AgentRecord] = store.agent_records()
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self.committed_events = 0
+        self.commits = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop. Safe to call twice."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    # -- called from any thread -----------------------------------------------------------
+    def submit(
+        self, checked: envelope.CheckedBatch, nonce: bytes
+    ) -> Future[ingest_pb2.CollectorMessage]:
+        fut: Future[ingest_pb2.CollectorMessage] = Future()
+        self._jobs.put(_BatchJob(checked, nonce, fut))
+        return fut
+
+    def submit_unsigned(
+        self, batch: ingest_pb2.Batch, reason: str, detail: str
+    ) -> Future[ingest_pb2.CollectorMessage]:
+        fut: Future[ingest_pb2.CollectorMessage] = Future()
+        self._jobs.put(_UnsignedJob(batch, reason, detail, fut))
+        return fut
+
+    def call(self, fn: Callable[[Store], T], changes_agents: bool = False) -> Future[T]:
+        """Run fn(store) on the writer thread. Say if it enrols or revokes agents."""
+        fut: Future[T] = Future()
+        self._jobs.put(_CallJob(fn, fut, changes_agents))
+        return fut
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            jobs: list[_Job] = [self._jobs.get()]
+            n = 0
+            while n < MAX_GROUP_EVENTS:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                jobs.append(job)
+                if isinstance(job, _BatchJob):
+                    n += len(job.checked.events)
+            group = _Group()
+            for job in jobs:
+                if job is None:
+                    stopping = True
+                elif isinstance(job, _CallJob):
+                    self._commit(group)
+                    group = _Group()
+                    self._run_call(job)
+                elif isinstance(job, _UnsignedJob):
+                    self._stage_unsigned(group, job)
+                else:
+                    if not self._stage_batch(group, job):
+                        # It needs to read rows this group has not written yet: write them.
+                        self._commit(group)
+                        group = _Group()
+                        self._stage_batch(group, job)
+            self._commit(group)
+
+    def _run_call(self, job: _CallJob) -> None:
+        try:
+            result = job.fn(self.store)
+        except BaseException as exc:  # handed to the caller, who decides what it means
+            job.future.set_exception(exc)
+            return
+        if job.changes_agents:
+            # Enrolments and revocations change who may ship; refresh before answering so the
+            # caller never sees the old list. Every earlier group has committed, so the stored
+            # heads are current.
+            self.agents = self.store.agent_records()
+        job.future.set_result(result)
+
+    def _head(self, group: _Group, agent_id: str) -> tuple[int, bytes]:
+        if agent_id in group.heads:
+            return group.heads[agent_id]
+        rec = self.agents[agent_id]
+        return rec.last_seq, rec.head_hash
+
+    def _stage_batch(self, group: _Group, job: _BatchJob) -> bool:
+        checked = job.checked
+        agent_id = checked.batch.agent_id
+        rec = self.agents.get(agent_id)
+        if rec is None or rec.revoked_ms is not None:
+            why = "unknown agent" if rec is None else "agent revoked"
+            group.answers.append((job.future, _reject("revoked", why)))
+            return True
+        last_seq, head = self._head(group, agent_id)
+        if checked.first_seq <= last_seq and agent_id in group.heads:
+            return False
+        placement = verify.place(
+            checked, last_seq, head,
+            lambda a, b: self.store.stored_hashes(agent_id, a, b),
+        )
+        now = now_ms()
+        if placement.tamper_kind:
+            group.tampering.append(
+                (agent_id, placement.tamper_kind, placement.tamper_detail,
+                 checked.first_seq, checked.last_seq, now, _evidence(checked.batch))
+            )
+            log.warning("batch.tamper agent=%s kind=%s first=%d last=%d", agent_id,
+                        placement.tamper_kind, checked.first_seq, checked.last_seq)
+        if placement.duplicate:
+            group.answers.append(
+                (job.future, _ack(last_seq, duplicate=True))
+            )
+            return True
+        if placement.store_from is None:
+            group.answers.append(
+                (job.future, _reject(placement.tamper_kind or "rejected", placement.tamper_detail))
+            )
+            return True
+        cols = group.columns
+        start = placement.store_from
+        for event, raw, h in zip(
+            checked.events[start:], checked.batch.events[start:], checked.hashes[start:],
+            strict=True,
+        ):
+            cols["agent_id"].append(agent_id)
+            cols["seq"].append(event.seq)
+            cols["event_id"].append(event.event_id)
+            cols["kind"].append(event.WhichOneof("payload") or "")
+            cols["severity"].append(event.severity)
+            cols["account"].append(event.account)
+            cols["observed_ms"].append(event.observed_unix_ms)
+            cols["received_ms"].append(now)
+            cols["raw"].append(raw)
+            cols["hash"].append(h)
+        b = checked.batch
+        group.batches.append(
+            (agent_id, b.first_seq, checked.last_seq, b.prev_hash, b.head_hash, job.nonce,
+             b.signature, now)
+        )
+        group.heads[agent_id] = (checked.last_seq, checked.hashes[-1])
+        group.events += len(checked.events) - start
+        group.answers.append((job.future, _ack(checked.last_seq)))
+        return True
+
+    def _stage_unsigned(self, group: _Group, job: _UnsignedJob) -> None:
+        b = job.batch
+        agent_id = b.agent_id
+        kind = job.reason
+        if kind == "bad_signature" and b.events and b.first_seq >= 1:
+            last = b.first_seq + len(b.events) - 1
+            stored = self.store.stored_hashes(agent_id, b.first_seq, last)
+            kind = verify.classify_unsigned(envelope.chain(b.prev_hash, b.events), stored)
+        last_seq = b.first_seq + max(len(b.events), 1) - 1
+        group.tampering.append(
+            (agent_id, kind, job.detail, b.first_seq, last_seq, now_ms(), _evidence(b))
+        )
+        log.warning("batch.tamper agent=%s kind=%s", agent_id, kind)
+        group.answers.append((job.future, _reject(kind, job.detail)))
+
+    def _commit(self, group: _Group) -> None:
+        if not group.answers:
+            return
+        try:
+            with self.store.transaction():
+                if group.events:
+                    self.store.append_events(group.columns)
+                if group.batches:
+                    self.store.append_batches(group.batches)
+                now = now_ms()
+                if group.heads:
+                    self.store.set_heads(
+                        [(seq, h, now, agent) for agent, (seq, h) in group.heads.items()]
+                    )
+                if group.tampering:
+                    self.store.add_tampering(group.tampering)
+        except Exception as exc:
+            log.exception("ingest.commit_failed batches=%d", len(group.answers))
+            for fut, _ in group.answers:
+                fut.set_exception(exc)
+            return
+        for agent_id, (seq, h) in group.heads.items():
+            rec = self.agents[agent_id]
+            rec.last_seq, rec.head_hash, rec.last_seen_ms = seq, h, now
+        self.committed_events += group.events
+        self.commits += 1
+        for fut, answer in group.answers:
+            fut.set_result(answer)
+
+
+def _ack(last_seq: int, duplicate: bool = False) -> ingest_pb2.CollectorMessage:
+    return ingest_pb2.CollectorMessage(ack=ingest_pb2.Ack(last_seq=last_seq, duplicate=duplicate))
+
+
+def _reject(reason: str, detail: str) -> ingest_pb2.CollectorMessage:
+    return ingest_pb2.CollectorMessage(reject=ingest_pb2.Reject(reason=reason, detail=detail))
+
+
+def _evidence(batch: ingest_pb2.Batch) -> bytes:
+    raw = batch.SerializeToString()
+    return raw[:EVIDENCE_CAP]

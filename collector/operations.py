@@ -1,0 +1,89 @@
+"""What the CLI can ask of a collector's data, whether the collector is running or not.
+
+Each operation takes the Store and returns plain JSON-able data, so the admin socket
+(collector/admin.py) and a direct open of the database give the same answers.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf import json_format
+
+from collector import enrolment, evidence
+from collector.paths import DataDir
+from collector.store import Store
+from protos import events_pb2
+
+Operation = Callable[[Store, DataDir, dict[str, Any]], Any]
+
+# Operations that enrol or revoke, so a running collector refreshes who may ship.
+CHANGES_AGENTS = frozenset({"revoke"})
+
+
+def op_token(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return enrolment.new_token(store, int(args["ttl_s"]), int(args["uses"]), args.get("note", ""))
+
+
+def op_agents(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return store.list_agents()
+
+
+def op_revoke(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return {"revoked": enrolment.revoke(store, data, args["agent_id"], args.get("reason", ""))}
+
+
+def op_tampering(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return store.tampering(args.get("agent_id"))
+
+
+def op_events(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    rows = store.events(args.get("agent_id"), int(args.get("limit", 100)),
+                        int(args.get("after_seq", 0)))
+    proofs: dict[str, dict[int, str]] = {}
+    by_agent: dict[str, list[int]] = {}
+    for agent_id, seq, *_ in rows:
+        by_agent.setdefault(agent_id, []).append(seq)
+    for agent_id, seqs in by_agent.items():
+        proofs[agent_id] = evidence.verify_range(store, agent_id, min(seqs), max(seqs))
+    out = []
+    for agent_id, seq, raw, digest, received_ms in rows:
+        event = events_pb2.Event()
+        event.ParseFromString(raw)
+        out.append(
+            {
+                "agent_id": agent_id,
+                "seq": seq,
+                "received_ms": received_ms,
+                "hash": digest.hex(),
+                "chain": proofs[agent_id].get(seq, "unverified"),
+                "event": json_format.MessageToDict(event, preserving_proto_field_name=True),
+            }
+        )
+    return out
+
+
+def op_count(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return {"events": store.count_events(args.get("agent_id"))}
+
+
+OPERATIONS: dict[str, Operation] = {
+    "token": op_token,
+    "agents": op_agents,
+    "revoke": op_revoke,
+    "tampering": op_tampering,
+    "events": op_events,
+    "count": op_count,
+}
+
+
+def run(store: Store, data: DataDir, op: str, args: dict[str, Any]) -> Any:
+    if op not in OPERATIONS:
+        raise ValueError(f"unknown operation {op!r}")
+    return OPERATIONS[op](store, data, args)
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()

@@ -1,0 +1,116 @@
+"""The school's own CA, the collector's TLS certificate, and the policy signing key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import socket
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from collector.paths import DataDir, make_private_dir, write_public, write_secret
+
+CA_YEARS = 10
+SERVER_YEARS = 2
+
+
+def default_names() -> list[str]:
+    """Names the server certificate covers unless told otherwise: this host and loopback."""
+    names = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
+    fqdn = socket.getfqdn()
+    if fqdn and fqdn != "localhost":
+        names.add(fqdn)
+    return sorted(names)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _san(names: list[str]) -> x509.SubjectAlternativeName:
+    general: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            general.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            general.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(general)
+
+
+def create(data: DataDir, school: str, names: list[str]) -> None:
+    """Write CA, server certificate and policy key into a fresh data folder."""
+    now = dt.datetime.now(dt.UTC)
+    make_private_dir(data.root / "secrets")
+    make_private_dir(data.root / "tls")
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, school),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{school} safeguarding CA"),
+        ]
+    )
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 * CA_YEARS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{school} collector")])
+        )
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 * SERVER_YEARS))
+        .add_extension(_san(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    policy_key = Ed25519PrivateKey.generate()
+    write_secret(data.ca_key, _pem_key(ca_key))
+    write_secret(data.server_key, _pem_key(server_key))
+    write_secret(data.policy_key, _pem_key(policy_key))
+    write_public(data.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_public(data.server_cert, server_cert.public_bytes(serialization.Encoding.PEM))
+    write_public(
+        data.policy_pub,
+        policy_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        ),
+    )
+
+
+def load_policy_key(data: DataDir) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(data.policy_key.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{data.policy_key} is not an Ed25519 key")
+    return key

@@ -1,0 +1,175 @@
+"""The gRPC front door: decode, verify, hand to the writer, answer. Thin on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from concurrent.futures import Future
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from collector import enrolment, policy
+from collector.ingest import Ingestor
+from collector.paths import DataDir
+from collector.store import now_ms
+from protos import envelope, ingest_pb2, ingest_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+MAX_MESSAGE = 4 * 1024 * 1024  # a batch larger than this is refused by gRPC itself
+IN_FLIGHT = 8  # batches per stream verified ahead of their commit
+
+
+class CollectorService(ingest_pb2_grpc.CollectorServicer):
+    def __init__(self, data: DataDir, ingestor: Ingestor) -> None:
+        self.data = data
+        self.ingestor = ingestor
+
+    async def Enrol(  # noqa: N802 -- gRPC method names come from the .proto
+        self, request: ingest_pb2.EnrolRequest, context: grpc.aio.ServicerContext[
+            ingest_pb2.EnrolRequest, ingest_pb2.EnrolResponse]
+    ) -> ingest_pb2.EnrolResponse:
+        applicant = enrolment.Applicant(
+            token=request.token, public_key=request.public_key, proof=request.proof,
+            hostname=request.hostname, os=request.os, version=request.agent_version,
+        )
+        try:
+            agent_id = await asyncio.wrap_future(
+                self.ingestor.call(
+                    lambda store: enrolment.enrol(store, self.data, applicant),
+                    changes_agents=True,
+                )
+            )
+        except enrolment.EnrolmentError as exc:
+            log.warning("enrol.refused host=%s reason=%s", request.hostname, exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        return ingest_pb2.EnrolResponse(
+            agent_id=agent_id,
+            policy_public_key=self.data.policy_pub.read_bytes(),
+            collector_id=self.data.collector_id_file.read_text().strip(),
+        )
+
+    async def FetchPolicy(  # noqa: N802
+        self, request: ingest_pb2.PolicyRequest, context: grpc.aio.ServicerContext[
+            ingest_pb2.PolicyRequest, ingest_pb2.PolicyBundle]
+    ) -> ingest_pb2.PolicyBundle:
+        if request.agent_id not in self.ingestor.agents:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown agent")
+        return policy.newer_than(self.data, request.have_version)
+
+    async def Ship(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.AgentMessage],
+        context: grpc.aio.ServicerContext[ingest_pb2.AgentMessage, ingest_pb2.CollectorMessage],
+    ) -> AsyncIterator[ingest_pb2.CollectorMessage]:
+        try:
+            first = await anext(aiter(request_iterator), None)
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the message does not parse")
+        if first is None or first.WhichOneof("msg") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a stream starts with Hello")
+        hello = first.hello
+        rec = self.ingestor.agents.get(hello.agent_id)
+        if rec is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                f"agent {hello.agent_id!r} is not enrolled with this collector")
+        if rec.revoked_ms is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                f"agent {hello.agent_id} has been revoked")
+        key = envelope.public_key_from_raw(rec.public_key)
+        nonce = secrets.token_bytes(envelope.NONCE_LEN)
+        rec.last_seen_ms = now_ms()
+        log.info("stream.open agent=%s host=%s last_seq=%d", rec.agent_id, hello.hostname,
+                 rec.last_seq)
+        yield ingest_pb2.CollectorMessage(
+            welcome=ingest_pb2.Welcome(
+                nonce=nonce, last_seq=rec.last_seq, head_hash=rec.head_hash,
+                collector_version=VERSION, policy_version=policy.current_version(self.data),
+            )
+        )
+        pending: asyncio.Queue[asyncio.Future[ingest_pb2.CollectorMessage] | None] = (
+            asyncio.Queue(IN_FLIGHT)
+        )
+        reader = asyncio.create_task(
+            self._read_batches(request_iterator, rec.agent_id, key, nonce, pending)
+        )
+        try:
+            while (answer := await pending.get()) is not None:
+                message = await answer
+                yield message
+                if message.WhichOneof("msg") == "reject":
+                    break
+        finally:
+            reader.cancel()
+
+    async def _read_batches(
+        self,
+        requests: AsyncIterator[ingest_pb2.AgentMessage],
+        agent_id: str,
+        key: envelope.Ed25519PublicKey,
+        nonce: bytes,
+        pending: asyncio.Queue[asyncio.Future[ingest_pb2.CollectorMessage] | None],
+    ) -> None:
+        messages = aiter(requests)
+        try:
+            while True:
+                try:
+                    message = await anext(messages)
+                except StopAsyncIteration:
+                    break
+                except DecodeError as exc:
+                    # Not a batch at all: record it against the agent that said hello, stop.
+                    future = self.ingestor.submit_unsigned(
+                        ingest_pb2.Batch(agent_id=agent_id), "malformed",
+                        f"a message did not parse: {exc}",
+                    )
+                    await pending.put(asyncio.wrap_future(future))
+                    break
+                await pending.put(asyncio.wrap_future(self._check(message, agent_id, key, nonce)))
+        finally:
+            await pending.put(None)
+
+
+    def _check(
+        self, message: ingest_pb2.AgentMessage, agent_id: str,
+        key: envelope.Ed25519PublicKey, nonce: bytes,
+    ) -> Future[ingest_pb2.CollectorMessage]:
+        """Verify a batch on its own terms and queue it for the writer, or for the record."""
+        batch = message.batch
+        if message.WhichOneof("msg") != "batch" or batch.agent_id != agent_id:
+            return self.ingestor.submit_unsigned(
+                batch, "malformed", "expected a batch for the agent that said hello"
+            )
+        try:
+            checked = envelope.check_batch(batch, key, nonce)
+        except envelope.EnvelopeError as exc:
+            reason, _, detail = str(exc).partition(": ")
+            return self.ingestor.submit_unsigned(batch, reason, detail)
+        return self.ingestor.submit(checked, nonce)
+
+
+async def start(
+    data: DataDir, ingestor: Ingestor, listen: str
+) -> tuple[grpc.aio.Server, int]:
+    """Start the TLS gRPC server; returns it and the port it bound (listen may use port 0)."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
+    ingest_pb2_grpc.add_CollectorServicer_to_server(CollectorService(data, ingestor), server)
+    credentials = grpc.ssl_server_credentials(
+        [(data.server_key.read_bytes(), data.server_cert.read_bytes())]
+    )
+    port = server.add_secure_port(listen, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    return server, port

@@ -1,0 +1,238 @@
+"""The only module that opens DuckDB. One Store per process, used from one thread at a time.
+
+DuckDB allows one writing process per file, so the running collector owns the database and the
+CLI reaches it through the admin socket (collector/admin.py); a Store is opened directly only
+when no collector is running.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from collector.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used; the message says why and what to do."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class AgentRecord:
+    agent_id: str
+    public_key: bytes
+    hostname: str
+    revoked_ms: int | None
+    last_seq: int
+    head_hash: bytes
+    last_seen_ms: int | None
+
+
+EVENT_COLUMNS = (
+    "agent_id", "seq", "event_id", "kind", "severity", "account",
+    "observed_ms", "received_ms", "raw", "hash",
+)
+_EVENT_TYPES = (
+    pa.string(), pa.uint64(), pa.string(), pa.string(), pa.uint8(), pa.string(),
+    pa.int64(), pa.int64(), pa.binary(), pa.binary(),
+)
+EVENT_SCHEMA = pa.schema(list(zip(EVENT_COLUMNS, _EVENT_TYPES, strict=True)))
+
+
+class Store:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        self.path = path
+        try:
+            self.con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise DatabaseError(
+                    f"{path} is in use by another process (is `safeguard-collector serve` "
+                    "running without its admin socket?)"
+                ) from None
+            raise DatabaseError(
+                f"{path} cannot be opened: {exc}. It has been left untouched. Restore a backup, "
+                "or run `safeguard-collector recover --data DIR` to keep it aside and start a "
+                "new database with the enrolled agents."
+            ) from None
+        except duckdb.Error as exc:
+            raise DatabaseError(f"{path} cannot be opened: {exc}") from None
+        if not read_only:
+            self.migrate()
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self.con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.begin()
+        try:
+            yield self.con
+        except BaseException:
+            self.con.rollback()
+            raise
+        self.con.commit()
+
+    def migrate(self) -> None:
+        self.con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = row[0] if row and row[0] is not None else 0
+        for number, sql in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self.transaction() as con:
+                con.execute(sql)
+                con.execute("INSERT INTO schema_version VALUES (?)", [number])
+            log.info("store.migrated version=%d", number)
+
+    # -- agents ---------------------------------------------------------------------------
+    def insert_agent(self, row: dict[str, Any]) -> None:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.con.execute(f"INSERT INTO agents ({cols}) VALUES ({marks})", list(row.values()))  # noqa: S608 -- column names are ours, values are bound
+
+    def revoke_agent(self, agent_id: str, reason: str, at_ms: int) -> bool:
+        found = self.con.execute(
+            "UPDATE agents SET revoked_ms = ?, revoked_reason = ? "
+            "WHERE agent_id = ? AND revoked_ms IS NULL RETURNING agent_id",
+            [at_ms, reason, agent_id],
+        ).fetchall()
+        return bool(found)
+
+    def agent_records(self) -> dict[str, AgentRecord]:
+        rows = self.con.execute(
+            "SELECT agent_id, public_key, hostname, revoked_ms, last_seq, head_hash, last_seen_ms "
+            "FROM agents"
+        ).fetchall()
+        return {r[0]: AgentRecord(*r) for r in rows}
+
+    def list_agents(self) -> list[dict[str, Any]]:
+        cur = self.con.execute(
+            "SELECT agent_id, hostname, os, version, enrolled_ms, last_seen_ms, last_seq, "
+            "hex(head_hash) AS head_hash, revoked_ms, revoked_reason FROM agents "
+            "ORDER BY hostname, agent_id"
+        )
+        return _dicts(cur)
+
+    # -- tokens ---------------------------------------------------------------------------
+    def insert_token(self, row: dict[str, Any]) -> None:
+        self.con.execute(
+            "INSERT INTO tokens (token_id, secret_hash, created_ms, expires_ms, max_uses, note) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [row["token_id"], row["secret_hash"], row["created_ms"], row["expires_ms"],
+             row["max_uses"], row["note"]],
+        )
+
+    def token(self, token_id: str) -> tuple[bytes, int, int, int] | None:
+        row = self.con.execute(
+            "SELECT secret_hash, expires_ms, max_uses, uses FROM tokens WHERE token_id = ?",
+            [token_id],
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+    def use_token(self, token_id: str) -> None:
+        self.con.execute("UPDATE tokens SET uses = uses + 1 WHERE token_id = ?", [token_id])
+
+    # -- events and batches ---------------------------------------------------------------
+    def append_events(self, columns: dict[str, list[Any]]) -> None:
+        table = pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
+        self.con.register("incoming_events", table)
+        try:
+            self.con.execute("INSERT INTO events SELECT * FROM incoming_events")
+        finally:
+            self.con.unregister("incoming_events")
+
+    def append_batches(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.con.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def set_heads(self, rows: Sequence[tuple[int, bytes, int, str]]) -> None:
+        """(last_seq, head_hash, last_seen_ms, agent_id) for each agent that advanced."""
+        self.con.executemany(
+            "UPDATE agents SET last_seq = ?, head_hash = ?, last_seen_ms = ? WHERE agent_id = ?",
+            rows,
+        )
+
+    def touch_agents(self, rows: Sequence[tuple[int, str]]) -> None:
+        self.con.executemany("UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?", rows)
+
+    def stored_hashes(self, agent_id: str, first_seq: int, last_seq: int) -> list[bytes]:
+        rows = self.con.execute(
+            "SELECT hash FROM events WHERE agent_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            [agent_id, first_seq, last_seq],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def add_tampering(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """(agent_id, kind, detail, first_seq, last_seq, detected_ms, evidence) each."""
+        self.con.executemany(
+            "INSERT INTO tampering (agent_id, kind, detail, first_seq, last_seq, detected_ms, "
+            "evidence) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    # -- reading --------------------------------------------------------------------------
+    def events(
+        self, agent_id: str | None = None, limit: int = 100, after_seq: int = 0
+    ) -> list[tuple[Any, ...]]:
+        """The newest `limit` events (of one agent, or all), oldest first, with raw bytes."""
+        where, args = ("WHERE seq > ?", [after_seq]) if agent_id is None else (
+            "WHERE agent_id = ? AND seq > ?", [agent_id, after_seq])
+        return self.con.execute(
+            f"SELECT * FROM (SELECT agent_id, seq, raw, hash, received_ms FROM events {where} "  # noqa: S608 -- fixed fragments
+            "ORDER BY received_ms DESC, agent_id, seq DESC LIMIT ?) "
+            "ORDER BY agent_id, seq",
+            [*args, limit],
+        ).fetchall()
+
+    def event_range(self, agent_id: str, first: int, last: int) -> list[tuple[int, bytes, bytes]]:
+        return [
+            (r[0], r[1], r[2])
+            for r in self.con.execute(
+                "SELECT seq, raw, hash FROM events WHERE agent_id = ? AND seq BETWEEN ? AND ? "
+                "ORDER BY seq",
+                [agent_id, first, last],
+            ).fetchall()
+        ]
+
+    def batches_covering(self, agent_id: str, first: int, last: int) -> list[tuple[Any, ...]]:
+        return self.con.execute(
+            "SELECT first_seq, last_seq, prev_hash, head_hash, nonce, signature FROM batches "
+            "WHERE agent_id = ? AND last_seq >= ? AND first_seq <= ? ORDER BY first_seq",
+            [agent_id, first, last],
+        ).fetchall()
+
+    def tampering(self, agent_id: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("", []) if agent_id is None else ("WHERE agent_id = ?", [agent_id])
+        cur = self.con.execute(
+            "SELECT id, agent_id, kind, detail, first_seq, last_seq, detected_ms, "
+            f"octet_length(evidence) AS evidence_bytes FROM tampering {where} ORDER BY id",  # noqa: S608 -- fixed fragment
+            args,
+        )
+        return _dicts(cur)
+
+    def count_events(self, agent_id: str | None = None) -> int:
+        if agent_id is None:
+            row = self.con.execute("SELECT count(*) FROM events").fetchone()
+        else:
+            row = self.con.execute(
+                "SELECT count(*) FROM events WHERE agent_id = ?", [agent_id]
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

@@ -1,0 +1,113 @@
+"""A protocol-level agent for tests and benchmarks: real keys, real TLS gRPC, real signatures.
+
+It speaks the wire contract directly (no outbox), so tests can also craft what an honest agent
+never sends: forged signatures, replays, forks and gaps.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protos import envelope, events_pb2, ingest_pb2, ingest_pb2_grpc
+
+
+def channel(address: str, ca: Path) -> grpc.Channel:
+    creds = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+    return grpc.secure_channel(address, creds)
+
+
+def raw_key(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def enrol(stub: ingest_pb2_grpc.CollectorStub, token: str,
+          key: Ed25519PrivateKey | None = None) -> tuple[str, Ed25519PrivateKey]:
+    key = key or Ed25519PrivateKey.generate()
+    pub = raw_key(key)
+    reply = stub.Enrol(
+        ingest_pb2.EnrolRequest(
+            token=token, public_key=pub, proof=key.sign(envelope.enrol_proof_payload(token, pub)),
+            hostname=socket.gethostname(), os="test", agent_version="sim",
+        ),
+        timeout=30,
+    )
+    return reply.agent_id, key
+
+
+def test_event(seq: int, note: str = "") -> events_pb2.Event:
+    return events_pb2.Event(
+        seq=seq, observed_unix_ms=int(time.time() * 1000), severity=1,
+        event_id=os.urandom(8).hex(), test_alert=events_pb2.TestAlert(requested_by="sim", note=note),
+    )
+
+
+@dataclass
+class SimAgent:
+    """Keeps its own chain in memory and ships over one Ship stream per `session()`."""
+
+    agent_id: str
+    key: Ed25519PrivateKey
+    seq: int = 0
+    head: bytes = b""
+    raws: list[bytes] = field(default_factory=list)
+    hashes: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.head = self.head or envelope.genesis(self.agent_id)
+
+    def record(self, n: int, note: str = "") -> tuple[int, bytes, list[bytes], list[bytes]]:
+        """Make n chained events; returns (first_seq, prev_hash, raws, hashes)."""
+        first, prev = self.seq + 1, self.head
+        raws = [envelope.event_bytes(test_event(first + i, note)) for i in range(n)]
+        hashes = envelope.chain(prev, raws)
+        self.seq += n
+        self.head = hashes[-1]
+        self.raws += raws
+        self.hashes += hashes
+        return first, prev, raws, hashes
+
+    def hello(self) -> ingest_pb2.AgentMessage:
+        return ingest_pb2.AgentMessage(
+            hello=ingest_pb2.Hello(agent_id=self.agent_id, agent_version="sim", hostname="sim")
+        )
+
+    def batch(self, nonce: bytes, first: int, prev: bytes, raws: list[bytes],
+              key: Ed25519PrivateKey | None = None) -> ingest_pb2.AgentMessage:
+        b = envelope.make_batch(key or self.key, self.agent_id, nonce, first, prev, raws)
+        return ingest_pb2.AgentMessage(batch=b)
+
+
+class Session:
+    """One Ship stream driven step by step: send a message, read the answer."""
+
+    def __init__(self, stub: ingest_pb2_grpc.CollectorStub, agent: SimAgent) -> None:
+        self._outbox: list[ingest_pb2.AgentMessage | None] = []
+        import queue
+
+        self._q: queue.SimpleQueue[ingest_pb2.AgentMessage | None] = queue.SimpleQueue()
+        self._q.put(agent.hello())
+        self._answers = stub.Ship(self._requests(), timeout=60)
+        first = next(self._answers)
+        self.welcome = first.welcome
+
+    def _requests(self) -> Iterator[ingest_pb2.AgentMessage]:
+        while (msg := self._q.get()) is not None:
+            yield msg
+
+    def send(self, message: ingest_pb2.AgentMessage) -> ingest_pb2.CollectorMessage:
+        self._q.put(message)
+        return next(self._answers)
+
+    def close(self) -> None:
+        self._q.put(None)
+        for _ in self._answers:
+            pass

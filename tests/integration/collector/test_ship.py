@@ -1,0 +1,195 @@
+"""The collector's half of the contract, against a real TLS gRPC server and DuckDB."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protos import ingest_pb2_grpc
+from tests import agentsim
+from tests.harness import CollectorHarness
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stub(collector: CollectorHarness) -> ingest_pb2_grpc.CollectorStub:
+    return ingest_pb2_grpc.CollectorStub(agentsim.channel(collector.address, collector.ca_path))
+
+
+@pytest.fixture
+def agent(collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub) -> agentsim.SimAgent:
+    agent_id, key = agentsim.enrol(stub, collector.new_token())
+    return agentsim.SimAgent(agent_id, key)
+
+
+def test_batch_is_stored_once_with_its_chain_verified(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    session = agentsim.Session(stub, agent)
+    assert session.welcome.last_seq == 0
+    first, prev, raws, _ = agent.record(5)
+    answer = session.send(agent.batch(session.welcome.nonce, first, prev, raws))
+    assert answer.ack.last_seq == 5 and not answer.ack.duplicate
+    session.close()
+    events = collector.events(agent.agent_id)
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert {e["chain"] for e in events} == {"verified"}
+    assert collector.tampering() == []
+
+
+def test_resent_batch_in_a_new_session_is_acked_without_a_second_copy(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    s1 = agentsim.Session(stub, agent)
+    first, prev, raws, _ = agent.record(3)
+    assert s1.send(agent.batch(s1.welcome.nonce, first, prev, raws)).ack.last_seq == 3
+    s1.close()
+    # The ack was lost, say: the agent re-signs the same events for the new session.
+    s2 = agentsim.Session(stub, agent)
+    assert s2.welcome.last_seq == 3 and s2.welcome.head_hash == agent.head
+    answer = s2.send(agent.batch(s2.welcome.nonce, first, prev, raws))
+    assert answer.ack.duplicate and answer.ack.last_seq == 3
+    s2.close()
+    assert collector.count(agent.agent_id) == 3
+    assert collector.tampering() == []
+
+
+def test_partly_resent_batch_stores_only_the_new_tail(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    s = agentsim.Session(stub, agent)
+    first, prev, raws, _ = agent.record(4)
+    s.send(agent.batch(s.welcome.nonce, first, prev, raws[:2]))
+    answer = s.send(agent.batch(s.welcome.nonce, first, prev, raws))
+    assert answer.ack.last_seq == 4 and not answer.ack.duplicate
+    s.close()
+    assert [e["seq"] for e in collector.events(agent.agent_id)] == [1, 2, 3, 4]
+
+
+def test_batch_signed_with_another_key_is_a_tampering_record(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    other_id, other_key = agentsim.enrol(stub, collector.new_token())
+    s = agentsim.Session(stub, agent)
+    first, prev, raws, _ = agent.record(2)
+    answer = s.send(agent.batch(s.welcome.nonce, first, prev, raws, key=other_key))
+    assert answer.reject.reason == "bad_signature"
+    s.close()
+    assert collector.count(agent.agent_id) == 0
+    [record] = collector.tampering(agent.agent_id)
+    assert record["kind"] == "bad_signature" and record["evidence_bytes"] > 0
+    assert other_id != agent.agent_id
+
+
+def test_replayed_batch_from_an_old_session_is_a_replay_record(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    s1 = agentsim.Session(stub, agent)
+    first, prev, raws, _ = agent.record(3)
+    captured = agent.batch(s1.welcome.nonce, first, prev, raws)
+    s1.send(captured)
+    s1.close()
+    s2 = agentsim.Session(stub, agent)
+    answer = s2.send(captured)  # the same bytes, signed for the old session's nonce
+    assert answer.reject.reason == "replay"
+    s2.close()
+    assert collector.count(agent.agent_id) == 3
+    assert [t["kind"] for t in collector.tampering(agent.agent_id)] == ["replay"]
+
+
+def test_a_gap_is_recorded_and_the_events_that_arrived_are_kept(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    s = agentsim.Session(stub, agent)
+    agent.record(2)  # events 1-2 are never sent
+    first, prev, raws, _ = agent.record(3)
+    answer = s.send(agent.batch(s.welcome.nonce, first, prev, raws))
+    assert answer.ack.last_seq == 5
+    s.close()
+    assert [e["seq"] for e in collector.events(agent.agent_id)] == [3, 4, 5]
+    [record] = collector.tampering(agent.agent_id)
+    assert record["kind"] == "gap" and "1..2" in record["detail"]
+
+
+def test_a_fork_is_rejected_and_recorded(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    s = agentsim.Session(stub, agent)
+    first, prev, raws, _ = agent.record(3)
+    s.send(agent.batch(s.welcome.nonce, first, prev, raws))
+    # Rewrite history: different events 2..3 on top of the real event 1.
+    fork = agentsim.SimAgent(agent.agent_id, agent.key, seq=1, head=agent.hashes[0])
+    f_first, f_prev, f_raws, _ = fork.record(2, note="rewritten")
+    answer = s.send(fork.batch(s.welcome.nonce, f_first, f_prev, f_raws))
+    assert answer.reject.reason == "fork"
+    s.close()
+    assert collector.count(agent.agent_id) == 3
+    assert [t["kind"] for t in collector.tampering(agent.agent_id)] == ["fork"]
+    assert {e["chain"] for e in collector.events(agent.agent_id)} == {"verified"}
+
+
+def test_a_batch_that_does_not_continue_the_head_is_a_fork(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    s = agentsim.Session(stub, agent)
+    first, prev, raws, _ = agent.record(2)
+    s.send(agent.batch(s.welcome.nonce, first, prev, raws))
+    wrong = agentsim.SimAgent(agent.agent_id, agent.key, seq=2, head=b"\x00" * 32)
+    w_first, w_prev, w_raws, _ = wrong.record(1)
+    assert s.send(wrong.batch(s.welcome.nonce, w_first, w_prev, w_raws)).reject.reason == "fork"
+
+
+def test_unknown_and_revoked_agents_are_refused(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    stranger = agentsim.SimAgent("ag-nobody", Ed25519PrivateKey.generate())
+    with pytest.raises(grpc.RpcError) as err:
+        agentsim.Session(stub, stranger)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert collector.op("revoke", agent_id=agent.agent_id, reason="lost laptop")["revoked"]
+    with pytest.raises(grpc.RpcError) as err:
+        agentsim.Session(stub, agent)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "revoked" in (err.value.details() or "")
+
+
+def test_oversized_message_is_refused_and_the_collector_carries_on(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    s = agentsim.Session(stub, agent)
+    huge = agentsim.test_event(1, note="x" * (5 * 1024 * 1024))
+    from protos import envelope
+
+    raw = envelope.event_bytes(huge)
+    with pytest.raises(grpc.RpcError) as err:
+        s.send(agent.batch(s.welcome.nonce, 1, agent.head, [raw]))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    s2 = agentsim.Session(stub, agent)
+    first, prev, raws, _ = agent.record(1)
+    assert s2.send(agent.batch(s2.welcome.nonce, first, prev, raws)).ack.last_seq == 1
+
+
+def test_truncated_messages_are_a_clear_error_or_a_record(
+    collector: CollectorHarness, agent: agentsim.SimAgent
+) -> None:
+    chan = agentsim.channel(collector.address, collector.ca_path)
+    ship = chan.stream_stream("/safeguard.v1.Collector/Ship")
+    hello = agent.hello().SerializeToString()
+    with pytest.raises(grpc.RpcError) as err:
+        list(ship(iter([hello[: len(hello) // 2]]), timeout=30))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    first, prev, raws, _ = agent.record(2)
+    answers = ship(iter([hello]), timeout=30)
+    nonce = next(iter(answers))  # Welcome, raw bytes
+    assert nonce
+    batch = agent.batch(b"\0" * 16, first, prev, raws).SerializeToString()
+    replies = list(ship(iter([hello, batch[: len(batch) - 7]]), timeout=30))
+    from protos import ingest_pb2
+
+    last = ingest_pb2.CollectorMessage.FromString(replies[-1])
+    assert last.reject.reason == "malformed"
+    assert collector.count() == 0
+    assert [t["kind"] for t in collector.tampering(agent.agent_id)] == ["malformed"]
