@@ -48,8 +48,7 @@ async def start(data: DataDir, listen: str) -> Running:
         ingestor.stop()
         store.close()
         raise
-    log.info("collector.started listen=%s port=%d agents=%d", listen, port,
-             len(ingestor.agents))
+    log.info("collector.started listen=%s port=%d agents=%d", listen, port, len(ingestor.agents))
     return Running(data, port, store, ingestor, grpc_server, admin_server)
 
 

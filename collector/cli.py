@@ -35,8 +35,10 @@ def parse_duration(text: str) -> int:
 def _data(args: argparse.Namespace) -> DataDir:
     data = DataDir(Path(args.data).resolve())
     if args.command not in ("init",) and not data.is_initialised():
-        raise CliError(f"{data.root} is not a collector data folder; run "
-                       f"`safeguard-collector init --data {args.data}` first")
+        raise CliError(
+            f"{data.root} is not a collector data folder; run "
+            f"`safeguard-collector init --data {args.data}` first"
+        )
     return data
 
 
@@ -46,8 +48,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         if args.exist_ok:
             print(f"{data.root} is already initialised; nothing changed")
             return 0
-        raise CliError(f"{data.root} is already initialised; nothing changed "
-                       "(use --exist-ok to accept that)")
+        raise CliError(
+            f"{data.root} is already initialised; nothing changed (use --exist-ok to accept that)"
+        )
     if data.root.exists() and any(data.root.iterdir()):
         raise CliError(f"{data.root} exists and is not empty; choose a new folder")
     make_private_dir(data.root)
@@ -96,13 +99,16 @@ def cmd_agents(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'AGENT':25} {'HOST':20} {'VERSION':8} {'LAST SEEN (UTC)':20} {'SEQ':>8}  "
-          "HEAD     STATE")
+    print(
+        f"{'AGENT':25} {'HOST':20} {'VERSION':8} {'LAST SEEN (UTC)':20} {'SEQ':>8}  HEAD     STATE"
+    )
     for r in rows:
         seen = _when(r["last_seen_ms"])
         state = "revoked" if r["revoked_ms"] else "active"
-        print(f"{r['agent_id']:25} {r['hostname'][:20]:20} {r['version'][:8]:8} {seen:20} "
-              f"{r['last_seq']:>8}  {(r['head_hash'] or '')[:8].lower()} {state}")
+        print(
+            f"{r['agent_id']:25} {r['hostname'][:20]:20} {r['version'][:8]:8} {seen:20} "
+            f"{r['last_seq']:>8}  {(r['head_hash'] or '')[:8].lower()} {state}"
+        )
     return 0
 
 
@@ -130,8 +136,10 @@ def cmd_events(args: argparse.Namespace) -> int:
         else:
             e = r["event"]
             kind = next((k for k in e if k not in _EVENT_FIELDS), "?")
-            print(f"{r['agent_id']} #{r['seq']:<6} {_when(int(e.get('observed_unix_ms', 0)))} "
-                  f"sev={e.get('severity', 0)} {kind:10} chain={r['chain']}")
+            print(
+                f"{r['agent_id']} #{r['seq']:<6} {_when(int(e.get('observed_unix_ms', 0)))} "
+                f"sev={e.get('severity', 0)} {kind:10} chain={r['chain']}"
+            )
     return 0
 
 
@@ -141,9 +149,12 @@ _EVENT_FIELDS = {"seq", "observed_unix_ms", "severity", "account", "event_id"}
 def cmd_tampering(args: argparse.Namespace) -> int:
     rows = _ask(_data(args), "tampering", {"agent_id": args.agent})
     for r in rows:
-        print(json.dumps(r) if args.format == "json" else
-              f"{r['id']:5} {r['agent_id']} {r['kind']:14} seq {r['first_seq']}..{r['last_seq']}"
-              f" {_when(r['detected_ms'])}  {r['detail']}")
+        print(
+            json.dumps(r)
+            if args.format == "json"
+            else f"{r['id']:5} {r['agent_id']} {r['kind']:14} seq {r['first_seq']}..{r['last_seq']}"
+            f" {_when(r['detected_ms'])}  {r['detail']}"
+        )
     return 0
 
 
@@ -176,8 +187,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def ready(running: app.Running) -> None:
         host = args.listen.rsplit(":", 1)[0]
-        print(f"collector ready: gRPC/TLS on {host}:{running.port}, data in {data.root}",
-              flush=True)
+        print(
+            f"collector ready: gRPC/TLS on {host}:{running.port}, data in {data.root}", flush=True
+        )
 
     app.serve_forever(data, args.listen, ready)
     return 0
@@ -231,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
+        level=args.log_level.upper(),
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:

@@ -59,8 +59,12 @@ def new_token(store: Store, ttl_s: int, uses: int, note: str = "") -> dict[str, 
         }
     )
     log.info("token.created id=%s uses=%d ttl_s=%d", token_id, uses, ttl_s)
-    return {"token": f"sgt_{token_id}_{secret}", "token_id": token_id,
-            "expires_ms": created + ttl_s * 1000, "uses": uses}
+    return {
+        "token": f"sgt_{token_id}_{secret}",
+        "token_id": token_id,
+        "expires_ms": created + ttl_s * 1000,
+        "uses": uses,
+    }
 
 
 def _check_token(store: Store, token: str) -> str:
@@ -74,8 +78,9 @@ def _check_token(store: Store, token: str) -> str:
         raise EnrolmentError("the enrolment token is not known to this collector")
     _, expires_ms, max_uses, uses = found
     if now_ms() >= expires_ms:
-        raise EnrolmentError("the enrolment token has expired; make a new one with "
-                             "`safeguard-collector token`")
+        raise EnrolmentError(
+            "the enrolment token has expired; make a new one with `safeguard-collector token`"
+        )
     if uses >= max_uses:
         raise EnrolmentError(f"the enrolment token has been used up ({max_uses} of {max_uses})")
     return token_id
@@ -112,8 +117,7 @@ def enrol(store: Store, data: DataDir, who: Applicant) -> str:
             "head_hash": envelope.genesis(agent_id),
         }
         store.insert_agent(row)
-        journal(data, {"op": "enrol", **row, "public_key": who.public_key.hex(),
-                       "head_hash": None})
+        journal(data, {"op": "enrol", **row, "public_key": who.public_key.hex(), "head_hash": None})
     log.info("agent.enrolled agent=%s host=%s token=%s", agent_id, who.hostname, token_id)
     return agent_id
 
@@ -123,8 +127,9 @@ def revoke(store: Store, data: DataDir, agent_id: str, reason: str) -> bool:
     with store.transaction():
         changed = store.revoke_agent(agent_id, reason, at)
         if changed:
-            journal(data, {"op": "revoke", "agent_id": agent_id, "reason": reason,
-                           "revoked_ms": at})
+            journal(
+                data, {"op": "revoke", "agent_id": agent_id, "reason": reason, "revoked_ms": at}
+            )
     if changed:
         log.warning("agent.revoked agent=%s", agent_id)
     return changed

@@ -7,6 +7,7 @@ records are not trusted, only the agent's key, the stored bytes and the stored s
 from __future__ import annotations
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector.store import Store
 from protos import envelope
@@ -23,8 +24,9 @@ def verify_range(store: Store, agent_id: str, first: int, last: int) -> dict[int
         agent_id, first, last
     ):
         rows = store.event_range(agent_id, b_first, b_last)
-        verdict = _verify_batch(key, agent_id, b_first, b_last, prev_hash, head, nonce,
-                                signature, rows)
+        verdict = _verify_batch(
+            key, agent_id, b_first, b_last, prev_hash, head, nonce, signature, rows
+        )
         if b_first == 1 and prev_hash != envelope.genesis(agent_id):
             verdict = "chain does not start at this agent's genesis"
         for seq, _, _ in rows:
@@ -36,8 +38,14 @@ def verify_range(store: Store, agent_id: str, first: int, last: int) -> dict[int
 
 
 def _verify_batch(
-    key: envelope.Ed25519PublicKey, agent_id: str, first: int, last: int,
-    prev_hash: bytes, head: bytes, nonce: bytes, signature: bytes,
+    key: Ed25519PublicKey,
+    agent_id: str,
+    first: int,
+    last: int,
+    prev_hash: bytes,
+    head: bytes,
+    nonce: bytes,
+    signature: bytes,
     rows: list[tuple[int, bytes, bytes]],
 ) -> str:
     try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from collector import verify
-from collector.store import AgentRecord, Store, now_ms
+from collector.store import EVENT_COLUMNS, AgentRecord, Store, now_ms
 from protos import envelope, ingest_pb2
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,7 @@ class _CallJob:
 class _Group:
     """What one transaction will write, and whom to answer once it commits."""
 
-    columns: dict[str, list[Any]] = field(
-        default_factory=lambda: {c: [] for c in _EVENT_COLUMNS}
-    )
+    columns: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in EVENT_COLUMNS})
     batches: list[tuple[Any, ...]] = field(default_factory=list)
     heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     tampering: list[tuple[Any, ...]] = field(default_factory=list)
@@ -64,10 +62,6 @@ class _Group:
     events: int = 0
 
 
-_EVENT_COLUMNS = (
-    "agent_id", "seq", "event_id", "kind", "severity", "account",
-    "observed_ms", "received_ms", "raw", "hash",
-)
 _Job = _BatchJob | _UnsignedJob | _CallJob | None
 
 
@@ -173,21 +167,33 @@ class Ingestor:
         if checked.first_seq <= last_seq and agent_id in group.heads:
             return False
         placement = verify.place(
-            checked, last_seq, head,
+            checked,
+            last_seq,
+            head,
             lambda a, b: self.store.stored_hashes(agent_id, a, b),
         )
         now = now_ms()
         if placement.tamper_kind:
             group.tampering.append(
-                (agent_id, placement.tamper_kind, placement.tamper_detail,
-                 checked.first_seq, checked.last_seq, now, _evidence(checked.batch))
+                (
+                    agent_id,
+                    placement.tamper_kind,
+                    placement.tamper_detail,
+                    checked.first_seq,
+                    checked.last_seq,
+                    now,
+                    _evidence(checked.batch),
+                )
             )
-            log.warning("batch.tamper agent=%s kind=%s first=%d last=%d", agent_id,
-                        placement.tamper_kind, checked.first_seq, checked.last_seq)
+            log.warning(
+                "batch.tamper agent=%s kind=%s first=%d last=%d",
+                agent_id,
+                placement.tamper_kind,
+                checked.first_seq,
+                checked.last_seq,
+            )
         if placement.duplicate:
-            group.answers.append(
-                (job.future, _ack(last_seq, duplicate=True))
-            )
+            group.answers.append((job.future, _ack(last_seq, duplicate=True)))
             return True
         if placement.store_from is None:
             group.answers.append(
@@ -196,27 +202,33 @@ class Ingestor:
             return True
         cols = group.columns
         start = placement.store_from
-        for event, raw, h in zip(
-            checked.events[start:], checked.batch.events[start:], checked.hashes[start:],
-            strict=True,
-        ):
-            cols["agent_id"].append(agent_id)
-            cols["seq"].append(event.seq)
-            cols["event_id"].append(event.event_id)
-            cols["kind"].append(event.WhichOneof("payload") or "")
-            cols["severity"].append(event.severity)
-            cols["account"].append(event.account)
-            cols["observed_ms"].append(event.observed_unix_ms)
-            cols["received_ms"].append(now)
-            cols["raw"].append(raw)
-            cols["hash"].append(h)
+        events = checked.events[start:] if start else checked.events
+        n = len(events)
+        cols["agent_id"] += [agent_id] * n
+        cols["seq"] += range(checked.first_seq + start, checked.last_seq + 1)
+        cols["event_id"] += [e.event_id for e in events]
+        cols["kind"] += [e.WhichOneof("payload") or "" for e in events]
+        cols["severity"] += [e.severity for e in events]
+        cols["account"] += [e.account for e in events]
+        cols["observed_ms"] += [e.observed_unix_ms for e in events]
+        cols["received_ms"] += [now] * n
+        cols["raw"] += checked.batch.events[start:]
+        cols["hash"] += checked.hashes[start:]
         b = checked.batch
         group.batches.append(
-            (agent_id, b.first_seq, checked.last_seq, b.prev_hash, b.head_hash, job.nonce,
-             b.signature, now)
+            (
+                agent_id,
+                b.first_seq,
+                checked.last_seq,
+                b.prev_hash,
+                b.head_hash,
+                job.nonce,
+                b.signature,
+                now,
+            )
         )
         group.heads[agent_id] = (checked.last_seq, checked.hashes[-1])
-        group.events += len(checked.events) - start
+        group.events += n
         group.answers.append((job.future, _ack(checked.last_seq)))
         return True
 

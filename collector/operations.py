@@ -40,8 +40,9 @@ def op_tampering(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
 
 
 def op_events(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
-    rows = store.events(args.get("agent_id"), int(args.get("limit", 100)),
-                        int(args.get("after_seq", 0)))
+    rows = store.events(
+        args.get("agent_id"), int(args.get("limit", 100)), int(args.get("after_seq", 0))
+    )
     proofs: dict[str, dict[int, str]] = {}
     by_agent: dict[str, list[int]] = {}
     for agent_id, seq, *_ in rows:

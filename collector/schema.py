@@ -39,8 +39,10 @@ MIGRATIONS: list[str] = [
         observed_ms  BIGINT NOT NULL,
         received_ms  BIGINT NOT NULL,
         raw          BLOB NOT NULL,
-        hash         BLOB NOT NULL,
-        PRIMARY KEY (agent_id, seq)
+        hash         BLOB NOT NULL
+        -- No PRIMARY KEY: its index would live in memory and grow with every event. The single
+        -- writer stores only seqs past the agent's stored head, which is what keeps (agent, seq)
+        -- unique; tests count it.
     );
     CREATE TABLE batches (
         agent_id     VARCHAR NOT NULL,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Future
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
 from collector import enrolment, policy
@@ -21,21 +22,52 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 MAX_MESSAGE = 4 * 1024 * 1024  # a batch larger than this is refused by gRPC itself
-IN_FLIGHT = 8  # batches per stream verified ahead of their commit
+IN_FLIGHT = 4  # batches per stream verified ahead of their commit
+QUEUED_EVENTS = 100_000  # across all streams: bounds memory however many agents connect
+
+
+class Budget:
+    """Events accepted but not yet answered, across all streams. A stream waits for room, so
+    memory stays bounded and the waiting is pushed back to the agents (which hold the events)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._room = asyncio.Condition()
+
+    async def acquire(self, n: int) -> None:
+        async with self._room:
+            # A batch larger than the whole budget still goes through, alone.
+            await self._room.wait_for(lambda: self.used == 0 or self.used + n <= self.limit)
+            self.used += n
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._room:
+            self._room.notify_all()
 
 
 class CollectorService(ingest_pb2_grpc.CollectorServicer):
     def __init__(self, data: DataDir, ingestor: Ingestor) -> None:
         self.data = data
         self.ingestor = ingestor
+        self.budget = Budget(QUEUED_EVENTS)
 
-    async def Enrol(  # noqa: N802 -- gRPC method names come from the .proto
-        self, request: ingest_pb2.EnrolRequest, context: grpc.aio.ServicerContext[
-            ingest_pb2.EnrolRequest, ingest_pb2.EnrolResponse]
+    async def Enrol(
+        self,
+        request: ingest_pb2.EnrolRequest,
+        context: grpc.aio.ServicerContext[ingest_pb2.EnrolRequest, ingest_pb2.EnrolResponse],
     ) -> ingest_pb2.EnrolResponse:
         applicant = enrolment.Applicant(
-            token=request.token, public_key=request.public_key, proof=request.proof,
-            hostname=request.hostname, os=request.os, version=request.agent_version,
+            token=request.token,
+            public_key=request.public_key,
+            proof=request.proof,
+            hostname=request.hostname,
+            os=request.os,
+            version=request.agent_version,
         )
         try:
             agent_id = await asyncio.wrap_future(
@@ -53,15 +85,16 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
             collector_id=self.data.collector_id_file.read_text().strip(),
         )
 
-    async def FetchPolicy(  # noqa: N802
-        self, request: ingest_pb2.PolicyRequest, context: grpc.aio.ServicerContext[
-            ingest_pb2.PolicyRequest, ingest_pb2.PolicyBundle]
+    async def FetchPolicy(
+        self,
+        request: ingest_pb2.PolicyRequest,
+        context: grpc.aio.ServicerContext[ingest_pb2.PolicyRequest, ingest_pb2.PolicyBundle],
     ) -> ingest_pb2.PolicyBundle:
         if request.agent_id not in self.ingestor.agents:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown agent")
         return policy.newer_than(self.data, request.have_version)
 
-    async def Ship(  # noqa: N802
+    async def Ship(
         self,
         request_iterator: AsyncIterator[ingest_pb2.AgentMessage],
         context: grpc.aio.ServicerContext[ingest_pb2.AgentMessage, ingest_pb2.CollectorMessage],
@@ -75,24 +108,31 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         hello = first.hello
         rec = self.ingestor.agents.get(hello.agent_id)
         if rec is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                f"agent {hello.agent_id!r} is not enrolled with this collector")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"agent {hello.agent_id!r} is not enrolled with this collector",
+            )
         if rec.revoked_ms is not None:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"agent {hello.agent_id} has been revoked")
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"agent {hello.agent_id} has been revoked"
+            )
         key = envelope.public_key_from_raw(rec.public_key)
         nonce = secrets.token_bytes(envelope.NONCE_LEN)
         rec.last_seen_ms = now_ms()
-        log.info("stream.open agent=%s host=%s last_seq=%d", rec.agent_id, hello.hostname,
-                 rec.last_seq)
+        log.info(
+            "stream.open agent=%s host=%s last_seq=%d", rec.agent_id, hello.hostname, rec.last_seq
+        )
         yield ingest_pb2.CollectorMessage(
             welcome=ingest_pb2.Welcome(
-                nonce=nonce, last_seq=rec.last_seq, head_hash=rec.head_hash,
-                collector_version=VERSION, policy_version=policy.current_version(self.data),
+                nonce=nonce,
+                last_seq=rec.last_seq,
+                head_hash=rec.head_hash,
+                collector_version=VERSION,
+                policy_version=policy.current_version(self.data),
             )
         )
-        pending: asyncio.Queue[asyncio.Future[ingest_pb2.CollectorMessage] | None] = (
-            asyncio.Queue(IN_FLIGHT)
+        pending: asyncio.Queue[asyncio.Future[ingest_pb2.CollectorMessage] | None] = asyncio.Queue(
+            IN_FLIGHT
         )
         reader = asyncio.create_task(
             self._read_batches(request_iterator, rec.agent_id, key, nonce, pending)
@@ -110,7 +150,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         self,
         requests: AsyncIterator[ingest_pb2.AgentMessage],
         agent_id: str,
-        key: envelope.Ed25519PublicKey,
+        key: Ed25519PublicKey,
         nonce: bytes,
         pending: asyncio.Queue[asyncio.Future[ingest_pb2.CollectorMessage] | None],
     ) -> None:
@@ -124,19 +164,26 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
                 except DecodeError as exc:
                     # Not a batch at all: record it against the agent that said hello, stop.
                     future = self.ingestor.submit_unsigned(
-                        ingest_pb2.Batch(agent_id=agent_id), "malformed",
+                        ingest_pb2.Batch(agent_id=agent_id),
+                        "malformed",
                         f"a message did not parse: {exc}",
                     )
                     await pending.put(asyncio.wrap_future(future))
                     break
-                await pending.put(asyncio.wrap_future(self._check(message, agent_id, key, nonce)))
+                n = len(message.batch.events)
+                await self.budget.acquire(n)
+                answer = asyncio.wrap_future(self._check(message, agent_id, key, nonce))
+                answer.add_done_callback(lambda _, n=n: self.budget.release(n))  # type: ignore[misc]
+                await pending.put(answer)
         finally:
             await pending.put(None)
 
-
     def _check(
-        self, message: ingest_pb2.AgentMessage, agent_id: str,
-        key: envelope.Ed25519PublicKey, nonce: bytes,
+        self,
+        message: ingest_pb2.AgentMessage,
+        agent_id: str,
+        key: Ed25519PublicKey,
+        nonce: bytes,
     ) -> Future[ingest_pb2.CollectorMessage]:
         """Verify a batch on its own terms and queue it for the writer, or for the record."""
         batch = message.batch
@@ -152,9 +199,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         return self.ingestor.submit(checked, nonce)
 
 
-async def start(
-    data: DataDir, ingestor: Ingestor, listen: str
-) -> tuple[grpc.aio.Server, int]:
+async def start(data: DataDir, ingestor: Ingestor, listen: str) -> tuple[grpc.aio.Server, int]:
     """Start the TLS gRPC server; returns it and the port it bound (listen may use port 0)."""
     server = grpc.aio.server(
         options=[

@@ -22,6 +22,9 @@ from collector.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
+# DuckDB's buffer pool otherwise grows to 80% of RAM; the collector shares its node.
+MEMORY_LIMIT = "512MB"
+
 
 class DatabaseError(RuntimeError):
     """The database cannot be used; the message says why and what to do."""
@@ -43,21 +46,67 @@ class AgentRecord:
 
 
 EVENT_COLUMNS = (
-    "agent_id", "seq", "event_id", "kind", "severity", "account",
-    "observed_ms", "received_ms", "raw", "hash",
+    "agent_id",
+    "seq",
+    "event_id",
+    "kind",
+    "severity",
+    "account",
+    "observed_ms",
+    "received_ms",
+    "raw",
+    "hash",
 )
 _EVENT_TYPES = (
-    pa.string(), pa.uint64(), pa.string(), pa.string(), pa.uint8(), pa.string(),
-    pa.int64(), pa.int64(), pa.binary(), pa.binary(),
+    pa.string(),
+    pa.uint64(),
+    pa.string(),
+    pa.string(),
+    pa.uint8(),
+    pa.string(),
+    pa.int64(),
+    pa.int64(),
+    pa.binary(),
+    pa.binary(),
 )
 EVENT_SCHEMA = pa.schema(list(zip(EVENT_COLUMNS, _EVENT_TYPES, strict=True)))
+_BATCH_COLUMNS = (
+    "agent_id",
+    "first_seq",
+    "last_seq",
+    "prev_hash",
+    "head_hash",
+    "nonce",
+    "signature",
+    "received_ms",
+)
+_BATCH_SCHEMA = pa.schema(
+    list(
+        zip(
+            _BATCH_COLUMNS,
+            (
+                pa.string(),
+                pa.uint64(),
+                pa.uint64(),
+                pa.binary(),
+                pa.binary(),
+                pa.binary(),
+                pa.binary(),
+                pa.int64(),
+            ),
+            strict=True,
+        )
+    )
+)
 
 
 class Store:
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
         try:
-            self.con = duckdb.connect(str(path), read_only=read_only)
+            self.con = duckdb.connect(
+                str(path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT}
+            )
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise DatabaseError(
@@ -132,8 +181,14 @@ class Store:
         self.con.execute(
             "INSERT INTO tokens (token_id, secret_hash, created_ms, expires_ms, max_uses, note) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [row["token_id"], row["secret_hash"], row["created_ms"], row["expires_ms"],
-             row["max_uses"], row["note"]],
+            [
+                row["token_id"],
+                row["secret_hash"],
+                row["created_ms"],
+                row["expires_ms"],
+                row["max_uses"],
+                row["note"],
+            ],
         )
 
     def token(self, token_id: str) -> tuple[bytes, int, int, int] | None:
@@ -148,22 +203,41 @@ class Store:
 
     # -- events and batches ---------------------------------------------------------------
     def append_events(self, columns: dict[str, list[Any]]) -> None:
-        table = pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
-        self.con.register("incoming_events", table)
-        try:
-            self.con.execute("INSERT INTO events SELECT * FROM incoming_events")
-        finally:
-            self.con.unregister("incoming_events")
+        self._insert_arrow("events", pa.Table.from_pydict(columns, schema=EVENT_SCHEMA))
 
     def append_batches(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.con.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        """(agent_id, first_seq, last_seq, prev_hash, head_hash, nonce, signature, received_ms)."""
+        table = pa.Table.from_pylist(
+            [dict(zip(_BATCH_COLUMNS, r, strict=True)) for r in rows], schema=_BATCH_SCHEMA
+        )
+        self._insert_arrow("batches", table)
 
     def set_heads(self, rows: Sequence[tuple[int, bytes, int, str]]) -> None:
         """(last_seq, head_hash, last_seen_ms, agent_id) for each agent that advanced."""
-        self.con.executemany(
-            "UPDATE agents SET last_seq = ?, head_hash = ?, last_seen_ms = ? WHERE agent_id = ?",
-            rows,
+        cols = list(zip(*rows, strict=True))
+        table = pa.table(
+            {
+                "last_seq": pa.array(cols[0], pa.uint64()),
+                "head_hash": pa.array(cols[1], pa.binary()),
+                "last_seen_ms": pa.array(cols[2], pa.int64()),
+                "agent_id": pa.array(cols[3], pa.string()),
+            }
         )
+        self.con.register("new_heads", table)
+        try:
+            self.con.execute(
+                "UPDATE agents SET last_seq = n.last_seq, head_hash = n.head_hash, "
+                "last_seen_ms = n.last_seen_ms FROM new_heads n WHERE agents.agent_id = n.agent_id"
+            )
+        finally:
+            self.con.unregister("new_heads")
+
+    def _insert_arrow(self, table_name: str, table: pa.Table) -> None:
+        self.con.register("incoming_rows", table)
+        try:
+            self.con.execute(f"INSERT INTO {table_name} SELECT * FROM incoming_rows")  # noqa: S608 -- our own table names
+        finally:
+            self.con.unregister("incoming_rows")
 
     def touch_agents(self, rows: Sequence[tuple[int, str]]) -> None:
         self.con.executemany("UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?", rows)
@@ -188,8 +262,11 @@ class Store:
         self, agent_id: str | None = None, limit: int = 100, after_seq: int = 0
     ) -> list[tuple[Any, ...]]:
         """The newest `limit` events (of one agent, or all), oldest first, with raw bytes."""
-        where, args = ("WHERE seq > ?", [after_seq]) if agent_id is None else (
-            "WHERE agent_id = ? AND seq > ?", [agent_id, after_seq])
+        where, args = (
+            ("WHERE seq > ?", [after_seq])
+            if agent_id is None
+            else ("WHERE agent_id = ? AND seq > ?", [agent_id, after_seq])
+        )
         return self.con.execute(
             f"SELECT * FROM (SELECT agent_id, seq, raw, hash, received_ms FROM events {where} "  # noqa: S608 -- fixed fragments
             "ORDER BY received_ms DESC, agent_id, seq DESC LIMIT ?) "
@@ -215,11 +292,11 @@ class Store:
         ).fetchall()
 
     def tampering(self, agent_id: str | None = None) -> list[dict[str, Any]]:
-        where, args = ("", []) if agent_id is None else ("WHERE agent_id = ?", [agent_id])
         cur = self.con.execute(
             "SELECT id, agent_id, kind, detail, first_seq, last_seq, detected_ms, "
-            f"octet_length(evidence) AS evidence_bytes FROM tampering {where} ORDER BY id",  # noqa: S608 -- fixed fragment
-            args,
+            "octet_length(evidence) AS evidence_bytes FROM tampering "
+            "WHERE ? IS NULL OR agent_id = ? ORDER BY id",
+            [agent_id, agent_id],
         )
         return _dicts(cur)
 

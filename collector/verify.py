@@ -38,14 +38,16 @@ def place(
         if checked.batch.prev_hash == head_hash:
             return Placement(store_from=0)
         return Placement(
-            None, tamper_kind="fork",
+            None,
+            tamper_kind="fork",
             tamper_detail=f"batch at seq {first} does not continue the stored head at {last_seq}",
         )
     if first > last_seq + 1:
         # Events are missing before this batch. Store what arrived (it is signed and chained
         # within itself) and record the hole, which is what a DSL needs to see.
         return Placement(
-            store_from=0, tamper_kind="gap",
+            store_from=0,
+            tamper_kind="gap",
             tamper_detail=f"seqs {last_seq + 1}..{first - 1} never arrived",
         )
     # The batch starts at or before what is stored: a re-send, a replay, or a fork.
@@ -54,7 +56,8 @@ def place(
     sent = checked.hashes[: overlap_last - first + 1]
     if stored != sent:
         return Placement(
-            None, tamper_kind="fork",
+            None,
+            tamper_kind="fork",
             tamper_detail=f"seqs {first}..{overlap_last} differ from the stored events",
         )
     if last <= last_seq:
@@ -62,9 +65,7 @@ def place(
     return Placement(store_from=last_seq - first + 1)
 
 
-def classify_unsigned(
-    batch_hashes: list[bytes], stored: list[bytes]
-) -> str:
+def classify_unsigned(batch_hashes: list[bytes], stored: list[bytes]) -> str:
     """A batch whose signature failed: a replay of stored events, or a forgery."""
     if batch_hashes and stored == batch_hashes:
         return "replay"

@@ -147,18 +147,13 @@ def check_batch(
     hashes = chain(batch.prev_hash, batch.events)
     if hashes[-1] != batch.head_hash:
         raise EnvelopeError("bad_chain: events do not hash to the signed head")
-    events = []
-    for i, raw in enumerate(batch.events):
-        event = events_pb2.Event()
-        try:
-            event.ParseFromString(raw)
-        except Exception as exc:  # protobuf raises DecodeError and friends
-            raise EnvelopeError(f"malformed: event {i} does not parse: {exc}") from None
-        if event.seq != batch.first_seq + i:
-            raise EnvelopeError(
-                f"malformed: event {i} has seq {event.seq}, expected {batch.first_seq + i}"
-            )
-        events.append(event)
+    parse = events_pb2.Event.FromString
+    try:
+        events = [parse(raw) for raw in batch.events]
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise EnvelopeError(f"malformed: an event does not parse: {exc}") from None
+    if [e.seq for e in events] != list(range(batch.first_seq, last_seq + 1)):
+        raise EnvelopeError(f"malformed: event seqs are not {batch.first_seq}..{last_seq}")
     return CheckedBatch(batch=batch, events=events, hashes=hashes)
 
 

@@ -1,7 +1,7 @@
 """Regenerate the Python modules from the .proto files: the only way they change.
 
-    python protos/generate.py          # write protos/*_pb2*.py and .pyi
-    python protos/generate.py --check  # exit 1 if the checked-in modules are stale (CI)
+python protos/generate.py          # write protos/*_pb2*.py and .pyi
+python protos/generate.py --check  # exit 1 if the checked-in modules are stale (CI)
 """
 
 from __future__ import annotations

@@ -29,14 +29,19 @@ def raw_key(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def enrol(stub: ingest_pb2_grpc.CollectorStub, token: str,
-          key: Ed25519PrivateKey | None = None) -> tuple[str, Ed25519PrivateKey]:
+def enrol(
+    stub: ingest_pb2_grpc.CollectorStub, token: str, key: Ed25519PrivateKey | None = None
+) -> tuple[str, Ed25519PrivateKey]:
     key = key or Ed25519PrivateKey.generate()
     pub = raw_key(key)
     reply = stub.Enrol(
         ingest_pb2.EnrolRequest(
-            token=token, public_key=pub, proof=key.sign(envelope.enrol_proof_payload(token, pub)),
-            hostname=socket.gethostname(), os="test", agent_version="sim",
+            token=token,
+            public_key=pub,
+            proof=key.sign(envelope.enrol_proof_payload(token, pub)),
+            hostname=socket.gethostname(),
+            os="test",
+            agent_version="sim",
         ),
         timeout=30,
     )
@@ -45,8 +50,11 @@ def enrol(stub: ingest_pb2_grpc.CollectorStub, token: str,
 
 def test_event(seq: int, note: str = "") -> events_pb2.Event:
     return events_pb2.Event(
-        seq=seq, observed_unix_ms=int(time.time() * 1000), severity=1,
-        event_id=os.urandom(8).hex(), test_alert=events_pb2.TestAlert(requested_by="sim", note=note),
+        seq=seq,
+        observed_unix_ms=int(time.time() * 1000),
+        severity=1,
+        event_id=os.urandom(8).hex(),
+        test_alert=events_pb2.TestAlert(requested_by="sim", note=note),
     )
 
 
@@ -80,8 +88,14 @@ class SimAgent:
             hello=ingest_pb2.Hello(agent_id=self.agent_id, agent_version="sim", hostname="sim")
         )
 
-    def batch(self, nonce: bytes, first: int, prev: bytes, raws: list[bytes],
-              key: Ed25519PrivateKey | None = None) -> ingest_pb2.AgentMessage:
+    def batch(
+        self,
+        nonce: bytes,
+        first: int,
+        prev: bytes,
+        raws: list[bytes],
+        key: Ed25519PrivateKey | None = None,
+    ) -> ingest_pb2.AgentMessage:
         b = envelope.make_batch(key or self.key, self.agent_id, nonce, first, prev, raws)
         return ingest_pb2.AgentMessage(batch=b)
 

@@ -1,0 +1,334 @@
+"""Collector throughput and latency over real TLS gRPC on loopback.
+
+    .venv/bin/python bench/bench_pipeline.py                 # 100 and 1,000 agents
+    .venv/bin/python bench/bench_pipeline.py --agents 100 --events 2000 --profile
+
+Starts `safeguard-collector serve` as its own process, enrols N simulated agents (real keys,
+real signatures), and has every agent stream its pre-chained events at once, in signed batches,
+waiting for each acknowledgement (which the collector sends only after the DuckDB commit).
+Reports events/s verified and committed, batch round trips, loopback bytes per event, collector
+RSS and CPU, and checks the stored count is exact. With --profile, py-spy samples the collector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import psutil
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from collector import admin  # noqa: E402 -- after the path is set
+from protos import envelope, events_pb2, ingest_pb2, ingest_pb2_grpc  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Agent:
+    agent_id: str
+    key: Ed25519PrivateKey
+    raws: list[bytes] = field(default_factory=list)
+    hashes: list[bytes] = field(default_factory=list)
+
+
+def loopback_bytes() -> int:
+    for line in Path("/proc/net/dev").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip() == "lo":
+            return int(rest.split()[0])  # received on lo == sent on lo
+    return 0
+
+
+def make_events(agent: Agent, n: int) -> None:
+    """Realistic keyword detections, chained as an agent's outbox would chain them."""
+    h = envelope.genesis(agent.agent_id)
+    now = int(time.time() * 1000)
+    for seq in range(1, n + 1):
+        event = events_pb2.Event(
+            seq=seq,
+            observed_unix_ms=now,
+            severity=3,
+            account="pupil.k2",
+            event_id=os.urandom(8).hex(),
+            keyword=events_pb2.KeywordDetection(
+                category="bullying",
+                list="bullying",
+                terms=["nobody likes you"],
+                score=60,
+                context="and honestly nobody likes you so",
+                application="chrome",
+                window_title="Docs - Homework",
+                source="keyboard",
+            ),
+        )
+        raw = envelope.event_bytes(event)
+        h = envelope.link(h, raw)
+        agent.raws.append(raw)
+        agent.hashes.append(h)
+
+
+async def enrol_all(address: str, ca: bytes, token: str, n: int) -> list[Agent]:
+    async with grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca)) as chan:
+        stub = ingest_pb2_grpc.CollectorStub(chan)
+
+        async def one(i: int) -> Agent:
+            key = Ed25519PrivateKey.generate()
+            pub = key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+            reply = await stub.Enrol(
+                ingest_pb2.EnrolRequest(
+                    token=token,
+                    public_key=pub,
+                    hostname=f"pc-{i:05d}",
+                    os="bench",
+                    agent_version="bench",
+                    proof=key.sign(envelope.enrol_proof_payload(token, pub)),
+                )
+            )
+            return Agent(reply.agent_id, key)
+
+        agents: list[Agent] = []
+        for start in range(0, n, 100):
+            agents += await asyncio.gather(*(one(i) for i in range(start, min(n, start + 100))))
+        return agents
+
+
+async def ship(
+    address: str, ca: bytes, agents: list[Agent], batch: int, window: int
+) -> tuple[float, float, list[float]]:
+    """Every agent streams all its events; returns (start, end, batch round trips)."""
+    rtts: list[float] = []
+    channels = [
+        grpc.aio.secure_channel(
+            address,
+            grpc.ssl_channel_credentials(ca),
+            options=[("grpc.use_local_subchannel_pool", 1)],
+        )
+        for _ in range(min(8, len(agents)))
+    ]
+
+    async def one(i: int, agent: Agent) -> None:
+        stub = ingest_pb2_grpc.CollectorStub(channels[i % len(channels)])
+        call = stub.Ship()
+        await call.write(
+            ingest_pb2.AgentMessage(
+                hello=ingest_pb2.Hello(
+                    agent_id=agent.agent_id, agent_version="bench", hostname="bench"
+                )
+            )
+        )
+        welcome = (await call.read()).welcome
+        sent: list[float] = []
+        acked = 0
+        total = len(agent.raws)
+        next_first = 1
+
+        async def reader() -> None:
+            nonlocal acked
+            while acked < total:
+                answer = await call.read()
+                assert answer.WhichOneof("msg") == "ack", answer
+                rtts.append(time.perf_counter() - sent.pop(0))
+                acked = answer.ack.last_seq
+
+        read_task = asyncio.create_task(reader())
+        while next_first <= total:
+            while len(sent) >= window:
+                await asyncio.sleep(0.001)
+            last = min(total, next_first + batch - 1)
+            prev = (
+                envelope.genesis(agent.agent_id)
+                if next_first == 1
+                else agent.hashes[next_first - 2]
+            )
+            b = envelope.make_batch(
+                agent.key,
+                agent.agent_id,
+                welcome.nonce,
+                next_first,
+                prev,
+                agent.raws[next_first - 1 : last],
+                agent.hashes[next_first - 1 : last],
+            )
+            sent.append(time.perf_counter())
+            await call.write(ingest_pb2.AgentMessage(batch=b))
+            next_first = last + 1
+        await read_task
+        await call.done_writing()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i, a) for i, a in enumerate(agents)))
+    end = time.perf_counter()
+    for chan in channels:
+        await chan.close()
+    return start, end, rtts
+
+
+def run_scenario(
+    n_agents: int, per_agent: int, batch: int, window: int, profile: Path | None
+) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="sg-bench-"))
+    data = tmp / "collector"
+    subprocess.run(
+        [BIN / "safeguard-collector", "init", "--data", data], check=True, capture_output=True
+    )
+    proc = subprocess.Popen(
+        [
+            BIN / "safeguard-collector",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--data",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        address = f"127.0.0.1:{port}"
+        ca = (data / "ca.pem").read_bytes()
+        token = admin.request(data / "admin.sock", "token", {"ttl_s": 3600, "uses": n_agents})[
+            "token"
+        ]
+        agents = asyncio.run(enrol_all(address, ca, token, n_agents))
+        for a in agents:
+            make_events(a, per_agent)
+        collector = psutil.Process(proc.pid)
+        cpu0 = collector.cpu_times()
+        lo0 = loopback_bytes()
+        spy = None
+        if profile:
+            spy = subprocess.Popen(
+                [
+                    BIN / "py-spy",
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(profile),
+                    "--threads",
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)
+        peak_rss = [collector.memory_info().rss]
+        rss_before = peak_rss[0]
+
+        async def sampled() -> tuple[float, float, list[float]]:
+            async def sample() -> None:
+                while True:
+                    peak_rss.append(collector.memory_info().rss)
+                    await asyncio.sleep(0.2)
+
+            task = asyncio.create_task(sample())
+            try:
+                return await ship(address, ca, agents, batch, window)
+            finally:
+                task.cancel()
+
+        start, end, rtts = asyncio.run(sampled())
+        lo1 = loopback_bytes()
+        cpu1 = collector.cpu_times()
+        if spy:
+            spy.send_signal(2)
+            spy.wait(30)
+        total = n_agents * per_agent
+        stored = admin.request(data / "admin.sock", "count", {})["events"]
+        rtts.sort()
+        wall = end - start
+        return {
+            "agents": n_agents,
+            "events": total,
+            "stored": stored,
+            "batch": batch,
+            "seconds": round(wall, 2),
+            "events_per_s": round(total / wall),
+            "batch_rtt_p50_ms": round(statistics.median(rtts) * 1000, 1),
+            "batch_rtt_p99_ms": round(rtts[int(len(rtts) * 0.99)] * 1000, 1),
+            "loopback_bytes_per_event": round((lo1 - lo0) / total, 1),
+            "payload_bytes_per_event": round(statistics.mean(len(r) for r in agents[0].raws), 1),
+            "collector_cpu_s": round((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system), 1),
+            "collector_rss_before_mb": round(rss_before / 2**20, 1),
+            "collector_peak_rss_mb": round(max(peak_rss) / 2**20, 1),
+            "collector_rss_after_mb": round(collector.memory_info().rss / 2**20, 1),
+            "db_mb": round((data / "collector.duckdb").stat().st_size / 2**20, 1),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total // 2**30} GiB, "
+        f"Python {platform.python_version()}, {platform.platform()}"
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--agents", type=int, nargs="+", default=[100, 1000])
+    p.add_argument("--events", type=int, default=0, help="events per agent (default: 1M total)")
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--window", type=int, default=2, help="batches in flight per agent")
+    p.add_argument("--profile", action="store_true", help="py-spy the collector (first scenario)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    print(f"machine: {machine()}")
+    for i, n in enumerate(args.agents):
+        per_agent = args.events or max(1, 1_000_000 // n)
+        prof = (
+            ROOT / "bench" / "results" / f"pipeline-profile-{n}.txt"
+            if args.profile and i == 0
+            else None
+        )
+        result = run_scenario(n, per_agent, args.batch, args.window, prof)
+        print(
+            json.dumps(result) if args.json else "  ".join(f"{k}={v}" for k, v in result.items()),
+            flush=True,
+        )
+        if result["stored"] != result["events"]:
+            print("ERROR: stored count differs from events sent", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""`safeguard-agent enroll` against the real collector: good, wrong, expired, used-up tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.identity import StateDir, load_ca, load_identity, load_key
+from tests.harness import CollectorHarness
+
+pytestmark = pytest.mark.integration
+
+
+def enroll(
+    collector: CollectorHarness, state: Path, token: str, *extra: str, ca: Path | None = None
+) -> list[str]:
+    token_file = state.parent / f"{state.name}.token"
+    token_file.write_text(token + "\n")
+    return [
+        "enroll", "--state", str(state), "--collector", collector.address,
+        "--token-file", str(token_file), "--ca", str(ca or collector.ca_path), *extra,
+    ]  # fmt: skip
+
+
+def test_enrolment_writes_a_private_key_an_identity_and_the_pinned_ca(
+    collector: CollectorHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "state"
+    assert main(enroll(collector, root, collector.new_token())) == 0
+    state = StateDir(root)
+    ident = load_identity(state)
+    assert ident.agent_id in capsys.readouterr().out
+    assert root.stat().st_mode & 0o777 == 0o700
+    assert state.key.stat().st_mode & 0o777 == 0o600
+    assert state.identity.stat().st_mode & 0o777 == 0o600
+    assert load_ca(state, ident) == collector.ca_path.read_bytes()
+    load_key(state, ident)
+    assert ident.collector == collector.address
+    assert len(bytes.fromhex(ident.policy_public_key)) == 32
+    agents = collector.op("agents")
+    assert [a["agent_id"] for a in agents] == [ident.agent_id]
+    assert json.loads(state.identity.read_text())["format"] == 1
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        ("wrong", "not known to this collector"),
+        ("expired", "has expired"),
+        ("used_up", "used up"),
+    ],
+)
+def test_a_refused_token_is_a_clear_error_and_leaves_nothing(
+    collector: CollectorHarness,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    spoil: str,
+    message: str,
+) -> None:
+    token = collector.new_token(uses=1)
+    if spoil == "wrong":
+        token = token[:-4] + ("aaaa" if not token.endswith("aaaa") else "bbbb")
+    elif spoil == "expired":
+        token_id = token.split("_")[1]
+        collector.with_store(
+            lambda s: s.con.execute(
+                "UPDATE tokens SET expires_ms = 1 WHERE token_id = ?", [token_id]
+            )
+        )
+    else:
+        assert main(enroll(collector, tmp_path / "first", token)) == 0
+    capsys.readouterr()
+    root = tmp_path / "state"
+    assert main(enroll(collector, root, token)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "enrolment refused" in err and message in err
+    assert not root.exists()
+
+
+def test_a_collector_whose_certificate_is_not_from_the_pinned_ca_is_not_trusted(
+    collector: CollectorHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = CollectorHarness(tmp_path / "other-school")  # a different school's CA
+    root = tmp_path / "state"
+    assert main(enroll(collector, root, collector.new_token(), ca=other.ca_path)) == 3
+    assert "unavailable" in capsys.readouterr().err
+    assert not root.exists()
+    assert collector.op("agents") == []
+
+
+def test_enrolling_again_needs_force_and_keeps_the_old_outbox(
+    collector: CollectorHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "state"
+    assert main(enroll(collector, root, collector.new_token())) == 0
+    first = load_identity(StateDir(root)).agent_id
+    assert main(["test-alert", "--state", str(root)]) == 0
+    capsys.readouterr()
+    assert main(enroll(collector, root, collector.new_token())) == 1
+    assert "--force" in capsys.readouterr().err
+    assert load_identity(StateDir(root)).agent_id == first
+    assert main(enroll(collector, root, collector.new_token(), "--force")) == 0
+    second = load_identity(StateDir(root)).agent_id
+    assert second != first
+    kept = [p.name for p in root.iterdir() if p.name.startswith("outbox.sqlite.previous-")]
+    assert any(name.startswith(f"outbox.sqlite.previous-{first}-") for name in kept)
+    assert not StateDir(root).outbox.exists()
