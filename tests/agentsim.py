@@ -83,6 +83,9 @@ class SimAgent:
         self.hashes += hashes
         return first, prev, raws, hashes
 
+    def head_at_genesis(self) -> bytes:
+        return envelope.genesis(self.agent_id)
+
     def hello(self) -> ingest_pb2.AgentMessage:
         return ingest_pb2.AgentMessage(
             hello=ingest_pb2.Hello(agent_id=self.agent_id, agent_version="sim", hostname="sim")

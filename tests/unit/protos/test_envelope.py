@@ -1,0 +1,103 @@
+"""The envelope both ends share: chain, batch signatures, and what check_batch refuses."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protos import envelope, events_pb2
+
+pytestmark = pytest.mark.unit
+
+KEY = Ed25519PrivateKey.generate()
+NONCE = b"n" * envelope.NONCE_LEN
+
+
+def raw(seq: int, note: str = "") -> bytes:
+    return envelope.event_bytes(
+        events_pb2.Event(seq=seq, severity=1, test_alert=events_pb2.TestAlert(note=note))
+    )
+
+
+def batch(first: int = 1, n: int = 3, agent: str = "ag-1"):  # type: ignore[no-untyped-def]
+    prev = envelope.genesis(agent) if first == 1 else b"p" * 32
+    return envelope.make_batch(KEY, agent, NONCE, first, prev, [raw(first + i) for i in range(n)])
+
+
+def test_a_good_batch_checks_and_decodes() -> None:
+    checked = envelope.check_batch(batch(), KEY.public_key(), NONCE)
+    assert [e.seq for e in checked.events] == [1, 2, 3]
+    assert checked.hashes[-1] == checked.batch.head_hash
+    assert (checked.first_seq, checked.last_seq) == (1, 3)
+
+
+def test_genesis_binds_the_chain_to_one_agent() -> None:
+    assert envelope.genesis("ag-1") != envelope.genesis("ag-2")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (lambda b: b.events.__setitem__(1, raw(2, "edited")), "bad_chain"),
+        (lambda b: setattr(b, "head_hash", b"x" * 32), "bad_signature"),
+        (lambda b: setattr(b, "first_seq", 2), "bad_signature"),
+        (lambda b: setattr(b, "agent_id", "ag-2"), "bad_signature"),
+        (lambda b: setattr(b, "signature", b"\0" * 64), "bad_signature"),
+        (lambda b: setattr(b, "prev_hash", b"short"), "malformed"),
+        (lambda b: b.ClearField("events"), "malformed"),
+    ],
+)
+def test_tampered_batches_are_refused_with_a_reason(tamper, reason) -> None:  # type: ignore[no-untyped-def]
+    b = batch()
+    tamper(b)
+    with pytest.raises(envelope.EnvelopeError, match=f"^{reason}"):
+        envelope.check_batch(b, KEY.public_key(), NONCE)
+
+
+def test_a_signature_for_another_session_does_not_verify() -> None:
+    with pytest.raises(envelope.EnvelopeError, match="^bad_signature"):
+        envelope.check_batch(batch(), KEY.public_key(), b"m" * envelope.NONCE_LEN)
+
+
+def test_events_whose_seqs_do_not_match_their_place_are_malformed() -> None:
+    raws = [raw(1), raw(3)]
+    b = envelope.make_batch(KEY, "ag-1", NONCE, 1, envelope.genesis("ag-1"), raws)
+    with pytest.raises(envelope.EnvelopeError, match="^malformed"):
+        envelope.check_batch(b, KEY.public_key(), NONCE)
+
+
+def test_undecodable_event_bytes_are_malformed() -> None:
+    b = envelope.make_batch(KEY, "ag-1", NONCE, 1, envelope.genesis("ag-1"), [b"\xff\xff\xff"])
+    with pytest.raises(envelope.EnvelopeError, match="^malformed"):
+        envelope.check_batch(b, KEY.public_key(), NONCE)
+
+
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=20))
+def test_stored_chain_reverifies_and_any_edit_is_caught(payloads: list[bytes]) -> None:
+    hashes = envelope.chain(envelope.genesis("ag-1"), payloads)
+    rows = [(i + 1, p, h) for i, (p, h) in enumerate(zip(payloads, hashes, strict=True))]
+    assert envelope.verify_stored_chain("ag-1", rows) == len(rows)
+    edited = [*rows]
+    seq, p, h = edited[-1]
+    edited[-1] = (seq, p + b"!", h)
+    with pytest.raises(envelope.EnvelopeError, match="bad_chain"):
+        envelope.verify_stored_chain("ag-1", edited)
+    if len(rows) > 1:
+        with pytest.raises(envelope.EnvelopeError, match="gap"):
+            envelope.verify_stored_chain("ag-1", rows[1:])
+
+
+@given(st.binary(max_size=400))
+def test_check_batch_survives_arbitrary_bytes(data: bytes) -> None:
+    from google.protobuf.message import DecodeError
+
+    from protos import ingest_pb2
+
+    try:
+        b = ingest_pb2.Batch.FromString(data)
+    except DecodeError:
+        return
+    with pytest.raises(envelope.EnvelopeError):
+        envelope.check_batch(b, KEY.public_key(), NONCE)
