@@ -62,6 +62,14 @@ class _Group:
     events: int = 0
 
 
+@dataclass(frozen=True)
+class Committed:
+    """What one commit stored: event columns (as written) and agents with new tampering."""
+
+    events: dict[str, list[Any]] | None
+    tampering_agents: list[str]
+
+
 _Job = _BatchJob | _UnsignedJob | _CallJob | None
 
 
@@ -73,6 +81,9 @@ class Ingestor:
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self.committed_events = 0
         self.commits = 0
+        # Called on the writer thread after each commit that stored events or tampering records,
+        # after the agents have their acks (e.g. the incident engine). An exception is logged.
+        self.after_commit: list[Callable[[Store, Committed], None]] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -275,6 +286,16 @@ class Ingestor:
         self.commits += 1
         for fut, answer in group.answers:
             fut.set_result(answer)
+        if self.after_commit and (group.events or group.tampering):
+            committed = Committed(
+                events=group.columns if group.events else None,
+                tampering_agents=[t[0] for t in group.tampering],
+            )
+            for hook in self.after_commit:
+                try:
+                    hook(self.store, committed)
+                except Exception:
+                    log.exception("ingest.after_commit_failed hook=%s", hook)
 
 
 def _ack(last_seq: int, duplicate: bool = False) -> ingest_pb2.CollectorMessage:

@@ -127,6 +127,11 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A second connection to the same database for read-only work on another thread
+        (the console): DuckDB serves it concurrently with the writer, from committed data."""
+        return self.con.cursor()
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.con.begin()
