@@ -287,6 +287,77 @@ def run_scenario(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def latency_scenario(seconds: float, rate: float, load_agents: int) -> dict[str, object]:
+    """A real agent (`safeguard-agent run`): time from an event entering its outbox to the
+    collector's commit of it (the ack follows the commit on the same stream), with or without
+    simulated agents loading the collector at the same time."""
+    import threading
+
+    from agent.outbox import Outbox
+
+    tmp = Path(tempfile.mkdtemp(prefix="sg-bench-"))
+    data, state = tmp / "collector", tmp / "agent"
+    subprocess.run([BIN / "safeguard-collector", "init", "--data", data], check=True,
+                   capture_output=True)
+    proc = subprocess.Popen(
+        [BIN / "safeguard-collector", "--log-level", "WARNING", "serve", "--data", data,
+         "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    agent = None
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        address = f"127.0.0.1:{int(line.split('127.0.0.1:')[1].split(',')[0])}"
+        token = admin.request(data / "admin.sock", "token",
+                              {"ttl_s": 3600, "uses": load_agents + 1})["token"]
+        subprocess.run([BIN / "safeguard-agent", "enroll", "--state", state, "--collector",
+                        address, "--token-file", "-", "--ca", data / "ca.pem"],
+                       input=token, text=True, check=True, capture_output=True)
+        agent = subprocess.Popen([BIN / "safeguard-agent", "run", "--state", state,
+                                  "--log-level", "warning"])
+        agent_id = json.loads((state / "identity.json").read_text())["agent_id"]
+        ca = (data / "ca.pem").read_bytes()
+        loader = None
+        if load_agents:
+            sims = asyncio.run(enrol_all(address, ca, token, load_agents))
+            for a in sims:
+                make_events(a, max(1, int(seconds * 60_000 / load_agents)))
+            loader = threading.Thread(target=lambda: asyncio.run(ship(address, ca, sims, 500, 2)))
+            loader.start()
+        outbox = Outbox.open(state / "outbox.sqlite", agent_id)
+        ids = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ids.append(outbox.put(events_pb2.Event(
+                severity=4, test_alert=events_pb2.TestAlert(requested_by="bench"))))
+            time.sleep(1 / rate)
+        outbox.close()
+        if loader:
+            loader.join()
+        waited = time.monotonic() + 60
+        rows: list[dict[str, object]] = []
+        while time.monotonic() < waited:
+            rows = [r for r in admin.request(data / "admin.sock", "events",
+                                             {"agent_id": agent_id, "limit": 100_000})
+                    if "test_alert" in r["event"]]
+            if len(rows) >= len(ids):
+                break
+            time.sleep(0.5)
+        delays = sorted(int(r["received_ms"]) - int(r["event"]["observed_unix_ms"])
+                        for r in rows)
+        return {
+            "scenario": "outbox_to_commit", "load_agents": load_agents, "events": len(ids),
+            "arrived": len(rows),
+            "p50_ms": delays[len(delays) // 2], "p99_ms": delays[int(len(delays) * 0.99)],
+            "max_ms": delays[-1],
+        }
+    finally:
+        if agent:
+            agent.terminate()
+            agent.wait(60)
+        proc.terminate()
+        proc.wait(60)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def machine() -> str:
     cpu = next(
         (
@@ -304,12 +375,15 @@ def machine() -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--agents", type=int, nargs="+", default=[100, 1000])
+    p.add_argument("--agents", type=int, nargs="*", default=[100, 1000])
     p.add_argument("--events", type=int, default=0, help="events per agent (default: 1M total)")
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--window", type=int, default=2, help="batches in flight per agent")
     p.add_argument("--profile", action="store_true", help="py-spy the collector (first scenario)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--latency-seconds", type=float, default=10.0)
+    p.add_argument("--latency-load", type=int, nargs="*", default=[0, 100],
+                   help="simulated agents loading the collector while latency is measured")
     args = p.parse_args()
     print(f"machine: {machine()}")
     for i, n in enumerate(args.agents):
@@ -326,6 +400,13 @@ def main() -> int:
         )
         if result["stored"] != result["events"]:
             print("ERROR: stored count differs from events sent", file=sys.stderr)
+            return 1
+    for load in args.latency_load:
+        result = latency_scenario(args.latency_seconds, 20.0, load)
+        print(json.dumps(result) if args.json else
+              "  ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+        if result["arrived"] != result["events"]:
+            print("ERROR: a real agent's events did not all arrive", file=sys.stderr)
             return 1
     return 0
 

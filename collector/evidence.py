@@ -14,26 +14,33 @@ from protos import envelope
 
 
 def verify_range(store: Store, agent_id: str, first: int, last: int) -> dict[int, str]:
-    """Status per stored seq in [first, last]: "verified" or what failed."""
+    """Status per stored seq in [first, last]: "verified" or what failed.
+
+    Two queries whatever the size: the batches that cover the range, and their events.
+    """
     rec = store.agent_records().get(agent_id)
-    status: dict[int, str] = {}
     if rec is None:
-        return status
+        return {}
     key = envelope.public_key_from_raw(rec.public_key)
-    for b_first, b_last, prev_hash, head, nonce, signature in store.batches_covering(
-        agent_id, first, last
-    ):
-        rows = store.event_range(agent_id, b_first, b_last)
+    batches = store.batches_covering(agent_id, first, last)
+    lo = min([first, *(b[0] for b in batches)])
+    hi = max([last, *(b[1] for b in batches)])
+    rows = store.event_range(agent_id, lo, hi)
+    by_seq = {seq: (raw, digest) for seq, raw, digest in rows}
+    status: dict[int, str] = {}
+    for b_first, b_last, prev_hash, head, nonce, signature in batches:
+        covered = [(s, *by_seq[s]) for s in range(b_first, b_last + 1) if s in by_seq]
         verdict = _verify_batch(
-            key, agent_id, b_first, b_last, prev_hash, head, nonce, signature, rows
+            key, agent_id, b_first, b_last, prev_hash, head, nonce, signature, covered
         )
         if b_first == 1 and prev_hash != envelope.genesis(agent_id):
             verdict = "chain does not start at this agent's genesis"
-        for seq, _, _ in rows:
-            if first <= seq <= last:
+        for seq, _, _ in covered:
+            if first <= seq <= last and status.get(seq) != "verified":
                 status[seq] = verdict
-    for seq, _, _ in store.event_range(agent_id, first, last):
-        status.setdefault(seq, "no signed batch covers this event")
+    for seq in by_seq:
+        if first <= seq <= last:
+            status.setdefault(seq, "no signed batch covers this event")
     return status
 
 

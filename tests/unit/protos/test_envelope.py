@@ -52,25 +52,25 @@ def test_genesis_binds_the_chain_to_one_agent() -> None:
 def test_tampered_batches_are_refused_with_a_reason(tamper, reason) -> None:  # type: ignore[no-untyped-def]
     b = batch()
     tamper(b)
-    with pytest.raises(envelope.EnvelopeError, match=f"^{reason}"):
+    with pytest.raises(envelope.EnvelopeError, match=rf"^{reason}"):
         envelope.check_batch(b, KEY.public_key(), NONCE)
 
 
 def test_a_signature_for_another_session_does_not_verify() -> None:
-    with pytest.raises(envelope.EnvelopeError, match="^bad_signature"):
+    with pytest.raises(envelope.EnvelopeError, match=r"^bad_signature"):
         envelope.check_batch(batch(), KEY.public_key(), b"m" * envelope.NONCE_LEN)
 
 
 def test_events_whose_seqs_do_not_match_their_place_are_malformed() -> None:
     raws = [raw(1), raw(3)]
     b = envelope.make_batch(KEY, "ag-1", NONCE, 1, envelope.genesis("ag-1"), raws)
-    with pytest.raises(envelope.EnvelopeError, match="^malformed"):
+    with pytest.raises(envelope.EnvelopeError, match=r"^malformed"):
         envelope.check_batch(b, KEY.public_key(), NONCE)
 
 
 def test_undecodable_event_bytes_are_malformed() -> None:
     b = envelope.make_batch(KEY, "ag-1", NONCE, 1, envelope.genesis("ag-1"), [b"\xff\xff\xff"])
-    with pytest.raises(envelope.EnvelopeError, match="^malformed"):
+    with pytest.raises(envelope.EnvelopeError, match=r"^malformed"):
         envelope.check_batch(b, KEY.public_key(), NONCE)
 
 

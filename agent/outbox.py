@@ -1,0 +1,298 @@
+"""The durable outbox: every event is committed here before anything else happens to it.
+
+Two tables, one SQLite file in WAL mode:
+
+    queued   events put but not yet chained: (id, event_id, severity, body) where body is the
+             serialised Event without seq. Bounded by max_pending (see _enforce_bound).
+    chained  events given a seq and hashed into the chain: (seq, event_id, raw, hash). `raw` is
+             envelope.event_bytes(event) and is what gets signed, shipped and re-sent, byte for
+             byte, until the collector acknowledges it; then the row is deleted.
+    meta     agent_id, and the chain's base: (seq, hash) of the last event the collector has
+             (acknowledged, or adopted from its Welcome). No base yet means a fresh outbox,
+             which waits for the collector's Welcome before it chains anything.
+
+Durability: synchronous=FULL, so each commit fsyncs the WAL and survives a power cut, not just a
+crash of this process (NORMAL would survive the crash but may lose the last commits on power
+loss). The agent commits a few events a minute, so the fsync costs nothing that matters, and
+"committed" can then honestly mean "will reach the collector". Every state change is one
+transaction, so a kill -9 at any point leaves each event in exactly one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.outbox_bound import drop_over_bound, new_event_id
+from agent.outbox_file import BUSY_TIMEOUT_MS, connect_or_recover
+from protos import envelope, events_pb2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PENDING = 50_000
+MAX_EVENT_BYTES = 256 * 1024  # far above any real event; keeps every event shippable
+
+
+class OutboxError(Exception):
+    """The outbox cannot do what was asked (wrong agent, bad chain head from the collector)."""
+
+
+@dataclass(frozen=True)
+class Chained:
+    seq: int
+    raw: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True)
+class Counts:
+    pending: int  # queued, not yet chained
+    unacked: int  # chained, waiting for the collector's Ack
+    base: tuple[int, bytes] | None  # last seq the collector holds, as far as we know
+    head: tuple[int, bytes] | None  # last seq chained here
+
+
+class Outbox:
+    """One connection, shared by the threads of one process behind a lock.
+
+    Other processes (`safeguard-agent test-alert`) open their own Outbox on the same file;
+    writers wait for each other through SQLite's busy timeout.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, agent_id: str, max_pending: int) -> None:
+        self._conn = conn
+        self._agent_id = agent_id
+        self._max_pending = max_pending
+        self._lock = threading.RLock()
+        self._changed = threading.Event()
+        self._seen_version = self._data_version()
+
+    @classmethod
+    def open(cls, path: Path, agent_id: str, *, max_pending: int = DEFAULT_MAX_PENDING) -> Outbox:
+        """Open (or create) the outbox. A corrupt file is set aside and a new one started."""
+        conn, kept_aside = connect_or_recover(path)
+        box = cls(conn, agent_id, max_pending)
+        box._claim(agent_id)
+        if kept_aside is not None:
+            box.put(
+                events_pb2.Event(
+                    status=events_pb2.AgentStatus(
+                        kind=events_pb2.AgentStatus.OUTBOX_RECOVERED, detail=str(kept_aside)
+                    )
+                )
+            )
+        return box
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- writing --------------------------------------------------------------------------
+
+    def put(self, event: events_pb2.Event) -> str:
+        """Commit one event (durably) and return its event_id. seq is assigned when chained."""
+        if not event.event_id:
+            event.event_id = new_event_id()
+        if not event.observed_unix_ms:
+            event.observed_unix_ms = time.time_ns() // 1_000_000
+        event.ClearField("seq")
+        body = envelope.event_bytes(event)
+        if len(body) > MAX_EVENT_BYTES:
+            raise ValueError(f"event of {len(body)} bytes exceeds {MAX_EVENT_BYTES}")
+        with self._tx():
+            self._conn.execute(
+                "INSERT INTO queued(event_id, severity, body) VALUES (?, ?, ?)",
+                (event.event_id, event.severity, body),
+            )
+            drop_over_bound(self._conn, self._max_pending)
+        self._changed.set()
+        return event.event_id
+
+    # -- the chain ------------------------------------------------------------------------
+
+    def resume(self, last_seq: int, head_hash: bytes) -> None:
+        """Line the outbox up with the collector's Welcome (what it has committed)."""
+        with self._tx():
+            base = self._base()
+            if base is None or (last_seq > self._head(base)[0]):
+                # A fresh outbox, or one older than the collector (restored from a snapshot):
+                # nothing here is newer than what the collector holds, so continue its chain.
+                if last_seq == 0:
+                    head_hash = envelope.genesis(self._agent_id)
+                elif len(head_hash) != envelope.HASH_LEN:
+                    raise OutboxError("collector's Welcome has no valid head_hash")
+                if base is not None:
+                    log.warning("chain.adopt_collector_head ours=%d theirs=%d", base[0], last_seq)
+                self._conn.execute("DELETE FROM chained")
+                self._set_base(last_seq, head_hash)
+                return
+            if last_seq < base[0]:
+                # The collector lost events it had acknowledged (restored from backup?).
+                # They are gone here too; it will see the gap and record it.
+                log.error("chain.collector_behind collector=%d acked=%d", last_seq, base[0])
+                return
+            ours = self._hash_at(last_seq, base)
+            if last_seq and head_hash and ours != head_hash:
+                log.error("chain.mismatch seq=%d (collector holds a different event)", last_seq)
+            self._conn.execute("DELETE FROM chained WHERE seq <= ?", (last_seq,))
+            self._set_base(last_seq, ours)
+
+    def chain_pending(self, limit: int) -> int:
+        """Give up to `limit` queued events their seq and hash, in one transaction."""
+        with self._tx():
+            base = self._base()
+            if base is None:
+                return 0  # wait for the collector's Welcome
+            seq, prev = self._head(base)
+            rows = self._conn.execute(
+                "SELECT id, event_id, body FROM queued ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+            for row_id, event_id, body in rows:
+                event = events_pb2.Event.FromString(body)
+                seq += 1
+                event.seq = seq
+                raw = envelope.event_bytes(event)
+                prev = envelope.link(prev, raw)
+                self._conn.execute(
+                    "INSERT INTO chained(seq, event_id, raw, hash) VALUES (?, ?, ?, ?)",
+                    (seq, event_id, raw, prev),
+                )
+                self._conn.execute("DELETE FROM queued WHERE id = ?", (row_id,))
+            return len(rows)
+
+    def chained_after(self, seq: int, limit: int, max_bytes: int) -> tuple[bytes, list[Chained]]:
+        """(hash of `seq`, the chained events after it): at least one if any, within max_bytes."""
+        with self._lock:
+            base = self._base()
+            if base is None:
+                return b"", []
+            prev = self._hash_at(seq, base)
+            out: list[Chained] = []
+            size = 0
+            for s, raw, h in self._conn.execute(
+                "SELECT seq, raw, hash FROM chained WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ):
+                size += len(raw)
+                if out and size > max_bytes:
+                    break
+                out.append(Chained(s, raw, h))
+            return prev, out
+
+    def ack(self, last_seq: int) -> int:
+        """The collector committed everything up to last_seq: forget those events."""
+        with self._tx():
+            row = self._conn.execute(
+                "SELECT hash FROM chained WHERE seq = ?", (last_seq,)
+            ).fetchone()
+            if row is None:
+                return 0
+            deleted = self._conn.execute("DELETE FROM chained WHERE seq <= ?", (last_seq,)).rowcount
+            self._set_base(last_seq, row[0])
+            return deleted
+
+    # -- reading --------------------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        with self._lock:
+            (pending,) = self._conn.execute("SELECT count(*) FROM queued").fetchone()
+            (unacked,) = self._conn.execute("SELECT count(*) FROM chained").fetchone()
+            base = self._base()
+            return Counts(pending, unacked, base, None if base is None else self._head(base))
+
+    def wait_for_work(self, timeout: float, poll: float = 0.2) -> bool:
+        """Until timeout: True as soon as this or another process commits to the outbox."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._changed.wait(min(poll, max(0.0, deadline - time.monotonic()))):
+                self._changed.clear()
+                return True
+            version = self._data_version()  # moves when another connection commits
+            if version != self._seen_version:
+                self._seen_version = version
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def wake(self) -> None:
+        self._changed.set()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._conn, self._lock)
+
+    def _data_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _claim(self, agent_id: str) -> None:
+        with self._tx():
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('agent_id', ?)", (agent_id,)
+            )
+            (owner,) = self._conn.execute("SELECT value FROM meta WHERE key='agent_id'").fetchone()
+        if owner != agent_id:
+            raise OutboxError(f"the outbox belongs to agent {owner}, not {agent_id}")
+
+    def _base(self) -> tuple[int, bytes] | None:
+        row = self._conn.execute(
+            "SELECT (SELECT value FROM meta WHERE key='base_seq'),"
+            " (SELECT value FROM meta WHERE key='base_hash')"
+        ).fetchone()
+        return None if row[0] is None else (int(row[0]), bytes(row[1]))
+
+    def _set_base(self, seq: int, digest: bytes) -> None:
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+            [("base_seq", seq), ("base_hash", digest)],
+        )
+
+    def _head(self, base: tuple[int, bytes]) -> tuple[int, bytes]:
+        row = self._conn.execute("SELECT seq, hash FROM chained ORDER BY seq DESC LIMIT 1")
+        last = row.fetchone()
+        return base if last is None else (int(last[0]), bytes(last[1]))
+
+    def _hash_at(self, seq: int, base: tuple[int, bytes]) -> bytes:
+        if seq == base[0]:
+            return base[1]
+        row = self._conn.execute("SELECT hash FROM chained WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            raise OutboxError(f"no chained event {seq} (base {base[0]})")
+        return bytes(row[0])
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT under the in-process lock; ROLLBACK on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for other writers
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                try:
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+            else:
+                self._conn.execute("ROLLBACK")
+        finally:
+            self._lock.release()
+
+
+__all__ = ["BUSY_TIMEOUT_MS", "Chained", "Counts", "Outbox", "OutboxError", "new_event_id"]

@@ -1,0 +1,60 @@
+"""What the outbox gives up when it is full, and the one event that counts what it gave up.
+
+Past `max_pending` queued events (the collector unreachable for days), the oldest event of the
+lowest severity goes first: a heartbeat from Monday before a severity-5 detection from today.
+Everything dropped is counted, per severity, in a single AgentStatus(DROPPED) event waiting in
+the queue (`is_counter = 1`), which is never dropped itself; once it is chained and shipped, the
+next drop starts a new one. It runs inside the caller's write transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import time
+
+from protos import envelope, events_pb2
+
+log = logging.getLogger(__name__)
+
+
+def new_event_id() -> str:
+    return secrets.token_hex(16)
+
+
+def drop_over_bound(conn: sqlite3.Connection, max_pending: int) -> int:
+    """Drop queued events beyond max_pending (the counter not included); return how many."""
+    lo, hi = conn.execute("SELECT min(id), max(id) FROM queued WHERE is_counter = 0").fetchone()
+    if hi is None or hi - lo + 1 <= max_pending:  # ids only grow: a cheap upper bound on count
+        return 0
+    (n,) = conn.execute("SELECT count(*) FROM queued WHERE is_counter = 0").fetchone()
+    if n <= max_pending:
+        return 0
+    victims = conn.execute(
+        "SELECT id, severity FROM queued WHERE is_counter = 0 ORDER BY severity, id LIMIT ?",
+        (n - max_pending,),
+    ).fetchall()
+    conn.executemany("DELETE FROM queued WHERE id = ?", [(i,) for i, _ in victims])
+    row = conn.execute("SELECT id, body FROM queued WHERE is_counter = 1").fetchone()
+    counter = events_pb2.Event()
+    if row is None:
+        counter.event_id = new_event_id()
+        counter.observed_unix_ms = time.time_ns() // 1_000_000
+        counter.status.kind = events_pb2.AgentStatus.DROPPED
+        counter.status.detail = f"outbox full: over {max_pending} unsent events"
+    else:
+        counter.ParseFromString(row[1])
+    counter.status.count += len(victims)
+    for _, severity in victims:
+        counter.status.dropped_by_severity[severity] += 1
+    body = envelope.event_bytes(counter)
+    if row is None:
+        conn.execute(
+            "INSERT INTO queued(event_id, severity, body, is_counter) VALUES (?, 0, ?, 1)",
+            (counter.event_id, body),
+        )
+    else:
+        conn.execute("UPDATE queued SET body = ? WHERE id = ?", (body, row[0]))
+    log.warning("outbox.dropped count=%d total=%d", len(victims), counter.status.count)
+    return len(victims)

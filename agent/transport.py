@@ -1,0 +1,55 @@
+"""The one way the agent reaches its collector: gRPC over TLS pinned to the school's CA."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import grpc
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # both ends agree on gRPC's default 4 MiB cap
+
+# Keepalive spots a collector that vanished without closing the connection (a pulled cable).
+# gRPC servers by default reject client pings more often than every 5 minutes when no data
+# flows, so stay above that; heartbeats every minute keep data flowing anyway.
+_KEEPALIVE_MS = 5 * 60 * 1000 + 10_000
+_KEEPALIVE_TIMEOUT_MS = 20_000
+
+_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", _KEEPALIVE_TIMEOUT_MS),
+    # Our own backoff decides when to retry; do not let the channel sit in a long reconnect.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+]
+
+
+class AddressError(ValueError):
+    """A collector address that is not HOST:PORT."""
+
+
+def parse_address(text: str) -> str:
+    """Check HOST:PORT (IPv6 as [::1]:PORT) and return it in the form gRPC dials."""
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port:
+        raise AddressError(f"collector address {text!r} is not HOST:PORT (e.g. collector:50051)")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise AddressError(f"collector address {text!r} has no valid port (1-65535)")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" in bare:
+        try:
+            ipaddress.IPv6Address(bare)
+        except ValueError:
+            raise AddressError(f"collector address {text!r}: bad IPv6 host") from None
+        host = f"[{bare}]"
+    elif not bare or any(c.isspace() or c in "/@?#[]" for c in bare):
+        raise AddressError(f"collector address {text!r} has no valid host name")
+    return f"{host}:{int(port)}"
+
+
+def secure_channel(address: str, ca_pem: bytes) -> grpc.Channel:
+    """A channel that trusts only the pinned school CA (never the system roots)."""
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+    return grpc.secure_channel(address, credentials, options=_OPTIONS)

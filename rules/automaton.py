@@ -1,0 +1,88 @@
+"""A compact Aho-Corasick automaton that can be stepped one character at a time.
+
+The keyboard path needs to save and restore the automaton state on every keystroke (for
+Backspace), which C libraries do not expose; a state here is one int. Transitions live in
+flat ``array`` objects (sorted keys per state, searched with ``bisect``) so a 50,000-term
+policy stays small. The bulk path uses ``pyahocorasick`` over whole strings instead.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+
+class Automaton:
+    __slots__ = ("_base", "_fail", "_keys", "_out", "_targets", "_term", "lengths")
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        """``patterns`` must be distinct and non-empty; a pattern's id is its index."""
+        children: list[dict[int, int]] = [{}]
+        term = array("i", [-1])
+        for pid, pattern in enumerate(patterns):
+            node = 0
+            for ch in pattern:
+                code = ord(ch)
+                nxt = children[node].get(code)
+                if nxt is None:
+                    nxt = len(children)
+                    children[node][code] = nxt
+                    children.append({})
+                    term.append(-1)
+                node = nxt
+            term[node] = pid
+        n = len(children)
+        fail = array("I", bytes(4 * n))
+        out = array("I", bytes(4 * n))  # nearest proper suffix state with a term; 0 = none
+        queue = deque(children[0].values())
+        while queue:
+            s = queue.popleft()
+            for code, t in children[s].items():
+                queue.append(t)
+                f = fail[s]
+                while f and code not in children[f]:
+                    f = fail[f]
+                ft = children[f].get(code, 0) if s else 0
+                fail[t] = ft
+                out[t] = ft if term[ft] >= 0 else out[ft]
+        base = array("I", [0])
+        keys, targets = array("I"), array("I")
+        for kids in children:
+            for code in sorted(kids):
+                keys.append(code)
+                targets.append(kids[code])
+            base.append(len(keys))
+            kids.clear()  # free as we go: the dicts are the peak of compile memory
+        self._base, self._keys, self._targets = base, keys, targets
+        self._fail, self._term, self._out = fail, term, out
+        self.lengths = array("I", (len(p) for p in patterns))
+
+    def __len__(self) -> int:
+        return len(self._fail)
+
+    def step(self, state: int, code: int) -> int:
+        base, keys = self._base, self._keys
+        while True:
+            lo, hi = base[state], base[state + 1]
+            if lo != hi:
+                i = bisect_left(keys, code, lo, hi)
+                if i < hi and keys[i] == code:
+                    return self._targets[i]
+            if not state:
+                return 0
+            state = self._fail[state]
+
+    def outputs(self, state: int) -> Iterator[int]:
+        """Ids of the patterns that end at ``state``."""
+        if self._term[state] < 0:
+            state = self._out[state]
+        while state:
+            yield self._term[state]
+            state = self._out[state]
+
+    def nbytes(self) -> int:
+        arrays = (self._base, self._keys, self._targets, self._fail, self._term, self._out,
+                  self.lengths)  # fmt: skip
+        return sum(a.itemsize * len(a) for a in arrays)

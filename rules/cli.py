@@ -1,0 +1,105 @@
+"""``safeguard-rules``: check text and URLs against a policy, validate it, import lists.
+
+    safeguard-rules check [--rules DIR] [--profile P]     < text
+    safeguard-rules check-url [--rules DIR] [--profile P] URL...
+    safeguard-rules validate [--rules DIR]
+    safeguard-rules import-e2guardian SRC --out FILE [--category NAME] [--threshold N]
+
+Output is one JSON object per line. Exit 0 on success (alerts or none), 1 on bad input
+or an invalid policy, 2 on bad usage. Typed text is never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rules.compile import Compiled
+from rules.e2guardian import import_lists, to_toml
+from rules.load import DEFAULT_DIR, load_policy
+from rules.match import match_text
+from rules.schema import PolicyError
+from rules.urls import UrlMatcher
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="safeguard-rules", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, helptext in (("check", "match text from standard input"),
+                           ("check-url", "match URLs and the search queries in them")):  # fmt: skip
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--rules", type=Path, default=DEFAULT_DIR, help="policy folder")
+        s.add_argument("--profile", default="ks2", help="profile (default ks2)")
+        if name == "check-url":
+            s.add_argument("urls", nargs="+", metavar="URL")
+    v = sub.add_parser("validate", help="check a policy folder")
+    v.add_argument("--rules", type=Path, default=DEFAULT_DIR)
+    i = sub.add_parser("import-e2guardian", help="convert e2guardian weighted phrase lists")
+    i.add_argument("src", type=Path)
+    i.add_argument("--out", type=Path, required=True)
+    i.add_argument("--category", default="e2guardian")
+    i.add_argument("--threshold", type=int, default=50)
+    return p
+
+
+def _print(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except PolicyError as exc:
+        sys.stderr.write(f"safeguard-rules: {exc}\n")
+        return 1
+    except (OSError, UnicodeError) as exc:
+        sys.stderr.write(f"safeguard-rules: {exc}\n")
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.cmd == "validate":
+        policy = load_policy(args.rules)
+        terms = sum(len(c.terms) + len(c.combos) for c in policy.categories)
+        _print({"ok": True, "version": policy.version, "categories": len(policy.categories),
+                "entries": terms, "urls": len(policy.urls), "usb_rules": len(policy.usb),
+                "profiles": [p.name for p in policy.profiles],
+                "exemptions": len(policy.exemptions)})  # fmt: skip
+        return 0
+    if args.cmd == "import-e2guardian":
+        if not 1 <= args.threshold <= 100000:
+            raise PolicyError(f"--threshold must be 1..100000, got {args.threshold}")
+        result = import_lists(args.src, limit=args.threshold)
+        args.out.write_text(to_toml(result, args.category, args.threshold), encoding="utf-8")
+        for w in result.warnings[:20]:
+            sys.stderr.write(f"warning: {w}\n")
+        log.info("e2guardian.imported entries=%d warnings=%d", len(result.entries),
+                 len(result.warnings))  # fmt: skip
+        _print({"ok": True, "files": result.files, "entries": len(result.entries),
+                "warnings": len(result.warnings), "out": str(args.out)})  # fmt: skip
+        return 0
+    compiled = Compiled(load_policy(args.rules), args.profile)
+    if args.cmd == "check":
+        text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+        alerts = match_text(compiled, text)
+        log.info("check.done alerts=%d", len(alerts))
+        for alert in alerts:
+            _print(alert.to_json())
+        return 0
+    matcher = UrlMatcher(compiled)
+    for url in args.urls:
+        found = matcher.match(url)
+        if found.matched:
+            _print(found.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Read a policy folder (or the files of a bundle) into a validated ``Policy``.
+
+Layout of a policy folder::
+
+    policy.toml            version, logon notice, context caps
+    keywords/*.toml        one category per file: threshold, window, terms, combinations
+    urls.toml              domain / prefix / pattern rules
+    search_engines.toml    where search queries sit in URLs
+    usb.toml               the USB allowlist, first match wins
+    profiles.toml          KS1, KS2, staff: sensors and categories
+    incidents.toml         severity and grouping rules for the collector
+    exemptions.toml        time-bounded, approved exceptions
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import cast
+
+from rules.fields import Source, Table
+from rules.normalise import normalise
+from rules.schema import (
+    BOUNDARIES,
+    SENSORS,
+    URL_KINDS,
+    USB_ACTIONS,
+    Boundary,
+    Category,
+    Combo,
+    Escalation,
+    Exemption,
+    IncidentRules,
+    Policy,
+    PolicyError,
+    Profile,
+    SearchEngine,
+    SeverityRule,
+    Term,
+    UrlRule,
+    UsbRule,
+)  # fmt: skip
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "lists"
+FILES = ("policy.toml", "urls.toml", "search_engines.toml", "usb.toml", "profiles.toml",
+         "incidents.toml", "exemptions.toml")  # fmt: skip
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_USB_ID = re.compile(r"^([0-9a-f]{4}|\*):([0-9a-f]{4}|\*)$")
+_IFACE = re.compile(r"^([0-9a-f]{2}|\*):([0-9a-f]{2}|\*):([0-9a-f]{2}|\*)$")
+_HOST = re.compile(r"^[a-z0-9*]([a-z0-9.*-]*[a-z0-9])?$")
+
+
+def read_folder(folder: Path) -> dict[str, str]:
+    """Every ``*.toml`` under ``folder`` as {relative path: text}."""
+    if not folder.is_dir():
+        raise PolicyError(f"{folder}: not a policy folder")
+    files: dict[str, str] = {}
+    for path in sorted(folder.rglob("*.toml")):
+        rel = path.relative_to(folder).as_posix()
+        try:
+            files[rel] = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PolicyError(f"{path}:1: not UTF-8 ({exc.reason})") from None
+        except OSError as exc:
+            raise PolicyError(f"{path}: cannot read ({exc.strerror})") from None
+    return files
+
+
+def load_policy(folder: Path | None = None) -> Policy:
+    folder = folder or DEFAULT_DIR
+    return load_files(read_folder(folder), prefix=f"{folder}/")
+
+
+def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
+    """Validate a policy given as {relative path: TOML text}."""
+    for name in FILES:
+        if name not in files:
+            raise PolicyError(f"{prefix}{name}: missing")
+    src = {rel: Source(prefix + rel, text) for rel, text in sorted(files.items())}
+    cats = tuple(_category(s) for rel, s in src.items() if rel.startswith("keywords/"))
+    _unique([(c.name, c.where) for c in cats], "category")
+    names = {c.name for c in cats}
+    top = src["policy.toml"].table("policy")
+    top.check_keys({"version", "notice", "context_words", "context_chars"})
+    profiles = _profiles(src["profiles.toml"], names)
+    return Policy(
+        version=top.get_int("version", lo=0),
+        notice=top.get_text("notice"),
+        context_words=top.get_int("context_words", 8, lo=1, hi=20),
+        context_chars=top.get_int("context_chars", 120, lo=10, hi=300),
+        categories=cats,
+        urls=_urls(src["urls.toml"], names),
+        search_engines=_engines(src["search_engines.toml"]),
+        usb=_usb(src["usb.toml"]),
+        profiles=profiles,
+        incidents=_incidents(src["incidents.toml"], names),
+        exemptions=_exemptions(src["exemptions.toml"], names, {p.name for p in profiles}),
+        sources=tuple(sorted(files.items())),
+    )
+
+
+def _unique(items: list[tuple[str, str]], what: str) -> None:
+    seen: dict[str, str] = {}
+    for key, where in items:
+        if key in seen:
+            raise PolicyError(f"{where}: duplicate {what} {key!r} (first at {seen[key]})")
+        seen[key] = where
+
+
+def _phrase(t: Table, key: str, phrase: str) -> str:
+    folded = normalise(phrase).text().strip()
+    if not folded:
+        raise t.fail(f"{key} {phrase!r} has no letters or digits to match", key)
+    return folded
+
+
+def _category(src: Source) -> Category:
+    src.check_top({"category", "term", "combo"})
+    head = src.table("category")
+    head.check_keys({"name", "title", "enabled", "threshold", "window"})
+    name = head.get_str("name")
+    if not _NAME.match(name):
+        raise head.fail(f"name must be lower-case letters, digits and _; got {name!r}", "name")
+    terms, seen = [], []
+    for t in src.array("term"):
+        t.check_keys({"phrase", "weight", "why", "boundary"})
+        term = Term(t.get_text("phrase"), t.get_int("weight", lo=-1000, hi=1000),
+                    t.get_text("why"),
+                    cast(Boundary, t.get_str("boundary", "word", choices=BOUNDARIES)),
+                    t.where)  # fmt: skip
+        seen.append((f"{_phrase(t, 'phrase', term.phrase)}|{term.boundary}", t.where))
+        terms.append(term)
+    _unique(seen, "phrase")
+    combos = []
+    for t in src.array("combo"):
+        t.check_keys({"all", "weight", "window", "why", "boundary"})
+        parts = t.get_strs("all", required=True)
+        if len(parts) < 2:
+            raise t.fail("all must list at least two terms", "all")
+        for p in parts:
+            _phrase(t, "all", p)
+        combos.append(Combo(parts, t.get_int("weight", lo=-1000, hi=1000),
+                            t.get_int("window", lo=1, hi=500), t.get_text("why"),
+                            _boundaries(t, len(parts)), t.where))  # fmt: skip
+    return Category(name, head.get_str("title", name), head.get_bool("enabled", True),
+                    head.get_int("threshold", lo=1, hi=100000),
+                    head.get_int("window", 12, lo=1, hi=500), tuple(terms), tuple(combos),
+                    head.where)  # fmt: skip
+
+
+def _boundaries(t: Table, n: int) -> tuple[Boundary, ...]:
+    """A combination's boundary: one for all parts, or a list with one per part."""
+    value = t.data.get("boundary", "word")
+    values = [value] * n if isinstance(value, str) else value
+    if not isinstance(values, list) or len(values) != n or not all(
+            isinstance(v, str) and v in BOUNDARIES for v in values):  # fmt: skip
+        raise t.fail(f"boundary must be one of {', '.join(BOUNDARIES)} or a list of {n} of "
+                     f"them, got {value!r}", "boundary")  # fmt: skip
+    return tuple(cast(list[Boundary], values))
+
+
+def _known(t: Table, key: str, values: tuple[str, ...], names: set[str]) -> tuple[str, ...]:
+    for v in values:
+        if v not in names:
+            raise t.fail(f"{key}: unknown category {v!r}", key)
+    return values
+
+
+def _urls(src: Source, cats: set[str]) -> tuple[UrlRule, ...]:
+    src.check_top({"url"})
+    rules = []
+    for t in src.array("url"):
+        t.check_keys({"kind", "value", "category", "why"})
+        kind = t.get_str("kind", choices=URL_KINDS)
+        value = t.get_text("value")
+        if kind == "domain" and not _HOST.match(value):
+            raise t.fail(f"value must be a lower-case host name, got {value!r}", "value")
+        if kind == "prefix":
+            value = value.lower().removeprefix("https://").removeprefix("http://")
+        if kind == "pattern":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise t.fail(f"value is not a valid pattern: {exc}", "value") from None
+        cat = _known(t, "category", (t.get_str("category"),), cats)[0]
+        rules.append(UrlRule(kind, value, cat, t.get_text("why"), t.where))  # type: ignore[arg-type]  # kind checked against URL_KINDS
+    return tuple(rules)
+
+
+def _engines(src: Source) -> tuple[SearchEngine, ...]:
+    src.check_top({"engine"})
+    out = []
+    for t in src.array("engine"):
+        t.check_keys({"name", "hosts", "paths", "params"})
+        out.append(SearchEngine(t.get_text("name"), t.get_strs("hosts", required=True),
+                                t.get_strs("paths") or ("/",),
+                                t.get_strs("params", required=True)))  # fmt: skip
+    return tuple(out)
+
+
+def _usb(src: Source) -> tuple[UsbRule, ...]:
+    src.check_top({"rule"})
+    out = []
+    for t in src.array("rule"):
+        t.check_keys({"action", "id", "serial", "with_interface", "name", "why", "accounts"})
+        ident = t.get_str("id", "*:*").lower()
+        m = _USB_ID.match(ident)
+        if not m:
+            raise t.fail(f"id must be VVVV:PPPP in hex (or *), got {ident!r}", "id")
+        ifaces = tuple(i.lower() for i in t.get_strs("with_interface"))
+        for i in ifaces:
+            if not _IFACE.match(i):
+                raise t.fail(f"with_interface {i!r} must be cc:ss:pp in hex or *", "with_interface")
+        serial = t.get_str("serial") if "serial" in t.data else None
+        out.append(UsbRule(t.get_str("action", choices=USB_ACTIONS), m.group(1), m.group(2),  # type: ignore[arg-type]  # checked against USB_ACTIONS
+                           serial, ifaces, t.get_text("name"), t.get_text("why"),
+                           t.get_strs("accounts"), t.where))  # fmt: skip
+    return tuple(out)
+
+
+def _profiles(src: Source, cats: set[str]) -> tuple[Profile, ...]:
+    src.check_top({"profile"})
+    out = []
+    for t in src.array("profile"):
+        t.check_keys({"name", "title", "sensors", "categories", "url_categories",
+                      "full_browsing_log"})  # fmt: skip
+        name = t.get_str("name")
+        if not _NAME.match(name):
+            raise t.fail(f"name must be lower-case letters, digits and _; got {name!r}", "name")
+        out.append(Profile(name, t.get_str("title", name),
+                           t.get_strs("sensors", required=True, choices=SENSORS),
+                           _known(t, "categories", t.get_strs("categories"), cats),
+                           _known(t, "url_categories", t.get_strs("url_categories"), cats),
+                           t.get_bool("full_browsing_log", False)))  # fmt: skip
+    if not out:
+        raise PolicyError(f"{src.name}:1: at least one [[profile]] is needed")
+    _unique([(p.name, src.name) for p in out], "profile")
+    return tuple(out)
+
+
+def _incidents(src: Source, cats: set[str]) -> IncidentRules:
+    src.check_top({"incidents", "severity", "escalation"})
+    head = src.table("incidents")
+    head.check_keys({"group_window_minutes", "silent_agent_minutes"})
+    sev = []
+    for t in src.array("severity"):
+        t.check_keys({"category", "min_score", "severity"})
+        cat = t.get_str("category")
+        if cat != "*":
+            _known(t, "category", (cat,), cats)
+        sev.append(SeverityRule(cat, t.get_int("min_score", lo=0),
+                                t.get_int("severity", lo=1, hi=5)))  # fmt: skip
+    esc = []
+    for t in src.array("escalation"):
+        t.check_keys({"categories", "within_minutes", "raise_by", "why"})
+        cats_of = t.get_strs("categories", required=True)
+        esc.append(Escalation(_known(t, "categories", cats_of, cats),
+                              t.get_int("within_minutes", lo=1), t.get_int("raise_by", lo=1, hi=4),
+                              t.get_text("why")))  # fmt: skip
+    return IncidentRules(tuple(sev), head.get_int("group_window_minutes", lo=1),
+                         head.get_int("silent_agent_minutes", lo=1), tuple(esc))  # fmt: skip
+
+
+def _exemptions(src: Source, cats: set[str], groups: set[str]) -> tuple[Exemption, ...]:
+    src.check_top({"exemption"})
+    out = []
+    for t in src.array("exemption"):
+        t.check_keys({"id", "group", "start", "end", "reason", "approver", "terms",
+                      "categories", "sites"})  # fmt: skip
+        group = t.get_str("group")
+        if group not in groups:
+            raise t.fail(f"group {group!r} is not a profile", "group")
+        ex = Exemption(t.get_text("id"), group, t.get_when("start"), t.get_when("end"),
+                       t.get_text("reason"), t.get_text("approver"), t.get_strs("terms"),
+                       _known(t, "categories", t.get_strs("categories"), cats),
+                       tuple(s.lower() for s in t.get_strs("sites")), t.where)  # fmt: skip
+        if ex.end <= ex.start:
+            raise t.fail("end must be after start", "end")
+        if not (ex.terms or ex.categories or ex.sites):
+            raise t.fail("an exemption needs terms, categories or sites")
+        for term in ex.terms:
+            _phrase(t, "terms", term)
+        out.append(ex)
+    _unique([(e.id, e.where) for e in out], "exemption id")
+    return tuple(out)

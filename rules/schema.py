@@ -1,0 +1,179 @@
+"""The validated policy: frozen dataclasses, built only by ``rules.load``.
+
+Every entry keeps ``where`` ("file:line") so later errors and alerts can point a
+technician at the line to edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+CATEGORIES = (
+    "extremism",
+    "grooming",
+    "self_harm",
+    "suicide",
+    "bullying",
+    "discrimination",
+    "drugs",
+    "pornography",
+    "violence",
+    "gambling",
+    "illegal",
+)
+BOUNDARIES = ("word", "start", "end", "none")
+SENSORS = ("keyboard", "browser", "usb")
+USB_ACTIONS = ("allow", "block", "reject")
+URL_KINDS = ("domain", "prefix", "pattern")
+
+Boundary = Literal["word", "start", "end", "none"]
+UrlKind = Literal["domain", "prefix", "pattern"]
+UsbAction = Literal["allow", "block", "reject"]
+
+
+class PolicyError(ValueError):
+    """A policy file (or bundle, or imported list) is wrong; the message names where."""
+
+
+@dataclass(frozen=True)
+class Term:
+    phrase: str
+    weight: int
+    why: str
+    boundary: Boundary = "word"
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Combo:
+    """All of ``terms`` within ``window`` words adds ``weight``."""
+
+    terms: tuple[str, ...]
+    weight: int
+    window: int
+    why: str
+    boundaries: tuple[Boundary, ...] = ()  # one per term; "word" for each by default
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    title: str
+    enabled: bool
+    threshold: int
+    window: int  # words over which weights add up
+    terms: tuple[Term, ...]
+    combos: tuple[Combo, ...] = ()
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class UrlRule:
+    kind: UrlKind
+    value: str
+    category: str
+    why: str
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class SearchEngine:
+    name: str
+    hosts: tuple[str, ...]  # "bing.com" covers subdomains; "google.*" any public suffix
+    paths: tuple[str, ...]  # path prefixes that carry a query
+    params: tuple[str, ...]  # query-string keys, first present wins
+
+
+@dataclass(frozen=True)
+class UsbRule:
+    action: UsbAction
+    vendor: str  # four hex digits or "*"
+    product: str
+    serial: str | None
+    with_interface: tuple[str, ...]  # "cc:ss:pp" with "*" wildcards; all must match
+    name: str
+    why: str
+    accounts: tuple[str, ...] = ()  # an allow may be limited to these accounts
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    title: str
+    sensors: tuple[str, ...]
+    categories: tuple[str, ...]  # keyword categories (keyboard and search queries)
+    url_categories: tuple[str, ...]
+    full_browsing_log: bool = False
+
+
+@dataclass(frozen=True)
+class SeverityRule:
+    category: str  # a category name or "*"
+    min_score: int
+    severity: int  # 1 (low) to 5 (most severe)
+
+
+@dataclass(frozen=True)
+class Escalation:
+    categories: tuple[str, ...]
+    within_minutes: int
+    raise_by: int
+    why: str
+
+
+@dataclass(frozen=True)
+class IncidentRules:
+    severities: tuple[SeverityRule, ...]
+    group_window_minutes: int
+    silent_agent_minutes: int
+    escalations: tuple[Escalation, ...] = ()
+
+
+@dataclass(frozen=True)
+class Exemption:
+    id: str
+    group: str
+    start: datetime
+    end: datetime
+    reason: str
+    approver: str
+    terms: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    where: str = ""
+
+    def active(self, now: datetime) -> bool:
+        return self.start <= now < self.end
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: int
+    notice: str
+    context_words: int
+    context_chars: int
+    categories: tuple[Category, ...]
+    urls: tuple[UrlRule, ...]
+    search_engines: tuple[SearchEngine, ...]
+    usb: tuple[UsbRule, ...]
+    profiles: tuple[Profile, ...]
+    incidents: IncidentRules
+    exemptions: tuple[Exemption, ...] = ()
+    sources: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
+
+    def category(self, name: str) -> Category:
+        for cat in self.categories:
+            if cat.name == name:
+                return cat
+        raise PolicyError(f"no category {name!r}")
+
+    def profile(self, name: str) -> Profile:
+        for prof in self.profiles:
+            if prof.name == name:
+                return prof
+        known = ", ".join(p.name for p in self.profiles)
+        raise PolicyError(f"no profile {name!r} (known: {known})")

@@ -1,0 +1,81 @@
+"""Weighted scores over a sliding window of words, combinations, and exemptions.
+
+State is immutable (tuples and copy-on-write dicts) so the keystroke path can snapshot it
+for Backspace by reference. An alert fires when the weights of a category's hits within
+its window reach the threshold; the window then starts afresh. If the threshold is only
+reached with hits an exemption covers, a *suppressed* alert is returned instead, so the
+exemption's use is recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rules.compile import Compiled, Entry
+
+Seen = tuple[int, "Hit"]  # (word index, hit)
+ScoreState = tuple[int, dict[int, tuple[Seen, ...]], dict[int, tuple[Seen | None, ...]]]
+# (category index, score, hits, suppressed)
+Fired = tuple[int, int, tuple["Hit", ...], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    phrase: str
+    weight: int
+    start: int  # raw offsets
+    end: int
+    exempt: tuple[str, ...] = ()
+
+
+class Scorer:
+    __slots__ = ("_combos", "_windows", "c", "words")
+
+    def __init__(self, compiled: Compiled) -> None:
+        self.c = compiled
+        self.words = 0  # hard word gaps seen since the last reset
+        self._windows: dict[int, tuple[tuple[int, Hit], ...]] = {}
+        self._combos: dict[int, tuple[tuple[int, Hit] | None, ...]] = {}
+
+    def state(self) -> ScoreState:
+        return (self.words, self._windows, self._combos)
+
+    def restore(self, st: ScoreState) -> None:
+        self.words, self._windows, self._combos = st
+
+    def add(self, entry: Entry, hit: Hit) -> list[Fired]:
+        if entry.combo < 0:
+            return self._window(entry.category, hit)
+        rule = self.c.combos[entry.combo]
+        seen = list(self._combos.get(entry.combo) or (None,) * len(rule.parts))
+        seen[entry.part] = (self.words, hit)
+        combos = dict(self._combos)
+        parts = [s for s in seen if s is not None and self.words - s[0] <= rule.window]
+        if len(parts) < len(rule.parts):
+            combos[entry.combo] = tuple(seen)
+            self._combos = combos
+            return []
+        combos.pop(entry.combo, None)  # complete: start collecting afresh
+        self._combos = combos
+        hits = [h for _, h in parts]
+        combined = Hit(" + ".join(rule.parts), rule.weight, min(h.start for h in hits),
+                       max(h.end for h in hits),
+                       tuple(sorted({x for h in hits for x in h.exempt})))  # fmt: skip
+        return self._window(rule.category, combined)
+
+    def _window(self, cat: int, hit: Hit) -> list[Fired]:
+        category = self.c.categories[cat]
+        old = self._windows.get(cat, ())
+        kept = tuple(p for p in old if self.words - p[0] <= category.window)
+        hits = (*kept, (self.words, hit))
+        total = sum(h.weight for _, h in hits)
+        clean = sum(h.weight for _, h in hits if not h.exempt)
+        windows = dict(self._windows)
+        fired: list[Fired] = []
+        if total >= category.threshold:
+            windows.pop(cat, None)
+            fired.append((cat, total, tuple(h for _, h in hits), clean < category.threshold))
+        else:
+            windows[cat] = hits
+        self._windows = windows
+        return fired

@@ -1,0 +1,121 @@
+"""The loader: the shipped policy loads, and every fault names file, line and fault."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rules.load import load_files, load_policy, read_folder
+from rules.schema import CATEGORIES, Policy, PolicyError
+
+pytestmark = pytest.mark.unit
+# Deterministic property tests: the same examples on every run and every machine.
+PROPERTY = settings(derandomize=True, deadline=None, max_examples=150,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])  # fmt: skip
+
+
+def test_shipped_policy_has_every_category_and_profile(policy: Policy) -> None:
+    assert {c.name for c in policy.categories} == set(CATEGORIES)
+    assert {p.name for p in policy.profiles} == {"ks1", "ks2", "staff"}
+    staff = policy.profile("staff")
+    assert "keyboard" not in staff.sensors
+    assert set(staff.url_categories) <= {"illegal", "pornography", "extremism"}
+    for cat in policy.categories:
+        assert 10 <= len(cat.terms) <= 60, cat.name
+        assert all(t.why.strip() and t.weight for t in cat.terms)
+
+
+def _break(folder: Path, rel: str, old: str, new: str) -> None:
+    path = folder / rel
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def _line_of(folder: Path, rel: str, needle: str) -> int:
+    lines = (folder / rel).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if needle in line)
+
+
+BREAKAGES = [
+    ("keywords/grooming.toml", "weight = 10", 'weight = "x"', 'weight = "x"',
+     "weight must be an integer, got 'x'"),
+    ("keywords/grooming.toml", 'phrase = "our little secret"', 'phrase = "0ur l1ttle s3cret"\n'
+     'weight = 1\nwhy = "dup"\n[[term]]\nphrase = "our little secret"',
+     'phrase = "our little secret"', "duplicate phrase"),
+    ("keywords/drugs.toml", "weight = 8", "wieght = 8", "wieght = 8", "unknown key 'wieght'"),
+    ("keywords/drugs.toml", 'phrase = "weed"', 'phrase = "..."', 'phrase = "..."',
+     "has no letters or digits"),
+    ("keywords/suicide.toml", "threshold = 8", "threshold = 0", "threshold = 0",
+     "threshold must be between 1"),
+    ("usb.toml", 'id = "0951:1666"', 'id = "merilock"', 'id = "merilock"', "id must be VVVV:PPPP"),
+    ("urls.toml", 'value = "(?i)pro[-_]?ana|thinspo"', 'value = "(unclosed"', 'value = "(unclosed"',
+     "not a valid pattern"),
+    ("profiles.toml", '"gambling", "illegal"]', '"gambling", "ilegal"]', '"ilegal"]',
+     "unknown category 'ilegal'"),
+    ("exemptions.toml", "end = 2025-02-14", "end = 2024-02-14", "end = 2024-02-14",
+     "end must be after start"),
+    ("exemptions.toml", 'group = "ks2"', 'group = "year9"', 'group = "year9"', "is not a profile"),
+    ("incidents.toml", "severity = 5", "severity = 9", "severity = 9", "between 1 and 5"),
+    ("keywords/violence.toml", "weight = 5", "weight = = 5", "weight = = 5", "Invalid value"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rel", "old", "new", "at", "fault"), BREAKAGES)
+def test_faults_name_file_line_and_fault(
+    rules_dir: Path, rel: str, old: str, new: str, at: str, fault: str
+) -> None:
+    _break(rules_dir, rel, old, new)
+    with pytest.raises(PolicyError) as err:
+        load_policy(rules_dir)
+    msg = str(err.value)
+    line = _line_of(rules_dir, rel, at)
+    assert msg.startswith(f"{rules_dir}/{rel}:"), msg
+    if "duplicate" not in fault:
+        assert msg.startswith(f"{rules_dir}/{rel}:{line}:"), msg
+    assert fault in msg
+
+
+def test_missing_file_is_named(rules_dir: Path) -> None:
+    (rules_dir / "usb.toml").unlink()
+    with pytest.raises(PolicyError, match=r"usb\.toml: missing"):
+        load_policy(rules_dir)
+
+
+def test_not_utf8_is_named(rules_dir: Path) -> None:
+    (rules_dir / "urls.toml").write_bytes(b"\xff\xfe[[url]]")
+    with pytest.raises(PolicyError, match=r"urls\.toml:1: not UTF-8"):
+        load_policy(rules_dir)
+
+
+@PROPERTY
+@given(st.text(max_size=300))
+def test_fuzz_any_keyword_file_gives_policy_error_or_loads(text: str) -> None:
+    files = read_folder(Path(__file__).parents[3] / "rules" / "lists")
+    files["keywords/fuzz.toml"] = text
+    with contextlib.suppress(PolicyError):
+        load_files(files)
+
+
+TOML_BITS = st.sampled_from([
+    "[category]\n", 'name = "x"\n', "threshold = 5\n", "window = 3\n", "[[term]]\n",
+    'phrase = "kill"\n', "weight = 3\n", 'why = "w"\n', 'boundary = "none"\n', "[[combo]]\n",
+    'all = ["a", "b"]\n', "weight = -2\n", 'boundary = ["word"]\n', "enabled = 1\n", "x = 1\n",
+    "[[term]]\nphrase = 3\n", 'title = "t"\n', "all = []\n", "window = 0\n",
+])  # fmt: skip
+
+
+@PROPERTY
+@given(st.lists(TOML_BITS, max_size=14))
+def test_fuzz_structured_keyword_files(bits: list[str]) -> None:
+    files = read_folder(Path(__file__).parents[3] / "rules" / "lists")
+    files["keywords/fuzz.toml"] = "".join(bits)
+    try:
+        load_files(files)
+    except PolicyError as exc:
+        assert str(exc).startswith("keywords/fuzz.toml:") or ":" in str(exc)
