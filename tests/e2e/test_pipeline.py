@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,17 +109,53 @@ def test_collector_down_while_the_agent_keeps_producing_then_back(site: Site) ->
 
 
 def test_collector_killed_mid_stream_then_restarted_stores_each_event_once(site: Site) -> None:
-    wanted = queue(site.state, site.agent_id, 20_000)
+    # A writer keeps producing throughout, so the kill always lands while the agent is
+    # shipping (whatever the machine's speed), and some events are only ever sent afterwards.
+    writer = Writer(site)
     site.start_agent()
     wait_until(lambda: len(site.test_alerts()) > 0, what="the first batches")
     site.collector.kill()
     partial = len(site.test_alerts())
     site.collector.start()
+    wanted = writer.stop()
     wait_until(lambda: len(site.test_alerts()) >= len(wanted), timeout=180, what="every event")
     got = [e["event"]["event_id"] for e in site.test_alerts()]
     assert partial < len(wanted)
     assert len(got) == len(set(got)) == len(wanted) and set(got) == wanted
     assert site.tampering() == ""
+
+
+class Writer:
+    """A separate process putting events into the agent's outbox until stopped (or killed);
+    it prints each event's id once its put has committed."""
+
+    def __init__(self, site: Site) -> None:
+        outbox = str(site.state / "outbox.sqlite")
+        self.proc = subprocess.Popen(
+            [str(BIN / "python"), "-m", "tests.outbox_writer", outbox, site.agent_id],
+            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+        )
+        self.ids: set[str] = set()
+        self._reader = threading.Thread(target=self._read)  # a full pipe would stall the writer
+        self._reader.start()
+        wait_until(lambda: len(self.ids) >= 200, what="the writer's first events")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.strip():
+                self.ids.add(line.strip())
+
+    def stop(self) -> set[str]:
+        """SIGKILL, possibly mid-write; returns every id whose put was reported committed."""
+        count = len(self.ids)
+        wait_until(lambda: len(self.ids) >= count + 200, what="the writer to go on")
+        self.proc.kill()
+        self.proc.wait(30)
+        self._reader.join(30)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        return set(self.ids)
 
 
 def test_agent_killed_mid_write_and_mid_ship_loses_and_repeats_nothing(site: Site) -> None:
@@ -127,19 +164,7 @@ def test_agent_killed_mid_write_and_mid_ship_loses_and_repeats_nothing(site: Sit
     wait_until(lambda: len(site.test_alerts()) > 0, what="the first batches")
     site.stop_agent(sig_kill=True)
     # A writer killed -9 in the middle of its puts: what it committed must all arrive.
-    writer = subprocess.Popen([str(BIN / "python"), "-c", (
-        "import sys; from agent.outbox import Outbox; from protos import events_pb2\n"
-        f"box = Outbox.open(__import__('pathlib').Path({str(site.state / 'outbox.sqlite')!r}),"
-        f" {site.agent_id!r})\n"
-        "while True:\n"
-        "    i = box.put(events_pb2.Event(severity=2, test_alert=events_pb2.TestAlert()))\n"
-        "    print(i, flush=True)\n")], stdout=subprocess.PIPE, text=True,
-        cwd=Path(__file__).resolve().parents[2])
-    assert writer.stdout is not None
-    committed = {writer.stdout.readline().strip() for _ in range(300)}
-    writer.kill()
-    writer.wait(30)
-    committed |= {line.strip() for line in writer.stdout if line.strip()}
+    committed = Writer(site).stop()
     site.start_agent()
     wanted |= committed
     wait_until(lambda: len(site.test_alerts()) >= len(wanted), timeout=180, what="every event")
