@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from collector import admin, app, enrolment, operations, pki
+from collector import admin, app, enrolment, operations, pki, policy
 from collector.paths import DataDir, make_private_dir
 from collector.store import DatabaseError, Store, now_ms
 
@@ -59,7 +59,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     data.collector_id_file.write_text(str(uuid.uuid4()) + "\n")
     make_private_dir(data.policy_dir)
     Store(data.database).close()
+    published = policy.publish(data)  # monitoring is on from the first agent's first connection
     print(f"initialised collector in {data.root}")
+    print(f"  policy: the shipped rules, published as version {published.version}")
     print(f"  CA certificate for agents: {data.ca_cert}")
     print(f"  TLS names: {', '.join(names)}")
     return 0
@@ -182,6 +184,24 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_publish(args: argparse.Namespace) -> int:
+    from rules.schema import PolicyError
+
+    try:
+        published = policy.publish(_data(args), Path(args.rules) if args.rules else None)
+    except PolicyError as exc:
+        raise CliError(f"policy not published: {exc}") from None
+    print(f"published policy version {published.version} ({published.size} bytes) "
+          f"as {published.path}; agents pick it up at their next connection")
+    return 0
+
+
+def cmd_policy_show(args: argparse.Namespace) -> int:
+    version = policy.current_version(_data(args))
+    print(f"current policy version: {version}" if version else "no policy published yet")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     data = _data(args)
 
@@ -235,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--agent")
     c.add_argument("--format", choices=["text", "json"], default="text")
     c.set_defaults(func=cmd_tampering)
+    pol = sub.add_parser("policy", help="publish and show signed policy bundles")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True)
+    c = pol_sub.add_parser("publish", help="validate, sign and publish a policy folder")
+    c.add_argument("--data", required=True, help="the collector's data folder")
+    c.add_argument("--rules", help="policy folder (default: the policy shipped in rules/lists)")
+    c.set_defaults(func=cmd_policy_publish)
+    c = pol_sub.add_parser("show", help="print the current policy version")
+    c.add_argument("--data", required=True, help="the collector's data folder")
+    c.set_defaults(func=cmd_policy_show)
     c = command("recover", "keep an unreadable database aside and start a new one")
     c.set_defaults(func=cmd_recover)
     return p

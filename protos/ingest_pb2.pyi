@@ -302,6 +302,7 @@ class PolicyRequest(_message.Message):
     HAVE_VERSION_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     have_version: _builtins.str
+    """decimal, "" for none"""
     def __init__(
         self,
         *,
@@ -318,27 +319,26 @@ Global___PolicyRequest: _TypeAlias = PolicyRequest  # noqa: Y015
 
 @_typing.final
 class PolicyBundle(_message.Message):
-    """A signed policy bundle. Empty payload: nothing newer than have_version."""
+    """A signed policy bundle as rules/bundle.py makes it (its Ed25519 signature by the
+    collector's policy key is inside). Empty: nothing newer than have_version.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: _builtins.int
-    PAYLOAD_FIELD_NUMBER: _builtins.int
-    SIGNATURE_FIELD_NUMBER: _builtins.int
+    BUNDLE_FIELD_NUMBER: _builtins.int
     version: _builtins.str
-    payload: _builtins.bytes
-    signature: _builtins.bytes
-    """Ed25519 by the collector's policy key over payload"""
+    """decimal; versions only ever increase"""
+    bundle: _builtins.bytes
     def __init__(
         self,
         *,
         version: _builtins.str = ...,
-        payload: _builtins.bytes = ...,
-        signature: _builtins.bytes = ...,
+        bundle: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "signature", b"signature", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bundle", b"bundle", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

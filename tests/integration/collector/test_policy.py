@@ -1,0 +1,70 @@
+"""Signed policy bundles: published by the collector, fetched by agents over TLS gRPC."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from collector import policy
+from protos import ingest_pb2, ingest_pb2_grpc
+from rules import bundle
+from rules.load import DEFAULT_DIR
+from rules.schema import PolicyError
+from tests import agentsim
+from tests.harness import CollectorHarness
+
+pytestmark = pytest.mark.integration
+
+
+def fetch(collector: CollectorHarness, agent_id: str, have: str = "") -> ingest_pb2.PolicyBundle:
+    stub = ingest_pb2_grpc.CollectorStub(agentsim.channel(collector.address, collector.ca_path))
+    return stub.FetchPolicy(ingest_pb2.PolicyRequest(agent_id=agent_id, have_version=have))
+
+
+def test_a_published_bundle_reaches_an_agent_and_verifies_with_the_enrolled_key(
+    collector: CollectorHarness,
+) -> None:
+    stub = ingest_pb2_grpc.CollectorStub(agentsim.channel(collector.address, collector.ca_path))
+    agent_id, _ = agentsim.enrol(stub, collector.new_token())
+    assert fetch(collector, agent_id).bundle == b""  # nothing published yet
+    assert policy.publish(collector.data).version == 1
+    got = fetch(collector, agent_id)
+    key = Ed25519PublicKey.from_public_bytes(collector.data.policy_pub.read_bytes())
+    verified = bundle.verify_bundle(got.bundle, key)
+    assert got.version == "1" and verified.version == 1
+    assert "grooming" in {c.name for c in verified.policy.categories}
+    assert fetch(collector, agent_id, have="1").bundle == b""
+    s = agentsim.Session(stub, agentsim.SimAgent(agent_id, _))
+    assert s.welcome.policy_version == "1"
+    s.close()
+
+
+def test_versions_only_go_up(collector: CollectorHarness) -> None:
+    assert [policy.publish(collector.data).version for _ in range(3)] == [1, 2, 3]
+    stub = ingest_pb2_grpc.CollectorStub(agentsim.channel(collector.address, collector.ca_path))
+    agent_id, _ = agentsim.enrol(stub, collector.new_token())
+    assert fetch(collector, agent_id, have="2").version == "3"
+
+
+def test_a_broken_policy_is_not_published_and_says_where(
+    collector: CollectorHarness, tmp_path: Path
+) -> None:
+    policy.publish(collector.data)
+    broken = tmp_path / "rules"
+    shutil.copytree(DEFAULT_DIR, broken)
+    target = next((broken / "keywords").glob("*.toml"))
+    target.write_text(target.read_text() + "\n[[entry]\nterm = \n")
+    with pytest.raises(PolicyError, match=target.name):
+        policy.publish(collector.data, broken)
+    assert policy.current_version(collector.data) == "1"
+
+
+def test_an_unknown_agent_gets_no_policy(collector: CollectorHarness) -> None:
+    policy.publish(collector.data)
+    with pytest.raises(grpc.RpcError) as err:
+        fetch(collector, "ag-stranger")
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
