@@ -151,14 +151,14 @@ class Ingestor:
         try:
             result = job.fn(self.store)
         except BaseException as exc:  # handed to the caller, who decides what it means
-            job.future.set_exception(exc)
+            _settle(job.future, exc)
             return
         if job.changes_agents:
             # Enrolments and revocations change who may ship; refresh before answering so the
             # caller never sees the old list. Every earlier group has committed, so the stored
             # heads are current.
             self.agents = self.store.agent_records()
-        job.future.set_result(result)
+        _settle(job.future, result)
 
     def _head(self, group: _Group, agent_id: str) -> tuple[int, bytes]:
         if agent_id in group.heads:
@@ -277,7 +277,7 @@ class Ingestor:
         except Exception as exc:
             log.exception("ingest.commit_failed batches=%d", len(group.answers))
             for fut, _ in group.answers:
-                fut.set_exception(exc)
+                _settle(fut, exc)
             return
         for agent_id, (seq, h) in group.heads.items():
             rec = self.agents[agent_id]
@@ -285,7 +285,7 @@ class Ingestor:
         self.committed_events += group.events
         self.commits += 1
         for fut, answer in group.answers:
-            fut.set_result(answer)
+            _settle(fut, answer)
         if self.after_commit and (group.events or group.tampering):
             committed = Committed(
                 events=group.columns if group.events else None,
@@ -296,6 +296,18 @@ class Ingestor:
                     hook(self.store, committed)
                 except Exception:
                     log.exception("ingest.after_commit_failed hook=%s", hook)
+
+
+def _settle(fut: Future[Any], outcome: Any) -> None:
+    """Answer a waiting stream or caller. One that has gone away (a killed agent's stream
+    cancels its future) is skipped: its batch is committed all the same, and the agent learns
+    that from the next Welcome."""
+    if not fut.set_running_or_notify_cancel():
+        return
+    if isinstance(outcome, BaseException):
+        fut.set_exception(outcome)
+    else:
+        fut.set_result(outcome)
 
 
 def _ack(last_seq: int, duplicate: bool = False) -> ingest_pb2.CollectorMessage:
