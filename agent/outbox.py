@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from agent.outbox_bound import drop_over_bound, new_event_id
 from agent.outbox_file import BUSY_TIMEOUT_MS, connect_or_recover
@@ -72,11 +73,15 @@ class Outbox:
         self._seen_version = self._data_version()
 
     @classmethod
-    def open(cls, path: Path, agent_id: str, *, max_pending: int = DEFAULT_MAX_PENDING) -> Outbox:
+    def open(cls, path: Path, agent_id: str, *, max_pending: int = DEFAULT_MAX_PENDING) -> Self:
         """Open (or create) the outbox. A corrupt file is set aside and a new one started."""
         conn, kept_aside = connect_or_recover(path)
         box = cls(conn, agent_id, max_pending)
-        box._claim(agent_id)
+        try:
+            box._claim(agent_id)
+        except BaseException:
+            conn.close()
+            raise
         if kept_aside is not None:
             box.put(
                 events_pb2.Event(

@@ -260,7 +260,12 @@ class Shipper:
                     message.reject.reason,
                     message.reject.detail,
                 )
-                raise SessionEnded(f"batch rejected: {message.reject.reason}")
+                # The same bytes would be refused again until someone acts on the collector
+                # (each refusal is a tampering record there): keep them, and ask rarely.
+                raise SessionEnded(
+                    f"batch rejected: {message.reject.reason}",
+                    retry_after_s=self.backoff.slow(self._cfg.refused_retry_s),
+                )
             ack = message.ack
             if ack.last_seq < batch.last_seq:
                 log.warning("batch.ack_short expected=%d got=%d", batch.last_seq, ack.last_seq)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,32 @@ def test_enrolling_again_needs_force_and_keeps_the_old_outbox(
     kept = [p.name for p in root.iterdir() if p.name.startswith("outbox.sqlite.previous-")]
     assert any(name.startswith(f"outbox.sqlite.previous-{first}-") for name in kept)
     assert not StateDir(root).outbox.exists()
+
+
+def test_enrolling_with_the_collector_down_exits_3_and_leaves_nothing(
+    collector: CollectorHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = collector.new_token()
+    collector.stop()
+    root = tmp_path / "state"
+    assert main(enroll(collector, root, token)) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unavailable" in err
+    assert not root.exists()
+
+
+def test_a_token_can_come_from_standard_input(
+    collector: CollectorHarness,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(collector.new_token() + "\n"))
+    root = tmp_path / "state"
+    argv = [
+        "enroll", "--state", str(root), "--collector", collector.address,
+        "--token-file", "-", "--ca", str(collector.ca_path),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""  # no warning: the token was not on the command line
+    assert load_identity(StateDir(root)).agent_id

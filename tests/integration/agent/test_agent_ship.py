@@ -211,3 +211,28 @@ def test_an_agent_the_collector_does_not_know_keeps_its_events(
     box = Outbox.open(state.outbox, agent_id)
     assert box.counts().pending == 1
     box.close()
+
+
+def test_a_rejected_batch_keeps_its_events_and_is_logged(
+    collector: CollectorHarness,
+    state: StateDir,
+    caplog: pytest.LogCaptureFixture,
+    ship: Ship,
+    wait: Wait,
+) -> None:
+    agent_id, box = open_box(state)
+    box.put(alert("first"))
+    with ship(state, box) as (_, shipped):
+        wait(lambda: shipped.counts().unacked + shipped.counts().pending == 0, what="acked")
+    with sqlite3.connect(state.outbox) as conn:  # the PC's chain is tampered with
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'base_hash'", (b"\x66" * 32,))
+    box = Outbox.open(state.outbox, agent_id)
+    box.put(alert("after the fork"))
+    with caplog.at_level(logging.ERROR, logger="agent"), ship(state, box):
+        wait(lambda: "batch.rejected" in caplog.text, what="the reject")
+        assert "chain.mismatch" in caplog.text and "reason=fork" in caplog.text
+    box = Outbox.open(state.outbox, agent_id)
+    assert box.counts().unacked == 1  # kept, to be looked at
+    box.close()
+    assert [t["kind"] for t in collector.tampering(agent_id)] == ["fork"]
+    assert collector.count(agent_id) == 1

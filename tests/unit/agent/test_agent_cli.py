@@ -140,16 +140,6 @@ def test_enrolling_an_enrolled_folder_needs_force(
     assert enrolled.identity.read_bytes() == before
 
 
-def test_enroll_with_the_collector_down_exits_3_and_leaves_nothing(
-    tmp_path: Path, ca_file: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = run(
-        capsys, *enroll(tmp_path, ca_file, "--collector", "127.0.0.1:9", "--token", "t")
-    )
-    assert code == 3 and "unavailable" in one_line_error(err)
-    assert not (tmp_path / "new").exists()
-
-
 def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "run", "--state", str(tmp_path), "--heartbeat", "0")[0] == 2
     assert run(capsys, "enroll", "--state", str(tmp_path))[0] == 2
