@@ -18,11 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psutil  # type: ignore[import-untyped,unused-ignore]  # stubs: types-psutil, not in dev yet
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent import __version__
 from agent.identity import StateDir, load_ca, load_identity, load_key
 from agent.outbox import DEFAULT_MAX_PENDING, Outbox
-from agent.sensors import Sensor
+from agent.policy import PolicyHolder
+from agent.sensors import Sensor, SensorContext
 from agent.sensors.registry import SENSORS
 from agent.shipper import Shipper, ShipperConfig
 from protos import events_pb2
@@ -40,18 +42,18 @@ class ServiceConfig:
 class _SensorThread:
     """Runs one sensor and remembers its health for the heartbeat."""
 
-    def __init__(self, sensor: Sensor, emit: Callable[[events_pb2.Event], object]) -> None:
+    def __init__(self, sensor: Sensor, ctx: SensorContext) -> None:
         self.sensor = sensor
         self.state = "running"
         self.detail = ""
-        self._emit = emit
+        self._ctx = ctx
         self._thread = threading.Thread(target=self._run, name=f"sensor-{sensor.name}")
         self._thread.daemon = True
         self._thread.start()
 
     def _run(self) -> None:
         try:
-            self.sensor.run(self._emit)
+            self.sensor.run(self._ctx)
             self.state = "stopped"
         except Exception as exc:  # a sensor fault must not take the agent down
             log.exception("sensor.crashed name=%s", self.sensor.name)
@@ -111,7 +113,13 @@ class Service:
         outbox.put(status_event(events_pb2.AgentStatus.STARTED, f"agent {__version__}"))
         shipping = threading.Thread(target=shipper.run, name="shipper", daemon=True)
         shipping.start()
-        sensors = [_SensorThread(make(), outbox.put) for make in self._sensor_factories]
+        ident = load_identity(self._state)
+        holder = PolicyHolder(
+            self._state.root / "policy.json",
+            Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key)),
+        )
+        ctx = SensorContext(emit=outbox.put, policy=holder.current)
+        sensors = [_SensorThread(make(), ctx) for make in self._sensor_factories]
         log.info(
             "agent.started agent=%s collector=%s sensors=%d heartbeat_s=%g",
             shipper.config.agent_id,

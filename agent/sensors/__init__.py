@@ -4,25 +4,33 @@ A sensor is a thin OS loop around a pure parser. It runs in its own thread: `run
 until `stop()` is called from another thread. The list of sensors the service starts is
 `agent/sensors/registry.py`, explicitly, one line per sensor.
 
-`emit` takes a finished Event for now. When the detector lands, sensors will emit in-process
-observations to it instead, and only the detector will make Events (raw typed text must never
-reach the outbox).
+A sensor gets a SensorContext: `emit` takes a finished Event (already reduced to a detection:
+raw typed text must never reach it), and `policy()` returns the policy in force, which can
+change while the sensor runs (look it up per observation, do not keep it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
+from agent.policy import ActivePolicy
 from protos import events_pb2
 
 Emit = Callable[[events_pb2.Event], object]
 
 
+@dataclass(frozen=True)
+class SensorContext:
+    emit: Emit
+    policy: Callable[[], ActivePolicy]
+
+
 class Sensor(Protocol):
     name: str
 
-    def run(self, emit: Emit) -> None:
+    def run(self, ctx: SensorContext) -> None:
         """Watch and emit until stop() is called; return then. Raise only on a real fault."""
         ...
 

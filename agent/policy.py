@@ -1,0 +1,98 @@
+"""The policy an agent applies, and how a new one arrives.
+
+The collector signs policy bundles (rules/bundle.py); the agent applies one only when its
+signature verifies with the policy key it was given at enrolment and its version is newer than
+what it has, and keeps the last good bundle on disk (state/policy.json), re-verified at every
+start, so neither editing files nor blocking the network turns monitoring off. Until the first
+bundle arrives the policy shipped with the agent applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from rules import bundle as bundles
+from rules.compile import Compiled
+from rules.load import load_policy
+from rules.schema import Policy, PolicyError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActivePolicy:
+    """One policy version, with its per-profile matchers compiled on first use."""
+
+    version: int  # 0: the policy shipped with the agent, before any bundle arrived
+    policy: Policy
+    _compiled: dict[str, Compiled] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def compiled(self, profile: str, now: datetime | None = None) -> Compiled:
+        """The matcher for a profile; recompiled when an exemption starts or ends."""
+        now = now or datetime.now(UTC)
+        with self._lock:
+            found = self._compiled.get(profile)
+            if found is None or (found.valid_until is not None and now >= found.valid_until):
+                found = Compiled(self.policy, profile, now)
+                self._compiled[profile] = found
+            return found
+
+
+class PolicyHolder:
+    """The current policy for every sensor; replaced only by a verified, newer bundle."""
+
+    def __init__(self, last_good: Path, public_key: Ed25519PublicKey) -> None:
+        self._path = last_good
+        self._key = public_key
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[ActivePolicy], None]] = []
+        self._active = self._load()
+
+    def _load(self) -> ActivePolicy:
+        try:
+            saved = bundles.load_last_good(self._path, self._key)
+        except PolicyError as exc:
+            # A damaged or forged file: keep it for the technician, fall back to what shipped.
+            aside = self._path.with_name(self._path.name + ".rejected")
+            self._path.replace(aside)
+            log.error("policy.last_good_rejected path=%s kept=%s reason=%s", self._path, aside,
+                      exc)
+            self.load_error: str | None = f"{exc} (kept as {aside.name})"
+            saved = None
+        else:
+            self.load_error = None
+        if saved is None:
+            return ActivePolicy(0, load_policy())
+        return ActivePolicy(saved.version, saved.policy)
+
+    def current(self) -> ActivePolicy:
+        return self._active
+
+    @property
+    def version(self) -> int:
+        return self._active.version
+
+    def subscribe(self, listener: Callable[[ActivePolicy], None]) -> None:
+        """Call listener(new) from the applying thread whenever a new policy is applied."""
+        self._listeners.append(listener)
+
+    def apply(self, data: bytes) -> ActivePolicy:
+        """Verify and apply a bundle. Raises rules.bundle.BundleError (forged, corrupt, not
+        newer) or PolicyError; the current policy then stays as it was."""
+        with self._lock:
+            installed = self._active.version
+            verified = bundles.verify_bundle(data, self._key, installed=installed)
+            bundles.save_last_good(self._path, verified)
+            self._active = ActivePolicy(verified.version, verified.policy)
+        log.info("policy.applied version=%d previous=%d", verified.version, installed)
+        for listener in self._listeners:
+            listener(self._active)
+        return self._active
