@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import grpc
 
 from collector import admin, server
+from collector.console import config as console_config
+from collector.console.server import Console
+from collector.incidents.runtime import IncidentRuntime
 from collector.ingest import Ingestor
 from collector.paths import DataDir
 from collector.store import Store
@@ -26,37 +29,63 @@ class Running:
     ingestor: Ingestor
     grpc_server: grpc.aio.Server
     admin_server: asyncio.AbstractServer
+    incidents: IncidentRuntime | None = None
+    web: Console | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking work, let in-flight batches commit and be acknowledged, then close."""
         self.admin_server.close()
+        if self.web is not None:
+            await self.web.stop()
         await self.grpc_server.stop(grace)
+        if self.incidents is not None:
+            await self.incidents.stop()
         await asyncio.to_thread(self.ingestor.stop)
+        if self.incidents is not None:
+            self.incidents.close()
         self.store.close()
         self.data.admin_socket.unlink(missing_ok=True)
         log.info("collector.stopped events=%d", self.ingestor.committed_events)
 
 
-async def start(data: DataDir, listen: str) -> Running:
+async def start(
+    data: DataDir, listen: str, web: str | None = None, web_tls: bool | None = None
+) -> Running:
+    """Start the collector; with `web` ("HOST:PORT") also the DSL console. The console uses
+    TLS (the collector's certificate) unless it listens on loopback only, or web_tls says."""
+    cfg = console_config.load(data)
     store = Store(data.database)
     ingestor = Ingestor(store)
     ingestor.start()
+    incidents = IncidentRuntime(ingestor, cfg)
+    incidents.start()
+    console: Console | None = None
     try:
         grpc_server, port = await server.start(data, ingestor, listen)
         admin_server = await admin.serve(data, ingestor)
+        if web is not None:
+            host, _, web_port = web.rpartition(":")
+            tls = web_tls if web_tls is not None else host not in ("127.0.0.1", "localhost", "::1")
+            console = Console(data, ingestor, incidents, cfg, tls)
+            await console.start(host, int(web_port))
     except BaseException:
+        await incidents.stop()
         ingestor.stop()
+        incidents.close()
         store.close()
         raise
     log.info("collector.started listen=%s port=%d agents=%d", listen, port, len(ingestor.agents))
-    return Running(data, port, store, ingestor, grpc_server, admin_server)
+    return Running(data, port, store, ingestor, grpc_server, admin_server, incidents, console)
 
 
-def serve_forever(data: DataDir, listen: str, on_ready: Callable[[Running], None]) -> None:
+def serve_forever(
+    data: DataDir, listen: str, on_ready: Callable[[Running], None], web: str | None = None,
+    web_tls: bool | None = None,
+) -> None:  # fmt: skip
     """Run until SIGTERM or SIGINT, then shut down cleanly."""
 
     async def main() -> None:
-        running = await start(data, listen)
+        running = await start(data, listen, web, web_tls)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

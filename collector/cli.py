@@ -210,9 +210,90 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(
             f"collector ready: gRPC/TLS on {host}:{running.port}, data in {data.root}", flush=True
         )
+        if running.web is not None:
+            scheme = "https" if running.web.tls else "http"
+            web_host = args.web.rpartition(":")[0]
+            print(f"console: {scheme}://{web_host}:{running.web.port}/", flush=True)
 
-    app.serve_forever(data, args.listen, ready)
+    app.serve_forever(data, args.listen, ready, args.web, args.web_tls)
     return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_file == "-":  # noqa: S105 -- "-" means stdin, not a password
+        return sys.stdin.readline().rstrip("\n")
+    if args.password_file:
+        return Path(args.password_file).read_text().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("Password (at least 12 characters): ")
+    if first != getpass.getpass("Again: "):
+        raise CliError("the passwords do not match")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    data = _data(args)
+    if args.action == "list":
+        for r in _ask(data, "user_list", {}):
+            state = "disabled" if r["disabled_ms"] else "active"
+            print(f"{r['username']:20} {r['role']:11} {state:8} {r['display_name']}")
+        return 0
+    if not args.username:
+        raise CliError(f"user {args.action} needs a USERNAME")
+    op_args: dict[str, Any] = {"username": args.username}
+    if args.action == "add":
+        if not args.role:
+            raise CliError("user add needs --role (dsl, deputy_dsl, head, technician, governor)")
+        name = args.name or args.username
+        op_args.update(role=args.role, display_name=name, password=_password(args))
+    elif args.action == "passwd":
+        op_args["password"] = _password(args)
+    _ask(data, f"user_{args.action}", op_args)
+    print(f"{args.action}: {args.username}")
+    return 0
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    data = _data(args)
+    if args.rerun:
+        result = _ask(data, "incidents_rerun", {})
+        print(f"rebuilt untriaged candidates: {result['removed']} removed, {result['events']} "
+              f"events read, {result['candidates']} candidates now")  # fmt: skip
+        return 0
+    result = _ask(data, "incidents", {"status": args.status, "severity": args.severity})
+    if args.format == "json":
+        print(json.dumps(result, indent=1, default=str))
+        return 0
+    for r in result["rows"]:
+        print(
+            f"#{r['id']:<6} sev={r['severity']} {r['category'][:14]:14} {r['status']:9} "
+            f"{_when(r['last_ms'])} {r['hostname'][:16]:16} events={r['event_count']}"
+        )
+    print(f"{result['total']} candidates ({args.status or 'all'}); details in the console")
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    op_args = {"events_days": args.events and args.events // 86400,
+               "incidents_days": args.incidents and args.incidents // 86400,
+               "purge": args.purge}  # fmt: skip
+    result = _ask(_data(args), "retention", op_args)
+    print(f"events kept {result['events_days']} days; closed incidents kept "
+          f"{result['incidents_days']} days")  # fmt: skip
+    if "purged" in result:
+        print(f"purged {result['purged']['events']} events and "
+              f"{result['purged']['incidents']} closed incidents (logged in the audit log)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    result = _ask(_data(args), "audit_verify", {})
+    if result["ok"]:
+        print(f"audit log verified: {result['rows']} entries")
+        return 0
+    print(f"audit log BROKEN at entry {result['first_bad']}: {result['reason']}")
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,7 +319,31 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_token)
     c = command("serve", "run the collector")
     c.add_argument("--listen", default="127.0.0.1:50051")
+    c.add_argument("--web", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="also serve the DSL console (default 127.0.0.1:8080)")  # fmt: skip
+    c.add_argument("--web-tls", action=argparse.BooleanOptionalAction, default=None,
+                   help="HTTPS with the collector's certificate (default: on unless loopback)")
     c.set_defaults(func=cmd_serve)
+    c = command("user", "console accounts: add, passwd, disable, list")
+    c.add_argument("action", choices=["add", "passwd", "disable", "list"])
+    c.add_argument("username", nargs="?")
+    c.add_argument("--role", choices=["dsl", "deputy_dsl", "head", "technician", "governor"])
+    c.add_argument("--name", help="the person's name as shown in the console")
+    c.add_argument("--password-file", help="read the password from FILE, or - for stdin")
+    c.set_defaults(func=cmd_user)
+    c = command("incidents", "list incident candidates, or rebuild them after a rule change")
+    c.add_argument("--status", default="open", choices=["open", "new", "in_review", "closed", ""])
+    c.add_argument("--severity", type=int, choices=[1, 2, 3, 4, 5])
+    c.add_argument("--rerun", action="store_true", help="rebuild untriaged candidates")
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(func=cmd_incidents)
+    c = command("retention", "show or set retention periods; --purge applies them now")
+    c.add_argument("--events", type=parse_duration, help="keep events this long, e.g. 365d")
+    c.add_argument("--incidents", type=parse_duration, help="keep closed incidents, e.g. 2190d")
+    c.add_argument("--purge", action="store_true")
+    c.set_defaults(func=cmd_retention)
+    c = command("audit", "verify the console's hash-chained audit log")
+    c.set_defaults(func=cmd_audit)
     c = command("agents", "list enrolled agents")
     c.add_argument("--format", choices=["text", "json"], default="text")
     c.set_defaults(func=cmd_agents)

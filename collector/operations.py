@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from collector import enrolment, evidence
+from collector.console import operations as console_operations
 from collector.paths import DataDir
 from collector.store import Store
 from protos import events_pb2
@@ -78,6 +79,8 @@ OPERATIONS: dict[str, Operation] = {
     "events": op_events,
     "count": op_count,
 }
+# Console accounts, incidents, retention and the audit log (collector/console/operations.py).
+OPERATIONS.update(console_operations.OPERATIONS)
 
 
 def run(store: Store, data: DataDir, op: str, args: dict[str, Any]) -> Any:

@@ -66,4 +66,134 @@ MIGRATIONS: list[str] = [
         evidence     BLOB
     );
     """,
+    # 2: incident candidates and the DSL console (collector/incidents/, collector/console/):
+    # candidates and the events that are their evidence, exempted matches (counted, shown),
+    # agent health from heartbeats, the machine -> room/site/group map, console accounts, the
+    # hash-chained audit log, follow-up actions, two-person referrals, exemption requests and
+    # settings (retention periods, engine high-water marks).
+    """
+    CREATE SEQUENCE incident_id;
+    CREATE TABLE incidents (
+        id             BIGINT PRIMARY KEY DEFAULT nextval('incident_id'),
+        kind           VARCHAR NOT NULL,   -- detection, usb, silent_agent, tampering, test
+        category       VARCHAR NOT NULL,
+        categories     VARCHAR NOT NULL,   -- every category seen, comma separated
+        severity       UTINYINT NOT NULL,
+        base_severity  UTINYINT NOT NULL,
+        escalation     VARCHAR NOT NULL DEFAULT '',
+        agent_id       VARCHAR NOT NULL,
+        account        VARCHAR NOT NULL,
+        first_ms       BIGINT NOT NULL,
+        last_ms        BIGINT NOT NULL,
+        created_ms     BIGINT NOT NULL,
+        updated_ms     BIGINT NOT NULL,
+        event_count    INTEGER NOT NULL DEFAULT 0,
+        summary        VARCHAR NOT NULL,
+        status         VARCHAR NOT NULL DEFAULT 'new',
+        outcome        VARCHAR NOT NULL DEFAULT '',
+        outcome_note   VARCHAR NOT NULL DEFAULT '',
+        closed_by      VARCHAR NOT NULL DEFAULT '',
+        closed_ms      BIGINT,
+        triaged        BOOLEAN NOT NULL DEFAULT false,
+        notified_ms    BIGINT
+    );
+    CREATE TABLE incident_signals (
+        incident_id  BIGINT NOT NULL,
+        agent_id     VARCHAR NOT NULL,
+        seq          UBIGINT,              -- NULL for silent agents and tampering
+        account      VARCHAR NOT NULL,
+        observed_ms  BIGINT NOT NULL,
+        source       VARCHAR NOT NULL,     -- keyword, url, usb, tampering, silent, test
+        category     VARCHAR NOT NULL,
+        severity     UTINYINT NOT NULL,
+        exemption    VARCHAR NOT NULL DEFAULT '',
+        tampering_id BIGINT
+    );
+    CREATE TABLE exempted_matches (
+        agent_id     VARCHAR NOT NULL,
+        seq          UBIGINT NOT NULL,
+        account      VARCHAR NOT NULL,
+        observed_ms  BIGINT NOT NULL,
+        category     VARCHAR NOT NULL,
+        exemption    VARCHAR NOT NULL,
+        incident_id  BIGINT
+    );
+    CREATE TABLE agent_health (
+        agent_id        VARCHAR PRIMARY KEY,
+        heartbeat_ms    BIGINT NOT NULL,
+        agent_version   VARCHAR NOT NULL,
+        policy_version  VARCHAR NOT NULL,
+        sensors         VARCHAR NOT NULL,  -- "keyboard=running, usb=crashed"
+        outbox_pending  UBIGINT NOT NULL,
+        dropped         UBIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE machines (
+        agent_id    VARCHAR PRIMARY KEY,
+        room        VARCHAR NOT NULL DEFAULT '',
+        site        VARCHAR NOT NULL DEFAULT '',
+        grp         VARCHAR NOT NULL DEFAULT '',
+        updated_ms  BIGINT NOT NULL,
+        updated_by  VARCHAR NOT NULL
+    );
+    CREATE TABLE accounts (
+        username       VARCHAR PRIMARY KEY,
+        display_name   VARCHAR NOT NULL,
+        role           VARCHAR NOT NULL,
+        password_hash  VARCHAR NOT NULL,
+        created_ms     BIGINT NOT NULL,
+        disabled_ms    BIGINT
+    );
+    CREATE TABLE audit (
+        seq        BIGINT PRIMARY KEY,
+        at_ms      BIGINT NOT NULL,
+        actor      VARCHAR NOT NULL,
+        action     VARCHAR NOT NULL,
+        target     VARCHAR NOT NULL,
+        detail     VARCHAR NOT NULL,
+        prev_hash  BLOB NOT NULL,
+        hash       BLOB NOT NULL
+    );
+    CREATE SEQUENCE action_id;
+    CREATE TABLE incident_actions (
+        id           BIGINT PRIMARY KEY DEFAULT nextval('action_id'),
+        incident_id  BIGINT NOT NULL,
+        kind         VARCHAR NOT NULL,     -- note, follow_up, status, outcome
+        text         VARCHAR NOT NULL,
+        due_date     DATE,
+        done_ms      BIGINT,
+        by_user      VARCHAR NOT NULL,
+        at_ms        BIGINT NOT NULL
+    );
+    CREATE SEQUENCE referral_id;
+    CREATE TABLE referrals (
+        id             BIGINT PRIMARY KEY DEFAULT nextval('referral_id'),
+        incident_id    BIGINT NOT NULL,
+        outcome        VARCHAR NOT NULL,   -- referred_police, referred_lado, ...
+        note           VARCHAR NOT NULL,
+        requested_by   VARCHAR NOT NULL,
+        requested_ms   BIGINT NOT NULL,
+        confirmed_by   VARCHAR,
+        confirmed_ms   BIGINT,
+        state          VARCHAR NOT NULL DEFAULT 'pending'  -- pending, confirmed, withdrawn
+    );
+    CREATE SEQUENCE exemption_request_id;
+    CREATE TABLE exemption_requests (
+        id            BIGINT PRIMARY KEY DEFAULT nextval('exemption_request_id'),
+        grp           VARCHAR NOT NULL,
+        terms         VARCHAR NOT NULL,
+        sites         VARCHAR NOT NULL,
+        start_date    DATE NOT NULL,
+        end_date      DATE NOT NULL,
+        reason        VARCHAR NOT NULL,
+        requested_by  VARCHAR NOT NULL,
+        requested_ms  BIGINT NOT NULL,
+        decided_by    VARCHAR,
+        decided_ms    BIGINT,
+        state         VARCHAR NOT NULL DEFAULT 'requested'  -- requested, approved, refused
+    );
+    CREATE TABLE settings (
+        key    VARCHAR PRIMARY KEY,
+        value  VARCHAR NOT NULL
+    );
+    """,
 ]

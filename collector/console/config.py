@@ -1,0 +1,59 @@
+"""The console's settings: DATA/console.toml, read once at start (all keys optional).
+
+[console]
+session_idle_minutes = 30
+session_max_hours = 10
+rules = "/etc/safeguard/policy"     # a policy folder (default: the packaged rules/lists)
+silent_check_seconds = 60
+
+[notify]                            # see collector/notify.py
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collector.notify import NotifyConfig
+from collector.paths import DataDir
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    session_idle_minutes: int = 30
+    session_max_hours: int = 10
+    rules: str = ""
+    silent_check_seconds: float = 60.0
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+
+    @property
+    def rules_dir(self) -> Path | None:
+        return Path(self.rules) if self.rules else None
+
+
+def path(data: DataDir) -> Path:
+    return data.root / "console.toml"
+
+
+def load(data: DataDir) -> ConsoleConfig:
+    file = path(data)
+    if not file.exists():
+        return ConsoleConfig()
+    try:
+        doc: dict[str, Any] = tomllib.loads(file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{file}: {exc}") from None
+    unknown = set(doc) - {"console", "notify"}
+    if unknown:
+        raise ValueError(f"{file}: unknown sections {', '.join(sorted(unknown))}")
+    head = dict(doc.get("console", {}))
+    known = set(ConsoleConfig.__dataclass_fields__) - {"notify"}
+    if set(head) - known:
+        raise ValueError(f"{file}: [console] unknown keys {', '.join(sorted(set(head) - known))}")
+    try:
+        notify = NotifyConfig.from_table(dict(doc.get("notify", {})))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{file}: {exc}") from None
+    return ConsoleConfig(**head, notify=notify)

@@ -1,0 +1,103 @@
+"""Admin-socket operations for console accounts, incidents and retention, so the CLI works
+whether or not the collector is running (see collector/operations.py). Each writes an audit
+row naming the local user who ran it."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from collector import accounts, audit, retention
+from collector.console import config as console_config
+from collector.incidents import config, coverage, queries
+from collector.incidents.engine import Engine
+from collector.paths import DataDir
+from collector.store import Store
+
+
+def _audit(data: DataDir) -> audit.Audit:
+    return audit.Audit(audit.load_key(data))
+
+
+def _actor(args: dict[str, Any]) -> str:
+    return f"cli:{args.get('by') or getpass.getuser()}"
+
+
+def op_user_add(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    with store.transaction():
+        acc = accounts.add(
+            store, args["username"], args.get("display_name", ""), args["role"], args["password"]
+        )
+        _audit(data).append(store, _actor(args), "user_added", f"user:{acc.username}", acc.role)
+    return {"username": acc.username, "role": acc.role}
+
+
+def op_user_passwd(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    with store.transaction():
+        accounts.set_password(store, args["username"], args["password"])
+        _audit(data).append(store, _actor(args), "password_set", f"user:{args['username']}")
+    return {"username": args["username"]}
+
+
+def op_user_disable(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    with store.transaction():
+        accounts.disable(store, args["username"])
+        _audit(data).append(store, _actor(args), "user_disabled", f"user:{args['username']}")
+    return {"username": args["username"]}
+
+
+def op_user_list(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return accounts.listing(store.con)
+
+
+def op_incidents(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    f = queries.Filters(status=args.get("status", "open"), severity=args.get("severity"))
+    rows, total = queries.list_incidents(store.con, f)
+    _audit(data).append(store, _actor(args), "view_list", "incidents", "cli")
+    return {"total": total, "rows": rows}
+
+
+def op_incidents_rerun(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    rules = config.load(console_config.load(data).rules_dir)
+    result = coverage.rerun(Engine(rules), store)
+    _audit(data).append(
+        store,
+        _actor(args),
+        "incidents_rerun",
+        "incidents",
+        " ".join(f"{k}={v}" for k, v in result.items()),
+    )
+    return result
+
+
+def op_retention(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    a = _audit(data)
+    if args.get("events_days") or args.get("incidents_days"):
+        now = retention.periods(store.con)
+        retention.set_periods(
+            store,
+            a,
+            _actor(args),
+            int(args.get("events_days") or now.events_days),
+            int(args.get("incidents_days") or now.incidents_days),
+        )
+    out: dict[str, Any] = dict(vars(retention.periods(store.con)))
+    if args.get("purge"):
+        out["purged"] = retention.purge(store, a, _actor(args))
+    return out
+
+
+def op_audit_verify(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return vars(_audit(data).verify(store.con))
+
+
+OPERATIONS = {
+    "user_add": op_user_add,
+    "user_passwd": op_user_passwd,
+    "user_disable": op_user_disable,
+    "user_list": op_user_list,
+    "incidents": op_incidents,
+    "incidents_rerun": op_incidents_rerun,
+    "retention": op_retention,
+    "audit_verify": op_audit_verify,
+}

@@ -1,0 +1,209 @@
+"""The DSL's web console: aiohttp on the collector's own asyncio loop, Jinja2 templates.
+
+Reads run on worker threads with `Store.reader()` connections (never on the loop); writes go
+through the single writer (`Ingestor.call`). Every page needs a logged-in account with the
+right role; every POST needs the session's CSRF token; pages are never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import logging
+import queue
+import ssl
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import jinja2
+from aiohttp import web
+
+from collector import audit
+from collector.accounts import ROLES, Account
+from collector.console.config import ConsoleConfig
+from collector.console.sessions import Session, Sessions, Throttle
+from collector.incidents.runtime import IncidentRuntime
+from collector.incidents.triage import OUTCOMES, STATUSES
+from collector.ingest import Ingestor
+from collector.paths import DataDir
+from collector.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+HERE = Path(__file__).resolve().parent
+READERS = 4
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC = ("/login", "/static/")
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def when(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000).strftime("%a %d %b %Y %H:%M")
+
+
+class Console:
+    def __init__(
+        self,
+        data: DataDir,
+        ingestor: Ingestor,
+        incidents: IncidentRuntime,
+        cfg: ConsoleConfig,
+        tls: bool,
+    ) -> None:
+        self.data, self.ingestor, self.incidents, self.cfg, self.tls = (
+            data,
+            ingestor,
+            incidents,
+            cfg,
+            tls,
+        )
+        self.audit = audit.Audit(audit.load_key(data))
+        self.sessions = Sessions(cfg.session_idle_minutes * 60, cfg.session_max_hours * 3600)
+        self.throttle = Throttle()
+        self.cookie = "__Host-sg_session" if tls else "sg_session"
+        self.pool = ThreadPoolExecutor(READERS, thread_name_prefix="console-read")
+        self._readers: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.env.filters["when"] = when
+        self.env.globals.update(OUTCOMES=OUTCOMES, STATUSES=STATUSES, ROLES=ROLES)
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- database ----------------------------------------------------------------------------
+    async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        def run() -> T:
+            con = self._readers.get()
+            try:
+                return fn(con)
+            finally:
+                self._readers.put(con)
+
+        return await asyncio.get_running_loop().run_in_executor(self.pool, run)
+
+    async def write(self, fn: Callable[[Store], T]) -> T:
+        return await asyncio.wrap_future(self.ingestor.call(fn))
+
+    async def record(self, who: Account, action: str, target: str, detail: str = "") -> None:
+        """An audit row, written before the page that it records is shown."""
+        await self.write(lambda s: self.audit.append(s, who.username, action, target, detail))
+
+    # -- pages -------------------------------------------------------------------------------
+    def render(
+        self, request: web.Request, name: str, status: int = 200, **ctx: Any
+    ) -> web.Response:
+        session: Session = request["session"]
+        flash, session.flash = session.flash, []
+        html = self.env.get_template(name).render(
+            me=session.account, csrf=session.csrf, flash=flash, path=request.path, **ctx
+        )
+        return web.Response(text=html, content_type="text/html", status=status)
+
+    def deny(
+        self, request: web.Request, why: str = "Your role cannot see this page."
+    ) -> web.Response:
+        return self.render(request, "error.html", status=403, message=why)
+
+    def build(self) -> web.Application:
+        from collector.console import views_auth, views_incidents, views_school
+
+        app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
+        views_auth.routes(app, self)
+        views_incidents.routes(app, self)
+        views_school.routes(app, self)
+        app.router.add_static("/static/", HERE / "static", show_index=False)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        session = self.sessions.get(request.cookies.get(self.cookie))
+        fresh = session is None
+        if session is None:
+            session = self.sessions.new()
+        request["session"] = session
+        if request.method == "POST":
+            refused = await self._check_post(request, session)
+            if refused is not None:
+                return refused
+        if session.account is None and not request.path.startswith(PUBLIC):
+            resp: web.StreamResponse = web.Response(status=303, headers={"Location": "/login"})
+        else:
+            try:
+                resp = await handler(request)
+            except web.HTTPException as exc:  # redirects and refusals: answer with a response
+                resp = web.Response(status=exc.status, headers=exc.headers, text=exc.text)
+        current: Session = request["session"]
+        if fresh or current is not session:
+            resp.set_cookie(
+                self.cookie,
+                current.id,
+                httponly=True,
+                secure=self.tls,
+                samesite="Strict",
+                path="/",
+            )
+        h = resp.headers
+        h["Content-Security-Policy"] = CSP
+        h["X-Content-Type-Options"] = "nosniff"
+        h["Referrer-Policy"] = "no-referrer"
+        h["X-Frame-Options"] = "DENY"
+        if not request.path.startswith("/static/"):
+            h["Cache-Control"] = "no-store"
+        if self.tls:
+            h["Strict-Transport-Security"] = "max-age=31536000"
+        return resp
+
+    async def _check_post(self, request: web.Request, session: Session) -> web.Response | None:
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and origin.split("://", 1)[-1] != request.host:
+            log.warning("console.csrf_refused reason=origin path=%s", request.path)
+            return web.Response(status=403, text="Refused: this form came from another site.")
+        form = await request.post()
+        token = form.get("csrf")
+        if not isinstance(token, str) or not hmac.compare_digest(token, session.csrf):
+            log.warning("console.csrf_refused reason=token path=%s", request.path)
+            return web.Response(
+                status=403,
+                text="Refused: the form's security token is missing or out of date. "
+                "Go back, reload the page and try again.",
+            )
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self, host: str, port: int) -> int:
+        readers = await self.write(lambda s: [s.reader() for _ in range(READERS)])
+        for con in readers:
+            self._readers.put(con)
+        self.runner = web.AppRunner(self.build(), access_log=None)
+        await self.runner.setup()
+        ctx = None
+        if self.tls:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.load_cert_chain(self.data.server_cert, self.data.server_key)
+        site = web.TCPSite(self.runner, host, port, ssl_context=ctx)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("console.started host=%s port=%d tls=%s", host, self.port, self.tls)
+        return self.port
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        self.pool.shutdown(wait=True)
+        while not self._readers.empty():
+            self._readers.get().close()

@@ -1,0 +1,96 @@
+"""Server-side sessions and the login throttle. Both live in memory: a restart logs everyone
+out, which is the safe direction. The cookie carries only a random id."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from collector.accounts import Account
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Session:
+    id: str
+    csrf: str
+    created: float
+    seen: float
+    account: Account | None = None
+    flash: list[str] = field(default_factory=list)
+
+
+class Sessions:
+    def __init__(self, idle_s: float, max_s: float, clock: Clock = time.monotonic) -> None:
+        self.idle_s, self.max_s, self.clock = idle_s, max_s, clock
+        self._by_id: dict[str, Session] = {}
+
+    def new(self) -> Session:
+        now = self.clock()
+        s = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now)
+        self._by_id[s.id] = s
+        if len(self._by_id) > 10_000:
+            self._sweep()
+        return s
+
+    def get(self, sid: str | None) -> Session | None:
+        s = self._by_id.get(sid or "")
+        if s is None:
+            return None
+        now = self.clock()
+        if now - s.seen > self.idle_s or now - s.created > self.max_s:
+            del self._by_id[s.id]
+            return None
+        s.seen = now
+        return s
+
+    def login(self, old: Session, account: Account) -> Session:
+        """A fresh id and CSRF token on login, so a planted session id is worth nothing."""
+        self.drop(old)
+        s = self.new()
+        s.account = account
+        return s
+
+    def drop(self, s: Session) -> None:
+        self._by_id.pop(s.id, None)
+
+    def _sweep(self) -> None:
+        now = self.clock()
+        for sid, s in list(self._by_id.items()):
+            if now - s.seen > self.idle_s or now - s.created > self.max_s:
+                del self._by_id[sid]
+
+
+class Throttle:
+    """After FREE failed logins for a username (or from one address) within WINDOW seconds,
+    every further attempt must wait, doubling from BASE seconds up to CAP; while it waits even
+    the right password is refused. A success clears the username's count."""
+
+    FREE, WINDOW, BASE, CAP = 5, 900.0, 30.0, 900.0
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
+        self._fails: dict[str, list[float]] = {}
+
+    def wait(self, *keys: str) -> float:
+        """Seconds to wait before another attempt is allowed (0: go ahead)."""
+        now = self.clock()
+        longest = 0.0
+        for key in keys:
+            fails = [t for t in self._fails.get(key, []) if now - t < self.WINDOW]
+            self._fails[key] = fails
+            if len(fails) >= self.FREE:
+                delay = min(self.CAP, self.BASE * 2 ** (len(fails) - self.FREE))
+                longest = max(longest, fails[-1] + delay - now)
+        return max(0.0, longest)
+
+    def failed(self, *keys: str) -> None:
+        now = self.clock()
+        for key in keys:
+            self._fails.setdefault(key, []).append(now)
+
+    def succeeded(self, key: str) -> None:
+        self._fails.pop(key, None)

@@ -1,0 +1,180 @@
+"""Triage: the list of candidates, one incident with its evidence, and what staff do to it.
+
+Each view of an incident, and each action, is written to the audit log before the answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from collector import exports
+from collector.accounts import Account
+from collector.incidents import queries, triage
+from collector.incidents.triage import TriageError
+from collector.store import Store
+
+if TYPE_CHECKING:
+    from collector.console.server import Console
+
+
+def _date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def filters(q: Any) -> queries.Filters:
+    sev = q.get("severity", "")
+    page = q.get("page", "0")
+    return queries.Filters(
+        severity=int(sev) if sev.isdigit() and 1 <= int(sev) <= 5 else None,
+        category=q.get("category", "")[:40],
+        status=q.get("status", "open")
+        if q.get("status", "open") in ("", "open", *triage.STATUSES)
+        else "open",
+        pupil=q.get("pupil", "")[:64],
+        machine=q.get("machine", "")[:64],
+        since=_date(q.get("since", "")),
+        until=_date(q.get("until", "")),
+        page=int(page) if page.isdigit() else 0,
+    )
+
+
+def routes(app: web.Application, c: Console) -> None:
+    def staff(request: web.Request, what: str = "incidents") -> Account:
+        me: Account = request["session"].account
+        if not me.can(what):
+            raise web.HTTPForbidden(text="Your role cannot see incidents.")
+        return me
+
+    def incident_id(request: web.Request) -> int:
+        try:
+            return int(request.match_info["id"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+
+    async def listing(request: web.Request) -> web.StreamResponse:
+        me = staff(request)
+        f = filters(request.query)
+        rows, total = await c.read(lambda con: queries.list_incidents(con, f))
+        cats = await c.read(queries.categories)
+        await c.record(me, "view_list", "incidents", request.query_string[:200])
+        return c.render(
+            request,
+            "incidents.html",
+            rows=rows,
+            total=total,
+            f=f,
+            categories=cats,
+            page_size=queries.PAGE,
+        )
+
+    async def show(request: web.Request) -> web.StreamResponse:
+        me = staff(request)
+        iid = incident_id(request)
+        await c.record(me, "view", f"incident:{iid}")
+        inc = await c.read(lambda con: queries.incident(con, iid))
+        if inc is None:
+            raise web.HTTPNotFound(text="No such incident.")
+        return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat())
+
+    async def act(
+        request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage"
+    ) -> web.StreamResponse:
+        me = staff(request, what)
+        iid = incident_id(request)
+        form = await request.post()
+        try:
+            done = await c.write(lambda s: fn(s, me, form))
+        except TriageError as exc:
+            request["session"].flash.append(str(exc))
+        else:
+            if isinstance(done, str):
+                request["session"].flash.append(done)
+        raise web.HTTPSeeOther(f"/incidents/{iid}")
+
+    async def status(request: web.Request) -> web.StreamResponse:
+        iid = incident_id(request)
+        return await act(
+            request,
+            lambda s, me, f: triage.set_status(s, c.audit, me, iid, str(f.get("status", ""))),
+        )
+
+    async def outcome(request: web.Request) -> web.StreamResponse:
+        iid = incident_id(request)
+
+        def run(s: Store, me: Account, f: Any) -> str:
+            result = triage.record_outcome(
+                s, c.audit, me, iid, str(f.get("outcome", "")), str(f.get("note", ""))
+            )
+            return (
+                "Closed."
+                if result == "closed"
+                else "Referral recorded: a second senior member of staff must confirm it."
+            )
+
+        return await act(request, run)
+
+    async def note(request: web.Request) -> web.StreamResponse:
+        iid = incident_id(request)
+        return await act(
+            request,
+            lambda s, me, f: triage.add_note(
+                s, c.audit, me, iid, str(f.get("text", "")), _date(str(f.get("due", "")))
+            ),
+        )
+
+    async def action_done(request: web.Request) -> web.StreamResponse:
+        aid = int(request.match_info["aid"]) if request.match_info["aid"].isdigit() else 0
+        return await act(request, lambda s, me, f: triage.complete_action(s, c.audit, me, aid))
+
+    async def referral(request: web.Request) -> web.StreamResponse:
+        rid = int(request.match_info["rid"]) if request.match_info["rid"].isdigit() else 0
+        confirm = request.match_info["verb"] == "confirm"
+
+        def run(s: Store, me: Account, f: Any) -> str:
+            if confirm:
+                triage.confirm_referral(s, c.audit, me, rid)
+                return "Referral confirmed by a second member of staff; the incident is closed."
+            triage.withdraw_referral(s, c.audit, me, rid)
+            return "Referral request withdrawn."
+
+        return await act(request, run, "confirm_referral" if confirm else "triage")
+
+    async def verify(request: web.Request) -> web.StreamResponse:
+        iid = incident_id(request)
+
+        def run(s: Store, me: Account, f: Any) -> str:
+            return exports.verify_incident(s, c.audit, me, iid)
+
+        return await act(request, run, "incidents")
+
+    async def export(request: web.Request) -> web.StreamResponse:
+        me = staff(request)
+        iid = incident_id(request)
+        fmt = request.match_info["fmt"]
+        await c.record(me, "export", f"incident:{iid}", fmt)
+        inc = await c.read(lambda con: queries.incident(con, iid))
+        if inc is None:
+            raise web.HTTPNotFound(text="No such incident.")
+        body, ctype = await c.read(lambda con: exports.render(inc, fmt, me))
+        return web.Response(
+            body=body,
+            content_type=ctype,
+            headers={"Content-Disposition": f'attachment; filename="incident-{iid}.{fmt}"'},
+        )
+
+    app.router.add_get("/incidents", listing)
+    app.router.add_get("/incidents/{id}", show)
+    app.router.add_post("/incidents/{id}/status", status)
+    app.router.add_post("/incidents/{id}/outcome", outcome)
+    app.router.add_post("/incidents/{id}/note", note)
+    app.router.add_post("/incidents/{id}/verify", verify)
+    app.router.add_post("/incidents/{id}/actions/{aid}/done", action_done)
+    app.router.add_post("/incidents/{id}/referrals/{rid}/{verb:confirm|withdraw}", referral)
+    app.router.add_get("/incidents/{id}/export.{fmt:pdf|json|csv}", export)

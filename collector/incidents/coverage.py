@@ -1,0 +1,133 @@
+"""Candidates that are not about a pupil: tampering records, silent agents; and re-running.
+
+Tampering records come from the ingest path (a gap, a fork, a replay, a bad signature); the
+engine turns each new one into a candidate. A silent agent (nothing received for longer than
+`silent_agent_minutes`) is found by a periodic check, one candidate per silence.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from collector.incidents.engine import Engine
+from collector.incidents.signals import Signal
+from collector.store import Store, now_ms
+
+log = logging.getLogger(__name__)
+
+_WHAT = {
+    "gap": "events missing from the agent's chain",
+    "fork": "a second, different history for events already stored",
+    "replay": "a batch replayed from another connection",
+    "bad_signature": "a batch whose signature does not verify",
+}
+CHUNK = 50_000
+
+
+def tampering(engine: Engine, store: Store) -> list[int]:
+    """Turn tampering records not yet seen into candidates (grouped per agent)."""
+    con = store.con
+    row = con.execute("SELECT value FROM settings WHERE key = 'engine.tampering_seen'").fetchone()
+    seen = int(row[0]) if row else 0
+    rows = con.execute(
+        "SELECT id, agent_id, kind, first_seq, last_seq, detected_ms FROM tampering "
+        "WHERE id > ? ORDER BY id",
+        [seen],
+    ).fetchall()
+    if not rows:
+        return []
+    signals = []
+    for _id, agent_id, kind, first, last, detected_ms in rows:
+        severity = engine.rules.tampering_severity.get(kind, 4)
+        what = _WHAT.get(kind, kind)
+        signals.append(
+            Signal(
+                agent_id,
+                0,
+                "",
+                detected_ms,
+                "tampering",
+                "tampering",
+                "tampering",
+                severity,
+                f"{what} (seq {first}..{last})",
+            )
+        )
+    with store.transaction():
+        touched = engine.place(store, signals, notify=True)
+        con.execute(
+            "INSERT INTO settings VALUES ('engine.tampering_seen', ?) ON CONFLICT (key) "
+            "DO UPDATE SET value = excluded.value",
+            [str(rows[-1][0])],
+        )
+    return touched
+
+
+def silent_agents(engine: Engine, store: Store, now: int | None = None) -> list[int]:
+    """One candidate per agent that has been silent past the threshold and has none open."""
+    now = now or now_ms()
+    limit = engine.rules.incidents.silent_agent_minutes * 60_000
+    rows = store.con.execute(
+        "SELECT a.agent_id, a.hostname, coalesce(a.last_seen_ms, a.enrolled_ms) FROM agents a "
+        "WHERE a.revoked_ms IS NULL AND coalesce(a.last_seen_ms, a.enrolled_ms) < ? "
+        "AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.kind = 'silent_agent' "
+        "AND i.agent_id = a.agent_id AND i.status <> 'closed' AND i.last_ms >= "
+        "coalesce(a.last_seen_ms, a.enrolled_ms))",
+        [now - limit],
+    ).fetchall()
+    signals = [
+        Signal(
+            agent_id,
+            0,
+            "",
+            last,
+            "silent",
+            "silent_agent",
+            "silent_agent",
+            engine.rules.silent_agent_severity,
+            f"{hostname}: nothing received for {(now - last) // 60_000} minutes",
+        )
+        for agent_id, hostname, last in rows
+    ]
+    if not signals:
+        return []
+    with store.transaction():
+        touched = engine.place(store, signals, notify=True)
+    log.info("incidents.silent agents=%d", len(signals))
+    return touched
+
+
+def rerun(engine: Engine, store: Store) -> dict[str, int]:
+    """Rebuild every candidate no one has triaged yet from the stored events, with the current
+    rules. Triaged candidates, and the events that are their evidence, are kept as they are."""
+    con = store.con
+    with store.transaction():
+        dropped = con.execute("SELECT count(*) FROM incidents WHERE NOT triaged").fetchone()
+        con.execute(
+            "DELETE FROM incident_signals WHERE incident_id IN "
+            "(SELECT id FROM incidents WHERE NOT triaged)"
+        )
+        con.execute("DELETE FROM exempted_matches")
+        con.execute("DELETE FROM incidents WHERE NOT triaged")
+        con.execute("DELETE FROM settings WHERE key = 'engine.tampering_seen'")
+    cur = store.reader()
+    cur.execute(
+        "SELECT e.agent_id, e.seq, e.kind, e.observed_ms, e.raw FROM events e "
+        "WHERE e.kind IN ('keyword', 'url', 'usb', 'test_alert') AND NOT EXISTS (SELECT 1 FROM "
+        "incident_signals s WHERE s.agent_id = e.agent_id AND s.seq = e.seq) "
+        "ORDER BY e.observed_ms, e.agent_id, e.seq"
+    )
+    events = 0
+    while rows := cur.fetchmany(CHUNK):
+        events += len(rows)
+        engine.process(store, rows, notify=False)
+    cur.close()
+    tampering(engine, store)
+    made = con.execute("SELECT count(*) FROM incidents WHERE NOT triaged").fetchone()
+    result = {
+        "removed": int(dropped[0]) if dropped else 0,
+        "events": events,
+        "candidates": int(made[0]) if made else 0,
+    }
+    log.info("incidents.rerun removed=%d events=%d candidates=%d", *result.values())
+    return result

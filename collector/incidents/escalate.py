@@ -1,0 +1,56 @@
+"""Escalation: signals that combine raise a candidate's severity above its worst event.
+
+- `[[escalation]]` in incidents.toml: within `within_minutes` of the candidate's last event,
+  the same pupil (account; the machine when no one was logged in) has at least two distinct
+  (source, category) signals among `categories`: an extremist site (url) and extremist searches
+  (keyword), or self-harm and suicide language together.
+- recurrences (config.py): the same category on several different days, e.g. grooming phrases
+  on two days within a fortnight.
+
+Each rule that fires adds its `raise_by`; the severity is capped at 5 and the reasons are kept
+on the candidate, so the DSL sees why it was raised.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from collector.incidents.config import EngineRules
+from collector.store import Store
+
+if TYPE_CHECKING:
+    from collector.incidents.engine import Candidate
+
+DAY_MS = 86_400_000
+
+
+def apply(rules: EngineRules, store: Store, cand: Candidate) -> None:
+    cand.severity, cand.escalation = cand.base_severity, ""
+    if cand.kind != "detection":
+        return
+    col, who = ("account", cand.account) if cand.account else ("agent_id", cand.agent_id)
+    raise_by, why = 0, []
+    for esc in rules.incidents.escalations:
+        if not cand.categories & set(esc.categories):
+            continue
+        rows = store.con.execute(
+            f"SELECT DISTINCT source, category FROM incident_signals WHERE {col} = ? "  # noqa: S608 -- col is one of two fixed names
+            "AND observed_ms BETWEEN ? AND ? AND list_contains(?, category)",
+            [who, cand.last_ms - esc.within_minutes * 60_000, cand.last_ms, list(esc.categories)],
+        ).fetchall()
+        if len(rows) >= 2:
+            raise_by += esc.raise_by
+            why.append(esc.why)
+    for rec in rules.recurrences:
+        if rec.category not in cand.categories:
+            continue
+        row = store.con.execute(
+            f"SELECT count(DISTINCT observed_ms // {DAY_MS}) FROM incident_signals "  # noqa: S608 -- fixed fragments
+            f"WHERE {col} = ? AND category = ? AND observed_ms BETWEEN ? AND ?",
+            [who, rec.category, cand.last_ms - rec.within_days * DAY_MS, cand.last_ms],
+        ).fetchone()
+        if row and row[0] >= rec.days:
+            raise_by += rec.raise_by
+            why.append(rec.why)
+    cand.severity = min(5, cand.base_severity + raise_by)
+    cand.escalation = " ".join(why)

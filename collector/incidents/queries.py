@@ -1,0 +1,162 @@
+"""What the console reads about candidates. Every function takes a read connection
+(`Store.reader()`, used on a worker thread) and returns plain dicts for the templates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+from google.protobuf import json_format
+
+from protos import events_pb2
+
+PAGE = 50
+
+
+@dataclass(frozen=True)
+class Filters:
+    severity: int | None = None  # at least this severity
+    category: str = ""
+    status: str = ""  # "", "open" (not closed), new, in_review, closed
+    pupil: str = ""  # account, part of it
+    machine: str = ""  # host name or room, part of it
+    since: dt.date | None = None
+    until: dt.date | None = None
+    page: int = 0
+
+
+def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description or []]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+_WHERE = """
+    (? IS NULL OR i.severity >= ?)
+    AND (? = '' OR list_contains(string_split(i.categories, ','), ?))
+    AND (? = '' OR (? = 'open' AND i.status <> 'closed') OR i.status = ?)
+    AND (? = '' OR i.account ILIKE '%' || ? || '%')
+    AND (? = '' OR a.hostname ILIKE '%' || ? || '%' OR m.room ILIKE '%' || ? || '%')
+    AND (? IS NULL OR i.last_ms >= ?)
+    AND (? IS NULL OR i.first_ms < ?)
+"""
+
+
+def _args(f: Filters) -> list[Any]:
+    def ms(d: dt.date | None, days: int = 0) -> int | None:
+        if d is None:
+            return None
+        start = dt.datetime.combine(d + dt.timedelta(days=days), dt.time(), dt.UTC)
+        return int(start.timestamp() * 1000)
+
+    since, until = ms(f.since), ms(f.until, 1)
+    return [
+        f.severity,
+        f.severity,
+        f.category,
+        f.category,
+        f.status,
+        f.status,
+        f.status,
+        f.pupil,
+        f.pupil,
+        f.machine,
+        f.machine,
+        f.machine,
+        since,
+        since,
+        until,
+        until,
+    ]
+
+
+def list_incidents(con: duckdb.DuckDBPyConnection, f: Filters) -> tuple[list[dict[str, Any]], int]:
+    """One page of candidates, most urgent first (open before closed, then severity, then
+    newest), and how many match in all."""
+    base = (
+        "FROM incidents i LEFT JOIN agents a ON a.agent_id = i.agent_id "
+        f"LEFT JOIN machines m ON m.agent_id = i.agent_id WHERE {_WHERE}"
+    )
+    total = con.execute(f"SELECT count(*) {base}", _args(f)).fetchone()
+    cur = con.execute(
+        "SELECT i.id, i.kind, i.category, i.categories, i.severity, i.status, i.outcome, "  # noqa: S608 -- fixed fragments
+        "i.account, i.agent_id, coalesce(a.hostname, '') AS hostname, "
+        "coalesce(m.room, '') AS room, coalesce(m.site, '') AS site, i.first_ms, i.last_ms, "
+        "i.event_count, i.summary, i.escalation <> '' AS escalated, "
+        "EXISTS (SELECT 1 FROM referrals r WHERE r.incident_id = i.id AND r.state = 'pending') "
+        "AS referral_pending "
+        f"{base} ORDER BY i.status = 'closed', i.severity DESC, i.last_ms DESC, i.id DESC "
+        "LIMIT ? OFFSET ?",
+        [*_args(f), PAGE, f.page * PAGE],
+    )
+    return _dicts(cur), int(total[0]) if total else 0
+
+
+def incident(con: duckdb.DuckDBPyConnection, incident_id: int) -> dict[str, Any] | None:
+    cur = con.execute(
+        "SELECT i.*, coalesce(a.hostname, '') AS hostname, coalesce(m.room, '') AS room, "
+        "coalesce(m.site, '') AS site, coalesce(m.grp, '') AS grp, "
+        "(SELECT count(*) FROM exempted_matches x WHERE x.incident_id = i.id) AS suppressed "
+        "FROM incidents i LEFT JOIN agents a ON a.agent_id = i.agent_id "
+        "LEFT JOIN machines m ON m.agent_id = i.agent_id WHERE i.id = ?",
+        [incident_id],
+    )
+    rows = _dicts(cur)
+    if not rows:
+        return None
+    inc = rows[0]
+    inc["evidence"] = evidence(con, incident_id)
+    inc["actions"] = _dicts(
+        con.execute(
+            "SELECT id, kind, text, due_date, done_ms, by_user, at_ms FROM incident_actions "
+            "WHERE incident_id = ? ORDER BY at_ms, id",
+            [incident_id],
+        )
+    )
+    inc["referrals"] = _dicts(
+        con.execute("SELECT * FROM referrals WHERE incident_id = ? ORDER BY id", [incident_id])
+    )
+    inc["exempted"] = _dicts(
+        con.execute(
+            "SELECT exemption, category, count(*) AS n FROM exempted_matches WHERE incident_id = ? "
+            "GROUP BY ALL ORDER BY n DESC",
+            [incident_id],
+        )
+    )
+    return inc
+
+
+def evidence(con: duckdb.DuckDBPyConnection, incident_id: int) -> list[dict[str, Any]]:
+    """The incident's signals with their stored events decoded, oldest first."""
+    sigs = _dicts(
+        con.execute(
+            "SELECT agent_id, seq, observed_ms, source, category, severity FROM incident_signals "
+            "WHERE incident_id = ? ORDER BY observed_ms, seq",
+            [incident_id],
+        )
+    )
+    wanted = [(s["agent_id"], s["seq"]) for s in sigs if s["seq"] is not None]
+    stored: dict[tuple[str, int], tuple[bytes, bytes, int]] = {}
+    for agent_id in {a for a, _ in wanted}:
+        seqs = [q for a, q in wanted if a == agent_id]
+        for seq, raw, digest, received in con.execute(
+            "SELECT seq, raw, hash, received_ms FROM events WHERE agent_id = ? "
+            "AND seq BETWEEN ? AND ? AND list_contains(?, seq)",
+            [agent_id, min(seqs), max(seqs), seqs],
+        ).fetchall():
+            stored[(agent_id, seq)] = (raw, digest, received)
+    for s in sigs:
+        got = stored.get((s["agent_id"], s["seq"]))
+        s["event"], s["hash"], s["received_ms"] = {}, "", None
+        if got:
+            ev = events_pb2.Event()
+            ev.ParseFromString(got[0])
+            s["event"] = json_format.MessageToDict(ev, preserving_proto_field_name=True)
+            s["hash"], s["received_ms"] = got[1].hex(), got[2]
+    return sigs
+
+
+def categories(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute("SELECT DISTINCT category FROM incidents ORDER BY 1").fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,147 @@
+"""Pure: one stored event in, what the incident engine should make of it out.
+
+No database and no I/O, so every rule is unit-tested on protobuf bytes. The summary of a
+signal holds the matched terms or site, never the typed context (that stays in the evidence
+event, shown only on the incident page).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from collector.incidents.config import EngineRules
+from protos import events_pb2
+
+# Kinds worth decoding; the rest (status, unknown) are skipped without parsing.
+INTERESTING = frozenset({"keyword", "url", "usb", "heartbeat", "test_alert", "status"})
+_USB = events_pb2.UsbDecision
+
+
+@dataclass(frozen=True)
+class Signal:
+    agent_id: str
+    seq: int
+    account: str
+    observed_ms: int
+    source: str  # keyword, url, usb, test
+    kind: str  # the candidate kind: detection, usb, test
+    category: str
+    severity: int
+    summary: str
+    exemption: str = ""
+
+
+@dataclass(frozen=True)
+class Health:
+    agent_id: str
+    heartbeat_ms: int
+    agent_version: str
+    policy_version: str
+    sensors: str
+    outbox_pending: int
+
+
+@dataclass(frozen=True)
+class Dropped:
+    agent_id: str
+    count: int
+
+
+Outcome = Signal | Health | Dropped | None
+
+
+def classify(
+    rules: EngineRules, agent_id: str, seq: int, kind: str, observed_ms: int, raw: bytes
+) -> Outcome:
+    if kind not in INTERESTING:
+        return None
+    event = events_pb2.Event()
+    event.ParseFromString(raw)
+    account = event.account
+    if kind == "keyword":
+        k = event.keyword
+        where = k.source or "keyboard"
+        terms = ", ".join(k.terms[:5])
+        return Signal(
+            agent_id,
+            seq,
+            account,
+            observed_ms,
+            "keyword",
+            "detection",
+            k.category or "other",
+            rules.severity(k.category, k.score),
+            f"{where}: {terms}" if terms else where,
+            k.exemption,
+        )
+    if kind == "url":
+        u = event.url
+        return Signal(
+            agent_id,
+            seq,
+            account,
+            observed_ms,
+            "url",
+            "detection",
+            u.category or "other",
+            rules.severity(u.category, 0),
+            f"site: {u.rule or _host(u.url)}",
+            u.exemption,
+        )
+    if kind == "usb":
+        return _usb(rules, agent_id, seq, account, observed_ms, event.usb)
+    if kind == "test_alert":
+        return Signal(
+            agent_id,
+            seq,
+            account,
+            observed_ms,
+            "test",
+            "test",
+            "test_alert",
+            rules.test_alert_severity,
+            "test alert (technician's end-to-end check)",
+        )
+    if kind == "heartbeat":
+        h = event.heartbeat
+        sensors = ", ".join(f"{s.name}={s.state}" for s in h.sensors)
+        return Health(
+            agent_id, observed_ms, h.agent_version, h.policy_version, sensors, h.outbox_pending
+        )
+    st = event.status
+    if st.kind == events_pb2.AgentStatus.DROPPED:
+        return Dropped(agent_id, st.count)
+    return None
+
+
+def _usb(
+    rules: EngineRules,
+    agent_id: str,
+    seq: int,
+    account: str,
+    observed_ms: int,
+    usb: events_pb2.UsbDecision,
+) -> Signal | None:
+    if usb.action == _USB.INSERTED_BLOCKED:
+        severity, verb = rules.usb_blocked_severity, "blocked"
+    elif usb.action == _USB.INSERTED_REJECTED:
+        severity, verb = rules.usb_rejected_severity, "rejected (BadUSB: storage with HID/net)"
+    else:
+        return None
+    device = " ".join(x for x in (usb.manufacturer, usb.product) if x) or "USB device"
+    return Signal(
+        agent_id,
+        seq,
+        account,
+        observed_ms,
+        "usb",
+        "usb",
+        "usb",
+        severity,
+        f"{device} {usb.vendor_id}:{usb.product_id} {verb}",
+    )
+
+
+def _host(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    return rest.split("/", 1)[0]

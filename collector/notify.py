@@ -1,0 +1,150 @@
+"""Telling the DSL at once that a severe candidate is waiting: email (SMTP) and/or a webhook.
+
+The message says only how severe it is and where to look: "A severity 5 incident needs review"
+and a link to the console. No pupil name, machine, term or site travels by email or webhook;
+the DSL reads those after logging in. Sending happens on its own thread, so a slow mail server
+never holds up the writer.
+
+Configured in DATA/console.toml:
+
+    [notify]
+    min_severity = 5
+    base_url = "https://safeguard.school.internal:8080"
+    email_to = ["dsl@school.example"]
+    email_from = "safeguard@school.example"
+    smtp_host = "mail.school.example"
+    smtp_port = 587
+    smtp_starttls = true
+    smtp_user = "safeguard"
+    smtp_password_file = "/etc/safeguard/smtp-password"
+    webhook_url = "https://chat.school.example/hooks/dsl"
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import smtplib
+import ssl
+import threading
+import urllib.request
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    min_severity: int = 5
+    base_url: str = "http://127.0.0.1:8080"
+    email_to: tuple[str, ...] = ()
+    email_from: str = "safeguard@localhost"
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password_file: str = ""
+    webhook_url: str = ""
+    timeout_s: float = 20.0
+
+    @classmethod
+    def from_table(cls, t: dict[str, Any]) -> NotifyConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(t) - known
+        if unknown:
+            raise ValueError(f"[notify]: unknown keys {', '.join(sorted(unknown))}")
+        if "email_to" in t:
+            t = {**t, "email_to": tuple(t["email_to"])}
+        return cls(**t)
+
+    @property
+    def enabled(self) -> bool:
+        return bool((self.smtp_host and self.email_to) or self.webhook_url)
+
+
+def message(cfg: NotifyConfig, incident_id: int, severity: int) -> tuple[str, str]:
+    """Subject and body: severity and a link, nothing else."""
+    link = f"{cfg.base_url.rstrip('/')}/incidents/{incident_id}"
+    subject = f"Safeguarding: a severity {severity} incident needs review"
+    body = (
+        f"A severity {severity} incident needs review.\n\n{link}\n\n"
+        "Log in to the safeguarding console to see it. This message holds no details on purpose.\n"
+    )
+    return subject, body
+
+
+class Notifier:
+    def __init__(self, cfg: NotifyConfig) -> None:
+        self.cfg = cfg
+        self._q: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
+        self.sent = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        if self.cfg.enabled:
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join(self.cfg.timeout_s * 2)
+
+    def __call__(self, incident_id: int, severity: int) -> None:
+        """Queue a notice (from the writer thread); returns at once."""
+        if self.cfg.enabled and severity >= self.cfg.min_severity:
+            self._q.put((incident_id, severity))
+
+    def _run(self) -> None:
+        while (item := self._q.get()) is not None:
+            incident_id, severity = item
+            subject, body = message(self.cfg, incident_id, severity)
+            for name, send in (("email", self._email), ("webhook", self._webhook)):
+                try:
+                    if send(subject, body, incident_id, severity):
+                        self.sent += 1
+                        log.info("notify.sent via=%s incident=%d", name, incident_id)
+                except (OSError, smtplib.SMTPException) as exc:
+                    self.failed += 1
+                    log.warning(
+                        "notify.failed via=%s incident=%d error=%s",
+                        name,
+                        incident_id,
+                        type(exc).__name__,
+                    )
+
+    def _email(self, subject: str, body: str, incident_id: int, severity: int) -> bool:
+        cfg = self.cfg
+        if not (cfg.smtp_host and cfg.email_to):
+            return False
+        msg = EmailMessage()
+        msg["Subject"], msg["From"], msg["To"] = subject, cfg.email_from, ", ".join(cfg.email_to)
+        msg.set_content(body)
+        with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as smtp:
+            if cfg.smtp_starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if cfg.smtp_user:
+                password = Path(cfg.smtp_password_file).read_text().strip()
+                smtp.login(cfg.smtp_user, password)
+            smtp.send_message(msg)
+        return True
+
+    def _webhook(self, subject: str, body: str, incident_id: int, severity: int) -> bool:
+        if not self.cfg.webhook_url:
+            return False
+        link = f"{self.cfg.base_url.rstrip('/')}/incidents/{incident_id}"
+        payload = {"text": f"{subject}: {link}", "severity": severity, "link": link}
+        if not self.cfg.webhook_url.startswith(("https://", "http://")):
+            raise OSError("webhook_url must be http(s)")
+        req = urllib.request.Request(  # noqa: S310 -- scheme checked above
+            self.cfg.webhook_url,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:  # noqa: S310 -- scheme checked above
+            return bool(200 <= resp.status < 300)

@@ -1,0 +1,178 @@
+"""What must not happen: forged forms, guessed passwords, names before governors, incident
+content before the technician, an unrecorded view, an edited audit row that goes unnoticed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from collector import audit
+from collector.store import Store
+from tests.integration.console.support import Agent, Client, ConsoleHarness, keyword, usb
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def incident(console: ConsoleHarness) -> int:
+    agent = Agent.enrol(console)
+    agent.ship(
+        keyword("grooming", ["our secret"], account="pupil.cara", context="keep this our secret ok")
+    )
+    [row] = console.op("incidents")["rows"]
+    return int(row["id"])
+
+
+def test_a_form_without_its_csrf_token_is_refused(console: ConsoleHarness, incident: int) -> None:
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    status, body = dsl.post(f"/incidents/{incident}/status", {"status": "in_review"}, csrf=False)
+    assert status == 403 and "security token" in body
+    status, _ = dsl.post(
+        f"/incidents/{incident}/status", {"status": "in_review", "csrf": "x"}, csrf=False
+    )
+    assert status == 403
+    # A form posted from another site is refused even with a token.
+    status, _ = dsl.post(
+        f"/incidents/{incident}/status",
+        {"status": "in_review"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert status == 403
+    [row] = console.op("incidents")["rows"]
+    assert row["status"] == "new"
+    # Logging in needs the token too (no login CSRF).
+    fresh = Client(console.url)
+    status, _ = fresh.post("/login", {"username": "dsl", "password": "x" * 20}, csrf=False)
+    assert status == 403
+
+
+def test_repeated_wrong_passwords_are_slowed(console: ConsoleHarness) -> None:
+    c = Client(console.url)
+    for _ in range(5):
+        status, body = c.login("dsl", "wrong password guess")
+        assert status == 401 and "do not match" in body
+    status, body = c.login("dsl", "wrong password guess")
+    assert status == 429 and "Too many failed attempts" in body
+    # While it waits, even the right password is refused: guessing gains nothing.
+    status, body = c.login("dsl")
+    assert status == 429
+    # Another member of staff from another address is not locked out by it... but this test
+    # client shares 127.0.0.1, so the address limit applies to it too.
+    status, _ = Client(console.url).login("head")
+    assert status == 429
+    entries = console.with_store(lambda s: audit.read(s.con, 50))
+    assert sum(1 for e in entries if e["action"] == "login_failed") == 5
+
+
+def test_a_governor_sees_counts_but_no_names(console: ConsoleHarness, incident: int) -> None:
+    gov = Client(console.url)
+    status, page = gov.login("gov")
+    assert status == 200 and "Governors' summary" in page
+    assert "grooming" in page  # the category is counted
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    agent_host = console.op("agents")[0]["hostname"]
+    for secret in ("pupil.cara", "our secret", "keep this", agent_host, "ag-"):
+        assert secret not in text
+    assert gov.get(f"/incidents/{incident}")[0] == 403
+    assert gov.get("/incidents")[0] == 403
+    assert gov.get(f"/incidents/{incident}/export.pdf")[0] == 403
+    assert gov.get("/audit")[0] == 403
+
+
+def test_a_technician_sees_agents_but_no_incident_content(
+    console: ConsoleHarness, incident: int
+) -> None:
+    tech = Client(console.url)
+    status, page = tech.login("tech")
+    assert status == 200 and "Agents" in page and "reporting" in page
+    for secret in ("pupil.cara", "our secret", "grooming"):
+        assert secret not in page
+    for path in (
+        f"/incidents/{incident}",
+        "/incidents",
+        f"/incidents/{incident}/export.json",
+        "/audit",
+        "/reports/weekly",
+    ):
+        status, body = tech.get(path)
+        assert status == 403 and "pupil.cara" not in body
+    assert tech.post(f"/incidents/{incident}/status", {"status": "in_review"})[0] == 403
+
+
+def test_every_view_and_action_leaves_an_audit_entry(
+    console: ConsoleHarness, incident: int
+) -> None:
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    dsl.get("/incidents")
+    dsl.get(f"/incidents/{incident}")
+    dsl.get(f"/incidents/{incident}")
+    dsl.post(f"/incidents/{incident}/note", {"text": "Checked with class teacher"})
+    dsl.get_bytes(f"/incidents/{incident}/export.csv")
+    entries = console.with_store(lambda s: audit.read(s.con, 100))
+    mine = [(e["action"], e["target"]) for e in entries if e["actor"] == "dsl"][::-1]
+    target = f"incident:{incident}"
+    assert mine[0] == ("login", "console")
+    assert mine.count(("view", target)) >= 3  # two views, and the page after the note
+    assert ("note", target) in mine and ("export", target) in mine
+    assert ("view_list", "incidents") in mine
+
+
+def test_the_audit_chain_detects_an_edited_row(console: ConsoleHarness, incident: int) -> None:
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    dsl.get(f"/incidents/{incident}")
+    _, page = dsl.get("/audit")
+    assert "Chain verified" in page
+
+    def tamper(store: Store) -> None:
+        store.con.execute(
+            "UPDATE audit SET actor = 'someone-else' WHERE action = 'view' AND target = ?",
+            [f"incident:{incident}"],
+        )
+
+    console.with_store(tamper)
+    _, page = dsl.get("/audit")
+    assert "Chain BROKEN at entry" in page and "changed after it was written" in page
+    seq = int(re.search(r"BROKEN at entry (\d+)", page).group(1))  # type: ignore[union-attr]
+    key = audit.load_key(console.data)
+    check = console.with_store(lambda s: audit.Audit(key).verify(s.con))
+    assert not check.ok and check.first_bad == seq
+    # Deleting a row is caught too.
+    console.with_store(lambda s: s.con.execute("DELETE FROM audit WHERE seq = 2"))
+    check = console.with_store(lambda s: audit.Audit(key).verify(s.con))
+    assert not check.ok and check.first_bad is not None and check.first_bad <= 3
+
+
+def test_a_referral_needs_a_second_senior_person(console: ConsoleHarness, incident: int) -> None:
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    _, page = dsl.post(f"/incidents/{incident}/outcome", {"outcome": "referred_lado", "note": ""})
+    assert "second senior member of staff must confirm" in page
+    rid = int(re.search(r"/referrals/(\d+)/withdraw", page).group(1))  # type: ignore[union-attr]
+    assert "Confirm referral" not in page
+    # The same person cannot confirm their own referral, even by posting the form directly.
+    _, page = dsl.post(f"/incidents/{incident}/referrals/{rid}/confirm")
+    assert "someone else must confirm" in page
+    assert console.op("incidents")["rows"][0]["status"] == "in_review"
+    # A technician is not senior staff.
+    tech = Client(console.url)
+    tech.login("tech")
+    assert tech.post(f"/incidents/{incident}/referrals/{rid}/confirm")[0] == 403
+    deputy = Client(console.url)
+    deputy.login("deputy")
+    _, page = deputy.post(f"/incidents/{incident}/referrals/{rid}/confirm")
+    assert "Referred: LADO" in page and "Closed" in page
+
+
+def test_blocked_usb_becomes_a_candidate(console: ConsoleHarness) -> None:
+    from protos import events_pb2
+
+    agent = Agent.enrol(console)
+    agent.ship(usb(events_pb2.UsbDecision.INSERTED_ALLOWED), usb(events_pb2.UsbDecision.REMOVED))
+    assert console.op("incidents")["total"] == 0
+    agent.ship(usb(events_pb2.UsbDecision.INSERTED_BLOCKED))
+    [row] = console.op("incidents")["rows"]
+    assert row["kind"] == "usb" and row["severity"] == 3 and "blocked" in row["summary"]

@@ -1,0 +1,96 @@
+"""Pure parts of the incident engine and console: classification, sessions, the throttle,
+the notification text."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.console.sessions import Sessions, Throttle
+from collector.incidents import config
+from collector.incidents.signals import Health, Signal, classify
+from collector.notify import NotifyConfig, message
+from protos import envelope, events_pb2
+
+pytestmark = pytest.mark.unit
+RULES = config.EngineRules(config.DEFAULT_INCIDENTS, config.DEFAULT_RECURRENCES)
+
+
+def _raw(**payload: object) -> bytes:
+    return envelope.event_bytes(events_pb2.Event(seq=1, account="pupil.amy", **payload))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("category", "score", "severity"),
+    [
+        ("grooming", 25, 5),
+        ("grooming", 5, 4),
+        ("suicide", 0, 5),
+        ("extremism", 10, 4),
+        ("bullying", 40, 3),
+        ("bullying", 5, 2),
+    ],
+)
+def test_severity_comes_from_category_and_score(category: str, score: int, severity: int) -> None:
+    kw = events_pb2.KeywordDetection(category=category, terms=["x"], score=score, context="ctx")
+    out = classify(RULES, "ag", 1, "keyword", 0, _raw(keyword=kw))
+    assert isinstance(out, Signal) and out.severity == severity
+    assert "ctx" not in out.summary  # the typed context never reaches the list view
+
+
+def test_usb_blocked_and_rejected_are_signals_allowed_is_not() -> None:
+    usb = events_pb2.UsbDecision
+    for action, severity in ((usb.INSERTED_BLOCKED, 3), (usb.INSERTED_REJECTED, 4)):
+        out = classify(RULES, "ag", 1, "usb", 0, _raw(usb=usb(action=action, vendor_id="0781")))
+        assert isinstance(out, Signal) and out.severity == severity and out.kind == "usb"
+    assert classify(RULES, "ag", 1, "usb", 0, _raw(usb=usb(action=usb.INSERTED_ALLOWED))) is None
+
+
+def test_exemption_is_carried_and_heartbeats_are_health() -> None:
+    kw = events_pb2.KeywordDetection(category="violence", terms=["x"], exemption="ks2-history")
+    out = classify(RULES, "ag", 1, "keyword", 0, _raw(keyword=kw))
+    assert isinstance(out, Signal) and out.exemption == "ks2-history"
+    hb = events_pb2.Heartbeat(policy_version="7", agent_version="0.2")
+    health = classify(RULES, "ag", 2, "heartbeat", 5, _raw(heartbeat=hb))
+    assert isinstance(health, Health) and health.policy_version == "7"
+
+
+def test_packaged_incident_rules_load() -> None:
+    rules = config.load()
+    assert rules.incidents.group_window_minutes > 0 and rules.source.startswith("policy")
+
+
+def test_throttle_slows_after_five_failures_and_doubles() -> None:
+    now = [1000.0]
+    t = Throttle(clock=lambda: now[0])
+    for _ in range(4):
+        t.failed("user:a")
+    assert t.wait("user:a") == 0
+    t.failed("user:a")
+    assert t.wait("user:a") == 30
+    now[0] += 30
+    assert t.wait("user:a") == 0
+    t.failed("user:a")
+    assert t.wait("user:a") == 60
+    t.succeeded("user:a")
+    assert t.wait("user:a") == 0
+
+
+def test_sessions_expire_when_idle_and_rotate_on_login() -> None:
+    from collector.accounts import Account
+
+    now = [0.0]
+    s = Sessions(idle_s=60, max_s=3600, clock=lambda: now[0])
+    anon = s.new()
+    me = s.login(anon, Account("dsl", "Dana", "dsl"))
+    assert me.id != anon.id and me.csrf != anon.csrf and s.get(anon.id) is None
+    now[0] = 59
+    assert s.get(me.id) is me
+    now[0] = 200
+    assert s.get(me.id) is None
+
+
+def test_notification_carries_no_detail() -> None:
+    subject, body = message(NotifyConfig(base_url="https://c.example:8080"), 42, 5)
+    assert "severity 5 incident needs review" in subject
+    assert "https://c.example:8080/incidents/42" in body
+    assert len(body) < 300
