@@ -56,28 +56,29 @@ def loopback_bytes() -> int:
     return 0
 
 
-def make_events(agent: Agent, n: int) -> None:
-    """Realistic keyword detections, chained as an agent's outbox would chain them."""
+def make_events(agent: Agent, n: int, detections: float) -> None:
+    """Heartbeats with a share of keyword detections, chained as an agent's outbox would."""
     h = envelope.genesis(agent.agent_id)
     now = int(time.time() * 1000)
+    every = round(1 / detections) if detections > 0 else 0
     for seq in range(1, n + 1):
         event = events_pb2.Event(
-            seq=seq,
-            observed_unix_ms=now,
-            severity=3,
-            account="pupil.k2",
-            event_id=os.urandom(8).hex(),
-            keyword=events_pb2.KeywordDetection(
-                category="bullying",
-                list="bullying",
-                terms=["nobody likes you"],
-                score=60,
-                context="and honestly nobody likes you so",
-                application="chrome",
-                window_title="Docs - Homework",
-                source="keyboard",
-            ),
+            seq=seq, observed_unix_ms=now, account="pupil.k2", event_id=os.urandom(8).hex()
         )
+        if every and seq % every == 0:
+            event.severity = 3
+            event.keyword.CopyFrom(events_pb2.KeywordDetection(
+                category="bullying", list="bullying", terms=["nobody likes you"], score=60,
+                context="and honestly nobody likes you so", application="chrome",
+                window_title="Docs - Homework", source="keyboard",
+            ))
+        else:
+            event.heartbeat.CopyFrom(events_pb2.Heartbeat(
+                sensors=[events_pb2.SensorHealth(name=s, state="running")
+                         for s in ("keyboard", "browser", "usb")],
+                policy_version="1", outbox_pending=0, cpu_percent=0.3,
+                rss_bytes=52_000_000, agent_version="0.1.0",
+            ))
         raw = envelope.event_bytes(event)
         h = envelope.link(h, raw)
         agent.raws.append(raw)
@@ -183,7 +184,8 @@ async def ship(
 
 
 def run_scenario(
-    n_agents: int, per_agent: int, batch: int, window: int, profile: Path | None
+    n_agents: int, per_agent: int, batch: int, window: int, profile: Path | None,
+    detections: float,
 ) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="sg-bench-"))
     data = tmp / "collector"
@@ -214,7 +216,7 @@ def run_scenario(
         ]
         agents = asyncio.run(enrol_all(address, ca, token, n_agents))
         for a in agents:
-            make_events(a, per_agent)
+            make_events(a, per_agent, detections)
         collector = psutil.Process(proc.pid)
         cpu0 = collector.cpu_times()
         lo0 = loopback_bytes()
@@ -266,6 +268,7 @@ def run_scenario(
         wall = end - start
         return {
             "agents": n_agents,
+            "detections": detections,
             "events": total,
             "stored": stored,
             "batch": batch,
@@ -319,7 +322,7 @@ def latency_scenario(seconds: float, rate: float, load_agents: int) -> dict[str,
         if load_agents:
             sims = asyncio.run(enrol_all(address, ca, token, load_agents))
             for a in sims:
-                make_events(a, max(1, int(seconds * 60_000 / load_agents)))
+                make_events(a, max(1, int(seconds * 60_000 / load_agents)), 0.05)
             loader = threading.Thread(target=lambda: asyncio.run(ship(address, ca, sims, 500, 2)))
             loader.start()
         outbox = Outbox.open(state / "outbox.sqlite", agent_id)
@@ -380,20 +383,23 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--window", type=int, default=2, help="batches in flight per agent")
     p.add_argument("--profile", action="store_true", help="py-spy the collector (first scenario)")
+    p.add_argument("--detections", type=float, nargs="+", default=[0.05, 1.0],
+                   help="share of events that are keyword detections (the rest heartbeats)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--latency-load", type=int, nargs="*", default=[0, 100],
                    help="simulated agents loading the collector while latency is measured")
     args = p.parse_args()
     print(f"machine: {machine()}")
-    for i, n in enumerate(args.agents):
+    scenarios = [(n, share) for share in args.detections for n in args.agents]
+    for i, (n, share) in enumerate(scenarios):
         per_agent = args.events or max(1, 1_000_000 // n)
         prof = (
             ROOT / "bench" / "results" / f"pipeline-profile-{n}.txt"
             if args.profile and i == 0
             else None
         )
-        result = run_scenario(n, per_agent, args.batch, args.window, prof)
+        result = run_scenario(n, per_agent, args.batch, args.window, prof, share)
         print(
             json.dumps(result) if args.json else "  ".join(f"{k}={v}" for k, v in result.items()),
             flush=True,

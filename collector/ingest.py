@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from collector import verify
 from collector.store import EVENT_COLUMNS, AgentRecord, Store, now_ms
-from protos import envelope, ingest_pb2
+from protos import envelope, events_pb2, ingest_pb2
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class _Group:
     batches: list[tuple[Any, ...]] = field(default_factory=list)
     heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     tampering: list[tuple[Any, ...]] = field(default_factory=list)
+    parsed: list[events_pb2.Event] = field(default_factory=list)  # aligned with columns
     answers: list[tuple[Future[Any], Any]] = field(default_factory=list)
     events: int = 0
 
@@ -68,6 +69,7 @@ class Committed:
 
     events: dict[str, list[Any]] | None
     tampering_agents: list[str]
+    parsed: list[events_pb2.Event] = field(default_factory=list)  # decoded, aligned with events
 
 
 _Job = _BatchJob | _UnsignedJob | _CallJob | None
@@ -225,6 +227,7 @@ class Ingestor:
         cols["received_ms"] += [now] * n
         cols["raw"] += checked.batch.events[start:]
         cols["hash"] += checked.hashes[start:]
+        group.parsed += events
         b = checked.batch
         group.batches.append(
             (
@@ -290,6 +293,7 @@ class Ingestor:
             committed = Committed(
                 events=group.columns if group.events else None,
                 tampering_agents=[t[0] for t in group.tampering],
+                parsed=group.parsed,
             )
             for hook in self.after_commit:
                 try:

@@ -220,32 +220,58 @@ class Store:
     def set_heads(self, rows: Sequence[tuple[int, bytes, int, str]]) -> None:
         """(last_seq, head_hash, last_seen_ms, agent_id) for each agent that advanced."""
         cols = list(zip(*rows, strict=True))
-        table = pa.table(
-            {
-                "last_seq": pa.array(cols[0], pa.uint64()),
-                "head_hash": pa.array(cols[1], pa.binary()),
-                "last_seen_ms": pa.array(cols[2], pa.int64()),
-                "agent_id": pa.array(cols[3], pa.string()),
-            }
-        )
-        self.con.register("new_heads", table)
+        self.update_rows(
+            "agents",
+            {"last_seq": pa.array(cols[0], pa.uint64()), "head_hash": list(cols[1]),
+             "last_seen_ms": list(cols[2]), "agent_id": list(cols[3])},
+            key="agent_id",
+        )  # fmt: skip
+
+    @contextmanager
+    def _registered(self, name: str, table: pa.Table) -> Iterator[None]:
+        """Expose an Arrow table to SQL for one statement. DuckDB refuses to register while an
+        earlier result on the connection is unfinished (a fetchone() that stopped early), so
+        finish it first with a statement of our own."""
+        self.con.execute("SELECT 1").fetchall()
+        self.con.register(name, table)
         try:
-            self.con.execute(
-                "UPDATE agents SET last_seq = n.last_seq, head_hash = n.head_hash, "
-                "last_seen_ms = n.last_seen_ms FROM new_heads n WHERE agents.agent_id = n.agent_id"
-            )
+            yield
         finally:
-            self.con.unregister("new_heads")
+            self.con.unregister(name)
+
+    def append_rows(self, table_name: str, columns: dict[str, list[Any]]) -> None:
+        """Bulk insert: one Arrow table, one statement, however many rows (bound multi-row
+        VALUES cost DuckDB a parameter bind per value and were the collector's bottleneck).
+        Columns are named; the table's other columns take their defaults."""
+        with self._registered("incoming_rows", pa.table(columns)):
+            names = ", ".join(columns)
+            self.con.execute(
+                f"INSERT INTO {table_name} ({names}) SELECT {names} FROM incoming_rows"  # noqa: S608 -- our own names
+            )
+
+    def upsert_rows(self, table_name: str, columns: dict[str, list[Any]], key: str) -> None:
+        """Bulk insert, replacing the named columns of rows whose `key` already exists."""
+        with self._registered("incoming_rows", pa.table(columns)):
+            names = ", ".join(columns)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+            self.con.execute(
+                f"INSERT INTO {table_name} ({names}) SELECT {names} FROM incoming_rows "  # noqa: S608 -- our own names
+                f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
+            )
+
+    def update_rows(self, table_name: str, columns: dict[str, Any], key: str) -> None:
+        """Bulk update: set the named columns of the rows matched on `key`."""
+        with self._registered("changed_rows", pa.table(columns)):
+            sets = ", ".join(f"{c} = n.{c}" for c in columns if c != key)
+            self.con.execute(
+                f"UPDATE {table_name} SET {sets} FROM changed_rows n "  # noqa: S608 -- our own names
+                f"WHERE {table_name}.{key} = n.{key}"
+            )
 
     def _insert_arrow(self, table_name: str, table: pa.Table) -> None:
-        self.con.register("incoming_rows", table)
-        try:
+        with self._registered("incoming_rows", table):
             self.con.execute(f"INSERT INTO {table_name} SELECT * FROM incoming_rows")  # noqa: S608 -- our own table names
-        finally:
-            self.con.unregister("incoming_rows")
 
-    def touch_agents(self, rows: Sequence[tuple[int, str]]) -> None:
-        self.con.executemany("UPDATE agents SET last_seen_ms = ? WHERE agent_id = ?", rows)
 
     def stored_hashes(self, agent_id: str, first_seq: int, last_seq: int) -> list[bytes]:
         rows = self.con.execute(

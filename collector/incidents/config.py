@@ -42,12 +42,22 @@ class EngineRules:
     test_alert_severity: int = 1
     notify_at: int = 5  # a candidate at or above this severity reaches the DSL at once
     source: str = "built-in defaults"
+    # Severity by (category, score), filled on first use: it is asked once per detection.
+    _severity_cache: dict[tuple[str, int], int] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def severity(self, category: str, score: int) -> int:
-        for rule in self.incidents.severities:
-            if rule.category in (category, "*") and score >= rule.min_score:
-                return rule.severity
-        return 2
+        key = (category, score)
+        found = self._severity_cache.get(key)
+        if found is None:
+            found = next(
+                (r.severity for r in self.incidents.severities
+                 if r.category in (category, "*") and score >= r.min_score),
+                2,
+            )  # fmt: skip
+            self._severity_cache[key] = found
+        return found
 
 
 DEFAULT_INCIDENTS = IncidentRules(

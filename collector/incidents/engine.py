@@ -21,6 +21,7 @@ from collector.incidents.config import EngineRules
 from collector.incidents.signals import Dropped, Health, Signal, classify
 from collector.ingest import Committed
 from collector.store import Store, now_ms
+from protos import events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,13 @@ class Engine:
         started = time.perf_counter()
         cols = committed.events
         if cols is not None:
+            # The writer already decoded these events: hand them over rather than re-parse.
             rows = zip(
                 cols["agent_id"],
                 cols["seq"],
                 cols["kind"],
                 cols["observed_ms"],
-                cols["raw"],
+                committed.parsed or cols["raw"],
                 strict=True,
             )
             self.process(store, rows, notify=True)
@@ -86,39 +88,48 @@ class Engine:
         self.last_ms = (time.perf_counter() - started) * 1000
 
     def process(
-        self, store: Store, rows: Iterable[tuple[str, int, str, int, bytes]], notify: bool
+        self,
+        store: Store,
+        rows: Iterable[tuple[str, int, str, int, bytes | events_pb2.Event]],
+        notify: bool,
     ) -> list[int]:
         """Classify stored events and write what they make; returns touched candidate ids."""
         signals: list[Signal] = []
         health: dict[str, Health] = {}
         dropped: list[Dropped] = []
-        for agent_id, seq, kind, observed_ms, raw in rows:
+        # Most events are heartbeats and only each agent's latest one matters: decode just that.
+        beats: dict[str, tuple[str, int, str, int, bytes | events_pb2.Event]] = {}
+        for row in rows:
+            agent_id, seq, kind, observed_ms, raw = row
+            if kind == "heartbeat":
+                old_beat = beats.get(agent_id)
+                if old_beat is None or old_beat[3] <= observed_ms:
+                    beats[agent_id] = row
+                continue
             out = classify(self.rules, agent_id, seq, kind, observed_ms, raw)
             if isinstance(out, Signal):
                 signals.append(out)
-            elif isinstance(out, Health):
-                old = health.get(agent_id)
-                if old is None or old.heartbeat_ms <= out.heartbeat_ms:
-                    health[agent_id] = out
             elif isinstance(out, Dropped):
                 dropped.append(out)
+        for row in beats.values():
+            beat = classify(self.rules, *row)
+            if isinstance(beat, Health):
+                health[beat.agent_id] = beat
         if not (signals or health or dropped):
             return []
         with store.transaction() as con:
-            for h in health.values():
-                con.execute(
-                    "INSERT INTO agent_health VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (agent_id) "
-                    "DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms, agent_version = "
-                    "excluded.agent_version, policy_version = excluded.policy_version, sensors = "
-                    "excluded.sensors, outbox_pending = excluded.outbox_pending",
-                    [
-                        h.agent_id,
-                        h.heartbeat_ms,
-                        h.agent_version,
-                        h.policy_version,
-                        h.sensors,
-                        h.outbox_pending,
-                    ],
+            if health:
+                store.upsert_rows(
+                    "agent_health",
+                    {
+                        "agent_id": [h.agent_id for h in health.values()],
+                        "heartbeat_ms": [h.heartbeat_ms for h in health.values()],
+                        "agent_version": [h.agent_version for h in health.values()],
+                        "policy_version": [h.policy_version for h in health.values()],
+                        "sensors": [h.sensors for h in health.values()],
+                        "outbox_pending": [h.outbox_pending for h in health.values()],
+                    },
+                    key="agent_id",
                 )
             for d in dropped:
                 con.execute(
@@ -165,7 +176,8 @@ class Engine:
         flush_signals(store, list(touched.values()))
         for cand in touched.values():
             escalate.apply(self.rules, store, cand)
-            write(store, cand)
+        write(store, list(touched.values()))
+        for cand in touched.values():
             if (
                 notify
                 and self.notify
@@ -252,42 +264,39 @@ def new_candidate(store: Store, s: Signal) -> Candidate:
     )
 
 
-def write(store: Store, cand: Candidate) -> None:
-    con = store.con
-    con.execute(
-        "UPDATE incidents SET category = ?, categories = ?, severity = ?, base_severity = ?, "
-        "escalation = ?, first_ms = ?, last_ms = ?, updated_ms = ?, event_count = ?, "
-        "summary = ? WHERE id = ?",
-        [
-            cand.category,
-            ",".join(sorted(cand.categories)),
-            cand.severity,
-            cand.base_severity,
-            cand.escalation,
-            cand.first_ms,
-            cand.last_ms,
-            now_ms(),
-            cand.event_count,
-            "; ".join(cand.summary),
-            cand.id,
-        ],
-    )
+def write(store: Store, cands: list[Candidate]) -> None:
+    """Update the touched candidates in one statement (one UPDATE each cost ~1 ms)."""
+    if not cands:
+        return
+    now = now_ms()
+    store.update_rows("incidents", {
+        "id": [c.id for c in cands],
+        "category": [c.category for c in cands],
+        "categories": [",".join(sorted(c.categories)) for c in cands],
+        "severity": [c.severity for c in cands],
+        "base_severity": [c.base_severity for c in cands],
+        "escalation": [c.escalation for c in cands],
+        "first_ms": [c.first_ms for c in cands],
+        "last_ms": [c.last_ms for c in cands],
+        "updated_ms": [now] * len(cands),
+        "event_count": [c.event_count for c in cands],
+        "summary": ["; ".join(c.summary) for c in cands],
+    }, key="id")  # fmt: skip
 
 
-def flush_signals(store: Store, cands: list[Candidate], chunk: int = 400) -> None:
-    """Insert the candidates' new signals, a few hundred rows per statement."""
-    rows = [
-        (c.id, s.agent_id, s.seq, s.account, s.observed_ms, s.source, s.category, s.severity)
-        for c in cands
-        for s in c.signals
-    ]
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
-        store.con.execute(
-            "INSERT INTO incident_signals (incident_id, agent_id, seq, account, observed_ms, "  # noqa: S608 -- placeholders only
-            f"source, category, severity) VALUES {marks}",
-            [v for row in part for v in row],
-        )
+def flush_signals(store: Store, cands: list[Candidate]) -> None:
+    """Insert the candidates' new signals in one bulk statement."""
+    signals = [(c.id, s) for c in cands for s in c.signals]
+    if signals:
+        store.append_rows("incident_signals", {
+            "incident_id": [cid for cid, _ in signals],
+            "agent_id": [s.agent_id for _, s in signals],
+            "seq": [s.seq for _, s in signals],
+            "account": [s.account for _, s in signals],
+            "observed_ms": [s.observed_ms for _, s in signals],
+            "source": [s.source for _, s in signals],
+            "category": [s.category for _, s in signals],
+            "severity": [s.severity for _, s in signals],
+        })  # fmt: skip
     for c in cands:
         c.signals.clear()

@@ -48,8 +48,8 @@ def apply(rules: EngineRules, store: Store, cand: Candidate) -> None:
             f"SELECT count(DISTINCT observed_ms // {DAY_MS}) FROM incident_signals "  # noqa: S608 -- fixed fragments
             f"WHERE {col} = ? AND category = ? AND observed_ms BETWEEN ? AND ?",
             [who, rec.category, cand.last_ms - rec.within_days * DAY_MS, cand.last_ms],
-        ).fetchone()
-        if row and row[0] >= rec.days:
+        ).fetchall()  # fetch to the end: DuckDB refuses other work while a result is open
+        if row and row[0][0] >= rec.days:
             raise_by += rec.raise_by
             why.append(rec.why)
     cand.severity = min(5, cand.base_severity + raise_by)

@@ -51,12 +51,12 @@ Outcome = Signal | Health | Dropped | None
 
 
 def classify(
-    rules: EngineRules, agent_id: str, seq: int, kind: str, observed_ms: int, raw: bytes
+    rules: EngineRules, agent_id: str, seq: int, kind: str, observed_ms: int,
+    raw: bytes | events_pb2.Event,
 ) -> Outcome:
     if kind not in INTERESTING:
         return None
-    event = events_pb2.Event()
-    event.ParseFromString(raw)
+    event = events_pb2.Event.FromString(raw) if isinstance(raw, bytes) else raw
     account = event.account
     if kind == "keyword":
         k = event.keyword
