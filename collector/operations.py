@@ -6,7 +6,6 @@ Each operation takes the Store and returns plain JSON-able data, so the admin so
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -88,6 +87,3 @@ def run(store: Store, data: DataDir, op: str, args: dict[str, Any]) -> Any:
         raise ValueError(f"unknown operation {op!r}")
     return OPERATIONS[op](store, data, args)
 
-
-def b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
