@@ -23,12 +23,11 @@ from pathlib import Path
 from types import FrameType
 
 from agent import __version__
-from agent.enrol import EnrolError, enrol
+
+# The per-login keyboard helper runs this module too, in every desktop session: it must stay
+# small, so the pipeline (gRPC, rules, protobuf, SQLite outbox) is imported only by the
+# commands that use it, below.
 from agent.identity import StateDir, StateError, check_ca, load_identity, load_key
-from agent.outbox import Outbox, OutboxError
-from agent.service import Service, ServiceConfig
-from agent.transport import AddressError
-from protos import events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +85,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=_positive, default=60.0, metavar="SECONDS")
     p.set_defaults(log_level="info")
 
+    p.add_argument(
+        "--keyboard-socket",
+        type=_folder,
+        metavar="PATH",
+        help="where per-login keyboard helpers connect "
+        "(default /run/safeguard-agent/keyboard.sock)",
+    )
+
+    p = sub.add_parser(
+        "keyboard-helper",
+        help="Capture keys in this desktop session for the agent service (started at login).",
+        description="Capture keys in this desktop session and hand them to the agent service "
+        "over its local socket. Runs as the logged-in user; keeps no files.",
+    )
+    p.add_argument("--state", type=_folder, metavar="DIR", help="accepted for the installer; "
+                   "the helper cannot and does not read the state folder")  # fmt: skip
+    p.add_argument("--socket", type=_folder, metavar="PATH",
+                   help="the service's keyboard socket (default: $SAFEGUARD_KEYBOARD_SOCKET "
+                   "or /run/safeguard-agent/keyboard.sock)")  # fmt: skip
+    p.add_argument("--log-level", choices=_LEVELS, default="warning")
+
+    p = sub.add_parser("usb", help="USB devices and the policy's decision for each.")
+    usb = p.add_subparsers(dest="usb_command", required=True, metavar="USB_COMMAND")
+    text = "Show plugged-in USB devices, their ids and the decision the policy would take."
+    p = usb.add_parser("list", help=text, description=text)
+    p.add_argument(
+        "--state",
+        type=_folder,
+        metavar="DIR",
+        help="use this agent's policy in force (default: the shipped policy)",
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--log-level", choices=_LEVELS, default="warning")
+    p.set_defaults(command="usb list")
+
     p = command("test-alert", "Queue a test alert that travels all the way to the collector.")
     p.add_argument("--note", default="", metavar="TEXT")
 
@@ -121,6 +155,8 @@ def _enroll(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise StateError(f"cannot read CA file {args.ca}: {exc.strerror}") from None
     check_ca(ca_pem, f"CA file {args.ca}")
+    from agent.enrol import enrol
+
     ident = enrol(StateDir(args.state), args.collector, token, ca_pem, force=args.force)
     print(f"enrolled as {ident.agent_id} with collector {ident.collector}; state in {args.state}")
     return 0
@@ -135,7 +171,20 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return Service(StateDir(args.state), ServiceConfig(heartbeat_s=args.heartbeat)).run(stop)
+    from agent.service import Service, ServiceConfig
+
+    config = ServiceConfig(heartbeat_s=args.heartbeat, keyboard_socket=args.keyboard_socket)
+    return Service(StateDir(args.state), config).run(stop)
+
+
+def _keyboard_helper(args: argparse.Namespace) -> int:
+    from agent.helper import run_helper
+    from agent.helper_protocol import socket_path
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
+    signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
+    return run_helper(socket_path(args.socket), stop)
 
 
 def _test_alert(args: argparse.Namespace) -> int:
@@ -146,6 +195,9 @@ def _test_alert(args: argparse.Namespace) -> int:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (containers)
         user = f"uid {os.getuid()}"
+    from agent.outbox import Outbox
+    from protos import events_pb2
+
     event = events_pb2.Event(
         severity=1, account=user, test_alert=events_pb2.TestAlert(requested_by=user, note=args.note)
     )
@@ -161,6 +213,8 @@ def _test_alert(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     state = StateDir(args.state)
     ident = load_identity(state)
+    from agent.outbox import Outbox
+
     outbox = Outbox.open(state.outbox, ident.agent_id)
     try:
         counts = outbox.counts()
@@ -175,10 +229,55 @@ def _status(args: argparse.Namespace) -> int:
     print(f"unacked:      {counts.unacked}  (chained and signed, waiting for the collector)")
     print(f"acked_seq:    {counts.base[0] if counts.base else 'none (never connected)'}")
     print(f"chain_head:   {f'{head[0]} {head[1].hex()}' if head else 'none'}")
+    print(f"policy_version: {_policy_version(state)}")
     return 0
 
 
-_COMMANDS = {"enroll": _enroll, "run": _run, "test-alert": _test_alert, "status": _status}
+def _usb_list(args: argparse.Namespace) -> int:
+    import json
+
+    from agent.usb_devices import format_devices, list_devices
+    from rules.load import load_policy
+
+    if args.state is None:
+        policy = load_policy()
+    else:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        from agent.policy import PolicyHolder
+
+        ident = load_identity(StateDir(args.state))
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key))
+        policy = PolicyHolder(args.state / "policy.json", key).current().policy
+    rows = list_devices(policy)
+    print(json.dumps(rows, indent=2) if args.format == "json" else format_devices(rows))
+    return 0
+
+
+def _policy_version(state: StateDir) -> str:
+    """The version of the last good bundle on disk, verified; "none" before the first one."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from rules import bundle
+    from rules.schema import PolicyError
+
+    ident = load_identity(state)
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key))
+        saved = bundle.load_last_good(state.root / "policy.json", key)
+    except (PolicyError, ValueError) as exc:
+        return f"none (the saved bundle does not verify: {exc})"
+    return str(saved.version) if saved else "none"
+
+
+_COMMANDS = {
+    "enroll": _enroll,
+    "run": _run,
+    "keyboard-helper": _keyboard_helper,
+    "usb list": _usb_list,
+    "test-alert": _test_alert,
+    "status": _status,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,12 +290,23 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "keyboard-helper":  # before the pipeline's imports (see the top)
+        return _guarded(args, ())
+    from agent.enrol import EnrolError
+    from agent.outbox import OutboxError
+    from agent.transport import AddressError
+
+    return _guarded(args, (EnrolError, StateError, AddressError, OutboxError))
+
+
+def _guarded(args: argparse.Namespace, refusals: tuple[type[Exception], ...]) -> int:
     try:
         return _COMMANDS[args.command](args)
-    except EnrolError as exc:
+    except refusals as exc:
+        retryable = getattr(exc, "retryable", None)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE if exc.retryable else EXIT_FAILED
-    except (StateError, AddressError, OutboxError) as exc:
+        return EXIT_UNAVAILABLE if retryable else EXIT_FAILED
+    except StateError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except (sqlite3.Error, OSError) as exc:

@@ -1,8 +1,12 @@
 """The agent's run loop: outbox, shipper thread, sensors, heartbeats, clean shutdown.
 
 run(state) ── holds run.lock ── opens the outbox ── queues AgentStatus(STARTED)
-    ├─ shipper thread: outbox ══▶ collector
-    ├─ one thread per registered sensor: emit ─▶ outbox
+    ├─ policy: the last good bundle on disk (re-verified; a forged one is set aside and
+    │  reported as POLICY_REJECTED), then the fetcher thread keeps it current (at start, on a
+    │  Welcome naming a newer version, every ~15 min); sensors see a new one at once
+    ├─ shipper thread: outbox ══▶ collector (Hello carries our policy version)
+    ├─ supervisor: one thread per sensor some profile asks for, restarted within a budget;
+    │  emit ─▶ rate cap + coalescing (agent/ratecap.py) ─▶ outbox
     └─ main thread: a Heartbeat every heartbeat_s until `stop` is set (SIGTERM/SIGINT)
 on stop: sensors stop, AgentStatus(STOPPING) is queued, the shipper gets flush_s to ship
 what it can, and whatever is left stays in the outbox for next time.
@@ -14,8 +18,9 @@ import logging
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil  # type: ignore[import-untyped,unused-ignore]  # stubs: types-psutil, not in dev yet
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -23,11 +28,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent import __version__
 from agent.identity import StateDir, load_ca, load_identity, load_key
 from agent.outbox import DEFAULT_MAX_PENDING, Outbox
-from agent.policy import PolicyHolder
-from agent.sensors import Sensor, SensorContext
-from agent.sensors.registry import SENSORS
+from agent.policy import ActivePolicy, PolicyHolder
+from agent.policy_fetch import FetchConfig, PolicyFetcher
+from agent.ratecap import RateConfig, RateGate
+from agent.sensors import SensorContext
+from agent.sensors.registry import SENSORS, SensorSettings, SensorSpec
 from agent.shipper import Shipper, ShipperConfig
-from protos import events_pb2
+from agent.supervisor import Supervisor
+from protos import events_pb2, ingest_pb2
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +45,15 @@ class ServiceConfig:
     heartbeat_s: float = 60.0
     flush_s: float = 5.0  # on shutdown, how long the shipper may keep shipping
     max_pending: int = DEFAULT_MAX_PENDING
+    policy_interval_s: float = 900.0  # periodic policy check (a Welcome also triggers one)
+    policy_retry_s: float = 30.0
+    keyboard_socket: Path | None = None  # None: $SAFEGUARD_KEYBOARD_SOCKET or /run/...
+    rate: RateConfig = field(default_factory=RateConfig)
 
 
-class _SensorThread:
-    """Runs one sensor and remembers its health for the heartbeat."""
-
-    def __init__(self, sensor: Sensor, ctx: SensorContext) -> None:
-        self.sensor = sensor
-        self.state = "running"
-        self.detail = ""
-        self._ctx = ctx
-        self._thread = threading.Thread(target=self._run, name=f"sensor-{sensor.name}")
-        self._thread.daemon = True
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.sensor.run(self._ctx)
-            self.state = "stopped"
-        except Exception as exc:  # a sensor fault must not take the agent down
-            log.exception("sensor.crashed name=%s", self.sensor.name)
-            self.state, self.detail = "crashed", type(exc).__name__
-
-    def stop(self, timeout: float) -> None:
-        self.sensor.stop()
-        self._thread.join(timeout)
-
-    def health(self) -> events_pb2.SensorHealth:
-        return events_pb2.SensorHealth(name=self.sensor.name, state=self.state, detail=self.detail)
+def wanted_sensors(active: ActivePolicy) -> set[str]:
+    """Every sensor some profile of the policy uses (each sensor then applies per account)."""
+    return {name for profile in active.policy.profiles for name in profile.sensors}
 
 
 def status_event(kind: events_pb2.AgentStatus.Kind.ValueType, detail: str = "") -> events_pb2.Event:
@@ -76,12 +65,16 @@ class Service:
         self,
         state: StateDir,
         config: ServiceConfig,
-        sensors: Sequence[Callable[[], Sensor]] = SENSORS,
+        sensors: Sequence[SensorSpec] = SENSORS,
     ) -> None:
         self._state = state
         self._config = config
-        self._sensor_factories = sensors
+        self._specs = sensors
         self._process = psutil.Process()
+        self.holder: PolicyHolder | None = None  # set while running (tests read it)
+        self.supervisor: Supervisor | None = None
+        self.gate: RateGate | None = None
+        self.fetcher: PolicyFetcher | None = None
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set. Raises StateError / OutboxError before anything starts."""
@@ -93,6 +86,28 @@ class Service:
             ca_pem = load_ca(state, ident)
             outbox = Outbox.open(state.outbox, ident.agent_id, max_pending=self._config.max_pending)
             try:
+                holder = PolicyHolder(
+                    state.root / "policy.json",
+                    Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key)),
+                )
+                self.holder = holder
+                fetcher = PolicyFetcher(
+                    holder,
+                    outbox.put,
+                    FetchConfig(
+                        address=ident.collector,
+                        ca_pem=ca_pem,
+                        agent_id=ident.agent_id,
+                        interval_s=self._config.policy_interval_s,
+                        retry_s=self._config.policy_retry_s,
+                    ),
+                )
+
+                self.fetcher = fetcher
+
+                def on_welcome(welcome: ingest_pb2.Welcome) -> None:
+                    fetcher.announce(welcome.policy_version)
+
                 shipper = Shipper(
                     outbox,
                     key,
@@ -103,41 +118,49 @@ class Service:
                         agent_version=__version__,
                         hostname=socket.gethostname(),
                     ),
+                    policy_version=lambda: str(holder.version),
+                    on_welcome=on_welcome,
                 )
-                self._serve(stop, outbox, shipper)
+                self._serve(stop, outbox, shipper, holder, fetcher)
             finally:
                 outbox.close()
         return 0
 
-    def _serve(self, stop: threading.Event, outbox: Outbox, shipper: Shipper) -> None:
+    def _serve(self, stop: threading.Event, outbox: Outbox, shipper: Shipper,
+               holder: PolicyHolder, fetcher: PolicyFetcher) -> None:  # fmt: skip
         outbox.put(status_event(events_pb2.AgentStatus.STARTED, f"agent {__version__}"))
+        if holder.load_error:
+            outbox.put(status_event(events_pb2.AgentStatus.POLICY_REJECTED, holder.load_error))
         shipping = threading.Thread(target=shipper.run, name="shipper", daemon=True)
         shipping.start()
-        ident = load_identity(self._state)
-        holder = PolicyHolder(
-            self._state.root / "policy.json",
-            Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key)),
-        )
-        ctx = SensorContext(emit=outbox.put, policy=holder.current)
-        sensors = [_SensorThread(make(), ctx) for make in self._sensor_factories]
+        fetching = threading.Thread(target=fetcher.run, name="policy-fetch", daemon=True)
+        fetching.start()
+        self.gate = gate = RateGate(outbox.put, self._config.rate)
+        ctx = SensorContext(emit=gate, policy=holder.current, state_dir=self._state.root)
+        settings = SensorSettings(self._state.root, self._config.keyboard_socket)
+        self.supervisor = supervisor = Supervisor(self._specs, ctx, settings)
+        holder.subscribe(lambda active: supervisor.apply(wanted_sensors(active)))
+        supervisor.apply(wanted_sensors(holder.current()))
         log.info(
-            "agent.started agent=%s collector=%s sensors=%d heartbeat_s=%g",
+            "agent.started agent=%s collector=%s policy_version=%d heartbeat_s=%g",
             shipper.config.agent_id,
             shipper.config.address,
-            len(sensors),
+            holder.version,
             self._config.heartbeat_s,
         )
         self._process.cpu_percent(None)  # primes the counter; later calls measure since
         try:
             while not stop.wait(self._config.heartbeat_s):
                 try:
-                    outbox.put(self._heartbeat(outbox, sensors))
+                    gate.flush()
+                    outbox.put(self._heartbeat(outbox, supervisor, holder))
                 except sqlite3.Error as exc:  # e.g. a full disk: keep running, try next beat
                     log.error("heartbeat.not_recorded detail=%s", exc)
         finally:
             log.info("agent.stopping flush_s=%.1f", self._config.flush_s)
-            for sensor in sensors:
-                sensor.stop(timeout=2.0)
+            fetcher.stop()
+            supervisor.stop()
+            gate.flush()
             outbox.put(status_event(events_pb2.AgentStatus.STOPPING))
             shipper.stop(flush_s=self._config.flush_s)
             shipping.join(timeout=self._config.flush_s + 30)
@@ -148,11 +171,13 @@ class Service:
                 "agent.stopped left_pending=%d left_unacked=%d", counts.pending, counts.unacked
             )
 
-    def _heartbeat(self, outbox: Outbox, sensors: list[_SensorThread]) -> events_pb2.Event:
+    def _heartbeat(self, outbox: Outbox, supervisor: Supervisor,
+                   holder: PolicyHolder) -> events_pb2.Event:  # fmt: skip
         counts = outbox.counts()
         return events_pb2.Event(
             heartbeat=events_pb2.Heartbeat(
-                sensors=[s.health() for s in sensors],
+                sensors=supervisor.health(),
+                policy_version=str(holder.version),
                 outbox_pending=counts.pending + counts.unacked,
                 cpu_percent=self._process.cpu_percent(None),
                 rss_bytes=self._process.memory_info().rss,

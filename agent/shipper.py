@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -92,7 +92,18 @@ class _InFlight:
 
 
 class Shipper:
-    def __init__(self, outbox: Outbox, key: Ed25519PrivateKey, config: ShipperConfig) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        key: Ed25519PrivateKey,
+        config: ShipperConfig,
+        policy_version: Callable[[], str] | None = None,
+        on_welcome: Callable[[ingest_pb2.Welcome], None] | None = None,
+    ) -> None:
+        """policy_version: what Hello reports (default: config.policy_version); on_welcome:
+        told of every Welcome (the policy fetcher reads the collector's newest version)."""
+        self._policy_version = policy_version or (lambda: config.policy_version)
+        self._on_welcome = on_welcome
         self._outbox = outbox
         self._key = key
         self._cfg = config
@@ -140,7 +151,7 @@ class Shipper:
                 agent_id=cfg.agent_id,
                 agent_version=cfg.agent_version,
                 hostname=cfg.hostname,
-                policy_version=cfg.policy_version,
+                policy_version=self._policy_version(),
             )
         )
 
@@ -180,6 +191,8 @@ class Shipper:
         cfg = self._cfg
         welcome = self._await_welcome(responses)
         self._outbox.resume(welcome.last_seq, welcome.head_hash)
+        if self._on_welcome is not None:
+            self._on_welcome(welcome)
         self.connected = True
         counts = self._outbox.counts()
         assert counts.base is not None  # resume() always sets it

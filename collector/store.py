@@ -23,7 +23,7 @@ from collector.schema import MIGRATIONS
 log = logging.getLogger(__name__)
 
 # DuckDB's buffer pool otherwise grows to 80% of RAM; the collector shares its node.
-MEMORY_LIMIT = "512MB"
+MEMORY_LIMIT = "256MB"
 
 
 class DatabaseError(RuntimeError):

@@ -26,6 +26,7 @@ from rules.schema import (
     SENSORS,
     URL_KINDS,
     USB_ACTIONS,
+    Assignment,
     Boundary,
     Category,
     Combo,
@@ -84,6 +85,7 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
     top = src["policy.toml"].table("policy")
     top.check_keys({"version", "notice", "context_words", "context_chars"})
     profiles = _profiles(src["profiles.toml"], names)
+    assignments, default_profile = _assignments(src["profiles.toml"], profiles)
     return Policy(
         version=top.get_int("version", lo=0),
         notice=top.get_text("notice"),
@@ -96,6 +98,8 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
         profiles=profiles,
         incidents=_incidents(src["incidents.toml"], names),
         exemptions=_exemptions(src["exemptions.toml"], names, {p.name for p in profiles}),
+        assignments=assignments,
+        default_profile=default_profile,
         sources=tuple(sorted(files.items())),
     )
 
@@ -220,7 +224,7 @@ def _usb(src: Source) -> tuple[UsbRule, ...]:
 
 
 def _profiles(src: Source, cats: set[str]) -> tuple[Profile, ...]:
-    src.check_top({"profile"})
+    src.check_top({"profile", "assign", "default_profile"})
     out = []
     for t in src.array("profile"):
         t.check_keys({"name", "title", "sensors", "categories", "url_categories",
@@ -237,6 +241,28 @@ def _profiles(src: Source, cats: set[str]) -> tuple[Profile, ...]:
         raise PolicyError(f"{src.name}:1: at least one [[profile]] is needed")
     _unique([(p.name, src.name) for p in out], "profile")
     return tuple(out)
+
+
+def _assignments(
+    src: Source, profiles: tuple[Profile, ...]
+) -> tuple[tuple[Assignment, ...], str]:
+    """`default_profile = "ks2"` and `[[assign]]` with `profile` and one of `account`/`group`."""
+    known = {p.name for p in profiles}
+    default = src.data.get("default_profile", "ks2" if "ks2" in known else profiles[0].name)
+    if not isinstance(default, str) or default not in known:
+        raise PolicyError(f"{src.name}:1: default_profile must name a profile "
+                          f"({', '.join(sorted(known))}); got {default!r}")  # fmt: skip
+    out = []
+    for t in src.array("assign"):
+        t.check_keys({"profile", "account", "group"})
+        profile = t.get_str("profile")
+        if profile not in known:
+            raise t.fail(f"no profile {profile!r} (known: {', '.join(sorted(known))})", "profile")
+        account, group = t.get_str("account", ""), t.get_str("group", "")
+        if bool(account) == bool(group):
+            raise t.fail("give exactly one of account or group", "profile")
+        out.append(Assignment(profile, account, group))
+    return tuple(out), default
 
 
 def _incidents(src: Source, cats: set[str]) -> IncidentRules:

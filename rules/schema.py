@@ -111,6 +111,15 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class Assignment:
+    """profiles.toml `[[assign]]`: an OS account, or members of a local group, get a profile."""
+
+    profile: str
+    account: str = ""
+    group: str = ""
+
+
+@dataclass(frozen=True)
 class SeverityRule:
     category: str  # a category name or "*"
     min_score: int
@@ -163,6 +172,8 @@ class Policy:
     profiles: tuple[Profile, ...]
     incidents: IncidentRules
     exemptions: tuple[Exemption, ...] = ()
+    assignments: tuple[Assignment, ...] = ()  # first account match, then first group match
+    default_profile: str = "ks2"  # for an account no assignment names
     sources: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
 
     def category(self, name: str) -> Category:

@@ -13,18 +13,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from agent.policy import ActivePolicy
-from protos import events_pb2
+if TYPE_CHECKING:  # kept out of the per-login keyboard helper, which imports this package
+    from agent.policy import ActivePolicy
+    from protos import events_pb2
 
-Emit = Callable[[events_pb2.Event], object]
+Emit = Callable[["events_pb2.Event"], object]
 
 
 @dataclass(frozen=True)
 class SensorContext:
     emit: Emit
     policy: Callable[[], ActivePolicy]
+    state_dir: Path | None = None  # the agent's state folder (root only), for sensor cursors
+
+
+class SensorUnavailable(Exception):
+    """Raised by run() when the sensor cannot work here (no display, no udev access, Wayland).
+    The service reports it as "unavailable" with this reason and does not restart it."""
 
 
 class Sensor(Protocol):

@@ -69,7 +69,10 @@ def test_run_reports_started_heartbeats_and_stopping(
     assert seen[0] == "STARTED" and seen[-1] == "STOPPING"  # flushed before exit
     beat = next(e["event"]["heartbeat"] for e in events if "heartbeat" in e["event"])
     assert int(beat["rss_bytes"]) > 0 and beat["agent_version"]
-    assert "sensors" not in beat  # no sensors yet, and none faked
+    # every sensor some profile asks for reports a real state (no display here: no helper)
+    assert {s["name"] for s in beat["sensors"]} >= {"keyboard"}
+    assert all(s["state"] in ("running", "unavailable", "crashed") for s in beat["sensors"])
+    assert beat["policy_version"] == "0"  # the shipped policy; nothing published
     box = Outbox.open(state.outbox, agent_id)
     assert box.counts().pending + box.counts().unacked == 0
     box.close()

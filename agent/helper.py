@@ -1,0 +1,177 @@
+"""`safeguard-agent keyboard-helper`: keyboard capture inside one user's desktop session.
+
+The system service cannot see a desktop, so the installer starts this helper at every
+graphical login (XDG autostart), as the logged-in user. It:
+
+  1. connects to the service's socket (agent/helper_protocol.py), retrying while the
+     service is not up, and says hello;
+  2. if this session cannot be captured (Wayland, no display) says so ("unavailable" with the
+     reason) and captures nothing;
+  3. captures only when the service answers ["capture", true] (the account's profile has the
+     keyboard sensor: staff have it off by default, so their keys are never even read);
+  4. sends each batch of keys with the window they went to; keys typed into a window taken for
+     a password prompt are dropped here and never leave the process.
+
+It keeps no file and logs no keys. The account is not something it claims: the service reads
+the uid from the socket (SO_PEERCRED).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agent import __version__
+from agent.helper_protocol import MAX_BATCH, LineReader, ProtocolError, decode, encode
+from agent.sensors.keyboard import KeyCapture, Unavailable, WindowSource, session_problem
+from agent.sensors.keyboard import window_source as default_windows
+from agent.sensors.keyboard_keys import WindowInfo
+
+log = logging.getLogger(__name__)
+
+TITLE_REFRESH_S = 2.0  # a browser's title follows its tab: look again this often
+
+
+class Helper:
+    def __init__(self, path: Path, windows: Callable[[], WindowSource] = default_windows,
+                 retry_s: float = 2.0) -> None:  # fmt: skip
+        self._path = path
+        self._windows = windows
+        self._retry_s = retry_s
+        self._stop = threading.Event()
+        self._capture: KeyCapture | None = None
+        self._sender: threading.Thread | None = None
+        self._send_lock = threading.Lock()
+        self.connected = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        while not self._stop.is_set():
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.connect(str(self._path))
+                    self._session(sock)
+            except (OSError, ProtocolError) as exc:
+                log.info("helper.disconnected kind=%s retry_s=%g", type(exc).__name__,
+                         self._retry_s)  # fmt: skip
+            finally:
+                self.connected.clear()
+                self._stop_capture()
+            self._stop.wait(self._retry_s)
+        return 0
+
+    def _session(self, sock: socket.socket) -> None:
+        import os
+
+        problem = session_problem()
+        hello = {"display": os.environ.get("DISPLAY", ""), "version": __version__,
+                 "session": os.environ.get("XDG_SESSION_TYPE", "")}  # fmt: skip
+        self._send(sock, ["hello", hello])
+        if problem:
+            self._send(sock, ["s", "unavailable", problem])
+        self.connected.set()
+        log.info("helper.connected socket=%s capture_possible=%s", self._path, problem is None)
+        sock.settimeout(0.5)
+        reader = LineReader(sock)
+        while not self._stop.is_set():
+            try:
+                lines = reader.lines()
+            except TimeoutError:
+                if self._capture is not None and not self._capture.alive():
+                    self._send(sock, ["s", "unavailable", "the key listener stopped"])
+                    self._stop_capture()
+                continue
+            if lines is None:
+                return
+            for line in lines:
+                message = decode(line)
+                if message[0] == "capture" and problem is None:
+                    on = bool(message[1]) if len(message) > 1 else False
+                    if on:
+                        self._start_capture(sock)
+                    else:
+                        self._stop_capture()
+
+    def _start_capture(self, sock: socket.socket) -> None:
+        if self._capture is not None:
+            return
+        try:
+            windows = self._windows()
+            capture = KeyCapture()
+            capture.start()
+        except (Unavailable, ImportError, OSError) as exc:
+            self._send(sock, ["s", "unavailable", f"cannot capture keys: {exc}"])
+            return
+        self._capture = capture
+        self._sender = threading.Thread(target=self._forward, args=(sock, capture, windows),
+                                        name="helper-sender", daemon=True)  # fmt: skip
+        self._sender.start()
+        self._send(sock, ["s", "running", ""])
+        log.info("helper.capturing")
+
+    def _stop_capture(self) -> None:
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            try:
+                capture.stop()
+            except Exception as exc:  # e.g. the X server went away at logout
+                log.info("helper.capture_stop_failed kind=%s", type(exc).__name__)
+            capture.keys.put(None)  # wakes the sender to exit
+            if self._sender is not None:
+                self._sender.join(5)
+            log.info("helper.capture_stopped")
+
+    def _forward(self, sock: socket.socket, capture: KeyCapture, windows: WindowSource) -> None:
+        """The sender thread: batches of keys, each after the window they went to."""
+        current, refreshed = WindowInfo(), 0.0
+        try:
+            while True:
+                first = capture.keys.get()
+                batch: list[str] = []
+                while first is not None:
+                    batch.append(first)
+                    if len(batch) >= MAX_BATCH:
+                        break
+                    try:
+                        first = capture.keys.get_nowait()
+                    except queue.Empty:
+                        break
+                if first is None:
+                    return
+                now = time.monotonic()
+                if now - refreshed > TITLE_REFRESH_S:
+                    windows.forget()
+                    refreshed = now
+                window = windows.active()
+                if window != current:
+                    current = window
+                    self._send(sock, ["w", window.app, window.title, window.password,
+                                      window.window_id])  # fmt: skip
+                if not window.password:  # a password prompt's keys stop here
+                    self._send(sock, ["k", batch])
+        except OSError:
+            return  # the service went away; the session loop reconnects
+        finally:
+            windows.close()
+
+    def _send(self, sock: socket.socket, message: list[object]) -> None:
+        with self._send_lock:
+            sock.sendall(encode(message))
+
+
+def run_helper(path: Path, stop: threading.Event) -> int:
+    helper = Helper(path)
+
+    def relay() -> None:
+        stop.wait()
+        helper.stop()
+
+    threading.Thread(target=relay, name="helper-stop", daemon=True).start()
+    return helper.run()

@@ -1,0 +1,121 @@
+"""Fetching signed policy bundles from the collector and applying them live.
+
+    fetch ─┬─ PolicyBundle(version, bundle) ─▶ PolicyHolder.apply ─▶ AgentStatus(POLICY_APPLIED)
+           │                                      └ refused ─────▶ AgentStatus(POLICY_REJECTED)
+           ├─ empty bundle: nothing newer, keep what we have
+           └─ collector unreachable: keep the last good policy, try again later
+    wake-ups: every `interval_s` (with jitter), and at once when a Welcome names a newer version.
+
+The holder verifies the signature with the policy key pinned at enrolment and refuses anything
+not newer than what it has, so a fetch can never lower or forge the policy in force.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from agent.policy import PolicyHolder
+from agent.transport import secure_channel
+from protos import events_pb2, ingest_pb2, ingest_pb2_grpc
+from rules.schema import PolicyError
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[events_pb2.Event], object]
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    address: str
+    ca_pem: bytes
+    agent_id: str
+    interval_s: float = 900.0  # a periodic check, in case a Welcome was missed
+    jitter: float = 0.2  # +-20 %: a room of PCs does not ask in the same second
+    retry_s: float = 30.0  # after a failed fetch
+    timeout_s: float = 30.0
+
+
+def status(kind: events_pb2.AgentStatus.Kind.ValueType, detail: str) -> events_pb2.Event:
+    return events_pb2.Event(status=events_pb2.AgentStatus(kind=kind, detail=detail))
+
+
+def newer(offered: str, have: int) -> bool:
+    """Whether a version the collector announces (decimal text) is newer than ours."""
+    return offered.isdigit() and int(offered) > have
+
+
+class PolicyFetcher:
+    """Keeps the holder's policy current; every outcome is an AgentStatus for the DSL."""
+
+    def __init__(self, holder: PolicyHolder, emit: Emit, config: FetchConfig) -> None:
+        self._holder = holder
+        self._emit = emit
+        self._cfg = config
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._rng = random.Random()  # noqa: S311  # jitter spreads fetches; not secret
+        self.fetches = 0
+        self.last_error: str | None = None
+
+    def announce(self, version: str) -> None:
+        """A Welcome named the collector's newest version: fetch soon if it is newer."""
+        if newer(version, self._holder.version):
+            log.info("policy.announced version=%s have=%d", version, self._holder.version)
+            self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Fetch at once, then on announcements and periodically, until stop()."""
+        while not self._stop.is_set():
+            ok = self.fetch_once()
+            wait = self._cfg.interval_s if ok else self._cfg.retry_s
+            wait *= 1 + self._rng.uniform(-self._cfg.jitter, self._cfg.jitter)
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def fetch_once(self) -> bool:
+        """One FetchPolicy call. False if the collector could not be asked (retry sooner)."""
+        self.fetches += 1
+        have = self._holder.version
+        request = ingest_pb2.PolicyRequest(agent_id=self._cfg.agent_id, have_version=str(have))
+        try:
+            with secure_channel(self._cfg.address, self._cfg.ca_pem) as channel:
+                stub = ingest_pb2_grpc.CollectorStub(channel)
+                answer = stub.FetchPolicy(request, timeout=self._cfg.timeout_s)
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            self.last_error = code.name if code else type(exc).__name__
+            log.warning("policy.fetch_failed code=%s keeping_version=%d", self.last_error, have)
+            return False
+        self.last_error = None
+        if not answer.bundle:
+            log.debug("policy.current version=%d", have)
+            return True
+        self.offer(answer)
+        return True
+
+    def offer(self, answer: ingest_pb2.PolicyBundle) -> bool:
+        """Apply a bundle the collector sent. Refusals are reported, never raised."""
+        try:
+            active = self._holder.apply(answer.bundle)
+        except PolicyError as exc:  # BundleError is one: forged, corrupt, or not newer
+            log.error(
+                "policy.rejected offered=%s have=%d reason=%s",
+                answer.version or "?",
+                self._holder.version,
+                exc,
+            )
+            detail = f"version {answer.version or '?'}: {exc}"
+            self._emit(status(events_pb2.AgentStatus.POLICY_REJECTED, detail[:500]))
+            return False
+        self._emit(status(events_pb2.AgentStatus.POLICY_APPLIED, str(active.version)))
+        return True

@@ -1,0 +1,201 @@
+"""The service's side of keyboard capture on Linux: a Unix socket that per-login helpers
+(agent/helper.py) connect to, one KeystrokeDetector per helper.
+
+Who may connect: any local process may open the socket (0666), but the kernel tells us its
+uid (SO_PEERCRED) and the account is taken from that uid, never from what the helper says.
+The uid must resolve to an account and own a login session (logind's /run/user/<uid>, a
+utmp entry, or an X display it is running in). Each helper is told whether to capture: only
+when the account's profile lists the keyboard sensor (staff: off by default).
+
+Several users: every graphical login starts its own helper; each connection is its own
+session (own matcher, own window, own account), so fast user switching and a shared PC with
+two seats keep their typing apart. Limits: 4 connections per uid, 32 in all.
+"""
+
+from __future__ import annotations
+
+import logging
+import pwd
+import selectors
+import socket
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import psutil  # type: ignore[import-untyped,unused-ignore]  # stubs in dev extras only
+
+from agent.detector import SPECIAL, KeystrokeDetector, WindowInfo, alert_event
+from agent.helper_protocol import (
+    LineReader,
+    ProtocolError,
+    decode,
+    encode,
+    peer_credentials,
+    socket_path,
+)
+from agent.profiles import ProfileCache
+from agent.sensors import SensorContext, SensorUnavailable
+from rules.compile import Compiled
+from rules.match import Alert
+
+log = logging.getLogger(__name__)
+
+PER_UID, TOTAL = 4, 32
+
+
+def login_session_problem(uid: int, pid: int, account: str) -> str | None:
+    """Why this peer does not own a desktop session, or None if it does."""
+    if Path(f"/run/user/{uid}").is_dir():
+        return None
+    try:
+        if account in {u.name for u in psutil.users()}:
+            return None
+        env = psutil.Process(pid).environ()
+    except psutil.Error:
+        return "cannot read the peer process"
+    display = env.get("DISPLAY", "")
+    number = display.rpartition(":")[2].split(".")[0]
+    if number.isdigit() and Path(f"/tmp/.X11-unix/X{number}").exists():  # noqa: S108  # X's path
+        return None
+    return "the account has no login session"
+
+
+class KeyboardBroker:
+    name = "keyboard"
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._path = socket_path(path)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._sessions: dict[int, tuple[str, str, str]] = {}  # id -> (account, state, detail)
+        self._profiles = ProfileCache()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def status(self) -> tuple[str, str]:
+        """The keyboard's health for the heartbeat: per-session states, no typed text."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        if not sessions:
+            return "running", "no desktop session helper connected"
+        detail = "; ".join(f"{a}:{s}{' (' + d + ')' if d else ''}" for a, s, d in sessions)
+        if all(s == "unavailable" for _, s, _ in sessions):
+            return "unavailable", detail[:500]
+        return "running", detail[:500]
+
+    def run(self, ctx: SensorContext) -> None:
+        if not sys.platform.startswith("linux"):
+            raise SensorUnavailable("the keyboard broker needs Linux (SO_PEERCRED)")
+        server = self._listen()
+        with server, selectors.DefaultSelector() as sel:
+            sel.register(server, selectors.EVENT_READ)
+            log.info("keyboard.listening socket=%s", self._path)
+            while not self._stop.is_set():
+                if not sel.select(timeout=0.5):
+                    continue
+                conn, _ = server.accept()
+                threading.Thread(target=self._serve, args=(conn, ctx), daemon=True,
+                                 name="keyboard-session").start()  # fmt: skip
+        self._path.unlink(missing_ok=True)
+
+    def _listen(self) -> socket.socket:
+        try:
+            self._path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            self._path.unlink(missing_ok=True)
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(str(self._path))
+            self._path.chmod(0o666)  # any user may connect; creds decide
+            server.listen(16)
+        except OSError as exc:
+            raise SensorUnavailable(f"cannot listen on {self._path}: {exc.strerror}") from None
+        return server
+
+    def _admit(self, conn: socket.socket) -> tuple[str, int] | None:
+        pid, uid, _gid = peer_credentials(conn)
+        try:
+            account = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            log.warning("keyboard.refused uid=%d reason=no_account", uid)
+            return None
+        problem = login_session_problem(uid, pid, account)
+        with self._lock:
+            per_uid = Counter(a for a, _, _ in self._sessions.values())[account]
+            if problem is None and (per_uid >= PER_UID or len(self._sessions) >= TOTAL):
+                problem = "too many helper connections"
+            if problem is None:
+                self._sessions[id(conn)] = (account, "connected", "")
+        if problem is not None:
+            log.warning("keyboard.refused uid=%d pid=%d reason=%s", uid, pid, problem)
+            return None
+        log.info("keyboard.helper_connected account=%s uid=%d pid=%d", account, uid, pid)
+        return account, pid
+
+    def _serve(self, conn: socket.socket, ctx: SensorContext) -> None:
+        with conn:
+            admitted = self._admit(conn)
+            if admitted is None:
+                return
+            account = admitted[0]
+            try:
+                self._converse(conn, ctx, account)
+            except (OSError, ProtocolError) as exc:
+                log.info("keyboard.helper_gone account=%s kind=%s", account, type(exc).__name__)
+            finally:
+                with self._lock:
+                    self._sessions.pop(id(conn), None)
+
+    def _set(self, conn: socket.socket, account: str, state: str, detail: str) -> None:
+        with self._lock:
+            self._sessions[id(conn)] = (account, state, detail[:200])
+
+    def _compiled(self, ctx: SensorContext, account: str) -> Compiled | None:
+        active = ctx.policy()
+        profile = self._profiles.profile_for(active.policy, account)
+        return active.compiled(profile.name) if "keyboard" in profile.sensors else None
+
+    def _converse(self, conn: socket.socket, ctx: SensorContext, account: str) -> None:
+        def sink(alert: Alert, window: WindowInfo) -> None:
+            ctx.emit(alert_event(alert, window, account, ctx.policy().policy))
+
+        detector = KeystrokeDetector(lambda: self._compiled(ctx, account), sink)
+        reader = LineReader(conn)
+        conn.settimeout(1.0)
+        capture: bool | None = None
+        try:
+            while not self._stop.is_set():
+                wanted = self._compiled(ctx, account) is not None
+                if wanted != capture:  # at start, and whenever a new policy flips it
+                    capture = wanted
+                    why = "" if wanted else "the account's profile has keyboard capture off"
+                    conn.sendall(encode(["capture", wanted, why]))
+                    if not wanted:
+                        self._set(conn, account, "off", "profile")
+                try:
+                    lines = reader.lines()
+                except TimeoutError:
+                    continue
+                if lines is None:
+                    return
+                for line in lines:
+                    self._handle(decode(line), detector, conn, account)
+        finally:
+            detector.settle()  # a term typed just before logout still counts
+
+    def _handle(self, msg: list[object], detector: KeystrokeDetector, conn: socket.socket,
+                account: str) -> None:  # fmt: skip
+        kind = msg[0]
+        if kind == "k" and len(msg) == 2 and isinstance(msg[1], list):
+            for token in msg[1]:
+                if isinstance(token, str) and (len(token) == 1 or token in SPECIAL):
+                    detector.key(token)
+        elif kind == "w" and len(msg) == 5:
+            app, title, password, wid = msg[1:]
+            detector.focus(WindowInfo(str(app)[:200], str(title)[:300], bool(password),
+                                      wid if isinstance(wid, int) else 0))  # fmt: skip
+        elif kind == "s" and len(msg) == 3:
+            self._set(conn, account, str(msg[1]), str(msg[2]))
+            log.info("keyboard.helper_state account=%s state=%s", account, msg[1])
+        elif kind != "hello":
+            raise ProtocolError(f"unexpected message {kind!r}")

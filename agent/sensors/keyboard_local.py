@@ -1,0 +1,74 @@
+"""Keyboard capture and matching in one process: the Windows path (NOT YET RUN ON WINDOWS).
+
+On Windows, pynput installs a low-level keyboard hook (WH_KEYBOARD_LL) that sees the keys of
+the desktop the process runs in; the agent then has to run in the user's session (a Windows
+service in session 0 sees no desktop keys: the per-login helper design of Linux, over a named
+pipe, is the way there and is not built yet). This sensor is what that helper would run:
+KeyCapture (the hook only enqueues) ─▶ this thread ─▶ KeystrokeDetector ─▶ ctx.emit.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import queue
+import threading
+
+from agent.detector import KeystrokeDetector, alert_event
+from agent.profiles import ProfileCache
+from agent.sensors import SensorContext, SensorUnavailable
+from agent.sensors.keyboard import KeyCapture, Unavailable, session_problem, window_source
+from agent.sensors.keyboard_keys import WindowInfo
+from rules.compile import Compiled
+from rules.match import Alert
+
+log = logging.getLogger(__name__)
+
+
+class LocalKeyboardSensor:
+    name = "keyboard"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._profiles = ProfileCache()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, ctx: SensorContext) -> None:
+        problem = session_problem()
+        if problem:
+            raise SensorUnavailable(problem)
+        account = getpass.getuser()
+        try:
+            windows = window_source()
+            capture = KeyCapture()
+            capture.start()
+        except (Unavailable, ImportError, OSError) as exc:
+            raise SensorUnavailable(f"cannot capture keys: {exc}") from None
+
+        def compiled() -> Compiled | None:
+            active = ctx.policy()
+            profile = self._profiles.profile_for(active.policy, account)
+            return active.compiled(profile.name) if "keyboard" in profile.sensors else None
+
+        def sink(alert: Alert, window: WindowInfo) -> None:
+            ctx.emit(alert_event(alert, window, account, ctx.policy().policy))
+
+        detector = KeystrokeDetector(compiled, sink)
+        try:
+            while not self._stop.is_set():
+                try:
+                    token = capture.keys.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if token is None:
+                    break
+                window = windows.active()
+                detector.focus(window)
+                if not window.password:
+                    detector.key(token)
+        finally:
+            detector.settle()
+            capture.stop()
+            windows.close()

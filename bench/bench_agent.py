@@ -1,0 +1,136 @@
+"""Agent footprint and keystroke latency on a real X server (keyboard; browser figures are in
+bench/bench_browser.py).
+
+    .venv/bin/python bench/bench_agent.py                  # 60 s per phase, as in the results
+    .venv/bin/python bench/bench_agent.py --seconds 10     # a quick look
+
+Starts a real collector (in this process), Xvfb with an xterm, `safeguard-agent run` and its
+`keyboard-helper` as real processes (log level info), then measures with psutil, summed over
+both agent processes: CPU (% of one core) and RSS, idle, while xdotool types 10 characters/s,
+and in a 200 characters/s burst. Then it stops the collector (so events stay in the outbox)
+and times, for distinct phrases, the keystroke that completes a term (the key after it: the
+matcher must see the word end) to the event's row in the outbox. The xdotool process start
+(a few ms) is inside that figure, so it is an upper bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.enrol import enrol  # noqa: E402 -- after the path is set
+from agent.identity import StateDir  # noqa: E402
+from tests.e2e.agent.desktop import AgentProcesses, Desktop  # noqa: E402
+from tests.harness import CollectorHarness  # noqa: E402
+
+TEXT = ("the class wrote about the water cycle and the rain that falls on the hills near "
+        "Scunthorpe then we read a story about a fox who found a lost kite ")  # fmt: skip
+PHRASES = ["i will kill you", "this is our little secret", "dont tell your mum",
+           "you are ugly and everyone hates you", "I want to kill myself"]  # fmt: skip
+
+
+def wait_for(cond: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        time.sleep(0.05)
+
+
+def measure(pids: list[int], seconds: float, work: object = None) -> tuple[float, float]:
+    """(CPU % of one core, peak RSS MB) summed over pids while `work()` runs (or idle)."""
+    procs = [psutil.Process(p) for p in pids]
+    cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
+    t0 = time.monotonic()
+    peak = 0
+    while time.monotonic() - t0 < seconds:
+        if work is not None:
+            work()  # type: ignore[operator]
+        else:
+            time.sleep(1.0)
+        peak = max(peak, sum(p.memory_info().rss for p in procs))
+    cpu1 = sum(sum(p.cpu_times()[:2]) for p in procs)
+    return 100 * (cpu1 - cpu0) / (time.monotonic() - t0), peak / 2**20
+
+
+def queued_keywords(outbox: Path) -> int:
+    db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(db.execute("SELECT count(*) FROM queued WHERE severity > 0").fetchone()[0])
+    finally:
+        db.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+    collector = CollectorHarness(tmp / "collector")
+    collector.start()
+    state = StateDir(tmp / "agent")
+    enrol(state, collector.address, collector.new_token(), collector.ca_path.read_bytes())
+    desktop = Desktop(tmp)
+    procs = AgentProcesses(state.root, desktop, tmp / "work", heartbeat=60, log_level="info")
+    try:
+        desktop.window("notes")
+        desktop.focus("notes")
+        wait_for(lambda: "state=running" in (procs.logs / "agent.err").read_text())
+        pids = procs.pids()
+        time.sleep(5)  # let start-up work (policy fetch, first scans) settle
+        rows = [("idle", *measure(pids, args.seconds))]
+
+        def slow() -> None:  # 10 characters a second
+            desktop.type(TEXT[:20], delay_ms=100)
+
+        rows.append(("typing 10 chars/s", *measure(pids, args.seconds, slow)))
+
+        def burst() -> None:  # 200 characters a second (xdotool's own pace permitting)
+            desktop.type(TEXT, delay_ms=5)
+
+        rows.append(("burst 200 chars/s", *measure(pids, min(args.seconds, 30), burst)))
+        split = {name: psutil.Process(pid).memory_info().rss / 2**20
+                 for name, pid in (("agent run", procs.agent.pid), ("keyboard-helper",
+                                                                    procs.helper.pid))}  # fmt: skip
+        collector.stop()  # events now stay in the outbox, where we time their arrival
+        latencies = []
+        for phrase in PHRASES:
+            desktop.type("\n" + phrase, delay_ms=20)
+            before = queued_keywords(state.outbox)
+            t0 = time.perf_counter()
+            desktop.key("space")  # the key that completes the term
+            while queued_keywords(state.outbox) == before:
+                if time.perf_counter() - t0 > 10:
+                    raise SystemExit(f"no event for {phrase!r}")
+                time.sleep(0.001)
+            latencies.append(1000 * (time.perf_counter() - t0))
+    finally:
+        procs.stop()
+        desktop.close()
+        collector.stop()
+    cpu = psutil.cpu_freq()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
+          f"{cpu.max if cpu else '?'} MHz, Python {platform.python_version()}")  # fmt: skip
+    print("| phase | CPU (% of one core) | peak RSS, agent + helper (MB) |")
+    print("|---|---|---|")
+    for name, pct, rss in rows:
+        print(f"| {name} | {pct:.2f} | {rss:.1f} |")
+    print("RSS by process now (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
+    print(f"keystroke -> outbox (ms, n={len(latencies)}): median "
+          f"{statistics.median(latencies):.1f}, max {max(latencies):.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The keystroke detector: tokens in, capped KeywordDetection events out."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.detector import (
+    BACKSPACE,
+    ENTER,
+    RESET,
+    KeystrokeDetector,
+    WindowInfo,
+    alert_event,
+    severity_of,
+)
+from agent.policy import ActivePolicy
+from rules.compile import Compiled
+from rules.load import load_policy
+from rules.match import Alert
+
+pytestmark = pytest.mark.unit
+
+NOTES = WindowInfo("xterm", "notes", False, 1)
+PROMPT = WindowInfo("pinentry", "Passphrase", True, 2)
+
+
+@pytest.fixture(scope="module")
+def active() -> ActivePolicy:
+    return ActivePolicy(0, load_policy())
+
+
+def run(active: ActivePolicy, *steps: object) -> list[tuple[Alert, WindowInfo]]:
+    out: list[tuple[Alert, WindowInfo]] = []
+    det = KeystrokeDetector(lambda: active.compiled("ks2"), lambda a, w: out.append((a, w)))
+    for step in steps:
+        if isinstance(step, WindowInfo):
+            det.focus(step)
+        else:
+            for token in [step] if step in (BACKSPACE, ENTER, RESET) else str(step):
+                det.key(token)
+    det.settle()
+    return out
+
+
+def test_evasions_alert_and_innocent_text_does_not(active: ActivePolicy) -> None:
+    assert run(active, NOTES, "I live in Scunthorpe near Middlesex", ENTER) == []
+    [(alert, window)] = run(active, NOTES, "this is 0ur l1ttle s3cret", ENTER)
+    assert alert.category == "grooming" and window == NOTES
+
+
+def test_backspace_before_the_word_ends_takes_the_term_back(active: ActivePolicy) -> None:
+    steps: list[object] = [NOTES, "i will kill"]
+    steps += [BACKSPACE] * 4 + ["hug you", ENTER]
+    assert run(active, *steps) == []
+    fixed: list[object] = [NOTES, "i will kilx", BACKSPACE, "l you", ENTER]
+    assert [a.context for a, _ in run(active, *fixed)] == ["i will kill you"]
+
+
+def test_focus_change_settles_the_text_under_the_old_window(active: ActivePolicy) -> None:
+    other = WindowInfo("firefox", "homework", False, 3)
+    [(alert, window)] = run(active, NOTES, "i will kill you", other, "and more", ENTER)
+    assert window == NOTES and alert.context == "i will kill you"
+
+
+def test_keys_into_a_password_prompt_are_never_matched(active: ActivePolicy) -> None:
+    assert run(active, PROMPT, "i will kill you", ENTER) == []
+
+
+def test_a_new_policy_applies_from_the_next_key(active: ActivePolicy) -> None:
+    out: list[Alert] = []
+    current: list[Compiled | None] = [active.compiled("ks2")]
+    det = KeystrokeDetector(lambda: current[0], lambda a, _w: out.append(a))
+    for ch in "i will kill you":
+        det.key(ch)
+    current[0] = None  # e.g. the profile lost keyboard capture: nothing more is matched
+    det.key(" ")  # the old text is settled under the old matcher first
+    for ch in "i will kill you again":
+        det.key(ch)
+    det.settle()
+    assert [a.context for a in out] == ["i will kill you"]
+
+
+def test_the_event_carries_only_the_capped_context(active: ActivePolicy) -> None:
+    text = "one two three four five six seven eight nine ten i will kill you"
+    [(alert, window)] = run(active, NOTES, text, ENTER)
+    event = alert_event(alert, window, "pupil1", active.policy)
+    k = event.keyword
+    assert k.context == "seven eight nine ten i will kill you"  # 8 words shipped
+    assert "one" not in event.SerializeToString().decode("latin-1")
+    assert (event.account, k.application, k.window_title, k.source) == (
+        "pupil1", "xterm", "notes", "keyboard")  # fmt: skip
+    assert event.severity == severity_of(active.policy, "violence", alert.score) >= 1

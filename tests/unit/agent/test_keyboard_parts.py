@@ -1,0 +1,62 @@
+"""The pure parts of keyboard capture: password windows, sessions, the local socket protocol."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from agent.helper_protocol import LineReader, ProtocolError, decode, encode, peer_credentials
+from agent.sensors.keyboard import is_password_window, session_problem
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("app", "title", "password"),
+    [
+        ("pinentry-gtk-2", "", True),
+        ("gcr-prompter", "Unlock Keyring", True),
+        ("xterm", "Enter password", True),
+        ("firefox-esr", "Sign in - Google Accounts - Mozilla Firefox", True),
+        ("polkit-gnome-authentication-agent-1", "Authenticate", True),
+        ("xterm", "notes", False),
+        ("libreoffice", "Passover essay.odt", False),
+        ("firefox-esr", "Pinball history - Wikipedia", False),
+    ],
+)
+def test_password_windows(app: str, title: str, password: bool) -> None:
+    assert is_password_window(app, title) is password
+
+
+def test_sessions_that_cannot_be_captured_say_why() -> None:
+    assert session_problem({"DISPLAY": ":0", "XDG_SESSION_TYPE": "x11"}) is None
+    wayland = session_problem({"WAYLAND_DISPLAY": "wayland-0", "XDG_SESSION_TYPE": "wayland",
+                               "DISPLAY": ":0"})  # fmt: skip
+    assert wayland is not None and "Wayland" in wayland
+    assert "DISPLAY" in (session_problem({}) or "")
+
+
+def test_messages_round_trip_and_bad_ones_are_refused() -> None:
+    assert decode(encode(["k", ["a", "<bs>"]]).rstrip(b"\n")) == ["k", ["a", "<bs>"]]
+    for bad in (b"nope", b"{}", b"[]", b"[1]"):
+        with pytest.raises(ProtocolError):
+            decode(bad)
+
+
+def test_lines_are_framed_and_bounded_and_peer_credentials_come_from_the_kernel() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        import os
+
+        assert peer_credentials(b)[1:] == (os.getuid(), os.getgid())
+        reader = LineReader(b)
+        a.sendall(encode(["s", "running", ""]) + b'["k",')
+        assert reader.lines() == [b'["s","running",""]']
+        a.sendall(b'["x"]]\n')
+        assert reader.lines() == [b'["k",["x"]]']
+        a.sendall(b"x" * 70_000)
+        with pytest.raises(ProtocolError):
+            while True:
+                reader.lines()
+        a.close()
