@@ -1,0 +1,1 @@
+"""The DSL console: an aiohttp app served by `safeguard-collector serve --web`."""
