@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -138,6 +137,10 @@ def raw_public_key(key: Ed25519PrivateKey) -> bytes:
 
 
 def check_ca(ca_pem: bytes, source: str) -> None:
+    # Only `enroll` parses the CA; the service hands the pinned bytes to gRPC. Imported here:
+    # cryptography's X.509 layer is about 6 MB the running agent does not need.
+    from cryptography import x509
+
     try:
         x509.load_pem_x509_certificate(ca_pem)
     except ValueError:

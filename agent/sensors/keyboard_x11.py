@@ -4,14 +4,17 @@ With a window manager: the root window's `_NET_ACTIVE_WINDOW`. Without one (a ba
 kiosk): the input focus, or the window under the pointer when focus follows it. The title is
 `_NET_WM_NAME` (UTF-8) or `WM_NAME`; the application is the process named by `_NET_WM_PID`, else
 the `WM_CLASS` class. Looked up once per window id and cached; a cheap id query per call.
+
+The process name is read from /proc as psutil's `Process.name()` does on Linux, so the helper,
+which runs in every desktop session, does not load psutil for it.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 from typing import Any
-
-import psutil  # type: ignore[import-untyped,unused-ignore]  # stubs in dev extras only
 
 from agent.sensors.keyboard import Unavailable, is_password_window
 from agent.sensors.keyboard_keys import WindowInfo
@@ -107,9 +110,37 @@ class X11Windows:
     def _app(self, window: Any) -> str:
         prop = window.get_full_property(self._pid_atom, self._X.AnyPropertyType)
         if prop is not None and prop.value:
-            try:
-                return str(psutil.Process(int(prop.value[0])).name())
-            except (psutil.Error, ValueError):
-                pass
+            name = process_name(int(prop.value[0]))
+            if name is not None:
+                return name
         cls = window.get_wm_class()
         return str(cls[1]) if cls else ""
+
+
+def process_name(pid: int) -> str | None:
+    """A process's name as psutil's Process.name() gives it on Linux, or None if it is gone
+    (or not ours to see): the kernel's `comm`, and when that is cut at 15 characters the base
+    name of argv[0] if it starts with it ("gnome-keyring-d" -> "gnome-keyring-daemon")."""
+    if pid <= 0:
+        return None
+    proc = Path(f"/proc/{pid}")
+    try:
+        stat = (proc / "stat").read_bytes()
+    except OSError:
+        return None
+    enc = sys.getfilesystemencoding()
+    name = stat[stat.find(b"(") + 1 : stat.rfind(b")")].decode(enc, "surrogateescape")
+    if len(name) >= 15:
+        try:
+            raw = (proc / "cmdline").read_bytes()
+        except OSError:
+            raw = b""
+        raw = raw.removesuffix(b"\0")
+        args = raw.split(b"\0")
+        if len(args) == 1 and b" " in raw:  # a process that rewrote its title with spaces
+            args = raw.split(b" ")
+        if raw:
+            extended = Path(args[0].decode(enc, "surrogateescape")).name
+            if extended.startswith(name):
+                name = extended
+    return name
