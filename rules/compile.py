@@ -7,7 +7,6 @@ terms and combination parts of the profile's enabled categories.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,39 +58,42 @@ class Compiled:
         self.valid_until: datetime | None = min(edges) if edges else None
         self.combos: list[ComboRule] = []
         patterns: dict[str, int] = {}
-        self.entries: list[list[Entry]] = []
+        building: list[list[Entry]] = []
+        self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # equal run tuples, one copy
         exempt_terms = {_squeezed(t): e.id for e in active for t in e.terms}
         for ci, cat in enumerate(self.categories):
             cat_ex = tuple(e.id for e in active if cat.name in e.categories)
             for term in cat.terms:
-                self._add(patterns, term.phrase, ci, term.weight, term.boundary, -1, -1,
-                          cat_ex, exempt_terms)  # fmt: skip
+                self._add(building, patterns, term.phrase, ci, term.weight, term.boundary, -1,
+                          -1, cat_ex, exempt_terms)  # fmt: skip
             for combo in cat.combos:
                 k = len(self.combos)
                 self.combos.append(ComboRule(ci, combo.terms, combo.weight, combo.window))
                 bounds = combo.boundaries or ("word",) * len(combo.terms)
                 for part, (phrase, bound) in enumerate(zip(combo.terms, bounds, strict=True)):
-                    self._add(patterns, phrase, ci, 0, bound, k, part, cat_ex, exempt_terms)
+                    self._add(building, patterns, phrase, ci, 0, bound, k, part, cat_ex,
+                              exempt_terms)  # fmt: skip
+        del self._shared
+        # Per pattern id, what it means (tuples: 50,000 of them, smaller than lists).
+        self.entries: tuple[tuple[Entry, ...], ...] = tuple(map(tuple, building))
+        del building
         self.patterns = tuple(patterns)
         self.automaton = Automaton(self.patterns)
-        self.bulk = ahocorasick.Automaton()
+        # The bulk path's automaton, in C; values are pattern ids (stored as C ints).
+        self.bulk = ahocorasick.Automaton(ahocorasick.STORE_INTS)
         for pid, pattern in enumerate(self.patterns):
             self.bulk.add_word(pattern, pid)
         if self.patterns:
             self.bulk.make_automaton()
-        # Per pattern: does every entry need a word boundary before / after it?
-        self.need_start = [all(e.boundary in ("word", "start") for e in es) for es in self.entries]
-        self._run_rx: dict[int, re.Pattern[str]] = {}
-        # For patterns that only ever mean combination parts: (combo, part bit) pairs.
-        self.combo_parts = [
-            tuple((e.combo, 1 << e.part) for e in es) if all(e.combo >= 0 for e in es) else ()
+        # Per pattern, bit 1: every entry needs a word boundary before it; bit 2: after it.
+        self.needs = bytes(
+            all(e.boundary in ("word", "start") for e in es)
+            | all(e.boundary in ("word", "end") for e in es) << 1
             for es in self.entries
-        ]
-        self.combo_full = [(1 << len(c.parts)) - 1 for c in self.combos]
-        self.need_end = [all(e.boundary in ("word", "end") for e in es) for es in self.entries]
+        )
 
-    def _add(self, patterns: dict[str, int], phrase: str, ci: int, weight: int,
-             boundary: str, combo: int, part: int, cat_ex: tuple[str, ...],
+    def _add(self, building: list[list[Entry]], patterns: dict[str, int], phrase: str, ci: int,
+             weight: int, boundary: str, combo: int, part: int, cat_ex: tuple[str, ...],
              exempt_terms: dict[str, str]) -> None:  # fmt: skip
         norm = normalise(phrase)
         text = norm.text().strip()
@@ -101,31 +103,13 @@ class Compiled:
             raise PolicyError(f"{phrase[:40]!r}... is longer than {MAX_PHRASE} characters")
         offset = norm.chars.index(text[0])
         runs = tuple(0 if c == " " else r for c, r in zip(text, norm.runs[offset:], strict=False))
+        runs = self._shared.setdefault(runs, runs)
         ex = cat_ex + ((exempt_terms[text],) if text in exempt_terms else ())
         pid = patterns.setdefault(text, len(patterns))
-        if pid == len(self.entries):
-            self.entries.append([])
+        if pid == len(building):
+            building.append([])
         bound: Boundary = boundary  # type: ignore[assignment]  # validated by the loader
-        self.entries[pid].append(Entry(ci, weight, bound, runs, phrase, combo, part, ex))
-
-    def run_regex(self, pid: int) -> re.Pattern[str]:
-        """A pattern's letters with the run lengths any of its entries accepts: a run as
-        written, or stretched to three or more (see ``match._fits``)."""
-        rx = self._run_rx.get(pid)
-        if rx is None:
-            text = self.patterns[pid]
-            alts = set()
-            for entry in self.entries[pid]:
-                parts = []
-                for c, need in zip(text, entry.runs, strict=True):
-                    e = re.escape(c)
-                    parts.append(e if not need else f"{e}(?:{e}{e}+)?" if need == 1
-                                 else f"{e}{{{need},}}" if need >= 3 else f"{e}{e}+")  # fmt: skip
-                alts.add("".join(parts))
-            first, last = re.escape(text[0]), re.escape(text[-1])
-            rx = re.compile(f"(?<!{first})(?:{'|'.join(sorted(alts))})(?!{last})")
-            self._run_rx[pid] = rx
-        return rx
+        building[pid].append(Entry(ci, weight, bound, runs, phrase, combo, part, ex))
 
     def exemption(self, ident: str) -> Exemption:
         return next(e for e in self.exemptions if e.id == ident)

@@ -3,8 +3,9 @@
 ``Stream`` takes one keystroke at a time (``feed``, ``backspace``, ``delete``, ``reset``)
 and never rescans: each keystroke advances the normaliser and the automaton by a step and
 pushes a small snapshot, so Backspace pops one. ``match_text`` is the bulk path: C-speed
-normalisation and ``pyahocorasick`` rule most texts out; a text that may hold a hit goes
-through the very same ``Stream`` so both paths agree exactly.
+normalisation and ``pyahocorasick`` find the candidates, and the stream's checks (word
+boundaries, run lengths, scoring, the map back to raw offsets) run at those only, in the
+stream's order, so both paths give the same alerts (property tests compare them).
 
 An ``Alert`` carries the terms, the score, raw offsets and a few words of context capped
 in words and characters; nothing more of the typed text leaves this module.
@@ -12,12 +13,26 @@ in words and characters; nothing more of the typed text leaves this module.
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left, bisect_right
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from rules.compile import Compiled, Entry
-from rules.normalise import SEP, Squeezed, StreamNormaliser, fast_squeeze
+from rules.normalise import (
+    COLLAPSE,
+    FOLD,
+    ODD,
+    RUNS,
+    SEP,
+    SPACES,
+    Parts,
+    Squeezed,
+    StreamNormaliser,
+    squeeze_parts,
+)
 from rules.scoring import Hit, Scorer
 
 HISTORY = 512  # keystrokes Backspace can undo, and characters kept for context
@@ -157,14 +172,9 @@ class Stream:
         return out
 
     def _alert(self, cat: int, score: int, hits: tuple[Hit, ...], suppressed: bool) -> list[Alert]:
-        category = self.c.categories[cat]
-        start, end = min(h.start for h in hits), max(h.end for h in hits)
-        ex = tuple(sorted({x for h in hits for x in h.exempt})) if suppressed else ()
-        terms = tuple(dict.fromkeys(h.phrase for h in hits))
-        alert = Alert(category.name, score, category.threshold, terms, start, end,
-                      self._context(end), suppressed, ex)  # fmt: skip
+        alert = _new_alert(self.c, cat, score, hits, suppressed, self._context)
         self.standing += (alert,)
-        key = (alert.category, start, end, terms, suppressed)
+        key = (alert.category, alert.start, alert.end, alert.terms, suppressed)
         if key in self._emitted:  # typed, erased and typed again: reported once
             return []
         self._emitted.add(key)
@@ -172,11 +182,47 @@ class Stream:
 
     def _context(self, end: int) -> str:
         """At most N words / M characters of what was typed, ending at the match."""
-        pol = self.c.policy
-        hi = end - self._raw_base
-        seg = "".join(self._raw[max(0, hi - 4 * pol.context_chars) : hi])
-        words = seg.split()[-pol.context_words :]
-        return " ".join(words)[-pol.context_chars :]
+        hi, raw = end - self._raw_base, self._raw
+        if hi < 0:  # the hit fell out of the bounded history
+            return _capped(self.c, "".join(raw[max(0, hi - 4 * self.c.policy.context_chars) : hi]))
+        return _context(self.c, lambda lo: "".join(raw[lo:hi]), hi)
+
+
+def _context(c: Compiled, seg: Callable[[int], str], hi: int) -> str:
+    """``_capped`` of the text from ``4 * context_chars`` before ``hi`` to ``hi``, given
+    ``seg(lo)``, the text from ``lo`` to ``hi``. Most of the time a short tail of it
+    decides the result (which then is the same); only otherwise is all of it read."""
+    pol = c.policy
+    lo = max(0, hi - 4 * pol.context_chars)
+    near = hi - pol.context_chars - 5 * pol.context_words
+    if near > lo:
+        tokens = seg(near).split()  # all but the first are whole words of the long text
+        if len(tokens) > pol.context_words:
+            return " ".join(tokens[-pol.context_words :])[-pol.context_chars :]
+        tail = " ".join(tokens[1:])
+        if len(tail) >= pol.context_chars:
+            return tail[-pol.context_chars :]
+    return _capped(c, seg(lo))
+
+
+def _capped(c: Compiled, seg: str) -> str:
+    """The last ``context_words`` words of ``seg``, at most ``context_chars`` characters."""
+    pol = c.policy
+    words = seg.split()[-pol.context_words :]
+    return " ".join(words)[-pol.context_chars :]
+
+
+def _new_alert(c: Compiled, cat: int, score: int, hits: tuple[Hit, ...], suppressed: bool,
+               context: Callable[[int], str],
+               span: Callable[[int, int], tuple[int, int]] | None = None) -> Alert:  # fmt: skip
+    category = c.categories[cat]
+    start, end = min(h.start for h in hits), max(h.end for h in hits)
+    if span is not None:
+        start, end = span(start, end)
+    ex = tuple(sorted({x for h in hits for x in h.exempt})) if suppressed else ()
+    terms = tuple(dict.fromkeys(h.phrase for h in hits))
+    return Alert(category.name, score, category.threshold, terms, start, end, context(end),
+                 suppressed, ex)  # fmt: skip
 
 
 def _fits(entry: Entry, start_ok: bool, end_ok: bool, runs: list[int], i: int) -> bool:
@@ -193,45 +239,231 @@ def _fits(entry: Entry, start_ok: bool, end_ok: bool, runs: list[int], i: int) -
 
 
 def match_text(compiled: Compiled, text: str) -> list[Alert]:
-    """Bulk path: the alerts of a whole text, identical to streaming it then ``reset``."""
+    """Bulk path: the alerts of a whole text, identical to streaming it then ``finish``
+    (``Stream.standing``); property tests hold the two paths together.
+
+    ``pyahocorasick`` finds the patterns in the squeezed text at C speed; boundaries, run
+    lengths, raw offsets and scores are then worked out in Python at the candidates only,
+    so the cost follows the hits, not the characters.
+
+    Past the stream's bounded history (``2 * HISTORY`` characters) an alert's context
+    is cut where the stream had forgotten the text when it settled the hit; the bulk
+    path bounds that moment and, in the rare case where the bound cannot rule a cut
+    out (a hit followed by a long stretch that folds to nothing), runs ``Stream``."""
     if not compiled.patterns:
         return []
-    squeezed, unsqueezed, soft = fast_squeeze(text)
-    if not soft and not _candidates(compiled, squeezed, unsqueezed):
-        return []
+    alerts = _bulk(compiled, text, squeeze_parts(text))
+    if alerts is not None:
+        return alerts
     stream = Stream(compiled)
     stream.feed_text(text)
     stream.finish()
     return list(stream.standing)
 
 
-def _candidates(compiled: Compiled, s: str, unsqueezed: str) -> bool:
-    """Whether any pattern occurs with the boundaries and run lengths it needs. It may
-    over-approximate the exact path (which decides), never under-approximate it."""
-    n = len(s)
-    words: list[str] | None = None
-    seen: dict[int, int] = {}  # combination -> bit set of the parts found
-    lengths = compiled.automaton.lengths
-    need_start, need_end = compiled.need_start, compiled.need_end
-    for last, pid in compiled.bulk.iter(s):
-        first = last + 1 - lengths[pid]
-        if need_start[pid] and first > 0 and s[first - 1] != SEP:
-            continue
-        if need_end[pid] and last + 1 < n and s[last + 1] != SEP:
-            continue
-        # Run lengths: find the same words in the unsqueezed text (spaces line up).
-        if words is None:
-            words = unsqueezed.split(SEP)
-        k = s.count(SEP, 0, first)
-        segment = SEP.join(words[k : k + s.count(SEP, first, last + 1) + 1])
-        if not compiled.run_regex(pid).search(segment):
-            continue
-        parts = compiled.combo_parts[pid]
-        if not parts:
-            return True
-        # Only combination parts ("how", "you"...): a candidate once all parts are seen.
-        for k, bit in parts:
-            seen[k] = seen.get(k, 0) | bit
-            if seen[k] == compiled.combo_full[k]:
-                return True
-    return False
+def _raw_base(fed: int) -> int:
+    """``Stream._raw_base`` after ``fed`` keystrokes."""
+    return 0 if fed <= 2 * HISTORY else HISTORY * ((fed - HISTORY - 1) // HISTORY)
+
+
+def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
+    """The stream's candidates, settled in the stream's order (by end, longest first).
+    None if only the stream can tell an alert's context (see ``match_text``)."""
+    s = parts.squeezed
+    n, soft = len(s), parts.collapsed
+    lengths, needs = c.automaton.lengths, c.needs
+    found = []
+    for last, pid in c.bulk.iter(s):
+        size = lengths[pid]
+        if not soft:  # rule out in-word occurrences early (most of them)
+            need = needs[pid]
+            if need & 1 and last >= size and s[last - size] != SEP:
+                continue
+            if need & 2 and last + 1 < n and s[last + 1] != SEP:
+                continue
+        found.append((last, -size, pid))
+    if not found:
+        return []
+    found.sort()
+    at: _Offsets | None = None
+    scorer: Scorer | None = None
+    alerts: list[Alert] = []
+    long = len(text) > 2 * HISTORY
+    counted = 0  # squeezed characters whose gaps ``scorer.words`` holds
+
+    def context(end: int) -> str:
+        return _context(c, lambda lo: text[lo:end], end)
+
+    for last, neg, pid in found:
+        first = last + neg + 1
+        start_ok = first == 0 or s[first - 1] == SEP
+        end_ok = last + 1 == n or s[last + 1] == SEP
+        if soft and not (start_ok and end_ok):
+            at = at or _Offsets(text, parts)
+            start_ok = start_ok or at.soft(first)
+            end_ok = end_ok or at.soft(last + 1)
+        for entry in c.entries[pid]:
+            b = entry.boundary
+            if (b in ("word", "start") and not start_ok) or (b in ("word", "end") and not end_ok):
+                continue
+            at = at or _Offsets(text, parts)
+            if not at.runs_fit(entry.runs, first, last):
+                continue
+            # Squeezed indices for now: min/max (combinations, alert spans) commute with
+            # the monotone map to raw offsets, which is made for alerts only.
+            hit = Hit(entry.phrase, entry.weight, first, last, entry.exempt)
+            scorer = scorer or Scorer(c)
+            # Hard gaps up to the hit, as streamed (``found`` is sorted by ``last``).
+            scorer.words += s.count(SEP, counted, last + 1)
+            counted = last + 1
+            for fired in scorer.add(entry, hit):
+                alert = _new_alert(c, *fired, context, at.span)
+                if long:
+                    fed = at.settled_by(last + 1) if last + 1 < n else len(text)
+                    if _raw_base(fed) > max(0, alert.end - 4 * c.policy.context_chars):
+                        return None
+                alerts.append(alert)
+    return alerts
+
+
+class _Offsets:
+    """Per squeezed character: its run length, whether a deleted gap precedes it (soft),
+    and its raw span; from the few places where lengths change (runs, collapsed gaps,
+    multiple separators, characters whose fold is not one character), found with C-speed
+    regex scans when first needed. Lookups bisect."""
+
+    __slots__ = ("_cut_pos", "_cut_shift", "_fold_at", "_fold_end", "_gap_pos", "_gap_shift",
+                 "_mapped", "_odd_shift", "_parts", "_raw_at", "_run_pos", "_run_shift",
+                 "_soft", "_text", "runs")  # fmt: skip
+
+    def __init__(self, text: str, parts: Parts) -> None:
+        self._text, self._parts = text, parts
+        self.runs: dict[int, int] = {}  # squeezed index -> run length, where not 1
+        self._run_pos, self._run_shift = _shifts(RUNS, parts.unsqueezed, self.runs)
+        self._gap_pos: list[int] | None = None  # made by ``_spaced``
+        self._gap_shift: list[int] = []
+        # Gaps deleted between one-letter tokens: where the next character lands in
+        # ``spaced`` (it is soft), and the characters deleted up to and including each.
+        self._cut_pos: list[int] = []
+        self._cut_shift: list[int] = []
+        if parts.collapsed:
+            shift = 0
+            for m in COLLAPSE.finditer(parts.body):
+                a, b = m.span()
+                self._cut_pos.append(a - shift)
+                shift += b - a
+                self._cut_shift.append(shift)
+        self._soft = frozenset(self._cut_pos)
+        # Filled by ``span``: raw characters whose fold is not one character, where their
+        # fold begins and ends in the folded text, their raw index, folded minus raw after.
+        self._mapped = False
+        self._fold_at: list[int] = []
+        self._fold_end: list[int] = []
+        self._raw_at: list[int] = []
+        self._odd_shift: list[int] = []
+
+    def runs_fit(self, need: tuple[int, ...], first: int, last: int) -> bool:
+        """As ``_fits``: each run as written, or stretched to 3 or more."""
+        pos = self._run_pos
+        if bisect_left(pos, first) == bisect_right(pos, last):  # no runs here: all 1
+            return max(need) < 2
+        runs = self.runs
+        for k, want in enumerate(need):
+            have = runs.get(first + k, 1)
+            if want and have != want and have < max(3, want):
+                return False
+        return True
+
+    def _spaced(self, p: int, last: bool) -> int:
+        """Index in ``Parts.spaced`` of squeezed character ``p`` (its run's last if
+        ``last``)."""
+        i = bisect_left(self._run_pos, p)
+        q = p + (self._run_shift[i - 1] if i else 0)  # unsqueezed index of the run's start
+        if last:
+            q += self.runs.get(p, 1) - 1
+        if self._gap_pos is None:
+            self._gap_pos, self._gap_shift = _shifts(SPACES, self._parts.spaced, None)
+        i = bisect_left(self._gap_pos, q)
+        return q + (self._gap_shift[i - 1] if i else 0)
+
+    def soft(self, p: int) -> bool:
+        return self._spaced(p, False) in self._soft
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        """Raw span from squeezed character ``first`` to ``last`` (both included)."""
+        self._map()
+        return self._raw(first, False), self._raw(last, True) + 1
+
+    def settled_by(self, j: int) -> int:
+        """At most how many raw characters the stream has been fed when it appends
+        squeezed character ``j``: the normaliser holds back at most one folded character
+        (a one-letter token, or a gap until the next token has two letters), so ``j`` is
+        out once the folded character after the start of ``j + 1`` has been fed."""
+        self._map()
+        if j + 1 >= len(self._parts.squeezed):
+            return len(self._text)
+        f = self._folded(j + 1, False) + 1
+        if f >= len(self._parts.folded):
+            return len(self._text)
+        return self._raw_of(f) + 1
+
+    def _map(self) -> None:
+        if not self._mapped:
+            self._mapped = True
+            text = self._text
+            odd = text.translate(ODD)
+            if odd:
+                shift = 0
+                for m in _odd_regex(odd).finditer(text):
+                    r = m.start()
+                    size = len(FOLD[ord(text[r])])
+                    self._fold_at.append(r + shift)
+                    self._fold_end.append(r + shift + size)
+                    self._raw_at.append(r)
+                    shift += size - 1
+                    self._odd_shift.append(shift)
+
+    def _folded(self, p: int, last: bool) -> int:
+        x = self._spaced(p, last)
+        i = bisect_right(self._cut_pos, x)
+        return x + (self._cut_shift[i - 1] if i else 0) + self._parts.lead
+
+    def _raw(self, p: int, last: bool) -> int:
+        return self._raw_of(self._folded(p, last))
+
+    def _raw_of(self, f: int) -> int:
+        """Raw index of folded character ``f``."""
+        i = bisect_right(self._fold_at, f) - 1
+        if i < 0:
+            return f
+        return self._raw_at[i] if f < self._fold_end[i] else f - self._odd_shift[i]
+
+
+def _shifts(rx: re.Pattern[str], s: str,
+            sizes: dict[int, int] | None) -> tuple[list[int], list[int]]:  # fmt: skip
+    """Where ``rx``'s matches in ``s`` shrink to one character: their index in the shrunk
+    string, and the characters removed up to and including each."""
+    pos: list[int] = []
+    shifts: list[int] = []
+    shift = 0
+    for m in rx.finditer(s):
+        a, b = m.span()
+        pos.append(a - shift)
+        if sizes is not None:
+            sizes[a - shift] = b - a
+        shift += b - a - 1
+        shifts.append(shift)
+    return pos, shifts
+
+
+_ODD_RX: dict[str, re.Pattern[str]] = {}
+
+
+def _odd_regex(odd: str) -> re.Pattern[str]:
+    key = "".join(sorted(set(odd)))
+    rx = _ODD_RX.get(key)
+    if rx is None:
+        if len(_ODD_RX) > 256:
+            _ODD_RX.clear()
+        rx = _ODD_RX[key] = re.compile("[" + "".join(map(re.escape, key)) + "]")
+    return rx

@@ -11,7 +11,7 @@ Pipeline, per raw character then per stream:
    ``kiiiill`` and ``kill`` meet; the matcher checks run lengths so ``as`` is not ``ass``.
 
 ``StreamNormaliser`` does this one keystroke at a time (it holds back at most one
-character); ``fast_squeeze`` does steps 1-3 with C-speed string operations for the bulk
+character); ``squeeze_parts`` does steps 1-3 with C-speed string operations for the bulk
 path and must produce the very same string.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from typing import NamedTuple
 
 SEP = " "
 
@@ -201,20 +202,62 @@ def normalise(text: str) -> Squeezed:
     return out
 
 
-_COLLAPSE = re.compile(r"(?<![^ ])([^ ]) +(?=[^ ](?![^ ]))")
+# Constant replacements ("") keep ``re.sub`` in C (a group template calls Python per match).
+# A gap between two one-character tokens:
+COLLAPSE = re.compile(r"(?<=(?<![^ ])[^ ]) +(?=[^ ](?![^ ]))")
+_HAS_COLLAPSE = re.compile(r" [^ ] +[^ ](?![^ ])")  # the same, 4x faster to rule out
 _TRAILING_SINGLE = re.compile(r"(?<![^ ])[^ ] +$")
-_SPACES = re.compile(" {2,}")
-_RUNS = re.compile(r"(.)\1+", re.DOTALL)
+SPACES = re.compile(" {2,}")
+RUNS = re.compile(r"(.)\1+", re.DOTALL)  # a run (``match`` maps offsets with it)
+_RUN_TAIL = re.compile(r"(.)(?=\1)", re.DOTALL)  # every character but the last of a run
 
 
 def fast_squeeze(text: str) -> tuple[str, str, bool]:
-    """Steps 1-3 at C speed, without the map back to raw offsets (the bulk path uses it
-    to rule texts out). Returns the squeezed string, equal to ``normalise(text).text()``,
-    the unsqueezed one (spaces single, so words line up with the squeezed string), and
-    whether a gap was deleted, i.e. whether soft boundaries exist."""
-    folded = text.translate(FOLD).lstrip(SEP)
-    if _TRAILING_SINGLE.search(folded):  # the stream never emits a gap after one letter
-        folded = folded.rstrip(SEP)
-    folded, collapsed = _COLLAPSE.subn(r"\1", folded)
-    folded = _SPACES.sub(SEP, folded)
-    return _RUNS.sub(r"\1", folded), folded, collapsed > 0
+    """Steps 1-3 at C speed, without the map back to raw offsets. Returns the squeezed
+    string, equal to ``normalise(text).text()``, the unsqueezed one (spaces single, so
+    words line up with the squeezed string), and whether a gap was deleted, i.e. whether
+    soft boundaries may exist."""
+    parts = squeeze_parts(text)
+    return parts.squeezed, parts.unsqueezed, parts.collapsed
+
+
+class Parts(NamedTuple):
+    """What ``squeeze_parts`` computes on the way; ``match`` maps offsets back with it."""
+
+    folded: str  # step 1: ``text.translate(FOLD)``
+    lead: int  # separators stripped from the front of ``folded``
+    body: str  # ``folded[lead:]``, trailing gap after a one-letter token stripped
+    collapsed: bool  # a gap between one-letter tokens was deleted (soft boundaries)
+    spaced: str  # ``body`` with those gaps deleted
+    unsqueezed: str  # step 2: gaps collapsed, other gaps one separator
+    squeezed: str  # step 3: runs of one character squeezed
+
+
+def squeeze_parts(text: str) -> Parts:
+    """Steps 1-3 with C-speed string operations (the bulk path); ``squeezed`` equals
+    ``normalise(text).text()``."""
+    folded = text.translate(FOLD)
+    body = folded.lstrip(SEP)
+    lead = len(folded) - len(body)
+    # The stream never emits a gap after one letter.
+    if body.endswith(SEP) and _TRAILING_SINGLE.search(body):
+        body = body.rstrip(SEP)
+    spaced, collapsed = body, 0
+    if _HAS_COLLAPSE.search(SEP + body):
+        spaced, collapsed = COLLAPSE.subn("", body)
+    unsqueezed = SPACES.sub(SEP, spaced)
+    squeezed = _RUN_TAIL.sub("", unsqueezed)
+    return Parts(folded, lead, body, collapsed > 0, spaced, unsqueezed, squeezed)
+
+
+class _OddTable(dict[int, str | None]):
+    """``str.translate`` table that keeps only characters whose fold is not exactly one
+    character (apostrophes, zero-width, ``ß``, ligatures...): their offsets shift."""
+
+    def __missing__(self, key: int) -> str | None:
+        odd = None if len(FOLD[key]) == 1 else chr(key)
+        self[key] = odd
+        return odd
+
+
+ODD = _OddTable()

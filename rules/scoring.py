@@ -9,7 +9,7 @@ exemption's use is recorded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from rules.compile import Compiled, Entry
 
@@ -19,12 +19,11 @@ ScoreState = tuple[int, dict[int, tuple[Seen, ...]], dict[int, tuple[Seen | None
 Fired = tuple[int, int, tuple["Hit", ...], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):  # a tuple: made for every hit, so it must be cheap to make
     phrase: str
     weight: int
-    start: int  # raw offsets
-    end: int
+    start: int  # raw offsets (the bulk path: squeezed indices of the first and last
+    end: int  # character, mapped to raw offsets only for an alert)
     exempt: tuple[str, ...] = ()
 
 
@@ -65,11 +64,13 @@ class Scorer:
 
     def _window(self, cat: int, hit: Hit) -> list[Fired]:
         category = self.c.categories[cat]
-        old = self._windows.get(cat, ())
-        kept = tuple(p for p in old if self.words - p[0] <= category.window)
-        hits = (*kept, (self.words, hit))
-        total = sum(h.weight for _, h in hits)
-        clean = sum(h.weight for _, h in hits if not h.exempt)
+        oldest = self.words - category.window
+        hits = (*(p for p in self._windows.get(cat, ()) if p[0] >= oldest), (self.words, hit))
+        total = clean = 0
+        for _, h in hits:
+            total += h.weight
+            if not h.exempt:
+                clean += h.weight
         windows = dict(self._windows)
         fired: list[Fired] = []
         if total >= category.threshold:

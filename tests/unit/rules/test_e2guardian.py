@@ -4,6 +4,7 @@ real lists when E2GUARDIAN_LISTS points at an extracted package (see docs/rules.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from rules.compile import Compiled
 from rules.e2guardian import decode, import_lists, parse_line, to_toml
 from rules.load import load_policy
-from rules.match import match_text
+from rules.match import Stream, match_text
 from rules.schema import PolicyError
 
 pytestmark = pytest.mark.unit
@@ -125,3 +126,17 @@ def test_real_debian_lists(tmp_path: Path, rules_dir: Path) -> None:
     prof.write_text(prof.read_text().replace(old, new, 1))
     compiled = Compiled(load_policy(rules_dir), "ks1")
     assert {"e2guardian"} <= {a.category for a in match_text(compiled, "hardcore xxx porn sex")}
+    # The bulk path equals the stream on the imported phrases (every boundary mode,
+    # combinations, negative weights, many scripts).
+    cats = compiled.categories
+    phrases = sorted({t.phrase for c in cats for t in c.terms}
+                     | {p for c in cats for k in c.combos for p in k.terms})  # fmt: skip
+    rng = random.Random(7)
+    for _ in range(300):
+        words = [rng.choice(phrases) if rng.random() < 0.5 else rng.choice(["the", "a", "as"])
+                 for _ in range(rng.randint(1, 20))]  # fmt: skip
+        text = "".join(w + rng.choice([" ", "  ", ", ", ".", "", "'", "\u200b"]) for w in words)
+        stream = Stream(compiled)
+        stream.feed_text(text)
+        stream.finish()
+        assert match_text(compiled, text) == list(stream.standing), text
