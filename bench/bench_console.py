@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector.incidents import config  # noqa: E402 -- after the path is set
 from collector.incidents.engine import Engine  # noqa: E402
-from collector.store import Store  # noqa: E402
+from collector.store import EVENT_COLUMNS, Store  # noqa: E402
 from protos import envelope, events_pb2  # noqa: E402
 from tests.integration.console.support import (  # noqa: E402
     PASSWORD,
@@ -57,21 +57,7 @@ def fill(store: Store, n_events: int, seed: int = 7) -> tuple[float, float, int]
     done = 0
     while done < n_events:
         n = min(CHUNK, n_events - done)
-        cols: dict[str, list[object]] = {
-            k: []
-            for k in (
-                "agent_id",
-                "seq",
-                "event_id",
-                "kind",
-                "severity",
-                "account",
-                "observed_ms",
-                "received_ms",
-                "raw",
-                "hash",
-            )
-        }
+        cols: dict[str, list[object]] = {k: [] for k in EVENT_COLUMNS}
         detections = []
         for i in range(n):
             agent = rng.choice(agents)

@@ -32,6 +32,8 @@ def init_data(root: Path) -> DataDir:
 
 
 class CollectorHarness:
+    web: str | None = None  # "127.0.0.1:0" also serves the console (see ConsoleHarness)
+
     def __init__(self, root: Path) -> None:
         self.data = init_data(root)
         self.port = 0
@@ -65,7 +67,9 @@ class CollectorHarness:
 
             async def boot() -> None:
                 try:
-                    started.set_result(await app.start(self.data, f"127.0.0.1:{self.port}"))
+                    started.set_result(
+                        await app.start(self.data, f"127.0.0.1:{self.port}", self.web, False)
+                    )
                 except BaseException as exc:
                     started.set_exception(exc)
 

@@ -3,21 +3,17 @@ signed detections, and a small cookie-keeping HTTP client that submits forms as 
 
 from __future__ import annotations
 
-import asyncio
 import http.cookiejar
 import os
 import re
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector import app
 from protos import envelope, events_pb2, ingest_pb2_grpc
 from tests import agentsim
 from tests.harness import CollectorHarness
@@ -35,34 +31,12 @@ STAFF = {
 class ConsoleHarness(CollectorHarness):
     """CollectorHarness whose collector also serves the console (HTTP on 127.0.0.1:0)."""
 
-    web_port = 0
+    web = "127.0.0.1:0"
 
-    def start(self) -> None:
-        loop = asyncio.new_event_loop()
-        started: Future[app.Running] = Future()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-
-            async def boot() -> None:
-                try:
-                    started.set_result(
-                        await app.start(self.data, f"127.0.0.1:{self.port}", "127.0.0.1:0", False)
-                    )
-                except BaseException as exc:
-                    started.set_exception(exc)
-
-            loop.run_until_complete(boot())
-            loop.run_forever()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="collector", daemon=True)
-        self._thread.start()
-        self._running = started.result(timeout=30)
-        self._loop = loop
-        self.port = self._running.port
-        assert self._running.web is not None
-        self.web_port = self._running.web.port
+    @property
+    def web_port(self) -> int:
+        assert self.running.web is not None
+        return self.running.web.port
 
     @property
     def url(self) -> str:
