@@ -35,11 +35,19 @@ def parse_duration(text: str) -> int:
 def _data(args: argparse.Namespace) -> DataDir:
     data = DataDir(Path(args.data).resolve())
     if args.command not in ("init",) and not data.is_initialised():
-        raise CliError(
-            f"{data.root} is not a collector data folder; run "
-            f"`safeguard-collector init --data {args.data}` first"
-        )
+        raise CliError(_not_a_collector(data.root))
     return data
+
+
+def _not_a_collector(root: Path) -> str:
+    """Say what is wrong with a --data folder, and the likely right one."""
+    found = [p for p in (root / "collector", root.parent) if DataDir(p).is_initialised()]
+    if found:
+        return f"{root} is not a collector data folder; did you mean --data {found[0]}?"
+    if not root.exists():
+        return f"{root} does not exist; make a collector there with `safeguard-collector init`"
+    return (f"{root} is not a collector data folder (no collector.duckdb and ca.pem); "
+            "give the folder `safeguard-collector init --data` made")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -140,7 +148,8 @@ def cmd_events(args: argparse.Namespace) -> int:
             kind = next((k for k in e if k not in _EVENT_FIELDS), "?")
             print(
                 f"{r['agent_id']} #{r['seq']:<6} {_when(int(e.get('observed_unix_ms', 0)))} "
-                f"sev={e.get('severity', 0)} {kind:10} chain={r['chain']}"
+                f"sev={e.get('severity', 0)} {kind:10} id={e.get('event_id', '')[:12]} "
+                f"chain={r['chain']}"
             )
     return 0
 
@@ -150,6 +159,8 @@ _EVENT_FIELDS = {"seq", "observed_unix_ms", "severity", "account", "event_id"}
 
 def cmd_tampering(args: argparse.Namespace) -> int:
     rows = _ask(_data(args), "tampering", {"agent_id": args.agent})
+    if not rows and args.format == "text":
+        print("no tampering records")
     for r in rows:
         print(
             json.dumps(r)

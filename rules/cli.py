@@ -28,13 +28,19 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="safeguard-rules", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="safeguard-rules",
+        description="Check text and URLs against a policy, validate it, import lists.",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name, helptext in (("check", "match text from standard input"),
-                           ("check-url", "match URLs and the search queries in them")):  # fmt: skip
-        s = sub.add_parser(name, help=helptext)
+    for name, helptext in (
+        ("check", "match text read from standard input; one JSON line per alert (none: "
+                  "no alert)"),
+        ("check-url", "match URLs and the search queries in them; one JSON line per URL"),
+    ):  # fmt: skip
+        s = sub.add_parser(name, help=helptext, description=helptext)
         s.add_argument("--rules", type=Path, default=DEFAULT_DIR, help="policy folder")
-        s.add_argument("--profile", default="ks2", help="profile (default ks2)")
+        s.add_argument("--profile", default="ks2", help="ks1, ks2 or staff (default ks2)")
         if name == "check-url":
             s.add_argument("urls", nargs="+", metavar="URL")
     v = sub.add_parser("validate", help="check a policy folder")

@@ -14,6 +14,7 @@ two seats keep their typing apart. Limits: 4 connections per uid, 32 in all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pwd
 import selectors
@@ -89,6 +90,7 @@ class KeyboardBroker:
         if not sys.platform.startswith("linux"):
             raise SensorUnavailable("the keyboard broker needs Linux (SO_PEERCRED)")
         server = self._listen()
+        ours = self._path.stat().st_ino
         with server, selectors.DefaultSelector() as sel:
             sel.register(server, selectors.EVENT_READ)
             log.info("keyboard.listening socket=%s", self._path)
@@ -98,12 +100,19 @@ class KeyboardBroker:
                 conn, _ = server.accept()
                 threading.Thread(target=self._serve, args=(conn, ctx), daemon=True,
                                  name="keyboard-session").start()  # fmt: skip
-        self._path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if self._path.stat().st_ino == ours:  # never remove another agent's socket
+                self._path.unlink()
 
     def _listen(self) -> socket.socket:
+        if _answers(self._path):
+            raise SensorUnavailable(
+                f"another agent is already listening on {self._path}; give this one its own "
+                "socket with `run --keyboard-socket PATH`"
+            )
         try:
             self._path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-            self._path.unlink(missing_ok=True)
+            self._path.unlink(missing_ok=True)  # left by an agent that was killed
             server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             server.bind(str(self._path))
             self._path.chmod(0o666)  # any user may connect; creds decide
@@ -199,3 +208,16 @@ class KeyboardBroker:
             log.info("keyboard.helper_state account=%s state=%s", account, msg[1])
         elif kind != "hello":
             raise ProtocolError(f"unexpected message {kind!r}")
+
+
+def _answers(path: Path) -> bool:
+    """Is a live process listening on this socket path (not just a stale file)?"""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True

@@ -91,6 +91,9 @@ def test_bad_input_is_a_clear_message_and_non_zero_exit(data: Path, args: list[s
 def test_a_folder_that_is_not_a_collector_is_named(tmp_path: Path) -> None:
     result = run("safeguard-collector", "agents", "--data", tmp_path, check=False)
     assert result.returncode == 1 and "not a collector data folder" in result.stderr
+    run("safeguard-collector", "init", "--data", tmp_path / "collector")
+    wrong = run("safeguard-collector", "agents", "--data", tmp_path, check=False)
+    assert f"did you mean --data {tmp_path / 'collector'}" in wrong.stderr
 
 
 def test_a_corrupt_database_is_refused_kept_and_recovered(data: Path) -> None:
@@ -179,4 +182,5 @@ def test_sigkill_mid_stream_loses_nothing_and_stores_nothing_twice(data: Path) -
                  "--format", "json").stdout.splitlines()
     seen = [(e["agent_id"], e["seq"]) for e in map(json.loads, events)]
     assert len(seen) == len(set(seen)) == per_agent * len(agents)
-    assert run("safeguard-collector", "tampering", "--data", data).stdout == ""
+    no_records = run("safeguard-collector", "tampering", "--data", data).stdout
+    assert no_records == "no tampering records\n"

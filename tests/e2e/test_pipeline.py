@@ -60,7 +60,8 @@ class Site:
         return [e for e in map(json.loads, out.splitlines()) if "test_alert" in e["event"]]
 
     def tampering(self) -> str:
-        return run("safeguard-collector", "tampering", "--data", self.data).stdout
+        return run("safeguard-collector", "tampering", "--data", self.data, "--format",
+                   "json").stdout
 
 
 @pytest.fixture
