@@ -199,7 +199,9 @@ def cmd_policy_publish(args: argparse.Namespace) -> int:
     from rules.schema import PolicyError
 
     try:
-        published = policy.publish(_data(args), Path(args.rules) if args.rules else None)
+        data = _data(args)
+        approved = _ask(data, "exemptions_approved", {})
+        published = policy.publish(data, Path(args.rules) if args.rules else None, approved)
     except PolicyError as exc:
         raise CliError(f"policy not published: {exc}") from None
     print(f"published policy version {published.version} ({published.size} bytes) "

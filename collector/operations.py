@@ -11,7 +11,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from collector import enrolment, evidence
+from collector import enrolment, evidence, policy
 from collector.console import operations as console_operations
 from collector.paths import DataDir
 from collector.store import Store
@@ -66,6 +66,10 @@ def op_events(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     return out
 
 
+def op_exemptions_approved(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return policy.approved_exemptions(store)
+
+
 def op_count(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     return {"events": store.count_events(args.get("agent_id"))}
 
@@ -77,6 +81,7 @@ OPERATIONS: dict[str, Operation] = {
     "tampering": op_tampering,
     "events": op_events,
     "count": op_count,
+    "exemptions_approved": op_exemptions_approved,
 }
 # Console accounts, incidents, retention and the audit log (collector/console/operations.py).
 OPERATIONS.update(console_operations.OPERATIONS)

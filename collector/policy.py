@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector import pki
 from collector.paths import DataDir, write_secret
+from collector.store import Store
 from protos import ingest_pb2
 from rules import bundle as bundles
 from rules.load import DEFAULT_DIR
@@ -75,18 +79,69 @@ def newer_than(data: DataDir, have_version: str) -> ingest_pb2.PolicyBundle:
     return ingest_pb2.PolicyBundle(version=str(found[0]), bundle=found[1])
 
 
-def publish(data: DataDir, rules_dir: Path | None = None) -> Published:
-    """Validate, version, sign and publish the policy in rules_dir (default: the shipped one).
-    Raises rules.schema.PolicyError naming file and line when the policy does not load."""
+def _source(data: DataDir) -> Path:
+    return data.policy_dir / "source.txt"
+
+
+def _with_exemptions(folder: Path, approved: list[dict[str, Any]], into: Path) -> Path:
+    """A copy of the policy folder with the console's approved exemptions appended."""
+    copy = into / "rules"
+    shutil.copytree(folder, copy)
+    lines = ["", "# Approved in the DSL console (collector exemption requests)."]
+    for e in approved:
+        lines += [
+            "[[exemption]]",
+            f"id = {json.dumps('console-' + str(e['id']))}",
+            f"group = {json.dumps(e['grp'])}",
+            f"terms = {json.dumps([t for t in e['terms'].split(',') if t.strip()])}",
+            f"sites = {json.dumps([t for t in e['sites'].split(',') if t.strip()])}",
+            f"start = {e['start_date']}",
+            f"end = {e['end_date']}",
+            f"reason = {json.dumps(e['reason'])}",
+            f"approver = {json.dumps(e['decided_by'] or '')}",
+            "",
+        ]
+    target = copy / "exemptions.toml"
+    existing = target.read_text(encoding="utf-8") if target.exists() else ""
+    target.write_text(existing + "\n".join(lines), encoding="utf-8")
+    return copy
+
+
+def publish(
+    data: DataDir, rules_dir: Path | None = None, approved: list[dict[str, Any]] | None = None
+) -> Published:
+    """Validate, version, sign and publish a policy folder (default: the one published last, or
+    the shipped one), with the console's approved exemptions added. Raises
+    rules.schema.PolicyError naming file and line when the policy does not load."""
+    if rules_dir is None and _source(data).exists():
+        rules_dir = Path(_source(data).read_text(encoding="utf-8").strip())
     folder = (rules_dir or DEFAULT_DIR).resolve()
     found = current(data)
     version = (found[0] if found else 0) + 1
     key = pki.load_policy_key(data)
-    raw = bundles.build_bundle(folder, version, key)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = _with_exemptions(folder, approved, Path(tmp)) if approved else folder
+        raw = bundles.build_bundle(source, version, key)
     public = Ed25519PublicKey.from_public_bytes(data.policy_pub.read_bytes())
     bundles.verify_bundle(raw, public)  # what agents will do: never publish what they refuse
     path = data.policy_dir / f"bundle-{version:06d}.json"
     write_secret(path, raw)
     write_secret(_current_path(data), raw)
-    log.info("policy.published version=%d bytes=%d rules=%s", version, len(raw), folder)
+    _source(data).write_text(str(folder) + "\n", encoding="utf-8")
+    log.info("policy.published version=%d bytes=%d rules=%s exemptions=%d", version, len(raw),
+             folder, len(approved or []))
     return Published(version, path, len(raw))
+
+
+def approved_exemptions(store: Store) -> list[dict[str, Any]]:
+    """Exemption requests approved in the console that have not ended yet."""
+    cur = store.con.execute(
+        "SELECT id, grp, terms, sites, start_date, end_date, reason, decided_by "
+        "FROM exemption_requests WHERE state = 'approved' AND end_date >= current_date "
+        "ORDER BY id"
+    )
+    names = [d[0] for d in cur.description or []]
+    rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    for row in rows:  # dates as TOML/JSON-ready text: this also crosses the admin socket
+        row["start_date"], row["end_date"] = str(row["start_date"]), str(row["end_date"])
+    return rows

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from aiohttp import web
 
-from collector import enrolment, reports, retention
+from collector import enrolment, policy, reports, retention
 from collector.accounts import Account
 from collector.store import Store, now_ms
 
@@ -205,6 +205,16 @@ def routes(app: web.Application, c: Console) -> None:
                 return row is not None
 
         done = await c.write(run)
+        if done and state == "approved":
+            # Into the next signed bundle at once, so agents honour it within minutes.
+            approved = await c.write(policy.approved_exemptions)
+            published = await asyncio.to_thread(policy.publish, c.data, None, approved)
+            await c.record(me, "policy_published", f"policy:{published.version}",
+                           f"exemption:{eid} approved")  # fmt: skip
+            return await flash_back(
+                request, "/exemptions",
+                f"Exemption approved; policy version {published.version} sent to agents.",
+            )  # fmt: skip
         return await flash_back(
             request, "/exemptions", f"Exemption {state}." if done else "Already decided."
         )
