@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_GROUP_EVENTS = 50_000
 EVIDENCE_CAP = 4 * 1024 * 1024
+EVIDENCE_PER_HOUR = 10  # tampering records per agent per hour that keep the batch's bytes
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Ingestor:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.agents: dict[str, AgentRecord] = store.agent_records()
+        self._evidence_kept: dict[str, tuple[int, int]] = {}  # agent -> (hour, records)
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self.committed_events = 0
@@ -162,6 +164,18 @@ class Ingestor:
             self.agents = self.store.agent_records()
         _settle(job.future, result)
 
+    def _evidence(self, agent_id: str, batch: ingest_pb2.Batch) -> bytes | None:
+        """The refused batch, kept as evidence for the first few records per agent per hour.
+        Anyone who can reach the collector can claim an agent id and send garbage, so beyond
+        that the record is still stored (and counted) but without its up to 4 MiB of bytes."""
+        hour = now_ms() // 3_600_000
+        seen_hour, count = self._evidence_kept.get(agent_id, (hour, 0))
+        count = count + 1 if seen_hour == hour else 1
+        self._evidence_kept[agent_id] = (hour, count)
+        if count > EVIDENCE_PER_HOUR:
+            return None
+        return batch.SerializeToString()[:EVIDENCE_CAP]
+
     def _head(self, group: _Group, agent_id: str) -> tuple[int, bytes]:
         if agent_id in group.heads:
             return group.heads[agent_id]
@@ -195,7 +209,7 @@ class Ingestor:
                     checked.first_seq,
                     checked.last_seq,
                     now,
-                    _evidence(checked.batch),
+                    self._evidence(agent_id, checked.batch),
                 )
             )
             log.warning(
@@ -256,7 +270,8 @@ class Ingestor:
             kind = verify.classify_unsigned(envelope.chain(b.prev_hash, b.events), stored)
         last_seq = b.first_seq + max(len(b.events), 1) - 1
         group.tampering.append(
-            (agent_id, kind, job.detail, b.first_seq, last_seq, now_ms(), _evidence(b))
+            (agent_id, kind, job.detail, b.first_seq, last_seq, now_ms(),
+             self._evidence(agent_id, b))
         )
         log.warning("batch.tamper agent=%s kind=%s", agent_id, kind)
         group.answers.append((job.future, _reject(kind, job.detail)))
@@ -322,6 +337,4 @@ def _reject(reason: str, detail: str) -> ingest_pb2.CollectorMessage:
     return ingest_pb2.CollectorMessage(reject=ingest_pb2.Reject(reason=reason, detail=detail))
 
 
-def _evidence(batch: ingest_pb2.Batch) -> bytes:
-    raw = batch.SerializeToString()
-    return raw[:EVIDENCE_CAP]
+

@@ -193,3 +193,20 @@ def test_truncated_messages_are_a_clear_error_or_a_record(
     assert last.reject.reason == "malformed"
     assert collector.count() == 0
     assert [t["kind"] for t in collector.tampering(agent.agent_id)] == ["malformed"]
+
+
+def test_a_flood_of_forged_batches_keeps_every_record_but_bounds_the_evidence(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    forger = Ed25519PrivateKey.generate()
+    first, prev, raws, _ = agent.record(1, note="x" * 10_000)
+    for _ in range(25):
+        s = agentsim.Session(stub, agent)
+        answer = s.send(agent.batch(s.welcome.nonce, first, prev, raws, key=forger))
+        assert answer.reject.reason == "bad_signature"
+        s.close()
+    records = collector.tampering(agent.agent_id)
+    assert len(records) == 25  # every attempt is on record
+    kept = [r for r in records if r["evidence_bytes"]]
+    # 10 an hour; the run may straddle the turn of an hour, so at most 20 (not all 25).
+    assert 10 <= len(kept) <= 20 and all(r["evidence_bytes"] > 10_000 for r in kept)
