@@ -11,6 +11,8 @@ import pytest
 
 from tests.harness import CollectorHarness
 
+pytest_plugins = ["tests.leaks"]
+
 
 def require_tool(name: str) -> str:
     """Path of a tool the test needs. Skips when absent, but fails when CI=true."""
@@ -32,3 +34,4 @@ def collector(tmp_path: Path) -> Iterator[CollectorHarness]:
         yield harness
     finally:
         harness.stop()
+

@@ -42,6 +42,7 @@ class Site:
             stdin=token)
         self.agent_id = json.loads((self.state / "identity.json").read_text())["agent_id"]
         self.agent: subprocess.Popen[str] | None = None
+        self.writers: list[Writer] = []  # killed at teardown even when a test fails
 
     def start_agent(self) -> None:
         self.agent = subprocess.Popen(
@@ -67,9 +68,13 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
     s = Site(tmp_path)
-    yield s
-    s.stop_agent()
-    s.collector.stop()
+    try:
+        yield s
+    finally:
+        for writer in s.writers:
+            writer.stop(wait_for_more=False)
+        s.stop_agent()
+        s.collector.stop()
 
 
 def queue(state: Path, agent_id: str, n: int) -> set[str]:
@@ -134,8 +139,10 @@ class Writer:
         outbox = str(site.state / "outbox.sqlite")
         self.proc = subprocess.Popen(
             [str(BIN / "python"), "-m", "tests.outbox_writer", outbox, site.agent_id],
-            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            cwd=Path(__file__).resolve().parents[2],
         )
+        site.writers.append(self)
         self.ids: set[str] = set()
         self._reader = threading.Thread(target=self._read)  # a full pipe would stall the writer
         self._reader.start()
@@ -147,10 +154,13 @@ class Writer:
             if line.strip():
                 self.ids.add(line.strip())
 
-    def stop(self) -> set[str]:
+    def stop(self, wait_for_more: bool = True) -> set[str]:
         """SIGKILL, possibly mid-write; returns every id whose put was reported committed."""
-        count = len(self.ids)
-        wait_until(lambda: len(self.ids) >= count + 200, what="the writer to go on")
+        if self.proc.returncode is not None:
+            return set(self.ids)
+        if wait_for_more:
+            count = len(self.ids)
+            wait_until(lambda: len(self.ids) >= count + 200, what="the writer to go on")
         self.proc.kill()
         self.proc.wait(30)
         self._reader.join(30)
