@@ -149,35 +149,33 @@ class Engine:
             return []
         open_ = find_open(store, {(s.kind, s.agent_id, s.account) for s in signals},
                           min(s.observed_ms for s in signals) - window)  # fmt: skip
-        touched: dict[int, Candidate] = {}
+        touched: list[Candidate] = []  # in the order first touched
+        exempted: list[tuple[Signal, Candidate | None]] = []
         for s in signals:
             key = (s.kind, s.agent_id, s.account)
             cand = open_.get(key)
             if cand is not None and s.observed_ms - cand.last_ms > window:
                 cand = None  # a new episode
             if s.exemption:
-                con.execute(
-                    "INSERT INTO exempted_matches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        s.agent_id,
-                        s.seq,
-                        s.account,
-                        s.observed_ms,
-                        s.category,
-                        s.exemption,
-                        cand.id if cand else None,
-                    ],
-                )
+                exempted.append((s, cand))
                 continue
             if cand is None:
-                cand = new_candidate(store, s)
+                cand = new_candidate(s)
+            if not cand.signals:
+                touched.append(cand)
             cand.add(s)
-            open_[key] = touched.setdefault(cand.id, cand)
-        flush_signals(store, list(touched.values()))
-        for cand in touched.values():
+            open_[key] = cand
+        # New candidates get their ids in one query and their rows in one insert: a row-by-row
+        # INSERT ... RETURNING per new candidate was 11% of the collector with 1,000 agents.
+        fresh = [c for c in touched if c.new]
+        reserve_ids(store, fresh)
+        record_exempted(store, exempted)
+        flush_signals(store, touched)
+        for cand in touched:
             escalate.apply(self.rules, store, cand)
-        write(store, list(touched.values()))
-        for cand in touched.values():
+        insert(store, fresh)
+        write(store, [c for c in touched if not c.new])
+        for cand in touched:
             if (
                 notify
                 and self.notify
@@ -189,8 +187,9 @@ class Engine:
                 )
                 self.notify(cand.id, cand.severity)
         if touched:
-            log.info("incidents.placed signals=%d candidates=%d", len(signals), len(touched))
-        return list(touched)
+            log.info("incidents.placed signals=%d candidates=%d new=%d", len(signals),
+                     len(touched), len(fresh))  # fmt: skip
+        return [c.id for c in touched]
 
 
 def find_open(
@@ -226,51 +225,61 @@ def _candidate(row: tuple[Any, ...]) -> Candidate:
     )
 
 
-def new_candidate(store: Store, s: Signal) -> Candidate:
-    now = now_ms()
-    row = store.con.execute(
-        "INSERT INTO incidents (kind, category, categories, severity, base_severity, agent_id, "
-        "account, first_ms, last_ms, created_ms, updated_ms, summary) "
-        "VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, '') RETURNING id",
-        [
-            s.kind,
-            s.category,
-            s.severity,
-            s.severity,
-            s.agent_id,
-            s.account,
-            s.observed_ms,
-            s.observed_ms,
-            now,
-            now,
-        ],
-    ).fetchone()
-    assert row is not None
+def new_candidate(s: Signal) -> Candidate:
+    """A candidate that starts with this signal; its id comes from `reserve_ids`."""
     return Candidate(
-        row[0],
-        s.kind,
-        s.agent_id,
-        s.account,
-        s.observed_ms,
-        s.observed_ms,
-        s.severity,
-        s.severity,
-        s.category,
-        set(),
-        [],
-        0,
-        False,
-        new=True,
-    )
+        0, s.kind, s.agent_id, s.account, s.observed_ms, s.observed_ms, s.severity, s.severity,
+        s.category, set(), [], 0, False, new=True,
+    )  # fmt: skip
+
+
+def reserve_ids(store: Store, cands: list[Candidate]) -> None:
+    if cands:
+        rows = store.con.execute(
+            "SELECT nextval('incident_id') FROM range(?)", [len(cands)]
+        ).fetchall()
+        for cand, (cid,) in zip(cands, sorted(rows), strict=True):
+            cand.id = cid
+
+
+def record_exempted(store: Store, matches: list[tuple[Signal, Candidate | None]]) -> None:
+    """Exempted matches, each with the candidate it fell in (if one was open)."""
+    if matches:
+        store.append_rows("exempted_matches", {
+            "agent_id": [s.agent_id for s, _ in matches],
+            "seq": [s.seq for s, _ in matches],
+            "account": [s.account for s, _ in matches],
+            "observed_ms": [s.observed_ms for s, _ in matches],
+            "category": [s.category for s, _ in matches],
+            "exemption": [s.exemption for s, _ in matches],
+            "incident_id": [c.id if c else None for _, c in matches],
+        })  # fmt: skip
+
+
+def insert(store: Store, cands: list[Candidate]) -> None:
+    """The new candidates' rows, in one statement."""
+    if not cands:
+        return
+    now = now_ms()
+    store.append_rows("incidents", {
+        "id": [c.id for c in cands],
+        "kind": [c.kind for c in cands],
+        "agent_id": [c.agent_id for c in cands],
+        "account": [c.account for c in cands],
+        "created_ms": [now] * len(cands),
+        **_changing_columns(cands, now),
+    })  # fmt: skip
 
 
 def write(store: Store, cands: list[Candidate]) -> None:
     """Update the touched candidates in one statement (one UPDATE each cost ~1 ms)."""
-    if not cands:
-        return
-    now = now_ms()
-    store.update_rows("incidents", {
-        "id": [c.id for c in cands],
+    if cands:
+        store.update_rows("incidents", {"id": [c.id for c in cands],
+                                        **_changing_columns(cands, now_ms())}, key="id")
+
+
+def _changing_columns(cands: list[Candidate], now: int) -> dict[str, list[Any]]:
+    return {
         "category": [c.category for c in cands],
         "categories": [",".join(sorted(c.categories)) for c in cands],
         "severity": [c.severity for c in cands],
@@ -281,7 +290,7 @@ def write(store: Store, cands: list[Candidate]) -> None:
         "updated_ms": [now] * len(cands),
         "event_count": [c.event_count for c in cands],
         "summary": ["; ".join(c.summary) for c in cands],
-    }, key="id")  # fmt: skip
+    }
 
 
 def flush_signals(store: Store, cands: list[Candidate]) -> None:
