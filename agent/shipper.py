@@ -2,6 +2,8 @@
 
     agent                                   collector
     Hello(agent_id, version, host)   ──▶
+                                     ◀──    Challenge(nonce)
+    Proof(Ed25519 over agent_id, nonce)   ──▶
                                      ◀──    Welcome(nonce, last_seq, head_hash)
     (outbox.resume: forget what it already has, or adopt its head in a fresh outbox)
     Batch(first_seq, prev_hash, events, head_hash, signature)   ──▶   (a few in flight)
@@ -189,7 +191,10 @@ class Shipper:
         sends: queue.SimpleQueue[ingest_pb2.AgentMessage | None],
     ) -> None:
         cfg = self._cfg
-        welcome = self._await_welcome(responses)
+        challenge = self._await(responses, "challenge").challenge
+        proof = self._key.sign(envelope.hello_proof_payload(cfg.agent_id, challenge.nonce))
+        sends.put(ingest_pb2.AgentMessage(proof=ingest_pb2.Proof(signature=proof)))
+        welcome = self._await(responses, "welcome").welcome
         self._outbox.resume(welcome.last_seq, welcome.head_hash)
         if self._on_welcome is not None:
             self._on_welcome(welcome)
@@ -238,7 +243,10 @@ class Shipper:
     def _past_flush(self) -> bool:
         return self._stop.is_set() and time.monotonic() >= self._flush_until
 
-    def _await_welcome(self, responses: queue.SimpleQueue[_Response]) -> ingest_pb2.Welcome:
+    def _await(
+        self, responses: queue.SimpleQueue[_Response], kind: str
+    ) -> ingest_pb2.CollectorMessage:
+        """The collector's next message, which must be of this kind (opening the stream)."""
         deadline = time.monotonic() + self._cfg.welcome_timeout_s
         while time.monotonic() < deadline:
             if self._stop.is_set():
@@ -248,10 +256,10 @@ class Shipper:
             except queue.Empty:
                 continue
             message = self._check(message)
-            if message.WhichOneof("msg") != "welcome":
-                raise SessionEnded(f"protocol: expected welcome, got {message.WhichOneof('msg')}")
-            return message.welcome
-        raise SessionEnded("the collector sent no Welcome in time")
+            if message.WhichOneof("msg") != kind:
+                raise SessionEnded(f"protocol: expected {kind}, got {message.WhichOneof('msg')}")
+            return message
+        raise SessionEnded(f"the collector sent no {kind} in time")
 
     def _drain(self, responses: queue.SimpleQueue[_Response], in_flight: deque[_InFlight]) -> bool:
         handled = False

@@ -136,6 +136,9 @@ async def ship(
                 )
             )
         )
+        challenge = (await call.read()).challenge
+        proof = agent.key.sign(envelope.hello_proof_payload(agent.agent_id, challenge.nonce))
+        await call.write(ingest_pb2.AgentMessage(proof=ingest_pb2.Proof(signature=proof)))
         welcome = (await call.read()).welcome
         sent: list[float] = []
         acked = 0

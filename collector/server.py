@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Future
 
 import grpc
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
@@ -99,10 +100,8 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         request_iterator: AsyncIterator[ingest_pb2.AgentMessage],
         context: grpc.aio.ServicerContext[ingest_pb2.AgentMessage, ingest_pb2.CollectorMessage],
     ) -> AsyncIterator[ingest_pb2.CollectorMessage]:
-        try:
-            first = await anext(aiter(request_iterator), None)
-        except DecodeError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the message does not parse")
+        messages = aiter(request_iterator)
+        first = await self._next(messages, context)
         if first is None or first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a stream starts with Hello")
         hello = first.hello
@@ -118,6 +117,16 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
             )
         key = envelope.public_key_from_raw(rec.public_key)
         nonce = secrets.token_bytes(envelope.NONCE_LEN)
+        # Prove the key before anything else: otherwise anyone who can reach the port could
+        # read an agent's chain head and send batches that become tampering records in its name.
+        yield ingest_pb2.CollectorMessage(challenge=ingest_pb2.Challenge(nonce=nonce))
+        proof = await self._next(messages, context)
+        if not self._proven(proof, key, rec.agent_id, nonce):
+            log.warning("stream.unproven agent=%s peer=%s", rec.agent_id, context.peer())
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"the stream did not prove it holds agent {rec.agent_id}'s key",
+            )
         rec.last_seen_ms = now_ms()
         log.info(
             "stream.open agent=%s host=%s last_seq=%d", rec.agent_id, hello.hostname, rec.last_seq
@@ -135,7 +144,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
             IN_FLIGHT
         )
         reader = asyncio.create_task(
-            self._read_batches(request_iterator, rec.agent_id, key, nonce, pending)
+            self._read_batches(messages, rec.agent_id, key, nonce, pending)
         )
         try:
             while (answer := await pending.get()) is not None:
@@ -145,6 +154,29 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
                     break
         finally:
             reader.cancel()
+
+    @staticmethod
+    async def _next(
+        messages: AsyncIterator[ingest_pb2.AgentMessage],
+        context: grpc.aio.ServicerContext[ingest_pb2.AgentMessage, ingest_pb2.CollectorMessage],
+    ) -> ingest_pb2.AgentMessage | None:
+        try:
+            return await anext(messages, None)
+        except DecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the message does not parse")
+            raise  # abort raises; this line is for the type checker
+
+    @staticmethod
+    def _proven(
+        answer: ingest_pb2.AgentMessage | None, key: Ed25519PublicKey, agent_id: str, nonce: bytes
+    ) -> bool:
+        if answer is None or answer.WhichOneof("msg") != "proof":
+            return False
+        try:
+            key.verify(answer.proof.signature, envelope.hello_proof_payload(agent_id, nonce))
+        except InvalidSignature:
+            return False
+        return True
 
     async def _read_batches(
         self,

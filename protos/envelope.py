@@ -24,6 +24,7 @@ _EVENT_DOMAIN = b"sg-event-v1\0"
 _GENESIS_DOMAIN = b"sg-genesis-v1\0"
 _BATCH_DOMAIN = b"sg-batch-v1\0"
 _ENROL_DOMAIN = b"sg-enrol-v1\0"
+_HELLO_DOMAIN = b"sg-hello-v1\0"
 _U64 = struct.Struct(">Q")
 
 
@@ -77,6 +78,11 @@ def batch_payload(
 def enrol_proof_payload(token: str, public_key: bytes) -> bytes:
     """What an enrolling agent signs to show it holds the private key it presents."""
     return _ENROL_DOMAIN + token.encode() + b"\0" + public_key
+
+
+def hello_proof_payload(agent_id: str, nonce: bytes) -> bytes:
+    """What an agent signs to open a stream: its id and the collector's fresh nonce."""
+    return _HELLO_DOMAIN + agent_id.encode() + b"\0" + nonce
 
 
 def make_batch(

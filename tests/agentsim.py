@@ -106,15 +106,26 @@ class SimAgent:
 class Session:
     """One Ship stream driven step by step: send a message, read the answer."""
 
-    def __init__(self, stub: ingest_pb2_grpc.CollectorStub, agent: SimAgent) -> None:
+    def __init__(
+        self,
+        stub: ingest_pb2_grpc.CollectorStub,
+        agent: SimAgent,
+        prove_with: Ed25519PrivateKey | None = None,
+    ) -> None:
+        """Opens the stream: Hello, the Challenge answered (with prove_with, default the
+        agent's own key), the Welcome read."""
         self._outbox: list[ingest_pb2.AgentMessage | None] = []
         import queue
 
         self._q: queue.SimpleQueue[ingest_pb2.AgentMessage | None] = queue.SimpleQueue()
         self._q.put(agent.hello())
         self._answers = stub.Ship(self._requests(), timeout=60)
-        first = next(self._answers)
-        self.welcome = first.welcome
+        self.challenge = next(self._answers).challenge
+        signature = (prove_with or agent.key).sign(
+            envelope.hello_proof_payload(agent.agent_id, self.challenge.nonce)
+        )
+        self._q.put(ingest_pb2.AgentMessage(proof=ingest_pb2.Proof(signature=signature)))
+        self.welcome = next(self._answers).welcome
 
     def _requests(self) -> Iterator[ingest_pb2.AgentMessage]:
         while (msg := self._q.get()) is not None:

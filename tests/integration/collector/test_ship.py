@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import queue
+
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from protos import ingest_pb2_grpc
+from protos import envelope, ingest_pb2, ingest_pb2_grpc
 from tests import agentsim
 from tests.harness import CollectorHarness
 
@@ -171,28 +173,86 @@ def test_oversized_message_is_refused_and_the_collector_carries_on(
     assert s2.send(agent.batch(s2.welcome.nonce, first, prev, raws)).ack.last_seq == 1
 
 
+class RawStream:
+    """A Ship stream of raw bytes, written one message at a time (to send truncated ones)."""
+
+    def __init__(self, collector: CollectorHarness) -> None:
+        chan = agentsim.channel(collector.address, collector.ca_path)
+        self._q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._answers = iter(chan.stream_stream("/safeguard.v1.Collector/Ship")(
+            iter(self._q.get, None), timeout=30))  # fmt: skip
+
+    def send(self, raw: bytes) -> None:
+        self._q.put(raw)
+
+    def read(self) -> ingest_pb2.CollectorMessage:
+        return ingest_pb2.CollectorMessage.FromString(next(self._answers))
+
+    def prove(self, agent: agentsim.SimAgent) -> bytes:
+        """Answer the Challenge as the agent; returns the session nonce."""
+        nonce = self.read().challenge.nonce
+        signature = agent.key.sign(envelope.hello_proof_payload(agent.agent_id, nonce))
+        self.send(ingest_pb2.AgentMessage(proof=ingest_pb2.Proof(signature=signature))
+                  .SerializeToString())  # fmt: skip
+        assert self.read().welcome.nonce == nonce
+        return nonce
+
+
 def test_truncated_messages_are_a_clear_error_or_a_record(
     collector: CollectorHarness, agent: agentsim.SimAgent
 ) -> None:
-    chan = agentsim.channel(collector.address, collector.ca_path)
-    ship = chan.stream_stream("/safeguard.v1.Collector/Ship")
     hello = agent.hello().SerializeToString()
+    s = RawStream(collector)
+    s.send(hello[: len(hello) // 2])
     with pytest.raises(grpc.RpcError) as err:
-        list(ship(iter([hello[: len(hello) // 2]]), timeout=30))
+        s.read()
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    first, prev, raws, _ = agent.record(2)
-    answers = ship(iter([hello]), timeout=30)
-    nonce = next(iter(answers))  # Welcome, raw bytes
-    assert nonce
-    batch = agent.batch(b"\0" * 16, first, prev, raws).SerializeToString()
-    replies = list(ship(iter([hello, batch[: len(batch) - 7]]), timeout=30))
-    from protos import ingest_pb2
+    # Cut short before the stream has proved the key: refused, nothing on the agent's record.
+    s = RawStream(collector)
+    s.send(hello)
+    s.read()  # the Challenge
+    s.send(b"\x1a\x42\x0a")
+    with pytest.raises(grpc.RpcError) as err:
+        s.read()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert collector.tampering(agent.agent_id) == []
 
-    last = ingest_pb2.CollectorMessage.FromString(replies[-1])
-    assert last.reject.reason == "malformed"
+    # Cut short after: the agent's stream sent bytes that are not a batch, which is a record.
+    first, prev, raws, _ = agent.record(2)
+    s = RawStream(collector)
+    s.send(hello)
+    nonce = s.prove(agent)
+    batch = agent.batch(nonce, first, prev, raws).SerializeToString()
+    s.send(batch[: len(batch) - 7])
+    assert s.read().reject.reason == "malformed"
     assert collector.count() == 0
     assert [t["kind"] for t in collector.tampering(agent.agent_id)] == ["malformed"]
+
+
+def test_a_stream_without_the_agents_key_learns_nothing_and_records_nothing(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    s = agentsim.Session(stub, agent)
+    first, prev, raws, _ = agent.record(3)
+    assert s.send(agent.batch(s.welcome.nonce, first, prev, raws)).ack.last_seq == 3
+    s.close()
+    # Someone who knows the agent's id but not its key: another enrolled agent's key, then a
+    # batch where the proof should be. Neither is told the chain head, neither is a record.
+    other_id, other_key = agentsim.enrol(stub, collector.new_token())
+    with pytest.raises(grpc.RpcError) as err:
+        agentsim.Session(stub, agent, prove_with=other_key)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    s = RawStream(collector)
+    s.send(agent.hello().SerializeToString())
+    nonce = s.read().challenge.nonce
+    s.send(agent.batch(nonce, *agent.record(1)[:3]).SerializeToString())
+    with pytest.raises(grpc.RpcError) as err:
+        s.read()
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert collector.tampering(agent.agent_id) == []
+    assert collector.count(agent.agent_id) == 3
+    assert other_id != agent.agent_id
 
 
 def test_a_flood_of_forged_batches_keeps_every_record_but_bounds_the_evidence(
