@@ -15,14 +15,16 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.policy import PolicyHolder
 from agent.transport import secure_channel
-from protos import events_pb2, ingest_pb2, ingest_pb2_grpc
+from protos import envelope, events_pb2, ingest_pb2, ingest_pb2_grpc
 from rules.schema import PolicyError
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,11 @@ def newer(offered: str, have: int) -> bool:
 class PolicyFetcher:
     """Keeps the holder's policy current; every outcome is an AgentStatus for the DSL."""
 
-    def __init__(self, holder: PolicyHolder, emit: Emit, config: FetchConfig) -> None:
+    def __init__(
+        self, holder: PolicyHolder, emit: Emit, config: FetchConfig, key: Ed25519PrivateKey
+    ) -> None:
         self._holder = holder
+        self._key = key  # requests are signed: only enrolled agents read the policy
         self._emit = emit
         self._cfg = config
         self._wake = threading.Event()
@@ -86,7 +91,14 @@ class PolicyFetcher:
         """One FetchPolicy call. False if the collector could not be asked (retry sooner)."""
         self.fetches += 1
         have = self._holder.version
-        request = ingest_pb2.PolicyRequest(agent_id=self._cfg.agent_id, have_version=str(have))
+        unix_ms = time.time_ns() // 1_000_000
+        signature = self._key.sign(
+            envelope.policy_request_payload(self._cfg.agent_id, str(have), unix_ms)
+        )
+        request = ingest_pb2.PolicyRequest(
+            agent_id=self._cfg.agent_id, have_version=str(have), unix_ms=unix_ms,
+            signature=signature,
+        )  # fmt: skip
         try:
             with secure_channel(self._cfg.address, self._cfg.ca_pem) as channel:
                 stub = ingest_pb2_grpc.CollectorStub(channel)
@@ -94,7 +106,11 @@ class PolicyFetcher:
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else None
             self.last_error = code.name if code else type(exc).__name__
-            log.warning("policy.fetch_failed code=%s keeping_version=%d", self.last_error, have)
+            detail = exc.details() if isinstance(exc, grpc.Call) else ""
+            log.warning(
+                "policy.fetch_failed code=%s detail=%r keeping_version=%d",
+                self.last_error, detail, have,
+            )  # fmt: skip
             return False
         self.last_error = None
         if not answer.bundle:

@@ -101,6 +101,7 @@ class Service:
                         interval_s=self._config.policy_interval_s,
                         retry_s=self._config.policy_retry_s,
                     ),
+                    key,
                 )
 
                 self.fetcher = fetcher

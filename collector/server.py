@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 VERSION = "0.1.0"
 MAX_MESSAGE = 4 * 1024 * 1024  # a batch larger than this is refused by gRPC itself
 IN_FLIGHT = 4  # batches per stream verified ahead of their commit
+POLICY_REQUEST_SKEW_S = 15 * 60  # a signed policy request older or newer than this is refused
 QUEUED_EVENTS = 100_000  # across all streams: bounds memory however many agents connect
 
 
@@ -91,8 +92,28 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         request: ingest_pb2.PolicyRequest,
         context: grpc.aio.ServicerContext[ingest_pb2.PolicyRequest, ingest_pb2.PolicyBundle],
     ) -> ingest_pb2.PolicyBundle:
-        if request.agent_id not in self.ingestor.agents:
+        rec = self.ingestor.agents.get(request.agent_id)
+        if rec is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown agent")
+        if rec.revoked_ms is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the agent has been revoked")
+        payload = envelope.policy_request_payload(
+            request.agent_id, request.have_version, request.unix_ms
+        )
+        try:
+            envelope.public_key_from_raw(rec.public_key).verify(request.signature, payload)
+        except InvalidSignature:
+            log.warning("policy.unproven agent=%s peer=%s", request.agent_id, context.peer())
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "the request is not signed with the agent's key"
+            )
+        skew_s = abs(now_ms() - request.unix_ms) / 1000
+        if skew_s > POLICY_REQUEST_SKEW_S:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"the agent's clock is {skew_s / 60:.0f} minutes away from the collector's; "
+                "set the PC's time (safeguard-install doctor checks it)",
+            )
         return policy.newer_than(self.data, request.have_version)
 
     async def Ship(

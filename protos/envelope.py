@@ -25,6 +25,7 @@ _GENESIS_DOMAIN = b"sg-genesis-v1\0"
 _BATCH_DOMAIN = b"sg-batch-v1\0"
 _ENROL_DOMAIN = b"sg-enrol-v1\0"
 _HELLO_DOMAIN = b"sg-hello-v1\0"
+_POLICY_DOMAIN = b"sg-policy-request-v1\0"
 _U64 = struct.Struct(">Q")
 
 
@@ -83,6 +84,13 @@ def enrol_proof_payload(token: str, public_key: bytes) -> bytes:
 def hello_proof_payload(agent_id: str, nonce: bytes) -> bytes:
     """What an agent signs to open a stream: its id and the collector's fresh nonce."""
     return _HELLO_DOMAIN + agent_id.encode() + b"\0" + nonce
+
+
+def policy_request_payload(agent_id: str, have_version: str, unix_ms: int) -> bytes:
+    """What an agent signs to ask for the policy."""
+    return _POLICY_DOMAIN + agent_id.encode() + b"\0" + have_version.encode() + b"\0" + (
+        _U64.pack(unix_ms)
+    )
 
 
 def make_batch(

@@ -349,22 +349,34 @@ Global___EnrolResponse: _TypeAlias = EnrolResponse  # noqa: Y015
 
 @_typing.final
 class PolicyRequest(_message.Message):
+    """Signed, so only an enrolled agent reads the policy (it names the school's Merilock keys).
+    unix_ms keeps a captured request from being useful for long.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENT_ID_FIELD_NUMBER: _builtins.int
     HAVE_VERSION_FIELD_NUMBER: _builtins.int
+    UNIX_MS_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     have_version: _builtins.str
     """decimal, "" for none"""
+    unix_ms: _builtins.int
+    """the agent's clock when it asked"""
+    signature: _builtins.bytes
+    """Ed25519 over envelope.policy_request_payload"""
     def __init__(
         self,
         *,
         agent_id: _builtins.str = ...,
         have_version: _builtins.str = ...,
+        unix_ms: _builtins.int = ...,
+        signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "have_version", b"have_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "have_version", b"have_version", "signature", b"signature", "unix_ms", b"unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
