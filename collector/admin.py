@@ -51,6 +51,8 @@ async def serve(data: DataDir, ingestor: Ingestor) -> asyncio.AbstractServer:
                 reply = await _answer(await reader.readline(), data, ingestor)
             writer.write(json.dumps(reply, default=_jsonable).encode() + b"\n")
             await writer.drain()
+        except ConnectionError:  # the client went away (Ctrl-C on a CLI command): nothing to do
+            log.info("admin.client_gone")
         finally:
             writer.close()
 
