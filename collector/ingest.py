@@ -9,6 +9,7 @@ runs on the same thread, so DuckDB only ever sees one writer.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -27,6 +28,7 @@ T = TypeVar("T")
 MAX_GROUP_EVENTS = 50_000
 EVIDENCE_CAP = 4 * 1024 * 1024
 EVIDENCE_PER_HOUR = 10  # tampering records per agent per hour that keep the batch's bytes
+RECORDS_PER_HOUR = 100  # beyond this, an agent's tampering that hour is counted on one record
 
 
 @dataclass
@@ -59,6 +61,7 @@ class _Group:
     batches: list[tuple[Any, ...]] = field(default_factory=list)
     heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     tampering: list[tuple[Any, ...]] = field(default_factory=list)
+    flooded: dict[str, int] = field(default_factory=dict)  # agent -> records only counted
     parsed: list[events_pb2.Event] = field(default_factory=list)  # aligned with columns
     answers: list[tuple[Future[Any], Any]] = field(default_factory=list)
     events: int = 0
@@ -81,6 +84,7 @@ class Ingestor:
         self.store = store
         self.agents: dict[str, AgentRecord] = store.agent_records()
         self._evidence_kept: dict[str, tuple[int, int]] = {}  # agent -> (hour, records)
+        self._records: dict[str, _HourCount] = {}  # agent -> its tampering records this hour
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self.committed_events = 0
@@ -166,8 +170,9 @@ class Ingestor:
 
     def _evidence(self, agent_id: str, batch: ingest_pb2.Batch) -> bytes | None:
         """The refused batch, kept as evidence for the first few records per agent per hour.
-        Anyone who can reach the collector can claim an agent id and send garbage, so beyond
-        that the record is still stored (and counted) but without its up to 4 MiB of bytes."""
+        Only a stream that proved the agent's key gets this far, but that may be a compromised
+        PC sending garbage on purpose: beyond the first few, the record is still stored (and
+        counted) without its up to 4 MiB of bytes."""
         hour = now_ms() // 3_600_000
         seen_hour, count = self._evidence_kept.get(agent_id, (hour, 0))
         count = count + 1 if seen_hour == hour else 1
@@ -175,6 +180,40 @@ class Ingestor:
         if count > EVIDENCE_PER_HOUR:
             return None
         return batch.SerializeToString()[:EVIDENCE_CAP]
+
+    def _record(self, group: _Group, row: tuple[Any, ...]) -> None:
+        """Stage a tampering record, or count it once the agent has had its hour's share.
+
+        A PC that sends refused batches in a loop would otherwise grow the database by a row a
+        batch for as long as it kept going. The first RECORDS_PER_HOUR each hour are stored one
+        by one; the rest are counted on a single `flood` record for that hour, so none goes
+        unrecorded and the table stays bounded.
+        """
+        agent_id = row[0]
+        hour = now_ms() // 3_600_000
+        count = self._records.get(agent_id)
+        if count is None or count.hour != hour:
+            count = self._records[agent_id] = _HourCount(hour)
+        count.records += 1
+        if count.records <= RECORDS_PER_HOUR:
+            group.tampering.append(row)
+        else:
+            group.flooded[agent_id] = group.flooded.get(agent_id, 0) + 1
+
+    def _store_flood(self, group: _Group) -> None:
+        """Add this commit's counted-only records to each agent's flood record for the hour."""
+        for agent_id, n in group.flooded.items():
+            count = self._records[agent_id]
+            count.counted += n
+            detail = (
+                f"{count.counted} further refused batches in the hour from "
+                f"{_hour_text(count.hour)} were counted here, not stored one by one (the first "
+                f"{RECORDS_PER_HOUR} were)"
+            )
+            if count.flood_id is None:
+                count.flood_id = self.store.add_flood_record(agent_id, detail, now_ms())
+            else:
+                self.store.update_tampering_detail(count.flood_id, detail)
 
     def _head(self, group: _Group, agent_id: str) -> tuple[int, bytes]:
         if agent_id in group.heads:
@@ -201,7 +240,8 @@ class Ingestor:
         )
         now = now_ms()
         if placement.tamper_kind:
-            group.tampering.append(
+            self._record(
+                group,
                 (
                     agent_id,
                     placement.tamper_kind,
@@ -269,10 +309,11 @@ class Ingestor:
             stored = self.store.stored_hashes(agent_id, b.first_seq, last)
             kind = verify.classify_unsigned(envelope.chain(b.prev_hash, b.events), stored)
         last_seq = b.first_seq + max(len(b.events), 1) - 1
-        group.tampering.append(
+        self._record(
+            group,
             (agent_id, kind, job.detail, b.first_seq, last_seq, now_ms(),
-             self._evidence(agent_id, b))
-        )
+             self._evidence(agent_id, b)),
+        )  # fmt: skip
         log.warning("batch.tamper agent=%s kind=%s", agent_id, kind)
         group.answers.append((job.future, _reject(kind, job.detail)))
 
@@ -292,8 +333,12 @@ class Ingestor:
                     )
                 if group.tampering:
                     self.store.add_tampering(group.tampering)
+                if group.flooded:
+                    self._store_flood(group)
         except Exception as exc:
             log.exception("ingest.commit_failed batches=%d", len(group.answers))
+            for agent_id in group.flooded:  # its flood record may be gone with the rollback
+                self._records.pop(agent_id, None)
             for fut, _ in group.answers:
                 _settle(fut, exc)
             return
@@ -304,10 +349,10 @@ class Ingestor:
         self.commits += 1
         for fut, answer in group.answers:
             _settle(fut, answer)
-        if self.after_commit and (group.events or group.tampering):
+        if self.after_commit and (group.events or group.tampering or group.flooded):
             committed = Committed(
                 events=group.columns if group.events else None,
-                tampering_agents=[t[0] for t in group.tampering],
+                tampering_agents=[t[0] for t in group.tampering] + list(group.flooded),
                 parsed=group.parsed,
             )
             for hook in self.after_commit:
@@ -315,6 +360,18 @@ class Ingestor:
                     hook(self.store, committed)
                 except Exception:
                     log.exception("ingest.after_commit_failed hook=%s", hook)
+
+
+@dataclass
+class _HourCount:
+    hour: int  # hours since the epoch
+    records: int = 0  # tampering this hour, stored or counted
+    counted: int = 0  # of which only counted, on the flood record
+    flood_id: int | None = None
+
+
+def _hour_text(hour: int) -> str:
+    return dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%Y-%m-%d %H:00 UTC")
 
 
 def _settle(fut: Future[Any], outcome: Any) -> None:

@@ -288,6 +288,18 @@ class Store:
             rows,
         )
 
+    def add_flood_record(self, agent_id: str, detail: str, detected_ms: int) -> int:
+        """The one record that counts an agent's refused batches beyond its hourly share."""
+        row = self.con.execute(
+            "INSERT INTO tampering (agent_id, kind, detail, first_seq, last_seq, detected_ms, "
+            "evidence) VALUES (?, 'flood', ?, 0, 0, ?, NULL) RETURNING id",
+            [agent_id, detail, detected_ms],
+        ).fetchall()
+        return int(row[0][0])
+
+    def update_tampering_detail(self, record_id: int, detail: str) -> None:
+        self.con.execute("UPDATE tampering SET detail = ? WHERE id = ?", [detail, record_id])
+
     # -- reading --------------------------------------------------------------------------
     def events(
         self, agent_id: str | None = None, limit: int = 100, after_seq: int = 0

@@ -36,7 +36,7 @@ class EngineRules:
     usb_blocked_severity: int = 3
     usb_rejected_severity: int = 4  # storage that also exposes HID or network: BadUSB
     tampering_severity: dict[str, int] = field(
-        default_factory=lambda: {"gap": 3, "fork": 4, "replay": 4, "bad_signature": 4}
+        default_factory=lambda: {"gap": 3, "fork": 4, "replay": 4, "bad_signature": 4, "flood": 4}
     )
     silent_agent_severity: int = 2
     test_alert_severity: int = 1

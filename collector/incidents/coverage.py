@@ -20,6 +20,7 @@ _WHAT = {
     "fork": "a second, different history for events already stored",
     "replay": "a batch replayed from another connection",
     "bad_signature": "a batch whose signature does not verify",
+    "flood": "refused batches sent over and over (counted on one record)",
 }
 CHUNK = 50_000
 

@@ -270,3 +270,33 @@ def test_a_flood_of_forged_batches_keeps_every_record_but_bounds_the_evidence(
     kept = [r for r in records if r["evidence_bytes"]]
     # 10 an hour; the run may straddle the turn of an hour, so at most 20 (not all 25).
     assert 10 <= len(kept) <= 20 and all(r["evidence_bytes"] > 10_000 for r in kept)
+
+
+def test_an_agent_sending_refused_batches_in_a_loop_is_counted_not_stored_row_by_row(
+    collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
+) -> None:
+    from collector.ingest import RECORDS_PER_HOUR
+
+    forger = Ed25519PrivateKey.generate()
+    first, prev, raws, _ = agent.record(1)
+    sent = 2 * RECORDS_PER_HOUR + 30  # so one hour overflows even if the run straddles two
+    refused = 0
+    for _ in range(sent):
+        s = agentsim.Session(stub, agent)
+        refused += s.send(agent.batch(s.welcome.nonce, first, prev, raws, key=forger)).HasField(
+            "reject"
+        )
+        s.close()
+    assert refused == sent  # every batch is refused whatever is stored
+    records = collector.tampering(agent.agent_id)
+    singles = [r for r in records if r["kind"] != "flood"]
+    floods = [r for r in records if r["kind"] == "flood"]
+    # Straddling the turn of an hour starts a fresh share (and flood record) for the new hour.
+    counted = sum(int(r["detail"].split()[0]) for r in floods)
+    assert len(singles) + counted == sent  # none unrecorded
+    assert len(singles) <= 2 * RECORDS_PER_HOUR and 1 <= len(floods) <= 2
+    assert "further refused batches" in floods[0]["detail"]
+    # A genuine batch afterwards is stored as usual.
+    s = agentsim.Session(stub, agent)
+    assert s.send(agent.batch(s.welcome.nonce, first, prev, raws)).ack.last_seq == 1
+    s.close()
