@@ -245,13 +245,10 @@ def reserve_ids(store: Store, cands: list[Candidate]) -> None:
 def record_exempted(store: Store, matches: list[tuple[Signal, Candidate | None]]) -> None:
     """Exempted matches, each with the candidate it fell in (if one was open)."""
     if matches:
+        signals = [s for s, _ in matches]
         store.append_rows("exempted_matches", {
-            "agent_id": [s.agent_id for s, _ in matches],
-            "seq": [s.seq for s, _ in matches],
-            "account": [s.account for s, _ in matches],
-            "observed_ms": [s.observed_ms for s, _ in matches],
-            "category": [s.category for s, _ in matches],
-            "exemption": [s.exemption for s, _ in matches],
+            **_signal_columns(signals),
+            "exemption": [s.exemption for s in signals],
             "incident_id": [c.id if c else None for _, c in matches],
         })  # fmt: skip
 
@@ -281,6 +278,16 @@ def write(store: Store, cands: list[Candidate]) -> None:
         )
 
 
+def _signal_columns(signals: list[Signal]) -> dict[str, list[Any]]:
+    return {
+        "agent_id": [s.agent_id for s in signals],
+        "seq": [s.seq for s in signals],
+        "account": [s.account for s in signals],
+        "observed_ms": [s.observed_ms for s in signals],
+        "category": [s.category for s in signals],
+    }
+
+
 def _changing_columns(cands: list[Candidate], now: int) -> dict[str, list[Any]]:
     return {
         "category": [c.category for c in cands],
@@ -298,17 +305,13 @@ def _changing_columns(cands: list[Candidate], now: int) -> dict[str, list[Any]]:
 
 def flush_signals(store: Store, cands: list[Candidate]) -> None:
     """Insert the candidates' new signals in one bulk statement."""
-    signals = [(c.id, s) for c in cands for s in c.signals]
+    signals = [s for c in cands for s in c.signals]
     if signals:
         store.append_rows("incident_signals", {
-            "incident_id": [cid for cid, _ in signals],
-            "agent_id": [s.agent_id for _, s in signals],
-            "seq": [s.seq for _, s in signals],
-            "account": [s.account for _, s in signals],
-            "observed_ms": [s.observed_ms for _, s in signals],
-            "source": [s.source for _, s in signals],
-            "category": [s.category for _, s in signals],
-            "severity": [s.severity for _, s in signals],
+            "incident_id": [c.id for c in cands for _ in c.signals],
+            **_signal_columns(signals),
+            "source": [s.source for s in signals],
+            "severity": [s.severity for s in signals],
         })  # fmt: skip
     for c in cands:
         c.signals.clear()
