@@ -37,10 +37,12 @@ BOOT_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 60
 
 # Run by `sh -c` as PID 1 of the new namespaces: $1 the folder to build the root in, $2 a file
-# for systemd's console. Mounts made here are private to the box's mount namespace.
+# for systemd's console, then folders of this machine to show at the same path inside (the
+# checkout under test may sit in /tmp, which the box replaces with its own tmpfs). Mounts made
+# here are private to the box's mount namespace.
 _INIT = r"""
 set -eu
-base=$1; console=$2
+base=$1; console=$2; shift 2
 mount -t tmpfs -o mode=0755 sgbox "$base"
 mkdir "$base/upper" "$base/work" "$base/root"
 mount -t overlay -o "lowerdir=/,upperdir=$base/upper,workdir=$base/work" sgbox "$base/root"
@@ -65,6 +67,11 @@ mount -t tmpfs -o mode=1777,nosuid,nodev shm "$r/dev/shm"
 touch "$r/dev/console"; mount --bind "$console" "$r/dev/console"
 mount -t tmpfs -o mode=0755,nosuid,nodev run "$r/run"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmp "$r/tmp"
+n=0
+for shown in "$@"; do  # copy-on-write, like the rest of the root: writes stay in the box
+  n=$((n + 1)); mkdir "$base/upper$n" "$base/work$n"; mkdir -p "$r$shown"
+  mount -t overlay -o "lowerdir=$shown,upperdir=$base/upper$n,workdir=$base/work$n" sgbox "$r$shown"
+done
 cd "$r"; mkdir .oldroot; pivot_root . .oldroot; umount -l /.oldroot; rmdir /.oldroot
 exec env -i container=safeguard-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
   setpriv --bounding-set -sys_module,-sys_time,-wake_alarm \
@@ -96,8 +103,9 @@ def cgroup2_home() -> Path:
 class SystemdBox:
     """One booted box; see the module docstring. Use `systemd_box()`, which always stops it."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, shown: tuple[Path, ...] = ()) -> None:
         self.base = base  # an empty folder: the box's tmpfs is mounted here, in its namespace
+        self.shown = shown  # this machine's folders, seen at the same path inside
         self.console = base.with_name(base.name + ".console")
         self.cgroup = cgroup2_home() / f"safeguard-test-box-{os.getpid()}-{base.name}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -130,6 +138,7 @@ class SystemdBox:
             "sgbox-init",
             str(self.base),
             str(self.console),
+            *map(str, self.shown),
         ]
         with self.console.open("ab") as out:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
@@ -262,10 +271,10 @@ def _remove_stale_cgroups(parent: Path) -> None:
 
 
 @contextlib.contextmanager
-def systemd_box(base: Path) -> Iterator[SystemdBox]:
-    """A booted box whose root is built at `base` (an empty folder); stopped on the way out,
-    whatever happened inside."""
-    box = SystemdBox(base)
+def systemd_box(base: Path, shown: tuple[Path, ...] = ()) -> Iterator[SystemdBox]:
+    """A booted box whose root is built at `base` (an empty folder), with the folders `shown`
+    bound in at the same paths; stopped on the way out, whatever happened inside."""
+    box = SystemdBox(base, shown)
     try:
         box.boot()
         yield box

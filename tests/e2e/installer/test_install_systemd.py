@@ -55,7 +55,7 @@ def box() -> Iterator[SystemdBox]:
     require(Path(PYTHON).exists(), f"{PYTHON} is not installed (apt package python3-venv)")
     base = Path(tempfile.mkdtemp(prefix="sgbox-", dir="/tmp"))
     try:
-        with systemd_box(base) as booted:
+        with systemd_box(base, shown=(REPO,)) as booted:
             yield booted
     finally:
         shutil.rmtree(base, ignore_errors=True)  # only if booting failed before the mount
