@@ -3,12 +3,20 @@
 Roles follow a school's safeguarding team: the DSL and deputy DSL triage incidents; the head
 teacher reads them, confirms referrals and gets the weekly report; the technician runs the
 agents and never sees incident contents; governors see counts and trends, never names.
+
+A password someone else set (a new account's, a reset one, the installer's first DSL's) is
+temporary: the account is flagged `must_change_password` and the console lets it do nothing
+but choose its own. Hashing is slow by design (about a quarter of a second), so callers on the
+console hash with `hash_password` off the single writer and store the result with `add` or
+`set_password`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
 import duckdb
 from argon2 import PasswordHasher
@@ -35,6 +43,7 @@ CAN = {
     "governors": {"dsl", "deputy_dsl", "head", "governor"},
     "agents": {"technician", "dsl"},  # health, tokens, revocation, rooms
     "settings": {"dsl", "head"},  # retention periods
+    "manage_accounts": {"dsl", "head"},  # add, reset, disable console accounts
 }
 MIN_PASSWORD = 12
 _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,39}$")
@@ -42,6 +51,9 @@ _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,39}$")
 _hasher = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4)
 # Checked against when the user does not exist, so both paths cost one argon2 verification.
 _DUMMY = _hasher.hash("not a real password, only for timing")
+# Temporary passwords: no look-alike characters (0/o, 1/l/i), read off a screen and typed once.
+_TEMPORARY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+_TEMPORARY_GROUPS, _TEMPORARY_GROUP = 5, 4  # 20 symbols from 31: about 99 bits
 
 
 class AccountError(ValueError):
@@ -49,10 +61,21 @@ class AccountError(ValueError):
 
 
 @dataclass(frozen=True)
+class PasswordHash:
+    """An argon2id hash made by `hash_password`: what `add` and `set_password` store as is."""
+
+    encoded: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Account:
     username: str
     display_name: str
     role: str
+    must_change: bool = False
+    # Changes whenever the password does (a digest of its hash, which has a fresh salt each
+    # time), so a session made before a change can be told apart from one made after it.
+    stamp: str = field(default="", repr=False, compare=False)
 
     def can(self, what: str) -> bool:
         return self.role in CAN[what]
@@ -63,67 +86,139 @@ def _check_password(password: str) -> None:
         raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
 
 
-def add(store: Store, username: str, display_name: str, role: str, password: str) -> Account:
+def check_new(username: str, role: str) -> None:
+    """The rules for a new account's username and role (its password is checked when hashed)."""
     if not _USERNAME.match(username):
         raise AccountError("a username is 2-40 lower-case letters, digits, '.', '_' or '-'")
     if role not in ROLES:
         raise AccountError(f"role must be one of: {', '.join(ROLES)}")
+
+
+def hash_password(password: str) -> PasswordHash:
+    """Check a new password against the rules and hash it with argon2id (slow by design)."""
     _check_password(password)
+    return PasswordHash(_hasher.hash(password))
+
+
+def temporary_password() -> str:
+    """A strong password for someone else to type once and then replace, e.g. k7mq-2xt9-..."""
+    groups = (
+        "".join(secrets.choice(_TEMPORARY_ALPHABET) for _ in range(_TEMPORARY_GROUP))
+        for _ in range(_TEMPORARY_GROUPS)
+    )
+    return "-".join(groups)
+
+
+def _stamp(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
+
+
+def add(
+    store: Store,
+    username: str,
+    display_name: str,
+    role: str,
+    password: str | PasswordHash,
+    *,
+    must_change: bool,
+) -> Account:
+    """A new account. `password` is a plain password (hashed here, on the caller's thread) or a
+    `PasswordHash` from `hash_password`; `must_change` says whether it is temporary."""
+    check_new(username, role)
+    hashed = (password if isinstance(password, PasswordHash) else hash_password(password)).encoded
     if store.con.execute("SELECT 1 FROM accounts WHERE username = ?", [username]).fetchone():
         raise AccountError(f"{username!r} already exists")
+    now = now_ms()
     store.con.execute(
-        "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, NULL)",
-        [username, display_name or username, role, _hasher.hash(password), now_ms()],
+        "INSERT INTO accounts (username, display_name, role, password_hash, created_ms, "
+        "disabled_ms, must_change_password, password_changed_ms) "
+        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+        [username, display_name or username, role, hashed, now, must_change, now],
     )
-    return Account(username, display_name or username, role)
+    return Account(username, display_name or username, role, must_change, _stamp(hashed))
 
 
-def set_password(store: Store, username: str, password: str) -> None:
-    _check_password(password)
-    found = store.con.execute(
-        "UPDATE accounts SET password_hash = ? WHERE username = ? RETURNING username",
-        [_hasher.hash(password), username],
-    ).fetchall()
-    if not found:
+def set_password(
+    store: Store, username: str, password: str | PasswordHash, *, must_change: bool
+) -> Account:
+    """Replace an account's password; `must_change` when someone else chose it."""
+    hashed = (password if isinstance(password, PasswordHash) else hash_password(password)).encoded
+    row = store.con.execute(
+        "UPDATE accounts SET password_hash = ?, must_change_password = ?, "
+        "password_changed_ms = ? WHERE username = ? RETURNING username, display_name, role",
+        [hashed, must_change, now_ms(), username],
+    ).fetchone()
+    if row is None:
         raise AccountError(f"no account {username!r}")
+    return Account(row[0], row[1], row[2], must_change, _stamp(hashed))
 
 
-def disable(store: Store, username: str) -> None:
-    found = store.con.execute(
-        "UPDATE accounts SET disabled_ms = ? WHERE username = ? RETURNING username",
-        [now_ms(), username],
-    ).fetchall()
-    if not found:
+def disable(store: Store, username: str, *, keep_a_dsl: bool = True) -> bool:
+    """Disable an account (False when it already was). With `keep_a_dsl`, refuse to disable
+    the last enabled DSL, so the school is never left without someone who can manage accounts
+    and triage incidents from the console."""
+    row = store.con.execute(
+        "SELECT role, disabled_ms FROM accounts WHERE username = ?", [username]
+    ).fetchone()
+    if row is None:
         raise AccountError(f"no account {username!r}")
+    if row[1] is not None:
+        return False
+    if keep_a_dsl and row[0] == "dsl":
+        others = store.con.execute(
+            "SELECT count(*) FROM accounts WHERE role = 'dsl' AND disabled_ms IS NULL "
+            "AND username <> ?",
+            [username],
+        ).fetchone()
+        if not others or others[0] == 0:
+            raise AccountError(
+                f"{username!r} is the last enabled DSL account; add another DSL first"
+            )
+    store.con.execute(
+        "UPDATE accounts SET disabled_ms = ? WHERE username = ?", [now_ms(), username]
+    )
+    return True
+
+
+def logged_in(store: Store, username: str) -> None:
+    store.con.execute(
+        "UPDATE accounts SET last_login_ms = ? WHERE username = ?", [now_ms(), username]
+    )
 
 
 def listing(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     cur = con.execute(
-        "SELECT username, display_name, role, created_ms, disabled_ms FROM accounts "
-        "ORDER BY username"
+        "SELECT username, display_name, role, created_ms, disabled_ms, must_change_password, "
+        "password_changed_ms, last_login_ms FROM accounts ORDER BY username"
     )
     names = [d[0] for d in cur.description or []]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+_COLUMNS = "username, display_name, role, must_change_password, password_hash"
+
+
+def _account(row: tuple[str, str, str, bool, str]) -> Account:
+    return Account(row[0], row[1], row[2], bool(row[3]), _stamp(row[4]))
+
+
 def get(con: duckdb.DuckDBPyConnection, username: str) -> Account | None:
+    """The enabled account as it is now (its flag and password stamp included)."""
     row = con.execute(
-        "SELECT username, display_name, role FROM accounts "
-        "WHERE username = ? AND disabled_ms IS NULL",
+        f"SELECT {_COLUMNS} FROM accounts WHERE username = ? AND disabled_ms IS NULL",  # noqa: S608 -- a constant column list
         [username],
     ).fetchone()
-    return None if row is None else Account(row[0], row[1], row[2])
+    return None if row is None else _account(row)
 
 
 def authenticate(con: duckdb.DuckDBPyConnection, username: str, password: str) -> Account | None:
     """The account if the password is right (slow by design: one argon2id verification)."""
     row = con.execute(
-        "SELECT username, display_name, role, password_hash FROM accounts "
-        "WHERE username = ? AND disabled_ms IS NULL",
+        f"SELECT {_COLUMNS} FROM accounts WHERE username = ? AND disabled_ms IS NULL",  # noqa: S608 -- a constant column list
         [username],
     ).fetchone()
     try:
-        _hasher.verify(row[3] if row else _DUMMY, password)
+        _hasher.verify(row[4] if row else _DUMMY, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
-    return Account(row[0], row[1], row[2]) if row else None
+    return _account(row) if row else None

@@ -232,17 +232,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _password(args: argparse.Namespace) -> str:
+def _password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password, and whether it is temporary: one read from a file or standard input was
+    made by someone or something other than its owner (the installer, a script), so its owner
+    must change it at first login; one typed at the prompt is taken as chosen by the person
+    typing it. --must-change / --no-must-change say otherwise."""
     if args.password_file == "-":  # noqa: S105 -- "-" means stdin, not a password
-        return sys.stdin.readline().rstrip("\n")
-    if args.password_file:
-        return Path(args.password_file).read_text().rstrip("\n")
-    import getpass
+        password, temporary = sys.stdin.readline().rstrip("\n"), True
+    elif args.password_file:
+        password, temporary = Path(args.password_file).read_text().rstrip("\n"), True
+    else:
+        import getpass
 
-    first = getpass.getpass("Password (at least 12 characters): ")
-    if first != getpass.getpass("Again: "):
-        raise CliError("the passwords do not match")
-    return first
+        password = getpass.getpass("Password (at least 12 characters): ")
+        if password != getpass.getpass("Again: "):
+            raise CliError("the passwords do not match")
+        temporary = False
+    return password, temporary if args.must_change is None else args.must_change
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -250,7 +256,9 @@ def cmd_user(args: argparse.Namespace) -> int:
     if args.action == "list":
         for r in _ask(data, "user_list", {}):
             state = "disabled" if r["disabled_ms"] else "active"
-            print(f"{r['username']:20} {r['role']:11} {state:8} {r['display_name']}")
+            if r["must_change_password"] and not r["disabled_ms"]:
+                state = "temporary"  # must choose a new password at the next login
+            print(f"{r['username']:20} {r['role']:11} {state:9} {r['display_name']}")
         return 0
     if not args.username:
         raise CliError(f"user {args.action} needs a USERNAME")
@@ -259,11 +267,19 @@ def cmd_user(args: argparse.Namespace) -> int:
         if not args.role:
             raise CliError("user add needs --role (dsl, deputy_dsl, head, technician, governor)")
         name = args.name or args.username
-        op_args.update(role=args.role, display_name=name, password=_password(args))
+        password, temporary = _password(args)
+        op_args.update(role=args.role, display_name=name, password=password, must_change=temporary)
     elif args.action == "passwd":
-        op_args["password"] = _password(args)
-    _ask(data, f"user_{args.action}", op_args)
-    print(f"{args.action}: {args.username}")
+        op_args["password"], op_args["must_change"] = _password(args)
+    try:
+        result = _ask(data, f"user_{args.action}", op_args)
+    except ValueError as exc:  # the password rules, an unknown or existing user (no socket)
+        raise CliError(str(exc)) from None
+    if args.action == "disable" and not result["disabled"]:
+        print(f"disable: {args.username} was already disabled")
+        return 0
+    note = " (must choose a new password at the next login)" if result.get("must_change") else ""
+    print(f"{args.action}: {args.username}{note}")
     return 0
 
 
@@ -343,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--role", choices=["dsl", "deputy_dsl", "head", "technician", "governor"])
     c.add_argument("--name", help="the person's name as shown in the console")
     c.add_argument("--password-file", help="read the password from FILE, or - for stdin")
+    c.add_argument(
+        "--must-change",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="make the password temporary: it must be changed at the next console "
+        "login (default: yes with --password-file, no when typed at the prompt)",
+    )
     c.set_defaults(func=cmd_user)
     c = command("incidents", "list incident candidates, or rebuild them after a rule change")
     c.add_argument("--status", default="open", choices=["open", "new", "in_review", "closed", ""])

@@ -196,4 +196,14 @@ MIGRATIONS: list[str] = [
         value  VARCHAR NOT NULL
     );
     """,
+    # 3: console accounts managed in the console (collector/console/views_accounts.py): a
+    # temporary password (set by someone else) must be changed at the next login; when the
+    # password last changed and when the account last logged in, for the Accounts page.
+    # Accounts that exist already are not flagged: nobody can tell who chose their password.
+    """
+    ALTER TABLE accounts ADD COLUMN must_change_password BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE accounts ADD COLUMN password_changed_ms BIGINT;
+    ALTER TABLE accounts ADD COLUMN last_login_ms BIGINT;
+    UPDATE accounts SET password_changed_ms = created_ms;
+    """,
 ]

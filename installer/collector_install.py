@@ -145,6 +145,7 @@ def _first_admin(
         "Designated Safeguarding Lead",
         "--password-file",
         "-",
+        "--must-change",  # the console makes the DSL choose their own at first login
         stdin=password + "\n",
     )
     if undo_needed:  # a data folder we made is removed whole; in a kept one, disable the account

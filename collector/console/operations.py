@@ -24,26 +24,44 @@ def _actor(args: dict[str, Any]) -> str:
 
 
 def op_user_add(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    """`must_change` (default false here; the CLI always says) flags a temporary password."""
+    must_change = bool(args.get("must_change", False))
     with store.transaction():
         acc = accounts.add(
-            store, args["username"], args.get("display_name", ""), args["role"], args["password"]
+            store,
+            args["username"],
+            args.get("display_name", ""),
+            args["role"],
+            args["password"],
+            must_change=must_change,
         )
-        _audit(data).append(store, _actor(args), "user_added", f"user:{acc.username}", acc.role)
-    return {"username": acc.username, "role": acc.role}
+        detail = f"role={acc.role}" + (" temporary" if must_change else "")
+        _audit(data).append(store, _actor(args), "user_added", f"user:{acc.username}", detail)
+    return {"username": acc.username, "role": acc.role, "must_change": must_change}
 
 
 def op_user_passwd(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    must_change = bool(args.get("must_change", False))
     with store.transaction():
-        accounts.set_password(store, args["username"], args["password"])
-        _audit(data).append(store, _actor(args), "password_set", f"user:{args['username']}")
-    return {"username": args["username"]}
+        accounts.set_password(store, args["username"], args["password"], must_change=must_change)
+        _audit(data).append(
+            store,
+            _actor(args),
+            "password_set",
+            f"user:{args['username']}",
+            "temporary" if must_change else "",
+        )
+    return {"username": args["username"], "must_change": must_change}
 
 
 def op_user_disable(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    """From the server's own command line even the last DSL can be disabled (a failed install
+    rolls its first DSL back this way); the console refuses that."""
     with store.transaction():
-        accounts.disable(store, args["username"])
-        _audit(data).append(store, _actor(args), "user_disabled", f"user:{args['username']}")
-    return {"username": args["username"]}
+        done = accounts.disable(store, args["username"], keep_a_dsl=False)
+        if done:
+            _audit(data).append(store, _actor(args), "user_disabled", f"user:{args['username']}")
+    return {"username": args["username"], "disabled": done}
 
 
 def op_user_list(store: Store, data: DataDir, args: dict[str, Any]) -> Any:

@@ -2,7 +2,9 @@
 
 Reads run on worker threads with `Store.reader()` connections (never on the loop); writes go
 through the single writer (`Ingestor.call`). Every page needs a logged-in account with the
-right role; every POST needs the session's CSRF token; pages are never cached.
+right role; every POST needs the session's CSRF token; pages are never cached. Each request
+re-reads its account, so a disabled account or a changed password ends older sessions at once,
+and an account with a temporary password reaches nothing but the change-password page.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ import duckdb
 import jinja2
 from aiohttp import web
 
-from collector import audit
+from collector import accounts, audit
 from collector.accounts import ROLES, Account
 from collector.console.config import ConsoleConfig
-from collector.console.sessions import Session, Sessions, Throttle
+from collector.console.sessions import ENDED, Session, Sessions, Throttle
 from collector.incidents.runtime import IncidentRuntime
 from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.ingest import Ingestor
@@ -38,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 READERS = 4
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = ("/login", "/static/")
+# All an account with a temporary password may reach until it has chosen its own.
+WHILE_TEMPORARY = ("/password", "/logout", "/static/")
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -78,7 +82,9 @@ class Console:
             undefined=jinja2.StrictUndefined,
         )
         self.env.filters["when"] = when
-        self.env.globals.update(OUTCOMES=OUTCOMES, STATUSES=STATUSES, ROLES=ROLES)
+        self.env.globals.update(
+            OUTCOMES=OUTCOMES, STATUSES=STATUSES, ROLES=ROLES, MIN_PASSWORD=accounts.MIN_PASSWORD
+        )
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -117,10 +123,11 @@ class Console:
         return self.render(request, "error.html", status=403, message=why)
 
     def build(self) -> web.Application:
-        from collector.console import views_auth, views_incidents, views_school
+        from collector.console import views_accounts, views_auth, views_incidents, views_school
 
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
         views_auth.routes(app, self)
+        views_accounts.routes(app, self)
         views_incidents.routes(app, self)
         views_school.routes(app, self)
         app.router.add_static("/static/", HERE / "static", show_index=False)
@@ -133,17 +140,7 @@ class Console:
         if session is None:
             session = self.sessions.new()
         request["session"] = session
-        if request.method == "POST":
-            refused = await self._check_post(request, session)
-            if refused is not None:
-                return refused
-        if session.account is None and not request.path.startswith(PUBLIC):
-            resp: web.StreamResponse = web.Response(status=303, headers={"Location": "/login"})
-        else:
-            try:
-                resp = await handler(request)
-            except web.HTTPException as exc:  # redirects and refusals: answer with a response
-                resp = web.Response(status=exc.status, headers=exc.headers, text=exc.text)
+        resp = await self._answer(request, handler, session)
         current: Session = request["session"]
         if fresh or current is not session:
             resp.set_cookie(
@@ -164,6 +161,40 @@ class Console:
         if self.tls:
             h["Strict-Transport-Security"] = "max-age=31536000"
         return resp
+
+    async def _answer(
+        self, request: web.Request, handler: Handler, session: Session
+    ) -> web.StreamResponse:
+        if session.account is not None and not request.path.startswith("/static/"):
+            username, stamp = session.account.username, session.account.stamp
+            now = await self.read(lambda con: accounts.get(con, username))
+            if now is None or now.stamp != stamp:  # disabled, or the password changed since
+                log.info("console.session_ended user=%s", username)
+                self.sessions.drop(session)
+                request["session"] = self.sessions.new()
+                request["session"].flash.append(ENDED)
+                return web.Response(status=303, headers={"Location": "/login"})
+            session.account = now
+        if request.method == "POST":
+            refused = await self._check_post(request, session)
+            if refused is not None:
+                return refused
+        me = session.account
+        if me is None and not request.path.startswith(PUBLIC):
+            return web.Response(status=303, headers={"Location": "/login"})
+        if me is not None and me.must_change and not request.path.startswith(WHILE_TEMPORARY):
+            if request.method not in ("GET", "HEAD"):
+                return self.render(
+                    request,
+                    "error.html",
+                    status=403,
+                    message="Refused: choose your own password first (Change password).",
+                )
+            return web.Response(status=303, headers={"Location": "/password"})
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # redirects and refusals: answer with a response
+            return web.Response(status=exc.status, headers=exc.headers, text=exc.text)
 
     async def _check_post(self, request: web.Request, session: Session) -> web.Response | None:
         origin = request.headers.get("Origin")

@@ -1,5 +1,10 @@
 """Server-side sessions and the login throttle. Both live in memory: a restart logs everyone
-out, which is the safe direction. The cookie carries only a random id."""
+out, which is the safe direction. The cookie carries only a random id.
+
+A session also holds the account as it was at login, with a stamp of its password; the console
+checks it against the database on every request, so a password changed or an account disabled
+from the CLI (through the admin socket) ends the session as surely as one done in the console.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ from dataclasses import dataclass, field
 from collector.accounts import Account
 
 Clock = Callable[[], float]
+ENDED = (
+    "Your session has ended because your password was changed or your account was disabled. "
+    "Log in again."
+)
 
 
 @dataclass
@@ -56,6 +65,18 @@ class Sessions:
 
     def drop(self, s: Session) -> None:
         self._by_id.pop(s.id, None)
+
+    def end_user(self, username: str, keep: Session | None = None, why: str = ENDED) -> int:
+        """Log one account out everywhere except `keep` (after a password change, a reset or a
+        disable). Each ended session stays as an anonymous one, so the next page says `why`
+        on the login form. Returns how many were ended."""
+        ended = 0
+        for s in self._by_id.values():
+            if s.account is not None and s.account.username == username and s is not keep:
+                s.account = None
+                s.flash = [why] if why else []
+                ended += 1
+        return ended
 
     def _sweep(self) -> None:
         now = self.clock()

@@ -1,7 +1,9 @@
-"""Logging in and out, and the home page that sends each role to its own work."""
+"""Logging in and out, changing your own password, and the home page that sends each role to
+its own work. An account with a temporary password goes from the login to Change password."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -9,6 +11,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from collector import accounts
+from collector.accounts import Account, AccountError
+from collector.store import Store
 
 if TYPE_CHECKING:
     from collector.console.server import Console
@@ -69,8 +73,20 @@ def routes(app: web.Application, c: Console) -> None:
             )
         c.throttle.succeeded(keys[0])
         request["session"] = c.sessions.login(request["session"], account)
-        await c.record(account, "login", "console", f"addr={peer}")
+
+        def logged_in(s: Store) -> None:
+            with s.transaction():
+                accounts.logged_in(s, account.username)
+                detail = f"addr={peer}" + (" temporary_password" if account.must_change else "")
+                c.audit.append(s, account.username, "login", "console", detail)
+
+        await c.write(logged_in)
         log.info("console.login user=%s role=%s", account.username, account.role)
+        if account.must_change:
+            request["session"].flash.append(
+                "You logged in with a temporary password. Choose your own to continue."
+            )
+            raise web.HTTPSeeOther("/password")
         raise web.HTTPSeeOther(HOME[account.role])
 
     async def logout(request: web.Request) -> web.StreamResponse:
@@ -81,7 +97,65 @@ def routes(app: web.Application, c: Console) -> None:
         request["session"] = c.sessions.new()
         raise web.HTTPSeeOther("/login")
 
+    async def password_form(request: web.Request) -> web.StreamResponse:
+        me: Account = request["session"].account
+        await c.record(me, "view_password_change", f"user:{me.username}")
+        return c.render(request, "password.html", error="")
+
+    async def password_change(request: web.Request) -> web.StreamResponse:
+        session = request["session"]
+        me: Account = session.account
+        form = await request.post()
+        current = str(form.get("current", ""))[:200]
+        new, again = str(form.get("new", ""))[:200], str(form.get("again", ""))[:200]
+
+        async def refuse(why: str, status: int = 400) -> web.StreamResponse:
+            await c.record(me, "password_change_refused", f"user:{me.username}", why)
+            return c.render(request, "password.html", status=status, error=why)
+
+        # Guesses at the current password count against the same per-user limit as logins.
+        key = f"user:{me.username}"
+        wait = c.throttle.wait(key)
+        if wait > 0:
+            resp = await refuse(
+                f"Too many failed attempts. Try again in {math.ceil(wait)} seconds.", 429
+            )
+            resp.headers["Retry-After"] = str(math.ceil(wait))
+            return resp
+        if new != again:
+            return await refuse("The two new passwords are not the same.")
+        if new == current:
+            return await refuse("Choose a new password, not the one you have now.")
+        checked = await c.read(lambda con: accounts.authenticate(con, me.username, current))
+        if checked is None:
+            c.throttle.failed(key)
+            return await refuse("Your current password is not right.")
+        try:  # argon2id takes a quarter of a second: not on the loop, not on the writer
+            hashed = await asyncio.to_thread(accounts.hash_password, new)
+        except AccountError as exc:
+            return await refuse(f"{str(exc)[0].upper()}{str(exc)[1:]}.")
+
+        def store(s: Store) -> Account:
+            with s.transaction():
+                done = accounts.set_password(s, me.username, hashed, must_change=False)
+                c.audit.append(s, me.username, "password_changed", f"user:{me.username}")
+                return done
+
+        changed = await c.write(store)
+        c.throttle.succeeded(key)
+        # A fresh session id for the new credentials; every other session of this account ends.
+        request["session"] = fresh = c.sessions.login(session, changed)
+        ended = c.sessions.end_user(me.username, keep=fresh)
+        log.info("console.password_changed user=%s other_sessions_ended=%d", me.username, ended)
+        fresh.flash.append(
+            "Your password is changed."
+            + (f" {ended} other session(s) of yours were logged out." if ended else "")
+        )
+        raise web.HTTPSeeOther(HOME[changed.role])
+
     app.router.add_get("/", home)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
+    app.router.add_get("/password", password_form)
+    app.router.add_post("/password", password_change)

@@ -36,7 +36,8 @@ def school(tmp_path: Path) -> Iterator[tuple[Served, Path]]:
     data = tmp_path / "collector"
     run("safeguard-collector", "init", "--data", data, "--name", "127.0.0.1")
     run("safeguard-collector", "user", "add", "dana", "--data", data, "--role", "dsl",
-        "--name", "Dana Lead", "--password-file", "-", stdin=PASSWORD + "\n")
+        "--name", "Dana Lead", "--password-file", "-", "--no-must-change",
+        stdin=PASSWORD + "\n")  # fmt: skip -- the first-login change is test_accounts_browser's
     served = Served(data)
     try:
         yield served, tmp_path

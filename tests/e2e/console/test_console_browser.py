@@ -82,6 +82,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
             name,
             "--password-file",
             "-",
+            "--no-must-change",  # chosen by them; first login: test_accounts_browser.py
             stdin=PASSWORD + "\n",
         )
     s = Served(data)

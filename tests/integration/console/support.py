@@ -43,8 +43,17 @@ class ConsoleHarness(CollectorHarness):
         return f"http://127.0.0.1:{self.web_port}"
 
     def add_staff(self) -> None:
+        """One account per role, each with a password its owner chose (not flagged), so tests
+        of other pages log straight in; tests of temporary passwords use `add_user`."""
         for username, (name, role) in STAFF.items():
-            self.op("user_add", username=username, display_name=name, role=role, password=PASSWORD)
+            self.add_user(username, role, name, must_change=False)
+
+    def add_user(
+        self, username: str, role: str, name: str = "", password: str = PASSWORD, *,
+        must_change: bool,
+    ) -> None:  # fmt: skip
+        self.op("user_add", username=username, display_name=name or username, role=role,
+                password=password, must_change=must_change)  # fmt: skip
 
     def settle(self) -> None:
         """Wait until the writer has run every after-commit hook queued so far."""
@@ -180,6 +189,11 @@ class Agent:
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status and its Location
+
+
 class Client:
     """Cookies kept, redirects followed, forms posted with the page's CSRF token."""
 
@@ -187,6 +201,9 @@ class Client:
         self.base = base
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+        self.peeker = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect()
+        )
         self.csrf = ""
         self.last = ""
 
@@ -204,6 +221,17 @@ class Client:
 
     def get(self, path: str) -> tuple[int, str]:
         return self._open(urllib.request.Request(self.base + path))  # noqa: S310 -- our console
+
+    def peek(self, path: str) -> tuple[int, str]:
+        """GET without following a redirect: the status and where it points (or "")."""
+        req = urllib.request.Request(self.base + path)  # noqa: S310 -- our own console
+        try:
+            with self.peeker.open(req, timeout=60) as resp:
+                return resp.status, ""
+        except urllib.error.HTTPError as exc:
+            exc.read()
+            exc.close()
+            return exc.code, exc.headers.get("Location", "")
 
     def get_bytes(self, path: str) -> tuple[int, bytes, str]:
         req = urllib.request.Request(self.base + path)  # noqa: S310 -- our own console

@@ -1,0 +1,120 @@
+"""First logins in real headless Debian chromium against a real `safeguard-collector serve
+--web` process: the DSL, whose password was set from a file (as the installer does), must
+choose their own before anything else; adds a deputy in the console; the deputy logs in with
+the temporary password read off the page, must change it too, and then sees the incidents."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+from tests.e2e.console.test_console_browser import CHROMIUM_ARGS, Served
+from tests.integration.console.support import Agent, keyword
+from tests.processes import run
+
+pytestmark = pytest.mark.e2e
+FIRST = "first-one-time-pass-7x"  # what `safeguard-install collector` would have printed
+DANA_OWN = "dana chose this one herself"
+DEV_OWN = "a deputy's very own password"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    data = tmp_path / "collector"
+    run("safeguard-collector", "init", "--data", data, "--name", "127.0.0.1")
+    made = run(
+        "safeguard-collector", "user", "add", "dana", "--data", data, "--role", "dsl",
+        "--name", "Dana Lead", "--password-file", "-", stdin=FIRST + "\n",
+    ).stdout  # fmt: skip
+    assert "must choose a new password at the next login" in made
+    s = Served(data)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _one_candidate(data: Path) -> None:
+    for _ in range(200):  # polled: the engine runs after the commit the ack waited for
+        out = run("safeguard-collector", "incidents", "--data", data, "--format", "json").stdout
+        if json.loads(out)["total"] >= 1:
+            return
+        time.sleep(0.1)
+    raise AssertionError("no candidate appeared")
+
+
+def test_first_logins_make_each_person_choose_their_own_password(
+    served: Served, tmp_path: Path
+) -> None:
+    require_tool("chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    token = run("safeguard-collector", "token", "--data", served.data).stdout.strip()
+    agent = Agent.connect(served.address, served.data / "ca.pem", token)
+    agent.ship(keyword("bullying", ["idiot"], account="pupil.ben", context="you are an idiot"))
+    _one_candidate(served.data)
+    shots = Path(os.environ.get("CONSOLE_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.goto(served.url + "/")
+            page.fill("input[name=username]", "dana")
+            page.fill("input[name=password]", FIRST)
+            page.click("button:has-text('Log in')")
+            expect(page.locator("h1")).to_have_text("Change password")
+            expect(page.locator("main")).to_contain_text("temporary password")
+            expect(page.locator("nav")).to_have_count(0)
+            page.screenshot(path=str(shots / "first-login.png"), full_page=True)
+            page.goto(served.url + "/incidents")  # nothing else is reachable yet
+            expect(page).to_have_url(served.url + "/password")
+            page.fill("input[name=current]", FIRST)
+            page.fill("input[name=new]", DANA_OWN)
+            page.fill("input[name=again]", DANA_OWN)
+            page.click("main button:has-text('Change password')")
+            expect(page.locator("h1")).to_contain_text("Incident candidates")
+            expect(page.locator(".flash")).to_contain_text("Your password is changed")
+
+            page.click("nav a:has-text('Accounts')")
+            expect(page.locator("h1")).to_have_text("Accounts")
+            page.screenshot(path=str(shots / "accounts.png"), full_page=True)
+            page.fill("input[name=username]", "dev")
+            page.fill("input[name=display_name]", "Dev Deputy")
+            page.select_option("select[name=role]", "deputy_dsl")
+            page.click("button:has-text('Add account')")
+            expect(page.locator("h1")).to_have_text("Account added")
+            temporary = page.locator("#temporary-password").inner_text().strip()
+            assert len(temporary) >= 20
+            page.screenshot(path=str(shots / "account-added.png"), full_page=True)
+            page.click("button:has-text('Log out')")
+
+            expect(page.locator("h1")).to_have_text("Log in")
+            page.fill("input[name=username]", "dev")
+            page.fill("input[name=password]", temporary)
+            page.click("button:has-text('Log in')")
+            expect(page.locator("h1")).to_have_text("Change password")
+            page.fill("input[name=current]", temporary)
+            page.fill("input[name=new]", DEV_OWN)
+            page.fill("input[name=again]", DEV_OWN)
+            page.click("main button:has-text('Change password')")
+            expect(page.locator("h1")).to_contain_text("Incident candidates")
+            expect(page.locator("tr", has_text="pupil.ben")).to_contain_text("bullying")
+            expect(page.locator("nav a:has-text('Accounts')")).to_have_count(0)  # a deputy
+        finally:
+            browser.close()
+
+    listed = run("safeguard-collector", "user", "list", "--data", served.data).stdout
+    assert [line.split()[:3] for line in listed.splitlines()] == [
+        ["dana", "dsl", "active"],
+        ["dev", "deputy_dsl", "active"],
+    ]
+    audit = run("safeguard-collector", "audit", "--data", served.data).stdout
+    assert "audit log verified" in audit
