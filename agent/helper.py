@@ -19,33 +19,48 @@ the uid from the socket (SO_PEERCRED).
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import threading
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from agent import __version__
 from agent.helper_protocol import MAX_BATCH, LineReader, ProtocolError, decode, encode
-from agent.sensors.keyboard import KeyCapture, Unavailable, WindowSource, session_problem
-from agent.sensors.keyboard import window_source as default_windows
+from agent.sensors.keyboard import Unavailable, session_problem
 from agent.sensors.keyboard_keys import WindowInfo
 
 log = logging.getLogger(__name__)
 
-TITLE_REFRESH_S = 2.0  # a browser's title follows its tab: look again this often
+Deliver = Callable[[WindowInfo, list[str]], None]
+
+
+class KeySource(Protocol):
+    """Captured keys, handed over in stretches typed into one window (on the source's thread)."""
+
+    def start(self, deliver: Deliver) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+
+def x11_keys() -> KeySource:
+    from agent.sensors.keyboard_x11_record import X11Keyboard  # python-xlib: only to capture
+
+    return X11Keyboard()
 
 
 class Helper:
-    def __init__(self, path: Path, windows: Callable[[], WindowSource] = default_windows,
+    def __init__(self, path: Path, keys: Callable[[], KeySource] = x11_keys,
                  retry_s: float = 2.0) -> None:  # fmt: skip
         self._path = path
-        self._windows = windows
+        self._keys = keys
         self._retry_s = retry_s
         self._stop = threading.Event()
-        self._capture: KeyCapture | None = None
-        self._sender: threading.Thread | None = None
+        self._capture: KeySource | None = None
+        self._window: WindowInfo | None = None  # the last window sent to the service
         self._send_lock = threading.Lock()
         self.connected = threading.Event()
 
@@ -103,16 +118,13 @@ class Helper:
         if self._capture is not None:
             return
         try:
-            windows = self._windows()
-            capture = KeyCapture()
-            capture.start()
+            capture = self._keys()
+            self._window = None
+            capture.start(partial(self._deliver, sock))
         except (Unavailable, ImportError, OSError) as exc:
             self._send(sock, ["s", "unavailable", f"cannot capture keys: {exc}"])
             return
         self._capture = capture
-        self._sender = threading.Thread(target=self._forward, args=(sock, capture, windows),
-                                        name="helper-sender", daemon=True)  # fmt: skip
-        self._sender.start()
         self._send(sock, ["s", "running", ""])
         log.info("helper.capturing")
 
@@ -123,43 +135,21 @@ class Helper:
                 capture.stop()
             except Exception as exc:  # e.g. the X server went away at logout
                 log.info("helper.capture_stop_failed kind=%s", type(exc).__name__)
-            capture.keys.put(None)  # wakes the sender to exit
-            if self._sender is not None:
-                self._sender.join(5)
             log.info("helper.capture_stopped")
 
-    def _forward(self, sock: socket.socket, capture: KeyCapture, windows: WindowSource) -> None:
-        """The sender thread: batches of keys, each after the window they went to."""
-        current, refreshed = WindowInfo(), 0.0
+    def _deliver(self, sock: socket.socket, window: WindowInfo, keys: list[str]) -> None:
+        """Keys typed into one window (the capture's thread): the window first when it is a
+        new one, then the keys, unless the window is a password prompt: those stop here."""
         try:
-            while True:
-                first = capture.keys.get()
-                batch: list[str] = []
-                while first is not None:
-                    batch.append(first)
-                    if len(batch) >= MAX_BATCH:
-                        break
-                    try:
-                        first = capture.keys.get_nowait()
-                    except queue.Empty:
-                        break
-                if first is None:
-                    return
-                now = time.monotonic()
-                if now - refreshed > TITLE_REFRESH_S:
-                    windows.forget()
-                    refreshed = now
-                window = windows.active()
-                if window != current:
-                    current = window
-                    self._send(sock, ["w", window.app, window.title, window.password,
-                                      window.window_id])  # fmt: skip
-                if not window.password:  # a password prompt's keys stop here
-                    self._send(sock, ["k", batch])
+            if window != self._window:
+                self._window = window
+                self._send(sock, ["w", window.app, window.title, window.password,
+                                  window.window_id])  # fmt: skip
+            if not window.password:
+                for start in range(0, len(keys), MAX_BATCH):
+                    self._send(sock, ["k", keys[start : start + MAX_BATCH]])
         except OSError:
-            return  # the service went away; the session loop reconnects
-        finally:
-            windows.close()
+            pass  # the service went away: the session loop reconnects, capture restarts
 
     def _send(self, sock: socket.socket, message: list[object]) -> None:
         with self._send_lock:

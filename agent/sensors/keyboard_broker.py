@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import pwd
 import selectors
 import socket
 import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped,unused-ignore]  # stubs in dev extras only
@@ -35,6 +38,7 @@ from agent.helper_protocol import (
     peer_credentials,
     socket_path,
 )
+from agent.policy import ActivePolicy
 from agent.profiles import ProfileCache
 from agent.sensors import SensorContext, SensorUnavailable
 from rules.compile import Compiled
@@ -168,13 +172,14 @@ class KeyboardBroker:
         def sink(alert: Alert, window: WindowInfo) -> None:
             ctx.emit(alert_event(alert, window, account, ctx.policy().policy))
 
-        detector = KeystrokeDetector(lambda: self._compiled(ctx, account), sink)
+        matcher = _Matcher(ctx, lambda: self._compiled(ctx, account))
+        detector = KeystrokeDetector(matcher, sink)
         reader = LineReader(conn)
         conn.settimeout(1.0)
         capture: bool | None = None
         try:
             while not self._stop.is_set():
-                wanted = self._compiled(ctx, account) is not None
+                wanted = matcher() is not None
                 if wanted != capture:  # at start, and whenever a new policy flips it
                     capture = wanted
                     why = "" if wanted else "the account's profile has keyboard capture off"
@@ -208,6 +213,28 @@ class KeyboardBroker:
             log.info("keyboard.helper_state account=%s state=%s", account, msg[1])
         elif kind != "hello":
             raise ProtocolError(f"unexpected message {kind!r}")
+
+
+class _Matcher:
+    """One session's matcher, asked for every key: looked up again only when the policy is
+    replaced or the matcher's exemptions change (`Compiled.valid_until`), the only times the
+    lookup can give another answer."""
+
+    def __init__(self, ctx: SensorContext, lookup: Callable[[], Compiled | None]) -> None:
+        self._ctx = ctx
+        self._lookup = lookup
+        self._active: ActivePolicy | None = None
+        self._found: Compiled | None = None
+        self._until = 0.0  # time.time() after which the lookup is made again
+
+    def __call__(self) -> Compiled | None:
+        active = self._ctx.policy()
+        if active is not self._active or time.time() >= self._until:
+            found = self._lookup()
+            edge = found.valid_until if found is not None else None
+            self._active, self._found = active, found
+            self._until = edge.timestamp() if edge is not None else math.inf
+        return self._found
 
 
 def _answers(path: Path) -> bool:

@@ -49,7 +49,8 @@ class Desktop:
             ["xterm", "-T", title, "-e", "sh", "-c", "cat > /dev/null"],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        self.xdotool("search", "--sync", "--name", f"^{title}$")
+        # until it is viewable: focusing a window not yet mapped fails (BadMatch)
+        self.xdotool("search", "--sync", "--onlyvisible", "--name", f"^{title}$")
 
     def focus(self, title: str) -> None:
         wid = self.xdotool("search", "--sync", "--name", f"^{title}$").split()[0]

@@ -60,3 +60,37 @@ def test_lines_are_framed_and_bounded_and_peer_credentials_come_from_the_kernel(
             while True:
                 reader.lines()
         a.close()
+
+
+def test_a_sessions_matcher_is_looked_up_again_only_when_it_could_change() -> None:
+    """Asked for every key: the policy lookup runs again for a new policy or once the
+    matcher's exemptions start or end (its valid_until), and otherwise not."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from agent.sensors.keyboard_broker import _Matcher
+
+    policy = [object()]
+    lookups: list[Any] = []
+    until: list[datetime | None] = [None]
+
+    def lookup() -> Any:
+        lookups.append(policy[0])
+        return SimpleNamespace(valid_until=until[0])
+
+    ctx = cast(Any, SimpleNamespace(policy=lambda: policy[0]))
+    matcher = _Matcher(ctx, lookup)
+    first = matcher()
+    assert all(matcher() is first for _ in range(100)) and len(lookups) == 1
+    policy[0] = object()  # a new policy arrived
+    assert matcher() is not first and len(lookups) == 2
+    until[0] = datetime.now(UTC) - timedelta(seconds=1)  # an exemption edge, already passed
+    policy[0] = object()
+    matcher()
+    matcher()
+    assert len(lookups) == 4  # asked again each time until the lookup gives a later edge
+    until[0] = datetime.now(UTC) + timedelta(hours=1)
+    matcher()
+    matcher()
+    assert len(lookups) == 5
