@@ -31,6 +31,7 @@ class LocalKeyboardSensor:
     def __init__(self) -> None:
         self._stop = threading.Event()
         self._profiles = ProfileCache()
+        self.ready = threading.Event()  # set once the hook is installed: keys are heard
 
     def stop(self) -> None:
         self._stop.set()
@@ -46,6 +47,7 @@ class LocalKeyboardSensor:
             capture.start()
         except (Unavailable, ImportError, OSError) as exc:
             raise SensorUnavailable(f"cannot capture keys: {exc}") from None
+        self.ready.set()
 
         def compiled() -> Compiled | None:
             active = ctx.policy()
