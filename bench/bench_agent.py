@@ -5,8 +5,13 @@ bench/bench_browser.py).
     .venv/bin/python bench/bench_agent.py --seconds 10     # a quick look
 
 Starts a real collector (in this process), Xvfb with an xterm, `safeguard-agent run` and its
-`keyboard-helper` as real processes (log level info), then measures with psutil, summed over
-both agent processes: CPU (% of one core) and RSS, idle, while xdotool types 10 characters/s,
+`keyboard-helper` as real processes (log level info) from a venv made the way the installer
+makes a PC's (`installer.pyenv.create`: `pip install .[agent]`, not editable, no collector or
+dev packages). Its own copy matters for RSS: run from this venv, the agent would share gRPC's
+and cryptography's library files with the collector in this process, and the kernel maps into
+the agent pages the collector already brought into memory (3.9 MB more, measured), which a
+classroom PC does not have. Then it measures with psutil, summed over both agent processes:
+CPU (% of one core) and RSS, idle, while xdotool types 10 characters/s,
 and in a 200 characters/s burst. Then it stops the collector (so events stay in the outbox)
 and times, for distinct phrases, the keystroke that completes a term (the key after it: the
 matcher must see the word end) to the event's row in the outbox. The xdotool process start
@@ -32,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent.enrol import enrol  # noqa: E402 -- after the path is set
 from agent.identity import StateDir  # noqa: E402
+from installer.pyenv import create  # noqa: E402
 from tests.e2e.agent.desktop import AgentProcesses, Desktop  # noqa: E402
 from tests.harness import CollectorHarness  # noqa: E402
 
@@ -78,12 +84,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+    version = create(tmp / "agent-venv", ROOT, "agent")
+    print(f"agent venv: {tmp / 'agent-venv'} (safeguard-monitor {version})", flush=True)
     collector = CollectorHarness(tmp / "collector")
     collector.start()
     state = StateDir(tmp / "agent")
     enrol(state, collector.address, collector.new_token(), collector.ca_path.read_bytes())
     desktop = Desktop(tmp)
-    procs = AgentProcesses(state.root, desktop, tmp / "work", heartbeat=60, log_level="info")
+    procs = AgentProcesses(
+        state.root,
+        desktop,
+        tmp / "work",
+        heartbeat=60,
+        log_level="info",
+        bin_dir=tmp / "agent-venv" / "bin",
+    )
     try:
         desktop.window("notes")
         desktop.focus("notes")

@@ -76,7 +76,7 @@ class AgentProcesses:
     """`safeguard-agent run` and one `keyboard-helper`, logs in files, a private TMPDIR."""
 
     def __init__(self, state: Path, desktop: Desktop, work: Path, heartbeat: float = 0.3,
-                 log_level: str = "debug") -> None:  # fmt: skip
+                 log_level: str = "debug", bin_dir: Path = BIN) -> None:  # fmt: skip
         self.work = work
         self.socket = work / "run" / "keyboard.sock"
         self.tmpdir = work / "tmp"
@@ -86,12 +86,12 @@ class AgentProcesses:
         env = {**os.environ, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1"}
         self._files: list[IO[bytes]] = []
         self.agent = subprocess.Popen(
-            [str(BIN / "safeguard-agent"), "run", "--state", str(state), "--heartbeat",
+            [str(bin_dir / "safeguard-agent"), "run", "--state", str(state), "--heartbeat",
              str(heartbeat), "--keyboard-socket", str(self.socket), "--log-level", log_level],
             env=env, stdout=self._log("agent.out"), stderr=self._log("agent.err"),
         )  # fmt: skip
         self.helper = subprocess.Popen(
-            [str(BIN / "safeguard-agent"), "keyboard-helper", "--socket", str(self.socket),
+            [str(bin_dir / "safeguard-agent"), "keyboard-helper", "--socket", str(self.socket),
              "--log-level", log_level],
             env={**desktop.env, "TMPDIR": str(self.tmpdir), "PYTHONUNBUFFERED": "1"},
             stdout=self._log("helper.out"), stderr=self._log("helper.err"),
