@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
 
@@ -30,26 +31,53 @@ QUEUED_EVENTS = 100_000  # across all streams: bounds memory however many agents
 
 class Budget:
     """Events accepted but not yet answered, across all streams. A stream waits for room, so
-    memory stays bounded and the waiting is pushed back to the agents (which hold the events)."""
+    memory stays bounded and the waiting is pushed back to the agents (which hold the events).
+
+    Waiters are served in arrival order, each woken once, when its batch fits: no stream is
+    starved by smaller batches slipping past it, and an answered batch wakes only the streams
+    it makes room for (a condition variable woke every waiting stream each time).
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self._room = asyncio.Condition()
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def _fits(self, n: int) -> bool:
+        # A batch larger than the whole budget still goes through, alone.
+        return self.used == 0 or self.used + n <= self.limit
 
     async def acquire(self, n: int) -> None:
-        async with self._room:
-            # A batch larger than the whole budget still goes through, alone.
-            await self._room.wait_for(lambda: self.used == 0 or self.used + n <= self.limit)
+        if not self._waiting and self._fits(n):
             self.used += n
+            return
+        room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((n, room))
+        try:
+            await room
+        except asyncio.CancelledError:
+            if room.done() and not room.cancelled():
+                self.release(n)  # granted just as the stream went away: give it back
+            else:
+                room.cancel()
+                self._grant()  # it may have held up the ones behind it
+            raise
 
     def release(self, n: int) -> None:
         self.used -= n
-        asyncio.get_running_loop().create_task(self._notify())
+        self._grant()
 
-    async def _notify(self) -> None:
-        async with self._room:
-            self._room.notify_all()
+    def _grant(self) -> None:
+        while self._waiting:
+            n, room = self._waiting[0]
+            if room.done():  # its stream went away while waiting
+                self._waiting.popleft()
+                continue
+            if not self._fits(n):
+                return
+            self._waiting.popleft()
+            self.used += n
+            room.set_result(None)
 
 
 class CollectorService(ingest_pb2_grpc.CollectorServicer):
