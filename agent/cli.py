@@ -276,7 +276,10 @@ def _usb_list(args: argparse.Namespace) -> int:
         key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key))
         policy = PolicyHolder(args.state / "policy.json", key).current().policy
     rows = list_devices(policy)
-    print(json.dumps(rows, indent=2) if args.format == "json" else format_devices(rows))
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        sys.stdout.write(format_devices(rows))
     return 0
 
 

@@ -148,7 +148,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             kind = next((k for k in e if k not in _EVENT_FIELDS), "?")
             print(
                 f"{r['agent_id']} #{r['seq']:<6} {_when(int(e.get('observed_unix_ms', 0)))} "
-                f"sev={e.get('severity', 0)} {kind:10} id={e.get('event_id', '')[:12]} "
+                f"sev={e.get('severity', 0)} {kind:10} id={e.get('event_id', '')} "
                 f"chain={r['chain']}"
             )
     return 0

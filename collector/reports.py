@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import logging
 from typing import Any
 
 import duckdb
@@ -17,6 +18,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+# Its INFO lines ("Using categorical units...") say nothing a school needs in the collector log.
+logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 DAY_MS = 86_400_000
 

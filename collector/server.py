@@ -149,6 +149,20 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         request_iterator: AsyncIterator[ingest_pb2.AgentMessage],
         context: grpc.aio.ServicerContext[ingest_pb2.AgentMessage, ingest_pb2.CollectorMessage],
     ) -> AsyncIterator[ingest_pb2.CollectorMessage]:
+        try:
+            async for message in self._ship(request_iterator, context):
+                yield message
+        except asyncio.CancelledError:
+            # The collector is stopping (or the stream was torn down under it). Whatever was
+            # acknowledged is committed and the agent resends the rest, so end quietly: grpc
+            # logs a cancellation that escapes a handler as an unhandled error.
+            log.info("stream.cancelled peer=%s", context.peer())
+
+    async def _ship(
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.AgentMessage],
+        context: grpc.aio.ServicerContext[ingest_pb2.AgentMessage, ingest_pb2.CollectorMessage],
+    ) -> AsyncIterator[ingest_pb2.CollectorMessage]:
         messages = aiter(request_iterator)
         first = await self._next(messages, context)
         if first is None or first.WhichOneof("msg") != "hello":

@@ -176,7 +176,7 @@ class Store:
     def list_agents(self) -> list[dict[str, Any]]:
         cur = self.con.execute(
             "SELECT agent_id, hostname, os, version, enrolled_ms, last_seen_ms, last_seq, "
-            "hex(head_hash) AS head_hash, revoked_ms, revoked_reason FROM agents "
+            "lower(hex(head_hash)) AS head_hash, revoked_ms, revoked_reason FROM agents "
             "ORDER BY hostname, agent_id"
         )
         return _dicts(cur)
