@@ -312,7 +312,7 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
             # Squeezed indices for now: min/max (combinations, alert spans) commute with
             # the monotone map to raw offsets, which is made for alerts only.
             hit = Hit(entry.phrase, entry.weight, first, last, entry.exempt)
-            scorer = scorer or Scorer(c)
+            scorer = scorer or Scorer(c, ends_inclusive=True)
             # Hard gaps up to the hit, as streamed (``found`` is sorted by ``last``).
             scorer.words += s.count(SEP, counted, last + 1)
             counted = last + 1

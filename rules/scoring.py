@@ -2,7 +2,9 @@
 
 State is immutable (tuples and copy-on-write dicts) so the keystroke path can snapshot it
 for Backspace by reference. An alert fires when the weights of a category's hits within
-its window reach the threshold; the window then starts afresh. If the threshold is only
+its window reach the threshold; the window then starts afresh, and a later hit of that
+category that overlaps the words already alerted on is not counted again (so "want to die"
+is one alert, not a second one for the combination "want + die"). If the threshold is only
 reached with hits an exemption covers, a *suppressed* alert is returned instead, so the
 exemption's use is recorded.
 """
@@ -14,7 +16,9 @@ from typing import NamedTuple
 from rules.compile import Compiled, Entry
 
 Seen = tuple[int, "Hit"]  # (word index, hit)
-ScoreState = tuple[int, dict[int, tuple[Seen, ...]], dict[int, tuple[Seen | None, ...]]]
+ScoreState = tuple[
+    int, dict[int, tuple[Seen, ...]], dict[int, tuple[Seen | None, ...]], dict[int, int]
+]
 # (category index, score, hits, suppressed)
 Fired = tuple[int, int, tuple["Hit", ...], bool]
 
@@ -28,19 +32,23 @@ class Hit(NamedTuple):  # a tuple: made for every hit, so it must be cheap to ma
 
 
 class Scorer:
-    __slots__ = ("_combos", "_windows", "c", "words")
+    __slots__ = ("_alerted", "_combos", "_inclusive", "_windows", "c", "words")
 
-    def __init__(self, compiled: Compiled) -> None:
+    def __init__(self, compiled: Compiled, ends_inclusive: bool = False) -> None:
         self.c = compiled
         self.words = 0  # hard word gaps seen since the last reset
         self._windows: dict[int, tuple[tuple[int, Hit], ...]] = {}
         self._combos: dict[int, tuple[tuple[int, Hit] | None, ...]] = {}
+        # category -> end of the last alert's span; hits starting before it were alerted on.
+        self._alerted: dict[int, int] = {}
+        # The bulk path's Hit.end is its last character, the stream's the one after it.
+        self._inclusive = ends_inclusive
 
     def state(self) -> ScoreState:
-        return (self.words, self._windows, self._combos)
+        return (self.words, self._windows, self._combos, self._alerted)
 
     def restore(self, st: ScoreState) -> None:
-        self.words, self._windows, self._combos = st
+        self.words, self._windows, self._combos, self._alerted = st
 
     def add(self, entry: Entry, hit: Hit) -> list[Fired]:
         if entry.combo < 0:
@@ -63,6 +71,11 @@ class Scorer:
         return self._window(rule.category, combined)
 
     def _window(self, cat: int, hit: Hit) -> list[Fired]:
+        alerted = self._alerted.get(cat)
+        if alerted is not None and (
+            hit.start <= alerted if self._inclusive else hit.start < alerted
+        ):
+            return []  # its words are in an alert of this category already
         category = self.c.categories[cat]
         oldest = self.words - category.window
         hits = (*(p for p in self._windows.get(cat, ()) if p[0] >= oldest), (self.words, hit))
@@ -75,6 +88,9 @@ class Scorer:
         fired: list[Fired] = []
         if total >= category.threshold:
             windows.pop(cat, None)
+            alerted_ends = dict(self._alerted)
+            alerted_ends[cat] = max(h.end for _, h in hits)
+            self._alerted = alerted_ends
             fired.append((cat, total, tuple(h for _, h in hits), clean < category.threshold))
         else:
             windows[cat] = hits

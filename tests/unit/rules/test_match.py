@@ -102,6 +102,19 @@ def test_combination_within_window(ks2: Compiled) -> None:
     assert "violence" not in categories(ks2, far)
 
 
+
+def test_words_already_alerted_on_do_not_alert_again(ks2: Compiled) -> None:
+    # "want to die" is a term and "want" + "die" a combination of the same category: the
+    # DSL should get one alert for the phrase, not a second for the same words.
+    text = "i want to die"
+    (alert,) = match_text(ks2, text)
+    assert alert.terms == ("want to die",)
+    stream = Stream(ks2)
+    assert [a.terms for a in stream.feed_text(text) + stream.reset()] == [("want to die",)]
+    # Said again later, it is a new alert.
+    again = match_text(ks2, "i want to die. tomorrow i still want to die")
+    assert [a.terms for a in again] == [("want to die",), ("want to die",)]
+
 def test_streaming_reports_at_the_boundary(ks2: Compiled) -> None:
     stream = Stream(ks2)
     assert stream.feed_text("i want to kill mysel") == []
