@@ -4,7 +4,8 @@
            │                                      └ refused ─────▶ AgentStatus(POLICY_REJECTED)
            ├─ empty bundle: nothing newer, keep what we have
            └─ collector unreachable: keep the last good policy, try again later
-    wake-ups: every `interval_s` (with jitter), and at once when a Welcome names a newer version.
+    wake-ups: every `interval_s` (with jitter), and at once when a Welcome or an ack names a
+    newer version.
 
 The holder verifies the signature with the policy key pinned at enrolment and refuses anything
 not newer than what it has, so a fetch can never lower or forge the policy in force.
@@ -67,10 +68,12 @@ class PolicyFetcher:
         self._rng = random.Random()  # noqa: S311  # jitter spreads fetches; not secret
         self.fetches = 0
         self.last_error: str | None = None
+        self._announced = ""  # every ack names the version: wake once per new one
 
     def announce(self, version: str) -> None:
-        """A Welcome named the collector's newest version: fetch soon if it is newer."""
-        if newer(version, self._holder.version):
+        """A Welcome or an ack named the collector's newest version: fetch soon if newer."""
+        if version != self._announced and newer(version, self._holder.version):
+            self._announced = version
             log.info("policy.announced version=%s have=%d", version, self._holder.version)
             self._wake.set()
 

@@ -35,7 +35,7 @@ from agent.sensors import SensorContext
 from agent.sensors.registry import SENSORS, SensorSettings, SensorSpec
 from agent.shipper import Shipper, ShipperConfig
 from agent.supervisor import Supervisor
-from protos import events_pb2, ingest_pb2
+from protos import events_pb2
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class Service:
         self.supervisor: Supervisor | None = None
         self.gate: RateGate | None = None
         self.fetcher: PolicyFetcher | None = None
+        self.shipper: Shipper | None = None
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set. Raises StateError / OutboxError before anything starts."""
@@ -106,9 +107,6 @@ class Service:
 
                 self.fetcher = fetcher
 
-                def on_welcome(welcome: ingest_pb2.Welcome) -> None:
-                    fetcher.announce(welcome.policy_version)
-
                 shipper = Shipper(
                     outbox,
                     key,
@@ -120,8 +118,9 @@ class Service:
                         hostname=socket.gethostname(),
                     ),
                     policy_version=lambda: str(holder.version),
-                    on_welcome=on_welcome,
+                    on_policy_version=fetcher.announce,
                 )
+                self.shipper = shipper
                 self._serve(stop, outbox, shipper, holder, fetcher)
             finally:
                 outbox.close()

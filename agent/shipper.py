@@ -100,12 +100,13 @@ class Shipper:
         key: Ed25519PrivateKey,
         config: ShipperConfig,
         policy_version: Callable[[], str] | None = None,
-        on_welcome: Callable[[ingest_pb2.Welcome], None] | None = None,
+        on_policy_version: Callable[[str], None] | None = None,
     ) -> None:
-        """policy_version: what Hello reports (default: config.policy_version); on_welcome:
-        told of every Welcome (the policy fetcher reads the collector's newest version)."""
+        """policy_version: what Hello reports (default: config.policy_version);
+        on_policy_version: told the collector's newest published policy version, from each
+        Welcome and each ack (the policy fetcher fetches when it is newer than its own)."""
         self._policy_version = policy_version or (lambda: config.policy_version)
-        self._on_welcome = on_welcome
+        self._on_policy_version = on_policy_version
         self._outbox = outbox
         self._key = key
         self._cfg = config
@@ -115,6 +116,7 @@ class Shipper:
         self.backoff = Backoff(config.backoff_base_s, config.backoff_cap_s)
         self.acked_batches = 0
         self.connected = False  # a Welcome has come on the current stream
+        self.sessions = 0  # streams that got as far as a Welcome
 
     def stop(self, flush_s: float = 0.0) -> None:
         """Ask run() to return: at once, or after up to flush_s shipping what is queued."""
@@ -196,9 +198,10 @@ class Shipper:
         sends.put(ingest_pb2.AgentMessage(proof=ingest_pb2.Proof(signature=proof)))
         welcome = self._await(responses, "welcome").welcome
         self._outbox.resume(welcome.last_seq, welcome.head_hash)
-        if self._on_welcome is not None:
-            self._on_welcome(welcome)
+        if self._on_policy_version is not None:
+            self._on_policy_version(welcome.policy_version)
         self.connected = True
+        self.sessions += 1
         counts = self._outbox.counts()
         assert counts.base is not None  # resume() always sets it
         sent_up_to = counts.base[0]
@@ -295,6 +298,8 @@ class Shipper:
             # A duplicate's ack names the collector's head, which may be past this batch;
             # later batches in flight get their own acks.
             self._outbox.ack(batch.last_seq)
+            if ack.policy_version and self._on_policy_version is not None:
+                self._on_policy_version(ack.policy_version)
             self.backoff.reset()
             self.acked_batches += 1
             log.debug(

@@ -205,7 +205,8 @@ def cmd_policy_publish(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         raise CliError(f"policy not published: {exc}") from None
     print(f"published policy version {published.version} ({published.size} bytes) "
-          f"as {published.path}; agents pick it up at their next connection")
+          f"as {published.path}; connected agents fetch it after their next acknowledged "
+          "batch (a heartbeat, 60 s, at the latest), others when they connect")
     return 0
 
 

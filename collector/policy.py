@@ -3,7 +3,8 @@
 `rules/bundle.py` compiles and signs; the collector keeps every published bundle in
 DIR/policy/bundle-<version>.json and the newest as DIR/policy/current.json, written
 atomically, so `publish` works whether or not `serve` is running (no database involved) and a
-running collector sees a new bundle at the next Hello or fetch.
+running collector sees a new bundle at once: it names the newest version in every Welcome and
+every ack, and connected agents fetch it.
 """
 
 from __future__ import annotations

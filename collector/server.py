@@ -212,6 +212,10 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         try:
             while (answer := await pending.get()) is not None:
                 message = await answer
+                if message.WhichOneof("msg") == "ack":
+                    # A policy published while the stream is open reaches the agent with its
+                    # next ack (a heartbeat at the latest), not at its next connection.
+                    message.ack.policy_version = policy.current_version(self.data)
                 yield message
                 if message.WhichOneof("msg") == "reject":
                     break

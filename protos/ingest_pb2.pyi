@@ -208,19 +208,23 @@ class Ack(_message.Message):
 
     LAST_SEQ_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
     last_seq: _builtins.int
     """everything up to here is committed"""
     duplicate: _builtins.bool
     """the batch was already stored; no second copy was made"""
+    policy_version: _builtins.str
+    """newest published policy, so a connected agent fetches it"""
     def __init__(
         self,
         *,
         last_seq: _builtins.int = ...,
         duplicate: _builtins.bool = ...,
+        policy_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "last_seq", b"last_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "last_seq", b"last_seq", "policy_version", b"policy_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

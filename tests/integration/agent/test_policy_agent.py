@@ -55,7 +55,9 @@ class Probe:
 
 
 @contextmanager
-def running(state: StateDir, tmp_path: Path, probes: list[Probe]) -> Iterator[Service]:
+def running(
+    state: StateDir, tmp_path: Path, probes: list[Probe], policy_interval_s: float = 0.3
+) -> Iterator[Service]:
     def make(_settings: object) -> Probe:
         probes.append(Probe())
         return probes[-1]
@@ -65,7 +67,7 @@ def running(state: StateDir, tmp_path: Path, probes: list[Probe]) -> Iterator[Se
         ServiceConfig(
             heartbeat_s=0.2,
             flush_s=5,
-            policy_interval_s=0.3,
+            policy_interval_s=policy_interval_s,
             policy_retry_s=0.2,
             keyboard_socket=tmp_path / "kb.sock",
         ),
@@ -117,6 +119,23 @@ def test_published_policies_apply_live_and_older_ones_are_refused(
         wait(lambda: any(k == "POLICY_REJECTED" and "not newer" in d
                          for k, d in statuses(collector, agent_id)), what="rejection")  # fmt: skip
     assert (state.root / "policy.json").exists()
+
+
+def test_a_policy_published_while_connected_arrives_with_the_next_ack(
+    collector: CollectorHarness, state: StateDir, tmp_path: Path, wait: Wait
+) -> None:
+    # No periodic check in this test's lifetime and no reconnect (so no new Welcome): only
+    # the version named in each ack can bring version 2 to the agent.
+    agent_id = load_identity(state).agent_id
+    published.publish(collector.data)
+    with running(state, tmp_path, [], policy_interval_s=3600) as service:
+        wait(lambda: ("POLICY_APPLIED", "1") in statuses(collector, agent_id), what="applied 1")
+        assert service.fetcher is not None
+        fetches = service.fetcher.fetches
+        assert published.publish(collector.data).version == 2
+        wait(lambda: ("POLICY_APPLIED", "2") in statuses(collector, agent_id), what="applied 2")
+        assert service.fetcher.fetches == fetches + 1  # one fetch, however many acks named it
+        assert service.shipper is not None and service.shipper.sessions == 1
 
 
 def test_a_forged_bundle_on_disk_is_rejected_and_the_shipped_policy_arrives(
