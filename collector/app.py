@@ -59,7 +59,7 @@ async def start(
     store = Store(data.database)
     ingestor = Ingestor(store)
     ingestor.start()
-    incidents = IncidentRuntime(ingestor, cfg)
+    incidents = IncidentRuntime(ingestor, cfg, data)
     incidents.start()
     console: Console | None = None
     try:

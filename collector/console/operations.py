@@ -76,7 +76,7 @@ def op_incidents(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
 
 
 def op_incidents_rerun(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
-    rules = config.load(console_config.load(data).rules_dir)
+    rules, _ = config.for_collector(data, console_config.load(data).rules_dir)
     result = coverage.rerun(Engine(rules), store)
     _audit(data).append(
         store,

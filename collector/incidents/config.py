@@ -12,8 +12,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from collector import policy as published
+from collector.paths import DataDir
+from rules import bundle as bundles
 from rules.load import load_policy
-from rules.schema import Escalation, IncidentRules, PolicyError, SeverityRule
+from rules.schema import Escalation, IncidentRules, Policy, PolicyError, SeverityRule
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,6 @@ class EngineRules:
     )
     silent_agent_severity: int = 2
     test_alert_severity: int = 1
-    notify_at: int = 5  # a candidate at or above this severity reaches the DSL at once
     source: str = "built-in defaults"
     # Severity by (category, score), filled on first use: it is asked once per detection.
     _severity_cache: dict[tuple[str, int], int] = field(
@@ -101,14 +105,35 @@ DEFAULT_RECURRENCES = (
 
 
 def load(folder: Path | None = None) -> EngineRules:
-    """The policy's incident rules (default: rules/lists), or the built-in defaults."""
+    """The incident rules of a policy folder (default: rules/lists), or the built-in defaults."""
     try:
         policy = load_policy(folder)
     except (PolicyError, OSError) as exc:
         log.warning("incidents.rules_defaults reason=%s", str(exc).splitlines()[0])
         return EngineRules(DEFAULT_INCIDENTS, DEFAULT_RECURRENCES)
-    return EngineRules(
-        policy.incidents,
-        DEFAULT_RECURRENCES,
-        source=f"policy version {policy.version}",
-    )
+    where = str(folder) if folder else "the shipped policy"
+    return _rules(policy, f"{where}, version {policy.version} (not published)")
+
+
+def for_collector(data: DataDir, folder: Path | None = None) -> tuple[EngineRules, str]:
+    """The incident rules of the policy the agents run: the newest published bundle (checked
+    against the collector's policy key), or, before anything is published, the folder
+    console.toml names (default: the shipped policy). Also returns the published version
+    they came from ("" for none), so a caller can tell when to load them again."""
+    found = published.current(data)
+    if found is None:
+        return load(folder), ""
+    version, raw = found
+    try:
+        key = Ed25519PublicKey.from_public_bytes(data.policy_pub.read_bytes())
+        bundle = bundles.verify_bundle(raw, key)
+    except (PolicyError, OSError, ValueError) as exc:
+        # The agents refuse the same bundle, so they keep their last good one; so do we.
+        log.error("incidents.published_policy_refused version=%d reason=%s", version,
+                  str(exc).splitlines()[0])  # fmt: skip
+        return load(folder), str(version)
+    return _rules(bundle.policy, f"published policy version {bundle.version}"), str(version)
+
+
+def _rules(policy: Policy, source: str) -> EngineRules:
+    return EngineRules(policy.incidents, DEFAULT_RECURRENCES, source=source)

@@ -61,9 +61,12 @@ class Candidate:
 
 
 class Engine:
-    def __init__(self, rules: EngineRules, notify: Notify | None = None) -> None:
+    def __init__(
+        self, rules: EngineRules, notify: Notify | None = None, notify_at: int = 5
+    ) -> None:
         self.rules = rules
         self.notify = notify
+        self.notify_at = notify_at  # a candidate at or above this severity reaches the DSL
         self.last_ms = 0.0  # how long the last commit's work took, for the log and the bench
 
     # -- the after_commit hook -------------------------------------------------------------
@@ -179,7 +182,7 @@ class Engine:
             if (
                 notify
                 and self.notify
-                and cand.severity >= self.rules.notify_at
+                and cand.severity >= self.notify_at
                 and not (cand.notified)
             ):
                 con.execute(

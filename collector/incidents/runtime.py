@@ -7,34 +7,53 @@ import asyncio
 import contextlib
 import logging
 
+from collector import policy
 from collector.console.config import ConsoleConfig
 from collector.incidents import config, coverage
 from collector.incidents.engine import Engine
-from collector.ingest import Ingestor
+from collector.ingest import Committed, Ingestor
 from collector.notify import Notifier
+from collector.paths import DataDir
+from collector.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class IncidentRuntime:
-    def __init__(self, ingestor: Ingestor, cfg: ConsoleConfig) -> None:
+    def __init__(self, ingestor: Ingestor, cfg: ConsoleConfig, data: DataDir) -> None:
         self.ingestor = ingestor
         self.cfg = cfg
-        self.rules = config.load(cfg.rules_dir)
+        self.data = data
+        self.rules, self._version = config.for_collector(data, cfg.rules_dir)
         self.notifier = Notifier(cfg.notify)
-        self.engine = Engine(self.rules, notify=self.notifier)
+        self.engine = Engine(self.rules, notify=self.notifier, notify_at=cfg.notify.min_severity)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.notifier.start()
-        self.ingestor.after_commit.append(self.engine.on_commit)
+        self.ingestor.after_commit.append(self._on_commit)
         self._task = asyncio.get_running_loop().create_task(self._checks())
         log.info("incidents.started rules=%r", self.rules.source)
 
+    def _on_commit(self, store: Store, committed: Committed) -> None:
+        self._refresh()
+        self.engine.on_commit(store, committed)
+
+    def _refresh(self) -> None:
+        """On the writer thread: judge events by the policy the agents run, from the moment
+        a new one is published (a stat of the published file when nothing has changed)."""
+        if policy.current_version(self.data) == self._version:
+            return
+        self.rules, self._version = config.for_collector(self.data, self.cfg.rules_dir)
+        self.engine.rules = self.rules
+        log.info("incidents.rules_reloaded rules=%r", self.rules.source)
+
     async def check_silent(self) -> list[int]:
-        return await asyncio.wrap_future(
-            self.ingestor.call(lambda s: coverage.silent_agents(self.engine, s))
-        )
+        def check(store: Store) -> list[int]:
+            self._refresh()
+            return coverage.silent_agents(self.engine, store)
+
+        return await asyncio.wrap_future(self.ingestor.call(check))
 
     async def rerun(self) -> dict[str, int]:
         return await asyncio.wrap_future(
@@ -54,8 +73,8 @@ class IncidentRuntime:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.engine.on_commit in self.ingestor.after_commit:
-            self.ingestor.after_commit.remove(self.engine.on_commit)
+        if self._on_commit in self.ingestor.after_commit:
+            self.ingestor.after_commit.remove(self._on_commit)
 
     def close(self) -> None:
         """After the writer has stopped: send what is queued, then stop the notifier."""

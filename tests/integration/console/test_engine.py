@@ -239,3 +239,13 @@ def test_a_severe_candidate_reaches_the_dsl_by_email_and_webhook(store: Store) -
     for secret in ("pupil.dan", "end it all", "suicide"):
         assert secret not in text and secret not in json.dumps(_Hook.received[0])
     assert _Hook.received[0]["severity"] == 5
+
+
+def test_the_notify_threshold_is_the_schools_min_severity(store: Store) -> None:
+    told: list[tuple[int, int]] = []
+    engine = Engine(config.EngineRules(config.DEFAULT_INCIDENTS),
+                    notify=lambda i, s: told.append((i, s)), notify_at=4)  # fmt: skip
+    engine.process(store, _rows(keyword("bullying", ["x"], at_ms=T0)), notify=True)  # 2
+    engine.process(store, _rows(keyword("self_harm", ["x"], account="pupil.b", at_ms=T0)),
+                   notify=True)  # fmt: skip
+    assert [s for _, s in told] == [4]  # self-harm is 4: below the old fixed 5, told now

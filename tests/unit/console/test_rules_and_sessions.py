@@ -56,7 +56,8 @@ def test_exemption_is_carried_and_heartbeats_are_health() -> None:
 
 def test_packaged_incident_rules_load() -> None:
     rules = config.load()
-    assert rules.incidents.group_window_minutes > 0 and rules.source.startswith("policy")
+    assert rules.incidents.group_window_minutes > 0
+    assert rules.source.startswith("the shipped policy, version")
 
 
 def test_throttle_slows_after_five_failures_and_doubles() -> None:
