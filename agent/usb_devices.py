@@ -157,13 +157,20 @@ def judge(policy: Policy, info: UsbInfo, accounts: Iterable[str]) -> tuple[UsbDe
     return first
 
 
-def decision_event(info: UsbInfo, decision: UsbDecision, account: str) -> events_pb2.Event:
+def decision_event(
+    info: UsbInfo, decision: UsbDecision, account: str, not_enforced: str = ""
+) -> events_pb2.Event:
+    """`not_enforced`: why the decision could not be applied; a block that did not happen is
+    worth more attention than one that did (the device is usable)."""
     action = _TO_ACTION[decision.action]
     severity = SEVERITY[action]
     if action == Action.INSERTED_ALLOWED and info.storage:
         severity = 1  # an allowed storage device (the Merilock key) is recorded for audit
-    return events_pb2.Event(severity=severity, account=account, usb=_message(info, action,
-                                                                               decision.rule))
+    if not_enforced and action != Action.INSERTED_ALLOWED:
+        severity = max(severity, 4)
+    usb = _message(info, action, decision.rule)
+    usb.not_enforced = not_enforced
+    return events_pb2.Event(severity=severity, account=account, usb=usb)
 
 
 def removal_event(info: UsbInfo, account: str) -> events_pb2.Event:

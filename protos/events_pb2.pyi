@@ -226,6 +226,7 @@ class UsbDecision(_message.Message):
     INTERFACES_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
     DEVICE_PATH_FIELD_NUMBER: _builtins.int
+    NOT_ENFORCED_FIELD_NUMBER: _builtins.int
     action: Global___UsbDecision.Action.ValueType
     vendor_id: _builtins.str
     """4 hex digits"""
@@ -236,6 +237,8 @@ class UsbDecision(_message.Message):
     rule: _builtins.str
     """the allowlist rule that decided"""
     device_path: _builtins.str
+    not_enforced: _builtins.str
+    """the decision could not be applied (sysfs refused): why"""
     @_builtins.property
     def interfaces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """class:subclass:protocol, e.g. "08:06:50" """
@@ -252,10 +255,11 @@ class UsbDecision(_message.Message):
         interfaces: _abc.Iterable[_builtins.str] | None = ...,
         rule: _builtins.str = ...,
         device_path: _builtins.str = ...,
+        not_enforced: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "device_path", b"device_path", "interfaces", b"interfaces", "manufacturer", b"manufacturer", "product", b"product", "product_id", b"product_id", "rule", b"rule", "serial", b"serial", "vendor_id", b"vendor_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "device_path", b"device_path", "interfaces", b"interfaces", "manufacturer", b"manufacturer", "not_enforced", b"not_enforced", "product", b"product", "product_id", b"product_id", "rule", b"rule", "serial", b"serial", "vendor_id", b"vendor_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

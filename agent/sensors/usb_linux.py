@@ -5,7 +5,9 @@ On start every device already plugged in is judged; then each `add` (and `bind`,
 as its interfaces are known, from the `descriptors` blob or the interface children. Blocking
 writes `0` to `authorized` (the kernel unbinds the drivers and removes the interfaces);
 an allowed device found deauthorized is authorised with `1`. Each insertion, change of
-decision and removal is an event. Parsing is in `agent/usb_devices.py`; this is the OS loop.
+decision and removal is an event; a decision that sysfs refused says so (`not_enforced`).
+When the policy or the logged-in accounts change, the devices plugged in are judged again.
+Parsing is in `agent/usb_devices.py`; this is the OS loop.
 
 Logging: ids, serials and decisions are logged at INFO (they identify devices, not pupils).
 """
@@ -87,15 +89,15 @@ def present_devices() -> Iterator[UsbInfo]:
             yield info
 
 
-def set_authorized(sys_path: str, value: bool) -> bool:
-    """Write the kernel's authorization flag. False when the write was refused."""
+def set_authorized(sys_path: str, value: bool) -> str:
+    """Write the kernel's authorization flag. Returns why the write was refused, or ""."""
     try:
         with Path(sys_path, "authorized").open("w") as f:
             f.write("1" if value else "0")
     except OSError as exc:
         log.error("usb.authorize_failed path=%s value=%d error=%s", sys_path, value, exc)
-        return False
-    return True
+        return f"could not write {value:d} to {sys_path}/authorized: {exc.strerror or exc}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class UsbSensor:
         self.ready = threading.Event()  # set once devices present at start are judged
         self._known: dict[str, _Known] = {}
         self._pending: dict[str, float] = {}  # added, interfaces not all visible yet
+        self._judged_under: tuple[object, tuple[str, ...]] | None = None  # (policy, accounts)
 
     def stop(self) -> None:
         self._stop.set()
@@ -139,6 +142,7 @@ class UsbSensor:
             dev = monitor.poll(timeout=self._poll_s)
             if dev is not None:
                 self._handle(ctx, dev)
+            self.rejudge_if_changed(ctx)
             now = time.monotonic()
             for path, since in list(self._pending.items()):
                 if now - since >= SETTLE_S:
@@ -158,6 +162,31 @@ class UsbSensor:
             elif action == "remove":
                 self._removed(ctx, path, str(dev.properties.get("PRODUCT", "")))
 
+    def rejudge_if_changed(self, ctx: SensorContext) -> None:
+        """Judge what is plugged in again when the policy or the logged-in accounts change:
+        a Merilock key allowed while a DSL was logged in is blocked when the DSL logs out,
+        and a key struck from the allowlist is blocked without being unplugged."""
+        active, accounts = ctx.policy(), tuple(self._accounts())
+        under = (active, accounts)
+        if self._judged_under is None:
+            self._judged_under = under
+            return
+        if under[1] == self._judged_under[1] and under[0] is self._judged_under[0]:
+            return
+        self._judged_under = under
+        for path, known in list(self._known.items()):
+            decision, account = judge(active.policy, known.info, accounts)
+            if decision.action == known.action:
+                continue
+            now = read_device(path)  # authorized as it is now, not as first seen
+            info = replace(known.info, authorized=now.authorized) if now else known.info
+            self._known[path] = _Known(known.info, decision.action, account)
+            not_enforced = self._enforce(info, decision.action)
+            log.info("usb.rejudged path=%s id=%s:%s was=%s action=%s rule=%r", path,
+                     info.vendor, info.product_id, known.action, decision.action,
+                     decision.rule)  # fmt: skip
+            ctx.emit(decision_event(known.info, decision, account, not_enforced))
+
     def _judge(self, ctx: SensorContext, path: str, final: bool) -> None:
         info = read_device(path)
         if info is None:
@@ -175,19 +204,21 @@ class UsbSensor:
             return
         self._pending.pop(path, None)
         decision, account = judge(ctx.policy().policy, info, self._accounts())
-        self._enforce(info, decision.action)
+        not_enforced = self._enforce(info, decision.action)
         self._known[path] = _Known(info, decision.action, account)
         log.info("usb.decided path=%s id=%s:%s serial=%s interfaces=%s action=%s rule=%r",
                  path, info.vendor, info.product_id, info.serial, ",".join(info.interfaces),
                  decision.action, decision.rule)  # fmt: skip
         if prev is None or prev.action != decision.action:
-            ctx.emit(decision_event(info, decision, account))
+            ctx.emit(decision_event(info, decision, account, not_enforced))
 
-    def _enforce(self, info: UsbInfo, action: str) -> None:
+    def _enforce(self, info: UsbInfo, action: str) -> str:
+        """Apply a decision; returns why it could not be, or ""."""
         if action == "allow" and info.authorized is False:
-            set_authorized(info.path, True)
-        elif action != "allow" and info.authorized is not False:
-            set_authorized(info.path, False)
+            return set_authorized(info.path, True)
+        if action != "allow" and info.authorized is not False:
+            return set_authorized(info.path, False)
+        return ""
 
     def _removed(self, ctx: SensorContext, path: str, product_env: str) -> None:
         self._pending.pop(path, None)

@@ -86,15 +86,20 @@ class UsbSensor:
         self._stop.set()
 
     def run(self, ctx: SensorContext) -> None:
+        under: tuple[object, list[str]] | None = None  # (policy, accounts) last judged under
         while True:
+            active, accounts = ctx.policy(), self._accounts()
+            # A new policy or a change of who is logged in: judge every device again.
+            changed = under is not None and (active is not under[0] or accounts != under[1])
+            under = (active, accounts)
             seen = {info.path: info for info in present_devices()}
             for path, info in seen.items():
                 known = self._known.get(path)
-                if known is None or known[0].interfaces != info.interfaces:
-                    decision, account = judge(ctx.policy().policy, info, self._accounts())
-                    self._enforce(info, decision.action)
+                if changed or known is None or known[0].interfaces != info.interfaces:
+                    decision, account = judge(active.policy, info, accounts)
+                    not_enforced = self._enforce(info, decision.action)
                     if known is None or known[1] != decision.action:
-                        ctx.emit(decision_event(info, decision, account))
+                        ctx.emit(decision_event(info, decision, account, not_enforced))
                     self._known[path] = (info, decision.action, account)
             for path in set(self._known) - set(seen):
                 info, _, account = self._known.pop(path)
@@ -103,8 +108,10 @@ class UsbSensor:
             if self._stop.wait(self._poll_s):
                 return
 
-    def _enforce(self, info: UsbInfo, action: str) -> None:
+    def _enforce(self, info: UsbInfo, action: str) -> str:
+        """Apply a decision; returns why it could not be, or ""."""
         if action == "allow" and info.authorized is False:
-            set_enabled(info.path, True)
-        elif action != "allow" and info.authorized is not False:
-            set_enabled(info.path, False)
+            return "" if set_enabled(info.path, True) else "pnputil /enable-device failed"
+        if action != "allow" and info.authorized is not False:
+            return "" if set_enabled(info.path, False) else "pnputil /disable-device failed"
+        return ""

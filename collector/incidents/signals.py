@@ -129,6 +129,8 @@ def _usb(
     else:
         return None
     device = " ".join(x for x in (usb.manufacturer, usb.product) if x) or "USB device"
+    if usb.not_enforced:  # the device is usable: the block did not happen
+        severity, verb = min(5, severity + 1), f"{verb} by policy but NOT blocked on the PC"
     return Signal(
         agent_id,
         seq,

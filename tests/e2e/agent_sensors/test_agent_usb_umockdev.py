@@ -76,9 +76,10 @@ class Bed:
     def authorized(self, path: str) -> str:
         return str(self.cmd("read", path=path, attr="authorized")["value"]).strip()
 
-    def start_sensor(self, accounts: str) -> None:
+    def start_sensor(self, accounts: str, accounts_file: Path | None = None) -> None:
+        extra = ["--accounts-file", str(accounts_file)] if accounts_file else []
         self.cmd("start", argv=[sys.executable, str(HERE / "usb_child.py"), "--accounts",
-                                accounts],
+                                accounts, *extra],
                  out=str(self.events_file), err=str(self.tmp / "sensor.log"), cwd=str(ROOT))
         self.wait_for(lambda lines: any(e.get("ready") for e in lines), "sensor ready")
 
@@ -201,3 +202,26 @@ def test_agent_usb_merilock_blocked_without_a_dsl_logged_in(bed: Bed) -> None:
     blocked = bed.usb_event(key, "INSERTED_BLOCKED")
     assert blocked["usb"]["rule"] == "Merilock encrypted key (DSL)"
     bed.wait_authorized(key, "0")
+
+
+def test_agent_usb_merilock_is_blocked_when_the_dsl_logs_out_and_allowed_again(
+    bed: Bed, tmp_path: Path
+) -> None:
+    logged_in = tmp_path / "accounts"
+    logged_in.write_text("dsl")
+    bed.start_sensor(accounts="", accounts_file=logged_in)
+    key = bed.plug("4-1", MERILOCK, (STORAGE,))
+    bed.usb_event(key, "INSERTED_ALLOWED")
+    assert bed.authorized(key) == "1"
+    logged_in.write_text("pupil1")  # the DSL logs out, the key still in the PC
+    blocked = bed.usb_event(key, "INSERTED_BLOCKED")
+    assert blocked["account"] == "pupil1" and not blocked["usb"].get("notEnforced")
+    bed.wait_authorized(key, "0")
+    logged_in.write_text("pupil1,dsl")
+
+    def decisions(lines: list[dict[str, Any]]) -> list[str]:
+        return [e["usb"]["action"] for e in lines if e.get("usb", {}).get("devicePath") == key]
+
+    bed.wait_for(lambda lines: decisions(lines)[-1] == "INSERTED_ALLOWED", "allowed again")
+    assert decisions(bed.lines()) == ["INSERTED_ALLOWED", "INSERTED_BLOCKED", "INSERTED_ALLOWED"]
+    bed.wait_authorized(key, "1")

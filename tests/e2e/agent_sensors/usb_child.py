@@ -1,7 +1,8 @@
 """The USB sensor as the agent runs it, in the venv, under the umockdev testbed of its parent.
 
 Prints one JSON line per emitted event (protobuf JSON), and {"ready": true} once the devices
-present at start are judged. --accounts stands in for the logged-in accounts (psutil.users()).
+present at start are judged. --accounts (or the file --accounts-file, read as the sensor asks)
+stands in for the logged-in accounts (psutil.users()).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from google.protobuf.json_format import MessageToDict
@@ -26,6 +28,7 @@ from rules.load import load_policy
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", default="", help="comma-separated logged-in accounts")
+    parser.add_argument("--accounts-file", help="read them from this file, as they change")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     accounts = [a for a in args.accounts.split(",") if a]
@@ -36,7 +39,13 @@ def main() -> None:
         with lock:
             print(json.dumps(MessageToDict(event)), flush=True)
 
-    sensor = UsbSensor(accounts=lambda: accounts, poll_s=0.1)
+    def logged_in() -> list[str]:
+        if args.accounts_file:
+            text = Path(args.accounts_file).read_text()
+            return [a.strip() for a in text.split(",") if a.strip()]
+        return accounts
+
+    sensor = UsbSensor(accounts=logged_in, poll_s=0.1)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         sensor.stop()

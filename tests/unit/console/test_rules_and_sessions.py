@@ -43,6 +43,9 @@ def test_usb_blocked_and_rejected_are_signals_allowed_is_not() -> None:
         out = classify(RULES, "ag", 1, "usb", 0, _raw(usb=usb(action=action, vendor_id="0781")))
         assert isinstance(out, Signal) and out.severity == severity and out.kind == "usb"
     assert classify(RULES, "ag", 1, "usb", 0, _raw(usb=usb(action=usb.INSERTED_ALLOWED))) is None
+    failed = usb(action=usb.INSERTED_BLOCKED, not_enforced="could not write 0")
+    out = classify(RULES, "ag", 1, "usb", 0, _raw(usb=failed))
+    assert isinstance(out, Signal) and out.severity == 4 and "NOT blocked" in out.summary
 
 
 def test_exemption_is_carried_and_heartbeats_are_health() -> None:
