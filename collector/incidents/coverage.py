@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from collector.incidents.engine import Engine
+from collector.incidents.engine import THROUGH_KEY, Engine
 from collector.incidents.signals import Signal
 from collector.store import Store, now_ms
 
@@ -62,6 +62,35 @@ def tampering(engine: Engine, store: Store) -> list[int]:
             [str(rows[-1][0])],
         )
     return touched
+
+
+def catch_up(engine: Engine, store: Store) -> int:
+    """Judge events stored but not yet judged: the collector stopped (or the engine failed)
+    between committing a batch and making its candidates. Returns how many were judged.
+
+    A database without the mark (made before it existed) is taken as judged up to now."""
+    con = store.con
+    row = con.execute("SELECT value FROM settings WHERE key = ?", [THROUGH_KEY]).fetchone()
+    latest = con.execute("SELECT max(received_ms) FROM events").fetchone()
+    latest_ms = int(latest[0]) if latest and latest[0] is not None else 0
+    if row is None or int(row[0]) >= latest_ms:
+        if row is None and latest_ms:
+            with store.transaction():
+                con.execute("INSERT INTO settings VALUES (?, ?)", [THROUGH_KEY, str(latest_ms)])
+        return 0
+    cur = store.reader()
+    cur.execute(
+        "SELECT agent_id, seq, kind, observed_ms, raw, received_ms FROM events "
+        "WHERE received_ms > ? ORDER BY received_ms, agent_id, seq",
+        [int(row[0])],
+    )
+    judged = 0
+    while rows := cur.fetchmany(CHUNK):
+        judged += len(rows)
+        engine.process(store, [r[:5] for r in rows], notify=True, through_ms=rows[-1][5])
+    cur.close()
+    log.warning("incidents.caught_up events=%d", judged)
+    return judged
 
 
 def silent_agents(engine: Engine, store: Store, now: int | None = None) -> list[int]:

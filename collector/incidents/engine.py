@@ -60,6 +60,9 @@ class Candidate:
         self.signals.append(s)
 
 
+THROUGH_KEY = "engine.events_through_ms"  # events received up to here have been judged
+
+
 class Engine:
     def __init__(
         self, rules: EngineRules, notify: Notify | None = None, notify_at: int = 5
@@ -83,7 +86,7 @@ class Engine:
                 committed.parsed or cols["raw"],
                 strict=True,
             )
-            self.process(store, rows, notify=True)
+            self.process(store, rows, notify=True, through_ms=max(cols["received_ms"]))
         if committed.tampering_agents:
             from collector.incidents import coverage
 
@@ -95,8 +98,13 @@ class Engine:
         store: Store,
         rows: Iterable[tuple[str, int, str, int, bytes | events_pb2.Event]],
         notify: bool,
+        through_ms: int | None = None,
     ) -> list[int]:
-        """Classify stored events and write what they make; returns touched candidate ids."""
+        """Classify stored events and write what they make; returns touched candidate ids.
+
+        `through_ms`: these are every event received up to then; recorded with what they
+        make, in the same transaction, so `coverage.catch_up` can finish the work of a
+        collector that stopped between storing events and judging them."""
         signals: list[Signal] = []
         health: dict[str, Health] = {}
         dropped: list[Dropped] = []
@@ -118,9 +126,15 @@ class Engine:
             beat = classify(self.rules, *row)
             if isinstance(beat, Health):
                 health[beat.agent_id] = beat
-        if not (signals or health or dropped):
+        if not (signals or health or dropped or through_ms):
             return []
         with store.transaction() as con:
+            if through_ms:
+                con.execute(
+                    "INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) "
+                    "DO UPDATE SET value = excluded.value",
+                    [THROUGH_KEY, str(through_ms)],
+                )
             if health:
                 store.upsert_rows(
                     "agent_health",

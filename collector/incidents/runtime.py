@@ -28,16 +28,30 @@ class IncidentRuntime:
         self.notifier = Notifier(cfg.notify)
         self.engine = Engine(self.rules, notify=self.notifier, notify_at=cfg.notify.min_severity)
         self._task: asyncio.Task[None] | None = None
+        self._behind = False  # the hook failed: judge from the stored mark next time
 
     def start(self) -> None:
+        """Call before agents can connect: events stored but not judged when the collector
+        last stopped are judged first, so no later commit moves the mark past them."""
         self.notifier.start()
+        self.ingestor.call(lambda store: coverage.catch_up(self.engine, store)).result()
         self.ingestor.after_commit.append(self._on_commit)
         self._task = asyncio.get_running_loop().create_task(self._checks())
         log.info("incidents.started rules=%r", self.rules.source)
 
     def _on_commit(self, store: Store, committed: Committed) -> None:
         self._refresh()
-        self.engine.on_commit(store, committed)
+        if self._behind:  # from the mark: the failed commit's events, and this one's
+            coverage.catch_up(self.engine, store)
+            self._behind = False
+            if committed.tampering_agents:
+                coverage.tampering(self.engine, store)
+            return
+        try:
+            self.engine.on_commit(store, committed)
+        except Exception:
+            self._behind = True
+            raise  # the writer logs it; the events are stored and will be judged
 
     def _refresh(self) -> None:
         """On the writer thread: judge events by the policy the agents run, from the moment
