@@ -1,0 +1,154 @@
+"""Recall of the shipped lists: texts and search queries a pupil might type that a DSL
+would want to see alert in their category, and everyday or classroom texts that must not.
+
+The texts are written for this project from public descriptions of each risk (KCSIE,
+Prevent guidance, NSPCC and UK Safer Internet Centre material) and kept non-graphic."""
+
+from __future__ import annotations
+
+from collections import Counter
+from urllib.parse import quote_plus
+
+import pytest
+
+from rules.compile import Compiled
+from rules.match import match_text
+from rules.schema import Policy
+from rules.urls import UrlMatcher
+
+pytestmark = pytest.mark.unit
+
+RECALL = [
+    ("extremism", "how to make a bomb"),
+    ("extremism", "how do i join isis"),
+    ("extremism", "is the great replacement real"),
+    ("extremism", "how to join national action"),
+    ("extremism", "heil hitler 1488"),
+    ("grooming", "send me a pic of you in your underwear"),
+    ("grooming", "dont tell your parents we talk"),
+    ("grooming", "how old are you? are you home alone"),
+    ("grooming", "you are very mature for your age"),
+    ("grooming", "i'll buy you a gift card if you send me a pic"),
+    ("grooming", "lets meet up but come alone"),
+    ("self_harm", "how to self harm"),
+    ("self_harm", "i want to hurt myself"),
+    ("self_harm", "how to hide my self-harm scars from my mum"),
+    ("self_harm", "pro ana tips to lose weight fast"),
+    ("self_harm", "how to make myself throw up after eating"),
+    ("suicide", "suicide methods"),
+    ("suicide", "how to commit suicide"),
+    ("suicide", "i don't want to be alive anymore"),
+    ("suicide", "everyone would be better off without me"),
+    ("suicide", "how many pills does it take to overdose"),
+    ("suicide", "i want to unalive myself"),
+    ("bullying", "nobody likes you loser"),
+    ("bullying", "everyone hates you, just leave the group"),
+    ("bullying", "go die you freak"),
+    ("bullying", "if you tell anyone i will beat you up"),
+    ("bullying", "nobody wants you here loser"),
+    ("bullying", "everyone is laughing at you, you're worthless"),
+    ("discrimination", "go back to your country"),
+    ("discrimination", "shut up you paki"),
+    ("discrimination", "all muslims are terrorists"),
+    ("discrimination", "you're such a retard"),
+    ("discrimination", "go back to where you came from"),
+    ("drugs", "buy cocaine online"),
+    ("drugs", "where can i buy weed near me"),
+    ("drugs", "how to smoke weed without your parents knowing"),
+    ("drugs", "is it safe to take mdma"),
+    ("drugs", "how to buy ketamine"),
+    ("pornography", "watch porn for free"),
+    ("pornography", "free sex videos"),
+    ("pornography", "naked pics of girls"),
+    ("pornography", "hentai"),
+    ("pornography", "onlyfans leaks"),
+    ("pornography", "xxx videos"),
+    ("violence", "i'm going to stab you after school"),
+    ("violence", "bring a knife to school tomorrow"),
+    ("violence", "im gonna kill you"),
+    ("violence", "watch the beheading video"),
+    ("violence", "how to make a pipe bomb"),
+    ("violence", "i will shoot up the school"),
+    ("gambling", "online casino free spins no deposit"),
+    ("gambling", "bet365 login"),
+    ("gambling", "best betting sites"),
+    ("gambling", "how to bet money on football"),
+    ("gambling", "skin betting sites for csgo"),
+    ("illegal", "how to get a fake id"),
+    ("illegal", "how to bypass the school filter"),
+    ("illegal", "how to hack into someones account"),
+    ("illegal", "how to access the dark web"),
+    ("illegal", "how to ddos someone on xbox"),
+]
+
+# Everyday, classroom and slang uses of words the lists contain. Left out on purpose:
+# texts a DSL could fairly want to see ("i will kill you at fortnite"), negations the
+# lists cannot tell apart ("not all muslims are terrorists") and known ambiguities of
+# existing phrases ("i want to die my hair pink").
+INNOCENT = [
+    "the bomb squad in the history lesson",
+    "I'm dying to see the film",
+    "Scunthorpe",
+    "my nan is a therapist",
+    "we studied the assassination of JFK",
+    "the cocaine trade in the 1980s drama",
+    "self harm awareness week assembly",
+    "how do you spell self harm",
+    "how to make a bath bomb for mothers day",
+    "we could make a bomb selling cakes at the school fair",
+    "that new bike cost a bomb",
+    "I could kill for a pizza right now",
+    "dad is going to kill me when he sees my report",
+    "how to get rid of the weeds in the garden",
+    "we had a lesson about county lines",
+    "Home Alone is my favourite Christmas film",
+    "my mum says never meet up with strangers",
+    "i cut my finger making dinner",
+    "the Tudors beheaded Anne Boleyn",
+    "we learnt about the Gunpowder Plot",
+    "the first sex education lesson",
+    "I bet you can't score at football",
+    "the PSHE lesson about betting sites and young people",
+    "how do I get the best time slots for the swimming lesson",
+    "a documentary about the dark web",
+    "the news said the website was hit by a ddos attack",
+    "how to hack minecraft to get more diamonds",
+    "my account got hacked",
+    "how to access the school website from home",
+    "Pakistan won the cricket",
+    "we studied suicide prevention in PSHE",
+    "the film had a lot of fake blood",
+    "the dealer gave out the cards in the magic trick",
+    "how do I get high scores in tetris",
+    "my brother shot me with a nerf gun",
+    "the knife and fork go on the table",
+    "sending love to everyone xxx",
+]
+
+
+def categories(compiled: Compiled, text: str) -> set[str]:
+    return {a.category for a in match_text(compiled, text) if not a.suppressed}
+
+
+def test_every_category_has_recall_cases(policy: Policy, ks2: Compiled) -> None:
+    counts = Counter(category for category, _ in RECALL)
+    assert set(counts) == {c.name for c in policy.categories}
+    assert all(4 <= n <= 6 for n in counts.values()), counts
+    assert set(counts) <= set(ks2.profile.categories)  # all are enabled for KS2
+
+
+@pytest.mark.parametrize(("category", "text"), RECALL)
+def test_typed_text_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
+    assert category in categories(ks2, text)
+
+
+@pytest.mark.parametrize(("category", "text"), RECALL)
+def test_searched_text_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
+    result = UrlMatcher(ks2).match("https://www.google.co.uk/search?q=" + quote_plus(text))
+    assert result.engine == "google"
+    assert category in {a.category for a in result.alerts if not a.suppressed}
+
+
+@pytest.mark.parametrize("text", INNOCENT)
+def test_innocent_text_does_not_alert(ks2: Compiled, text: str) -> None:
+    assert match_text(ks2, text) == []
