@@ -351,6 +351,10 @@ class AgentStatus(_message.Message):
         STOPPING: AgentStatus._Kind.ValueType  # 4
         POLICY_APPLIED: AgentStatus._Kind.ValueType  # 5
         POLICY_REJECTED: AgentStatus._Kind.ValueType  # 6
+        CAPTURE_MISSING: AgentStatus._Kind.ValueType  # 7
+        """a desktop session has had no keyboard helper for a while"""
+        CAPTURE_RESTORED: AgentStatus._Kind.ValueType  # 8
+        """... and now has one again"""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
     KIND_UNSPECIFIED: AgentStatus.Kind.ValueType  # 0
@@ -362,6 +366,10 @@ class AgentStatus(_message.Message):
     STOPPING: AgentStatus.Kind.ValueType  # 4
     POLICY_APPLIED: AgentStatus.Kind.ValueType  # 5
     POLICY_REJECTED: AgentStatus.Kind.ValueType  # 6
+    CAPTURE_MISSING: AgentStatus.Kind.ValueType  # 7
+    """a desktop session has had no keyboard helper for a while"""
+    CAPTURE_RESTORED: AgentStatus.Kind.ValueType  # 8
+    """... and now has one again"""
 
     @_typing.final
     class DroppedBySeverityEntry(_message.Message):

@@ -9,7 +9,14 @@ when the account's profile lists the keyboard sensor (staff: off by default).
 
 Several users: every graphical login starts its own helper; each connection is its own
 session (own matcher, own window, own account), so fast user switching and a shared PC with
-two seats keep their typing apart. Limits: 4 connections per uid, 32 in all.
+two seats keep their typing apart. Limits: 4 connections per uid, 32 in all; a connection
+that has not said hello within HELLO_S is closed, so idle connections cannot use them up.
+
+Coverage: the helper runs as the logged-in user, who can kill it. Every CHECK_S the broker
+compares the desktop sessions (logind, else utmp) with the helpers connected: an account
+whose profile captures keystrokes and that has had a desktop session with no helper for
+GRACE_S gets a CAPTURE_MISSING status event (a candidate for the DSL and the technician) and
+the heartbeat says so; CAPTURE_RESTORED when a helper connects again.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import logging
 import math
 import pwd
 import selectors
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -41,12 +50,43 @@ from agent.helper_protocol import (
 from agent.policy import ActivePolicy
 from agent.profiles import ProfileCache
 from agent.sensors import SensorContext, SensorUnavailable
+from protos import events_pb2
 from rules.compile import Compiled
 from rules.match import Alert
 
 log = logging.getLogger(__name__)
 
 PER_UID, TOTAL = 4, 32
+HELLO_S = 5.0  # a connection must say hello within this
+CHECK_S = 5.0  # how often desktop sessions are compared with connected helpers
+GRACE_S = 60.0  # a login's helper has this long to connect before it is reported missing
+
+
+def desktop_accounts() -> set[str]:
+    """Accounts with a graphical session on this PC: logind's x11/wayland sessions of class
+    user, or, without logind, utmp entries on an X display (":0")."""
+    loginctl = shutil.which("loginctl")
+    if loginctl and Path("/run/systemd/seats").is_dir():
+        try:
+            listing = subprocess.run(
+                [loginctl, "list-sessions", "--no-legend", "--no-pager"],
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout  # fmt: skip
+            accounts = set()
+            for session in (line.split()[0] for line in listing.splitlines() if line.strip()):
+                props = subprocess.run(
+                    [loginctl, "show-session", session, "-p", "Name", "-p", "Type", "-p",
+                     "Class", "-p", "State"],
+                    capture_output=True, text=True, timeout=5, check=True,
+                ).stdout  # fmt: skip
+                p = dict(line.split("=", 1) for line in props.splitlines() if "=" in line)
+                if (p.get("Type") in ("x11", "wayland") and p.get("Class") == "user"
+                        and p.get("State") != "closing"):  # fmt: skip
+                    accounts.add(p.get("Name", ""))
+            return accounts - {""}
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return {u.name for u in psutil.users() if u.name and (u.terminal or "").startswith(":")}
 
 
 def login_session_problem(uid: int, pid: int, account: str) -> str | None:
@@ -69,12 +109,21 @@ def login_session_problem(uid: int, pid: int, account: str) -> str | None:
 class KeyboardBroker:
     name = "keyboard"
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(
+        self, path: Path | None = None,
+        desktops: Callable[[], set[str]] = desktop_accounts, grace_s: float = GRACE_S,
+        hello_s: float = HELLO_S,
+    ) -> None:  # fmt: skip
         self._path = socket_path(path)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._sessions: dict[int, tuple[str, str, str]] = {}  # id -> (account, state, detail)
         self._profiles = ProfileCache()
+        self._desktops = desktops
+        self._grace_s = grace_s
+        self._hello_s = hello_s
+        self._uncovered: dict[str, float] = {}  # account -> since when it has had no helper
+        self._reported: set[str] = set()  # accounts reported CAPTURE_MISSING
 
     def stop(self) -> None:
         self._stop.set()
@@ -83,6 +132,9 @@ class KeyboardBroker:
         """The keyboard's health for the heartbeat: per-session states, no typed text."""
         with self._lock:
             sessions = list(self._sessions.values())
+            missing = sorted(self._reported)
+        if missing:
+            return "degraded", f"no keyboard helper in the session of {', '.join(missing)}"[:500]
         if not sessions:
             return "running", "no desktop session helper connected"
         detail = "; ".join(f"{a}:{s}{' (' + d + ')' if d else ''}" for a, s, d in sessions)
@@ -98,7 +150,11 @@ class KeyboardBroker:
         with server, selectors.DefaultSelector() as sel:
             sel.register(server, selectors.EVENT_READ)
             log.info("keyboard.listening socket=%s", self._path)
+            next_check = time.monotonic() + CHECK_S
             while not self._stop.is_set():
+                if time.monotonic() >= next_check:
+                    self.check_coverage(ctx)
+                    next_check = time.monotonic() + CHECK_S
                 if not sel.select(timeout=0.5):
                     continue
                 conn, _ = server.accept()
@@ -124,6 +180,47 @@ class KeyboardBroker:
         except OSError as exc:
             raise SensorUnavailable(f"cannot listen on {self._path}: {exc.strerror}") from None
         return server
+
+    def check_coverage(self, ctx: SensorContext, now: float | None = None) -> None:
+        """Report desktop sessions whose keyboard helper is missing (killed by the user, or
+        never started), once each, and their return."""
+        now = time.monotonic() if now is None else now
+        try:
+            desktops = self._desktops()
+        except Exception:  # a coverage check must never stop capture
+            log.exception("keyboard.coverage_check_failed")
+            return
+        with self._lock:
+            helped = {a for a, _, _ in self._sessions.values()}
+        for account in sorted(desktops):
+            if account in helped or self._compiled(ctx, account) is None:
+                self._uncovered.pop(account, None)
+                if account in self._reported:
+                    self._reported.discard(account)
+                    log.info("keyboard.capture_restored account=%s", account)
+                    ctx.emit(self._status(events_pb2.AgentStatus.CAPTURE_RESTORED, account,
+                                          f"{account}: keyboard helper connected again", 0))
+                continue
+            since = self._uncovered.setdefault(account, now)
+            if now - since >= self._grace_s and account not in self._reported:
+                with self._lock:
+                    self._reported.add(account)
+                gone = int(now - since)
+                log.warning("keyboard.capture_missing account=%s seconds=%d", account, gone)
+                ctx.emit(self._status(
+                    events_pb2.AgentStatus.CAPTURE_MISSING, account,
+                    f"{account} has a desktop session but no keyboard helper for {gone} s "
+                    "(stopped by the user, or not started at login)", 3))  # fmt: skip
+        for account in set(self._uncovered) - desktops:  # logged out
+            self._uncovered.pop(account, None)
+        with self._lock:
+            self._reported &= desktops
+
+    @staticmethod
+    def _status(kind: events_pb2.AgentStatus.Kind.ValueType, account: str, detail: str,
+                severity: int) -> events_pb2.Event:  # fmt: skip
+        status = events_pb2.AgentStatus(kind=kind, detail=detail)
+        return events_pb2.Event(severity=severity, account=account, status=status)
 
     def _admit(self, conn: socket.socket) -> tuple[str, int] | None:
         pid, uid, _gid = peer_credentials(conn)
@@ -177,8 +274,12 @@ class KeyboardBroker:
         reader = LineReader(conn)
         conn.settimeout(1.0)
         capture: bool | None = None
+        greeted, opened = False, time.monotonic()
         try:
             while not self._stop.is_set():
+                if not greeted and time.monotonic() - opened > self._hello_s:
+                    log.warning("keyboard.refused account=%s reason=no_hello", account)
+                    return
                 wanted = matcher() is not None
                 if wanted != capture:  # at start, and whenever a new policy flips it
                     capture = wanted
@@ -193,7 +294,9 @@ class KeyboardBroker:
                 if lines is None:
                     return
                 for line in lines:
-                    self._handle(decode(line), detector, conn, account)
+                    msg = decode(line)
+                    greeted = greeted or msg[0] == "hello"
+                    self._handle(msg, detector, conn, account)
         finally:
             detector.settle()  # a term typed just before logout still counts
 

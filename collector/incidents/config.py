@@ -44,6 +44,7 @@ class EngineRules:
         default_factory=lambda: {"gap": 3, "fork": 4, "replay": 4, "bad_signature": 4, "flood": 4}
     )
     silent_agent_severity: int = 2
+    capture_missing_severity: int = 3  # a desktop session with no keyboard helper
     test_alert_severity: int = 1
     source: str = "built-in defaults"
     # Severity by (category, score), filled on first use: it is asked once per detection.

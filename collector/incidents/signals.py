@@ -111,6 +111,12 @@ def classify(
     st = event.status
     if st.kind == events_pb2.AgentStatus.DROPPED:
         return Dropped(agent_id, st.count)
+    if st.kind == events_pb2.AgentStatus.CAPTURE_MISSING:
+        # Keystrokes are not being watched in a pupil's session: someone stopped the helper,
+        # or it did not start at login. Grouped per machine and account like detections.
+        kind_ = "capture_missing"
+        return Signal(agent_id, seq, account, observed_ms, "capture", kind_, kind_,
+                      rules.capture_missing_severity, st.detail[:200])  # fmt: skip
     return None
 
 

@@ -48,6 +48,13 @@ def test_usb_blocked_and_rejected_are_signals_allowed_is_not() -> None:
     assert isinstance(out, Signal) and out.severity == 4 and "NOT blocked" in out.summary
 
 
+def test_a_missing_keyboard_helper_is_a_candidate_for_the_pupil() -> None:
+    st = events_pb2.AgentStatus(kind=events_pb2.AgentStatus.CAPTURE_MISSING, detail="amy: gone")
+    out = classify(RULES, "ag", 1, "status", 0, _raw(status=st))
+    assert isinstance(out, Signal) and out.kind == "capture_missing" and out.account == "pupil.amy"
+    assert out.severity == 3 and out.summary == "amy: gone"
+
+
 def test_exemption_is_carried_and_heartbeats_are_health() -> None:
     kw = events_pb2.KeywordDetection(category="violence", terms=["x"], exemption="ks2-history")
     out = classify(RULES, "ag", 1, "keyword", 0, _raw(keyword=kw))
