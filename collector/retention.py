@@ -3,7 +3,8 @@ is written to the audit log (what, how many, older than when).
 
 Periods live in the settings table (`retention.events_days`, `retention.incidents_days`), set
 by the DSL or head teacher in the console or with `safeguard-collector retention`. Open
-incidents are never purged, and nor are the events that are their evidence.
+incidents are never purged, and nor are the events that are their evidence. A running
+collector purges once a day by itself (`purge_if_due`), audited as `system:retention`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ DAY_MS = 86_400_000
 # Events: a school year and a term. Closed incidents: 6 years, a common schools' default for
 # safeguarding records that were not referred; the DSL should set what the school's policy says.
 DEFAULTS = {"retention.events_days": 365, "retention.incidents_days": 6 * 365}
+LAST_PURGE = "retention.last_purge_ms"
 
 
 @dataclass(frozen=True)
@@ -92,5 +94,19 @@ def purge(store: Store, audit: Audit, actor: str, now: int | None = None) -> dic
             f"events={events} older_than_days={p.events_days} incidents={len(ids)} "
             f"closed_older_than_days={p.incidents_days}",
         )
+        con.execute(
+            "INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "value = excluded.value",
+            [LAST_PURGE, str(now)],
+        )
     log.info("retention.purged events=%d incidents=%d", events, len(ids))
     return result
+
+
+def purge_if_due(store: Store, audit: Audit, now: int | None = None) -> dict[str, int] | None:
+    """The daily purge: runs if the last one (by anyone) was a day ago or more."""
+    now = now or now_ms()
+    row = store.con.execute("SELECT value FROM settings WHERE key = ?", [LAST_PURGE]).fetchone()
+    if row is not None and now - int(row[0]) < DAY_MS:
+        return None
+    return purge(store, audit, "system:retention", now)

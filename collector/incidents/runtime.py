@@ -1,5 +1,5 @@
-"""The incident engine inside a running collector: the after-commit hook, the periodic check
-for silent agents, and the notifier for severe candidates."""
+"""The incident engine inside a running collector: the after-commit hook, the periodic checks
+(silent agents; the daily retention purge), and the notifier for severe candidates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 
-from collector import policy
+from collector import audit, policy, retention
 from collector.console.config import ConsoleConfig
 from collector.incidents import config, coverage
 from collector.incidents.engine import Engine
@@ -74,12 +74,22 @@ class IncidentRuntime:
             self.ingestor.call(lambda s: coverage.rerun(self.engine, s))
         )
 
+    async def purge_if_due(self) -> dict[str, int] | None:
+        key = audit.load_key(self.data)
+        return await asyncio.wrap_future(
+            self.ingestor.call(lambda s: retention.purge_if_due(s, audit.Audit(key)))
+        )
+
     async def _checks(self) -> None:
         while True:
             try:
                 await self.check_silent()
             except Exception:
                 log.exception("incidents.silent_check_failed")
+            try:
+                await self.purge_if_due()
+            except Exception:
+                log.exception("retention.purge_failed")
             await asyncio.sleep(self.cfg.silent_check_seconds)
 
     async def stop(self) -> None:

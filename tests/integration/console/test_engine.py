@@ -167,6 +167,15 @@ def test_retention_purges_old_events_and_logs_it(store: Store, tmp_path: Path) -
     [entry] = audit.read(store.con)
     assert entry["action"] == "purge" and "events=1" in entry["detail"]
     assert a.verify(store.con).ok
+    # The running collector's daily purge: not again within a day of the last, then again.
+    assert retention.purge_if_due(store, a, now=now + DAY - 1) is None
+    assert retention.purge_if_due(store, a, now=now + DAY) == {"events": 0, "incidents": 0}
+    assert audit.read(store.con)[0]["actor"] == "system:retention"  # newest first
+
+
+def test_a_running_collector_purges_by_itself(console: ConsoleHarness) -> None:
+    wait_for(lambda: any(e["action"] == "purge" and e["actor"] == "system:retention"
+                         for e in console.with_store(lambda s: audit.read(s.con))))  # fmt: skip
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
