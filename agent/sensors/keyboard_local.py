@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 import logging
 import queue
+import sys
 import threading
 
 from agent.detector import KeystrokeDetector, alert_event
@@ -23,6 +24,9 @@ from rules.compile import Compiled
 from rules.match import Alert
 
 log = logging.getLogger(__name__)
+
+
+HOOK_SWITCH_S = 0.001  # see run()
 
 
 class LocalKeyboardSensor:
@@ -41,6 +45,11 @@ class LocalKeyboardSensor:
         if problem:
             raise SensorUnavailable(problem)
         account = getpass.getuser()
+        # The OS waits for the hook, and the hook for the GIL, which another thread (the
+        # matcher, a policy compile, the browser sensor) may hold for up to the switch
+        # interval: 5 ms by default, 1 ms here (bench/results/keyhook.md has the figures).
+        # Process-wide, so set only where a hook runs.
+        sys.setswitchinterval(HOOK_SWITCH_S)
         try:
             windows = window_source()
             capture = KeyCapture()
