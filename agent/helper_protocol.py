@@ -46,9 +46,13 @@ def encode(message: list[Any]) -> bytes:
 
 
 def decode(line: bytes) -> list[Any]:
+    """One message; ProtocolError for anything else (and never another exception: the
+    socket is 0666, so any local account can send any bytes)."""
     try:
         message = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and int()'s refusal of a
+        # number of more than 4300 digits; RecursionError is "[[[[..." nested too deep.
         raise ProtocolError("not JSON") from None
     if not isinstance(message, list) or not message or not isinstance(message[0], str):
         raise ProtocolError("not a message")

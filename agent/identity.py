@@ -16,18 +16,44 @@ with, so a folder left half re-enrolled is detected instead of used.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+
+if sys.platform == "win32":  # NOT yet run on Windows: msvcrt has no shared locks
+    import msvcrt
+
+    def _try_lock(fd: int, shared: bool) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int, shared: bool) -> bool:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 log = logging.getLogger(__name__)
@@ -76,9 +102,9 @@ class StateDir:
             return False
         fd = os.open(self.lock_file, os.O_RDONLY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
+            if not _try_lock(fd, shared=True):
+                return True
+            _unlock(fd)
         finally:
             os.close(fd)
         return False
@@ -88,12 +114,10 @@ class StateDir:
         """Hold run.lock for the duration, or fail at once if another process holds it."""
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _try_lock(fd, shared=False):
                 raise StateError(
                     f"another agent process is using {self.root}; stop it before {what}"
-                ) from None
+                )
             yield
         finally:
             os.close(fd)  # closing releases the lock

@@ -59,10 +59,10 @@ class Unavailable(Exception):
 
 
 def session_problem(env: dict[str, str] | None = None) -> str | None:
-    """Why keys cannot be captured in this session on Linux, or None if they can."""
+    """Why keys cannot be captured in this session, or None if they can."""
     env = dict(os.environ) if env is None else env
-    if sys.platform == "win32":
-        return None
+    if sys.platform == "win32":  # NOT yet run on Windows
+        return _windows_session_problem()
     kind = env.get("XDG_SESSION_TYPE", "")
     if kind == "wayland" or (env.get("WAYLAND_DISPLAY") and kind != "x11"):
         return (
@@ -71,6 +71,19 @@ def session_problem(env: dict[str, str] | None = None) -> str | None:
         )
     if not env.get("DISPLAY"):
         return "no X display in this session (DISPLAY is not set)"
+    return None
+
+
+def _windows_session_problem() -> str | None:
+    """A Windows service (the PowerShell installer's SYSTEM task too) runs in session 0, which
+    has no desktop: a hook there sees no one's keys. Say so rather than report "running"."""
+    import ctypes
+
+    session = ctypes.c_ulong(0)
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
+    if kernel32.ProcessIdToSessionId(os.getpid(), ctypes.byref(session)) and session.value == 0:
+        return ("running in session 0 (a service or SYSTEM task), which has no desktop: "
+                "keyboard capture on Windows needs a per-logon helper, not built yet")
     return None
 
 

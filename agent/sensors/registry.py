@@ -30,7 +30,7 @@ class SensorSpec:
 
 
 def _keyboard(settings: SensorSettings) -> Sensor:
-    if sys.platform == "win32":  # in-process capture: the service runs in the user's session
+    if sys.platform == "win32":  # in-process capture; reports unavailable in session 0
         from agent.sensors.keyboard_local import LocalKeyboardSensor
 
         return LocalKeyboardSensor()
