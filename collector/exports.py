@@ -2,17 +2,22 @@
 
 CPOMS takes an incident as: the pupil, what happened, categories, date and time, location,
 actions taken and by whom. `record()` builds exactly that from a candidate, with each evidence
-event's hash and the result of the last chain check, so the export stands on its own.
+event's hash and the result of the last chain check (`chain_proof`). Given the database, the
+JSON also carries `chain_proof_data`: the raw bytes, hashes, batches, signatures and the agent's
+key, with the rules that join them, so anyone can re-verify the evidence without the collector.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 from typing import Any
 
+import duckdb
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
@@ -24,6 +29,7 @@ from collector.accounts import Account
 from collector.audit import Audit
 from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.store import Store, now_ms
+from protos import envelope, events_pb2
 
 SCHEMA = "safeguard-monitor/cpoms-incident/v1"
 
@@ -34,33 +40,103 @@ def _iso(ms: int | None) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
-def verify_incident(store: Store, audit: Audit, who: Account, incident_id: int) -> str:
-    """Re-check every evidence event's chain and batch signature from storage (on the writer
-    thread, so the check sees exactly what is stored); record and return the result."""
-    rows = store.con.execute(
-        "SELECT agent_id, seq FROM incident_signals WHERE incident_id = ? AND seq IS NOT NULL",
-        [incident_id],
-    ).fetchall()
-    by_agent: dict[str, list[int]] = {}
+VERIFIED_PREFIX = "Evidence verified"
+_MAX_PROBLEMS = 8
+
+# The chain rules, as a third party needs them (protos/envelope.py is the implementation;
+# tests/unit/console/test_exports.py holds the two to each other).
+_EVENT_DOMAIN = b"sg-event-v1\0"
+_GENESIS_DOMAIN = b"sg-genesis-v1\0"
+_BATCH_DOMAIN = b"sg-batch-v1\0"
+CHAIN_RULE: dict[str, Any] = {
+    "encoding": "hashes, keys, nonces and signatures are lowercase hex; raw event bytes are "
+    "base64 (RFC 4648, padded); | is concatenation; \\0 is one zero byte",
+    "domains_hex": {
+        "event": _EVENT_DOMAIN.hex(),
+        "genesis": _GENESIS_DOMAIN.hex(),
+        "batch": _BATCH_DOMAIN.hex(),
+    },
+    "genesis": 'h[0] = SHA-256("sg-genesis-v1\\0" | agent_id as UTF-8)',
+    "event_hash": 'h[n] = SHA-256("sg-event-v1\\0" | h[n-1] | raw bytes of event n)',
+    "batch": "a batch signs events first_seq..last_seq: prev_hash = h[first_seq - 1], and "
+    "chaining its raw events from prev_hash gives each event's hash, the last being head_hash",
+    "batch_signature": 'Ed25519 (RFC 8032) by public_key over "sg-batch-v1\\0" | agent_id as '
+    "UTF-8 | \\0 | nonce (16 bytes) | first_seq (8 bytes, big-endian) | last_seq (8 bytes, "
+    "big-endian) | prev_hash (32 bytes) | head_hash (32 bytes)",
+    "links": "a batch with first_seq 1 has prev_hash = h[0]; any other batch's prev_hash is the "
+    "head_hash of the listed batch ending at first_seq - 1, or for the first listed batch the "
+    "hash in `before` when given; every event from the first to the last evidence seq is in a "
+    "listed batch",
+    "event_bytes": "each raw event is the deterministic protobuf serialisation of "
+    "safeguard.v1.Event (protos/events.proto), whose seq field is its seq",
+    "withheld": "an event marked withheld is another record in the same batch (e.g. another "
+    "pupil's detection on the same PC): only its hash is given, for privacy. Follow the chain "
+    "from that hash; what lies between it and the events around it cannot be re-derived from "
+    "this file (the collector's own check, above, re-derives every event)",
+}
+
+
+def _evidence_seqs(rows: list[tuple[str, int]]) -> dict[str, list[int]]:
+    """Each agent's evidence seqs, sorted, once each."""
+    by_agent: dict[str, set[int]] = {}
     for agent_id, seq in rows:
-        by_agent.setdefault(agent_id, []).append(seq)
-    results: dict[str, int] = {}
-    for agent_id, seqs in by_agent.items():
-        status = evidence.verify_range(store, agent_id, min(seqs), max(seqs))
-        for seq in seqs:
-            verdict = status.get(seq, "event no longer stored")
-            results[verdict] = results.get(verdict, 0) + 1
-    total = sum(results.values())
+        by_agent.setdefault(agent_id, set()).add(int(seq))
+    return {a: sorted(seqs) for a, seqs in by_agent.items()}
+
+
+def summary(
+    by_agent: dict[str, list[int]], checks: dict[str, evidence.RangeCheck]
+) -> tuple[bool, str]:
+    """(all good, the sentence a DSL reads) for evidence seqs per agent and their checks."""
+    total = sum(len(seqs) for seqs in by_agent.values())
     if total == 0:
-        text = "No stored events to verify (this candidate is not built from events)."
-    elif set(results) == {"verified"}:
-        text = (
-            f"Evidence verified: all {total} events hash into their agent's chain and "
-            "every batch signature checks against the enrolled key."
+        return True, "No stored events to verify (this candidate is not built from events)."
+    verified = 0
+    problems: list[str] = []
+    for agent_id, seqs in sorted(by_agent.items()):
+        prefix = f"agent {agent_id}: " if len(by_agent) > 1 else ""
+        rc = checks[agent_id]
+        for seq in seqs:
+            verdict = rc.status.get(seq)
+            if verdict == evidence.VERIFIED:
+                verified += 1
+            elif verdict is None:
+                problems.append(f"{prefix}seq {seq}: event no longer stored")
+        problems += [prefix + p for p in rc.problems]
+    if not problems and verified == total:
+        return True, (
+            f"{VERIFIED_PREFIX}: all {total} events hash into their agent's chain, every batch "
+            "signature checks against the enrolled key, and the batches link up unbroken."
         )
-    else:
-        parts = ", ".join(f"{n} {v}" for v, n in sorted(results.items()))
-        text = f"Evidence check FAILED for some events: {parts}."
+    if not problems:  # not expected: every failed status comes with a named problem
+        problems = [f"{total - verified} events not verified"]
+    shown = problems[:_MAX_PROBLEMS]
+    if len(problems) > len(shown):
+        shown.append(f"and {len(problems) - len(shown)} more")
+    return False, (
+        f"Evidence check FAILED ({verified} of {total} events verified): {'; '.join(shown)}."
+    )
+
+
+def check_incident(
+    con: duckdb.DuckDBPyConnection, by_agent: dict[str, list[int]]
+) -> tuple[dict[str, evidence.Material], dict[str, evidence.RangeCheck]]:
+    material = {a: evidence.load(con, a, min(s), max(s)) for a, s in by_agent.items()}
+    return material, {a: evidence.check(m) for a, m in material.items()}
+
+
+def verify_incident(store: Store, audit: Audit, who: Account, incident_id: int) -> str:
+    """Re-check every evidence event's chain, batch signature and the links between the batches
+    from storage (on the writer thread, so the check sees exactly what is stored); record and
+    return the result."""
+    by_agent = _evidence_seqs(
+        store.con.execute(
+            "SELECT agent_id, seq FROM incident_signals WHERE incident_id = ? AND seq IS NOT NULL",
+            [incident_id],
+        ).fetchall()
+    )
+    _, checks = check_incident(store.con, by_agent)
+    ok, text = summary(by_agent, checks)
     with store.transaction():
         store.con.execute(
             "INSERT INTO incident_actions (incident_id, kind, text, by_user, at_ms) "
@@ -72,9 +148,98 @@ def verify_incident(store: Store, audit: Audit, who: Account, incident_id: int) 
             who.username,
             "verify_evidence",
             f"incident:{incident_id}",
-            "ok" if set(results) <= {"verified"} else "failed",
+            "ok" if ok else "failed",
         )
     return text
+
+
+def chain_proof(con: duckdb.DuckDBPyConnection, inc: dict[str, Any]) -> dict[str, Any]:
+    """What a third party needs to re-verify the evidence: per agent its key, every stored event
+    (raw bytes and hash) of the signed batches that cover the evidence, those batches, and the
+    hash just before them; with the rules, and the result of checking it all now."""
+    by_agent = _evidence_seqs(
+        [(s["agent_id"], s["seq"]) for s in inc["evidence"] if s["seq"] is not None]
+    )
+    material, checks = check_incident(con, by_agent)
+    _, text = summary(by_agent, checks)
+    return {
+        "checked_at_export": text,
+        "rule": CHAIN_RULE,
+        "agents": [_agent_proof(material[a], by_agent[a]) for a in sorted(by_agent)],
+    }
+
+
+def _agent_proof(m: evidence.Material, seqs: list[int]) -> dict[str, Any]:
+    wanted = set(seqs)
+    before = m.before_seq
+    return {
+        "agent_id": m.agent_id,
+        "public_key": m.public_key.hex() if m.public_key is not None else None,
+        "genesis": envelope.genesis(m.agent_id).hex(),
+        "evidence_seqs": sorted(wanted),
+        "before": None if before is None else {"seq": before, "hash": m.events[before][1].hex()},
+        "batches": [
+            {
+                "first_seq": b.first_seq,
+                "last_seq": b.last_seq,
+                "prev_hash": b.prev_hash.hex(),
+                "head_hash": b.head_hash.hex(),
+                "nonce": b.nonce.hex(),
+                "signature": b.signature.hex(),
+            }
+            for b in m.batches
+        ],
+        "events": [
+            _proof_event(seq, raw, digest, seq in wanted)
+            for seq, (raw, digest) in sorted(m.events.items())
+            if seq >= m.lo
+        ],
+    }
+
+
+_SHAREABLE = frozenset({"heartbeat", "status"})  # say nothing about anyone
+
+
+def _proof_event(seq: int, raw: bytes, digest: bytes, evidence: bool) -> dict[str, Any]:
+    """One event of a covering batch. Other records in the same batches (another pupil's
+    detection on the same PC, a USB insertion) are not this incident's to export: only their
+    hash is given, so the chain can be followed from it, but not re-derived through it."""
+    out: dict[str, Any] = {"seq": seq, "evidence": evidence, "hash": digest.hex()}
+    if evidence or _kind(raw) in _SHAREABLE:
+        out["raw"] = base64.b64encode(raw).decode()
+    else:
+        out["withheld"] = "another record, not part of this incident: hash only"
+    return out
+
+
+def _kind(raw: bytes) -> str:
+    try:
+        return events_pb2.Event.FromString(raw).WhichOneof("payload") or ""
+    except Exception:  # an undecodable row is not shared either
+        return ""
+
+
+def proof_summary(proof: dict[str, Any]) -> str:
+    """A few lines for the PDF and CSV: what the JSON's chain_proof_data holds."""
+    parts = []
+    for a in proof.get("agents", []):
+        batches, events = a["batches"], a["events"]
+        key = a["public_key"]
+        fp = hashlib.sha256(bytes.fromhex(key)).hexdigest()[:16] if key else "none"
+        span = f"seqs {batches[0]['first_seq']}..{batches[-1]['last_seq']}" if batches else ""
+        parts.append(
+            f"Agent {a['agent_id']}: {len(a['evidence_seqs'])} evidence events among "
+            f"{len(events)} stored events in {len(batches)} signed batches ({span}); "
+            f"agent key SHA-256 fingerprint {fp}."
+        )
+    if not parts:
+        return ""
+    parts.append(f"Checked at export: {proof['checked_at_export']}")
+    parts.append(
+        "The JSON export carries the full proof (event bytes, hashes, batches, signatures, "
+        "key and chain rule)."
+    )
+    return " ".join(parts)
 
 
 def _event_line(s: dict[str, Any]) -> dict[str, Any]:
@@ -101,8 +266,12 @@ def _event_line(s: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def record(inc: dict[str, Any], exported_by: Account) -> dict[str, Any]:
+def record(
+    inc: dict[str, Any], exported_by: Account, proof: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The CPOMS record; `proof` (from `chain_proof`) becomes its chain_proof_data."""
     verifications = [a for a in inc["actions"] if a["kind"] == "verification"]
+    last = verifications[-1] if verifications else None
     return {
         "schema": SCHEMA,
         "incident_id": inc["id"],
@@ -148,14 +317,24 @@ def record(inc: dict[str, Any], exported_by: Account) -> dict[str, Any]:
             }
             for r in inc["referrals"]
         ],
-        "chain_proof": verifications[-1]["text"] if verifications else "not yet verified",
+        "chain_proof": last["text"] if last else "not yet verified",
+        "chain_proof_data": {
+            "result": last["text"] if last else "not yet verified",
+            "verified_by": last["by_user"] if last else "",
+            "verified_at": _iso(last["at_ms"]) if last else "",
+            **(proof or {"checked_at_export": "", "rule": CHAIN_RULE, "agents": []}),
+        },
         "exported_by": exported_by.display_name,
         "exported_at": _iso(now_ms()),
     }
 
 
-def render(inc: dict[str, Any], fmt: str, who: Account) -> tuple[bytes, str]:
-    rec = record(inc, who)
+def render(
+    inc: dict[str, Any], fmt: str, who: Account, con: duckdb.DuckDBPyConnection | None = None
+) -> tuple[bytes, str]:
+    """The export in `fmt`; with `con` (the database), the chain proof's material is read and
+    checked again now, so the record carries what a third party needs to re-verify it."""
+    rec = record(inc, who, chain_proof(con, inc) if con is not None else None)
     if fmt == "json":
         return json.dumps(rec, indent=2).encode(), "application/json"
     if fmt == "csv":
@@ -168,6 +347,8 @@ def _csv(rec: dict[str, Any]) -> str:
     w = csv.writer(out)
     w.writerow(["field", "value"])
     for key, value in rec.items():
+        if key == "chain_proof_data":  # the full proof is the JSON export's; a summary here
+            value = proof_summary(value)
         if isinstance(value, list | dict):
             value = json.dumps(value)
         w.writerow([key, value])
@@ -204,6 +385,7 @@ def pdf(rec: dict[str, Any]) -> bytes:
         ("Outcome", rec["outcome"] or "-"),
         ("Outcome note", rec["outcome_note"] or "-"),
         ("Evidence check", rec["chain_proof"]),
+        ("Chain proof", proof_summary(rec["chain_proof_data"]) or "-"),
         ("Exempted matches (suppressed)", rec["exempted_matches"]),
     ]
     story: list[Any] = [

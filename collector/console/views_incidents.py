@@ -162,7 +162,7 @@ def routes(app: web.Application, c: Console) -> None:
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
             raise web.HTTPNotFound(text="No such incident.")
-        body, ctype = await c.read(lambda con: exports.render(inc, fmt, me))
+        body, ctype = await c.read(lambda con: exports.render(inc, fmt, me, con))
         return web.Response(
             body=body,
             content_type=ctype,
