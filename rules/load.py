@@ -15,9 +15,10 @@ Layout of a policy folder::
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from rules.fields import Source, Table
 from rules.normalise import normalise
@@ -50,6 +51,10 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _USB_ID = re.compile(r"^([0-9a-f]{4}|\*):([0-9a-f]{4}|\*)$")
 _IFACE = re.compile(r"^([0-9a-f]{2}|\*):([0-9a-f]{2}|\*):([0-9a-f]{2}|\*)$")
 _HOST = re.compile(r"^[a-z0-9*]([a-z0-9.*-]*[a-z0-9])?$")
+_INT64 = (-(2**63), 2**63 - 1)  # TOML integers are 64-bit; tomllib does not check
+_INT_TOKEN = re.compile(r"(?<![\w.:+-])[+-]?(?:0x[\da-fA-F_]+|0o[0-7_]+|0b[01_]+|\d[\d_]*)"
+                        r"(?![\w.:-])")  # fmt: skip
+_MAX_NESTING = 100  # past this depth a line is taken as where tomllib's recursion gave up
 
 
 def read_folder(folder: Path) -> dict[str, str]:
@@ -78,7 +83,7 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
     for name in FILES:
         if name not in files:
             raise PolicyError(f"{prefix}{name}: missing")
-    src = {rel: Source(prefix + rel, text) for rel, text in sorted(files.items())}
+    src = {rel: _source(prefix + rel, text) for rel, text in sorted(files.items())}
     cats = tuple(_category(s) for rel, s in src.items() if rel.startswith("keywords/"))
     _unique([(c.name, c.where) for c in cats], "category")
     names = {c.name for c in cats}
@@ -102,6 +107,66 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
         default_profile=default_profile,
         sources=tuple(sorted(files.items())),
     )
+
+
+def _source(name: str, text: str) -> Source:
+    """Parse one file. Also PolicyError: what ``tomllib`` raises other than TOMLDecodeError
+    (RecursionError, int()'s ValueError) and integers outside TOML's 64-bit range."""
+    try:
+        src = Source(name, text)
+    except PolicyError:
+        raise
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        fault = "arrays or tables nested too deeply"
+        raise PolicyError(f"{name}:{_deep_line(text)}: {fault}") from None
+    except ValueError as exc:  # int() refuses a decimal literal of more than 4300 digits
+        if "integer string conversion" not in str(exc):
+            raise PolicyError(f"{name}:1: invalid TOML ({exc})") from None
+        limit = sys.get_int_max_str_digits()
+        long = re.compile(r"\d(?:_?\d){" + str(limit) + "}")
+        line = _first_line(text, lambda s: long.search(s) is not None)
+        raise PolicyError(f"{name}:{line}: integer out of range (over {limit} digits)") from None
+    bad = _big_int(src.data)
+    if bad is not None:
+        line = _first_line(text, lambda s: any(_int_value(m[0]) == bad
+                                               for m in _INT_TOKEN.finditer(s)))  # fmt: skip
+        raise PolicyError(f"{name}:{line}: integer out of range (TOML integers are 64-bit, "
+                          f"{_INT64[0]} to {_INT64[1]})")  # fmt: skip
+    return src
+
+
+def _first_line(text: str, test: Callable[[str], bool]) -> int:
+    return next((no for no, line in enumerate(text.split("\n"), 1) if test(line)), 1)
+
+
+def _deep_line(text: str) -> int:
+    """The line on which brackets first open more than _MAX_NESTING deep (1 if none)."""
+    depth = 0
+    for no, line in enumerate(text.split("\n"), 1):
+        for ch in line:
+            depth += 1 if ch in "[{" else -1 if ch in "]}" else 0
+            if depth > _MAX_NESTING:
+                return no
+    return 1
+
+
+def _big_int(value: Any) -> int | None:
+    """The first integer in parsed TOML outside the 64-bit range, if any."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if not _INT64[0] <= value <= _INT64[1] else None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for v in items:
+        bad = _big_int(v)
+        if bad is not None:
+            return bad
+    return None
+
+
+def _int_value(token: str) -> int | None:
+    try:
+        return int(token.replace("_", ""), 0)
+    except ValueError:
+        return None
 
 
 def _unique(items: list[tuple[str, str]], what: str) -> None:
@@ -185,8 +250,11 @@ def _urls(src: Source, cats: set[str]) -> tuple[UrlRule, ...]:
         if kind == "pattern":
             try:
                 re.compile(value)
-            except re.error as exc:
+            except (re.error, OverflowError) as exc:  # OverflowError: a{4294967296}
                 raise t.fail(f"value is not a valid pattern: {exc}", "value") from None
+            except RecursionError:  # sre_parse recurses once per nested group
+                raise t.fail("value is not a valid pattern: groups nested too deeply",
+                             "value") from None  # fmt: skip
         cat = _known(t, "category", (t.get_str("category"),), cats)[0]
         rules.append(UrlRule(kind, value, cat, t.get_text("why"), t.where))  # type: ignore[arg-type]  # kind checked against URL_KINDS
     return tuple(rules)
@@ -225,13 +293,14 @@ def _usb(src: Source) -> tuple[UsbRule, ...]:
 
 def _profiles(src: Source, cats: set[str]) -> tuple[Profile, ...]:
     src.check_top({"profile", "assign", "default_profile"})
-    out = []
+    out, seen = [], []
     for t in src.array("profile"):
         t.check_keys({"name", "title", "sensors", "categories", "url_categories",
                       "full_browsing_log"})  # fmt: skip
         name = t.get_str("name")
         if not _NAME.match(name):
             raise t.fail(f"name must be lower-case letters, digits and _; got {name!r}", "name")
+        seen.append((name, t.where))
         out.append(Profile(name, t.get_str("title", name),
                            t.get_strs("sensors", required=True, choices=SENSORS),
                            _known(t, "categories", t.get_strs("categories"), cats),
@@ -239,7 +308,7 @@ def _profiles(src: Source, cats: set[str]) -> tuple[Profile, ...]:
                            t.get_bool("full_browsing_log", False)))  # fmt: skip
     if not out:
         raise PolicyError(f"{src.name}:1: at least one [[profile]] is needed")
-    _unique([(p.name, src.name) for p in out], "profile")
+    _unique(seen, "profile")
     return tuple(out)
 
 
