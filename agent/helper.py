@@ -143,7 +143,9 @@ class Helper:
         try:
             if window != self._window:
                 self._window = window
-                self._send(sock, ["w", window.app, window.title, window.password,
+                # Cut as the service would (app 200, title 300): a long title in a wide
+                # script must not push a message past the socket's line limit.
+                self._send(sock, ["w", window.app[:200], window.title[:300], window.password,
                                   window.window_id])  # fmt: skip
             if not window.password:
                 for start in range(0, len(keys), MAX_BATCH):

@@ -22,7 +22,9 @@ class Source:
 
     def __init__(self, name: str, text: str) -> None:
         self.name = name
-        self.lines = text.splitlines()
+        # TOML ends lines at \n only; splitlines() would also split at \u2028 and friends
+        # and shift every line number after one.
+        self.lines = [line.removesuffix("\r") for line in text.split("\n")]
         self._headers: dict[tuple[str, bool], list[int]] | None = None
         try:
             self.data: dict[str, Any] = tomllib.loads(text)

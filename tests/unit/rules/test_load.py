@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rules.load import load_files, load_policy, read_folder
+from rules.load import DEFAULT_DIR, load_files, load_policy, read_folder
 from rules.schema import CATEGORIES, Policy, PolicyError
 
 pytestmark = pytest.mark.unit
@@ -124,3 +124,12 @@ TOML_BITS = st.sampled_from([
 @given(st.lists(TOML_BITS, max_size=14))
 def test_fuzz_structured_keyword_files(bits: list[str]) -> None:
     _loads_or_names_fuzz_file("".join(bits))
+
+
+def test_line_numbers_count_toml_lines_not_unicode_line_breaks() -> None:
+    files = read_folder(DEFAULT_DIR)
+    text = "# a comment with a \u2028 line separator\n" + files["policy.toml"]
+    line = text.split("\n").index("context_words = 8") + 1
+    files["policy.toml"] = text.replace("context_words = 8", "context_words = -1")
+    with pytest.raises(PolicyError, match=rf"policy\.toml:{line}: "):
+        load_files(files)
