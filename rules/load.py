@@ -24,6 +24,7 @@ from rules.fields import Source, Table
 from rules.normalise import normalise
 from rules.schema import (
     BOUNDARIES,
+    FIXED_SEVERITY,
     SENSORS,
     URL_KINDS,
     USB_ACTIONS,
@@ -37,6 +38,7 @@ from rules.schema import (
     Policy,
     PolicyError,
     Profile,
+    Recurrence,
     SearchEngine,
     SeverityRule,
     Term,
@@ -335,7 +337,7 @@ def _assignments(
 
 
 def _incidents(src: Source, cats: set[str]) -> IncidentRules:
-    src.check_top({"incidents", "severity", "escalation"})
+    src.check_top({"incidents", "severity", "escalation", "recurrence", "fixed_severity"})
     head = src.table("incidents")
     head.check_keys({"group_window_minutes", "silent_agent_minutes"})
     sev = []
@@ -353,8 +355,20 @@ def _incidents(src: Source, cats: set[str]) -> IncidentRules:
         esc.append(Escalation(_known(t, "categories", cats_of, cats),
                               t.get_int("within_minutes", lo=1), t.get_int("raise_by", lo=1, hi=4),
                               t.get_text("why")))  # fmt: skip
-    return IncidentRules(tuple(sev), head.get_int("group_window_minutes", lo=1),
-                         head.get_int("silent_agent_minutes", lo=1), tuple(esc))  # fmt: skip
+    rec = []
+    for t in src.array("recurrence"):
+        t.check_keys({"category", "days", "within_days", "raise_by", "why"})
+        cat = t.get_str("category")
+        _known(t, "category", (cat,), cats)
+        rec.append(Recurrence(cat, t.get_int("days", lo=2, hi=365),
+                              t.get_int("within_days", lo=1, hi=3650),
+                              t.get_int("raise_by", lo=1, hi=4), t.get_text("why")))  # fmt: skip
+    fixed_table = src.table("fixed_severity", required=False)
+    fixed_table.check_keys(set(FIXED_SEVERITY))
+    fixed = tuple((k, fixed_table.get_int(k, v, lo=1, hi=5)) for k, v in FIXED_SEVERITY.items())
+    return IncidentRules(tuple(sev), head.get_int("group_window_minutes", lo=1, hi=10_080),
+                         head.get_int("silent_agent_minutes", lo=1, hi=525_600), tuple(esc),
+                         tuple(rec), fixed)  # fmt: skip
 
 
 def _exemptions(src: Source, cats: set[str], groups: set[str]) -> tuple[Exemption, ...]:

@@ -135,11 +135,31 @@ class Escalation:
 
 
 @dataclass(frozen=True)
+class Recurrence:
+    """The same category on `days` different days within `within_days`: raise by `raise_by`."""
+
+    category: str
+    days: int
+    within_days: int
+    raise_by: int
+    why: str
+
+
+# Severities of candidates that are not detections, as [fixed_severity] may set them.
+FIXED_SEVERITY = {
+    "usb_blocked": 3, "usb_rejected": 4, "silent_agent": 2, "capture_missing": 3,
+    "test_alert": 1, "tampering_gap": 3, "tampering": 4,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class IncidentRules:
     severities: tuple[SeverityRule, ...]
     group_window_minutes: int
     silent_agent_minutes: int
     escalations: tuple[Escalation, ...] = ()
+    recurrences: tuple[Recurrence, ...] = ()
+    fixed: tuple[tuple[str, int], ...] = tuple(FIXED_SEVERITY.items())
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Incident rules for the engine: the `incidents` part of the policy in `rules/`, or defaults.
 
 `rules/lists/incidents.toml` (validated by `rules.load`) gives severity by category and score,
-the grouping window, the silent-agent threshold and escalations. What that file cannot say yet
-(fixed severities for USB, tampering and silent agents; grooming across several days) has
-defaults here, documented in docs/console.md.
+the grouping window, the silent-agent threshold, escalations, recurrences (grooming across
+several days) and the fixed severities of candidates that are not detections. The defaults
+here mirror that file, for a policy that does not load at all.
 """
 
 from __future__ import annotations
@@ -18,20 +18,20 @@ from collector import policy as published
 from collector.paths import DataDir
 from rules import bundle as bundles
 from rules.load import load_policy
-from rules.schema import Escalation, IncidentRules, Policy, PolicyError, SeverityRule
+from rules.schema import (
+    Escalation,
+    IncidentRules,
+    Policy,
+    PolicyError,
+    Recurrence,
+    SeverityRule,
+)
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Recurrence:
-    """The same category on `days` different days within `within_days`: raise by `raise_by`."""
-
-    category: str
-    days: int
-    within_days: int
-    raise_by: int
-    why: str
+__all__ = ["DEFAULT_INCIDENTS", "DEFAULT_RECURRENCES", "EngineRules", "Recurrence", "SeverityRule",
+           "for_collector", "load"]
 
 
 @dataclass(frozen=True)
@@ -137,4 +137,17 @@ def for_collector(data: DataDir, folder: Path | None = None) -> tuple[EngineRule
 
 
 def _rules(policy: Policy, source: str) -> EngineRules:
-    return EngineRules(policy.incidents, DEFAULT_RECURRENCES, source=source)
+    inc = policy.incidents
+    fixed = dict(inc.fixed)
+    tampering = {k: fixed["tampering"] for k in ("fork", "replay", "bad_signature", "flood")}
+    return EngineRules(
+        inc,
+        inc.recurrences,
+        usb_blocked_severity=fixed["usb_blocked"],
+        usb_rejected_severity=fixed["usb_rejected"],
+        tampering_severity={"gap": fixed["tampering_gap"], **tampering},
+        silent_agent_severity=fixed["silent_agent"],
+        capture_missing_severity=fixed["capture_missing"],
+        test_alert_severity=fixed["test_alert"],
+        source=source,
+    )

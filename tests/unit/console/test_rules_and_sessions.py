@@ -3,6 +3,8 @@ the notification text."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from collector.console.sessions import Sessions, Throttle
@@ -105,3 +107,21 @@ def test_notification_carries_no_detail() -> None:
     assert "severity 5 incident needs review" in subject
     assert "https://c.example:8080/incidents/42" in body
     assert len(body) < 300
+
+
+def test_recurrences_and_fixed_severities_come_from_the_policy(tmp_path: Path) -> None:
+    import shutil
+
+    from rules.load import DEFAULT_DIR
+
+    folder = tmp_path / "rules"
+    shutil.copytree(DEFAULT_DIR, folder)
+    incidents = folder / "incidents.toml"
+    text = incidents.read_text().replace("usb_blocked = 3", "usb_blocked = 4")
+    incidents.write_text(text.replace("days = 2\n", "days = 3\n"))
+    rules = config.load(folder)
+    assert rules.usb_blocked_severity == 4 and rules.tampering_severity["fork"] == 4
+    [rec] = rules.recurrences
+    assert (rec.category, rec.days, rec.within_days) == ("grooming", 3, 14)
+    shipped = config.load()
+    assert shipped.usb_blocked_severity == 3 and shipped.recurrences[0].days == 2
