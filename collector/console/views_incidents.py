@@ -6,6 +6,7 @@ Each view of an incident, and each action, is written to the audit log before th
 from __future__ import annotations
 
 import datetime as dt
+import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,16 @@ def filters(q: Any) -> queries.Filters:
     )
 
 
+def page_link(f: queries.Filters, page: int) -> str:
+    """The list's query string for another page of the same filters, encoded."""
+    params = {
+        "status": f.status, "severity": f.severity or "", "category": f.category,
+        "pupil": f.pupil, "machine": f.machine, "since": f.since or "", "until": f.until or "",
+        "page": page,
+    }  # fmt: skip
+    return "?" + urllib.parse.urlencode({k: str(v) for k, v in params.items()})
+
+
 def routes(app: web.Application, c: Console) -> None:
     def staff(request: web.Request, what: str = "incidents") -> Account:
         me: Account = request["session"].account
@@ -72,6 +83,7 @@ def routes(app: web.Application, c: Console) -> None:
             f=f,
             categories=cats,
             page_size=queries.PAGE,
+            page_link=page_link,
         )
 
     async def show(request: web.Request) -> web.StreamResponse:
