@@ -83,12 +83,13 @@ def record_outcome(
     with store.transaction():
         if _status(store, incident_id) == "closed":
             raise TriageError("this incident is closed; reopen it first")
+        pending = store.con.execute(
+            "SELECT 1 FROM referrals WHERE incident_id = ? AND state = 'pending'", [incident_id]
+        ).fetchone()
+        if pending:  # closing another way would leave it to overwrite the outcome later
+            raise TriageError("a referral is waiting for confirmation: a second senior member "
+                              "of staff confirms it, or it is withdrawn, first")  # fmt: skip
         if outcome in REFERRALS:
-            if store.con.execute(
-                "SELECT 1 FROM referrals WHERE incident_id = ? AND state = 'pending'",
-                [incident_id],
-            ).fetchone():
-                raise TriageError("a referral is already waiting for confirmation")
             store.con.execute(
                 "INSERT INTO referrals (incident_id, outcome, note, requested_by, requested_ms) "
                 "VALUES (?, ?, ?, ?, ?)",

@@ -157,6 +157,10 @@ def test_a_referral_needs_a_second_senior_person(console: ConsoleHarness, incide
     _, page = dsl.post(f"/incidents/{incident}/referrals/{rid}/confirm")
     assert "someone else must confirm" in page
     assert console.op("incidents")["rows"][0]["status"] == "in_review"
+    # Nor can the incident be closed another way while the referral waits.
+    _, page = dsl.post(f"/incidents/{incident}/outcome", {"outcome": "no_concern", "note": ""})
+    assert "a referral is waiting for confirmation" in page
+    assert console.op("incidents")["rows"][0]["status"] == "in_review"
     # A technician is not senior staff.
     tech = Client(console.url)
     tech.login("tech")
