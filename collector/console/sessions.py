@@ -86,11 +86,13 @@ class Sessions:
 
 
 class Throttle:
-    """After FREE failed logins for a username (or from one address) within WINDOW seconds,
-    every further attempt must wait, doubling from BASE seconds up to CAP; while it waits even
-    the right password is refused. A success clears the username's count."""
+    """After FREE failed logins under a key within WINDOW seconds, every further attempt must
+    wait, doubling from BASE seconds up to CAP; while it waits even the right password is
+    refused. Keys starting "wide:" (a username from anywhere) allow FREE_WIDE: a guesser at one
+    address is slowed after FREE and so cannot lock the DSL out from everywhere else; only
+    many addresses together can. A success clears the keys it is given."""
 
-    FREE, WINDOW, BASE, CAP = 5, 900.0, 30.0, 900.0
+    FREE, FREE_WIDE, WINDOW, BASE, CAP = 5, 30, 900.0, 30.0, 900.0
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock
@@ -103,8 +105,9 @@ class Throttle:
         for key in keys:
             fails = [t for t in self._fails.get(key, []) if now - t < self.WINDOW]
             self._fails[key] = fails
-            if len(fails) >= self.FREE:
-                delay = min(self.CAP, self.BASE * 2 ** (len(fails) - self.FREE))
+            free = self.FREE_WIDE if key.startswith("wide:") else self.FREE
+            if len(fails) >= free:
+                delay = min(self.CAP, self.BASE * 2 ** (len(fails) - free))
                 longest = max(longest, fails[-1] + delay - now)
         return max(0.0, longest)
 
@@ -113,5 +116,6 @@ class Throttle:
         for key in keys:
             self._fails.setdefault(key, []).append(now)
 
-    def succeeded(self, key: str) -> None:
-        self._fails.pop(key, None)
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._fails.pop(key, None)

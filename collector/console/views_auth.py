@@ -42,7 +42,9 @@ def routes(app: web.Application, c: Console) -> None:
         username = str(form.get("username", "")).strip().lower()[:40]
         password = str(form.get("password", ""))[:200]
         peer = request.remote or "?"
-        keys = (f"user:{username}", f"addr:{peer}")
+        # This user from this address, this address, and this user from anywhere (looser):
+        # a pupil failing as "dsl" slows only their own address.
+        keys = (f"user:{username}@{peer}", f"addr:{peer}", f"wide:{username}")
         wait = c.throttle.wait(*keys)
         if wait > 0:
             log.warning("console.login_throttled addr=%s", peer)
@@ -71,7 +73,7 @@ def routes(app: web.Application, c: Console) -> None:
                 username=username,
                 error="That username and password do not match.",
             )
-        c.throttle.succeeded(keys[0])
+        c.throttle.succeeded(keys[0], keys[2])
         request["session"] = c.sessions.login(request["session"], account)
 
         def logged_in(s: Store) -> None:

@@ -58,8 +58,8 @@ def test_repeated_wrong_passwords_are_slowed(console: ConsoleHarness) -> None:
     # While it waits, even the right password is refused: guessing gains nothing.
     status, body = c.login("dsl")
     assert status == 429
-    # Another member of staff from another address is not locked out by it... but this test
-    # client shares 127.0.0.1, so the address limit applies to it too.
+    # The address is slowed for every account (this test's clients all share 127.0.0.1);
+    # from another address the DSL could still log in (tests/unit/console, the throttle).
     status, _ = Client(console.url).login("head")
     assert status == 429
     entries = console.with_store(lambda s: audit.read(s.con, 50))

@@ -88,6 +88,21 @@ def test_throttle_slows_after_five_failures_and_doubles() -> None:
     assert t.wait("user:a") == 0
 
 
+def test_a_guesser_at_one_address_cannot_lock_the_dsl_out_elsewhere() -> None:
+    t = Throttle(clock=lambda: 1000.0)
+
+    def keys(addr: str) -> tuple[str, str, str]:
+        return (f"user:dsl@{addr}", f"addr:{addr}", "wide:dsl")
+
+    for _ in range(5):
+        t.failed(*keys("10.0.0.66"))
+    assert t.wait(*keys("10.0.0.66")) > 0  # the pupil's PC is slowed
+    assert t.wait(*keys("10.0.0.5")) == 0  # the DSL's is not
+    for n in range(25):  # many addresses together: then the account itself is slowed
+        t.failed(*keys(f"10.0.1.{n}"))
+    assert t.wait(*keys("10.0.0.5")) > 0
+
+
 def test_sessions_expire_when_idle_and_rotate_on_login() -> None:
     from collector.accounts import Account
 
