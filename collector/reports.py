@@ -141,13 +141,21 @@ def governors(con: duckdb.DuckDBPyConnection, weeks: int, today: dt.date) -> dic
         "start": start,
         "weeks": weeks,
         "per_week": list(zip(labels, per_week, strict=True)),
-        "by_category": by_cat,
-        "by_severity": by_sev,
-        "outcomes": outcomes,
+        "by_category": _suppressed(by_cat),
+        "by_severity": _suppressed(by_sev),
+        "outcomes": _suppressed(outcomes),
         "machines": coverage[0][0],
         "reporting": coverage[0][1],
         "chart": bar_png(labels, per_week, "Safeguarding candidates per week"),
     }
+
+
+SMALL = 3  # governors see "fewer than 3", not 1 or 2: in a small school a count can name a child
+
+
+def _suppressed(rows: list[tuple[Any, int]]) -> list[tuple[Any, str]]:
+    """Counts as governors see them: small ones hidden (statistical disclosure control)."""
+    return [(key, f"fewer than {SMALL}" if 0 < n < SMALL else str(n)) for key, n in rows]
 
 
 def bar_png(labels: list[str], values: list[int], title: str, horizontal: bool = False) -> str:
