@@ -350,11 +350,16 @@ def _incidents(src: Source, cats: set[str]) -> IncidentRules:
                                 t.get_int("severity", lo=1, hi=5)))  # fmt: skip
     esc = []
     for t in src.array("escalation"):
-        t.check_keys({"categories", "within_minutes", "raise_by", "why"})
+        t.check_keys({"categories", "within_minutes", "raise_by", "why", "sequence"})
         cats_of = t.get_strs("categories", required=True)
+        sequence = t.get_strs("sequence", choices=("url", "search", "keyword"))
+        if sequence and len(sequence) != 2:
+            raise t.fail("sequence names two sources: the first, then the one after it",
+                         "sequence")  # fmt: skip
         esc.append(Escalation(_known(t, "categories", cats_of, cats),
-                              t.get_int("within_minutes", lo=1), t.get_int("raise_by", lo=1, hi=4),
-                              t.get_text("why")))  # fmt: skip
+                              t.get_int("within_minutes", lo=1, hi=525_600),
+                              t.get_int("raise_by", lo=1, hi=4), t.get_text("why"),
+                              sequence))  # fmt: skip
     rec = []
     for t in src.array("recurrence"):
         t.check_keys({"category", "days", "within_days", "raise_by", "why"})

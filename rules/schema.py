@@ -132,6 +132,9 @@ class Escalation:
     within_minutes: int
     raise_by: int
     why: str
+    # Optional order of signal sources ("url", "search", "keyword"): the first seen, then the
+    # second later. Without it, any two distinct (source, category) signals combine.
+    sequence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

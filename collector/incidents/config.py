@@ -85,6 +85,7 @@ DEFAULT_INCIDENTS = IncidentRules(
             60,
             1,
             "An extremist site followed by related searches suggests active interest.",
+            sequence=("url", "search"),
         ),
         Escalation(
             ("self_harm", "suicide"),

@@ -2,10 +2,11 @@
 
 - `[[escalation]]` in incidents.toml: within `within_minutes` of the candidate's last event,
   the same pupil (account; the machine when no one was logged in) has at least two distinct
-  (source, category) signals among `categories`: an extremist site (url) and extremist searches
-  (keyword), or self-harm and suicide language together.
-- recurrences (config.py): the same category on several different days, e.g. grooming phrases
-  on two days within a fortnight.
+  (source, category) signals among `categories` (self-harm and suicide language together), or,
+  with `sequence`, a signal of the first source followed by one of the second: an extremist
+  site (url) and then extremist searches (search: a query from a search engine's URL).
+- `[[recurrence]]`: the same category on several different days, e.g. grooming phrases on two
+  days within a fortnight.
 
 Each rule that fires adds its `raise_by`; the severity is capped at 5 and the reasons are kept
 on the candidate, so the DSL sees why it was raised.
@@ -34,11 +35,18 @@ def apply(rules: EngineRules, store: Store, cand: Candidate) -> None:
         if not cand.categories & set(esc.categories):
             continue
         rows = store.con.execute(
-            f"SELECT DISTINCT source, category FROM incident_signals WHERE {col} = ? "  # noqa: S608 -- col is one of two fixed names
-            "AND observed_ms BETWEEN ? AND ? AND list_contains(?, category)",
+            f"SELECT source, category, min(observed_ms), max(observed_ms) FROM incident_signals "  # noqa: S608 -- col is one of two fixed names
+            f"WHERE {col} = ? AND observed_ms BETWEEN ? AND ? AND list_contains(?, category) "
+            "GROUP BY source, category",
             [who, cand.last_ms - esc.within_minutes * 60_000, cand.last_ms, list(esc.categories)],
         ).fetchall()
-        if len(rows) >= 2:
+        if esc.sequence:
+            first, then = esc.sequence
+            earliest = min((r[2] for r in rows if r[0] == first), default=None)
+            fires = earliest is not None and any(r[0] == then and r[3] >= earliest for r in rows)
+        else:
+            fires = len(rows) >= 2
+        if fires:
             raise_by += esc.raise_by
             why.append(esc.why)
     for rec in rules.recurrences:

@@ -67,7 +67,7 @@ def classify(
             seq,
             account,
             observed_ms,
-            "keyword",
+            "search" if where.startswith("search:") else "keyword",
             "detection",
             k.category or "other",
             rules.severity(k.category, k.score),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -60,6 +61,22 @@ def test_related_events_group_and_combined_extremism_signals_escalate(
     assert ext["event_count"] == 2 and ext["escalated"]
     assert ext["severity"] == 5  # extremism at score 10 is 4; site + search raise it by one
     assert by_account["pupil.ben"]["severity"] == 2 and not by_account["pupil.ben"]["escalated"]
+
+
+def test_extremism_escalates_only_for_a_site_then_searches(console: ConsoleHarness) -> None:
+    agent = Agent.enrol(console)
+    now = int(time.time() * 1000)
+    # Searches first, then the site: not the pattern.
+    agent.ship(keyword("extremism", ["join the fight"], account="pupil.amy", at_ms=now - 60_000,
+                       source="search:google"))  # fmt: skip
+    agent.ship(url("extremism", "https://extreme.example/join", account="pupil.amy", at_ms=now))
+    # The site, then words typed in a chat (not a search): not the pattern either.
+    agent.ship(url("extremism", "https://extreme.example/join", account="pupil.ben",
+                   at_ms=now - 60_000))  # fmt: skip
+    agent.ship(keyword("extremism", ["join the fight"], account="pupil.ben", at_ms=now))
+    rows = {r["account"]: r for r in console.op("incidents", status="")["rows"]}
+    assert not rows["pupil.amy"]["escalated"] and rows["pupil.amy"]["severity"] == 4
+    assert not rows["pupil.ben"]["escalated"] and rows["pupil.ben"]["severity"] == 4
 
 
 def test_exempted_matches_make_no_candidate_but_are_counted(console: ConsoleHarness) -> None:
