@@ -1,10 +1,12 @@
 """`safeguard-install agent`: one command line per classroom PC.
 
 Steps (each undone if a later one fails): the code in its own venv with only the agent's
-dependencies (DuckDB must not import there); the state folder, 0700 root; enrolment with the
-collector (the agent makes its key on this PC, 0600); the system service; the keyboard helper
-started at every graphical login (XDG autostart); enabled and started. The collector is checked
-for reachability before anything is written, so an unreachable one changes nothing.
+dependencies (DuckDB must not import there); `safeguard-install` on root's PATH (command.py);
+the state folder, 0700 root; enrolment with the collector (the agent makes its key on this PC,
+0600); the system service; the keyboard helper started at every graphical login (XDG
+autostart); enabled and started. The collector is checked for reachability before anything is
+written, so an unreachable one changes nothing. `safeguard-install test-alert` (alert.py) then
+checks that this PC's alerts reach the collector.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from installer import manifest, pyenv, units
+from installer import command, manifest, pyenv, units
 from installer.context import Context, run_tool
-from installer.layout import AUTOSTART, unit_name
+from installer.layout import AUTOSTART, COMMAND_LINK, unit_name
 from installer.transaction import InstallError, Transaction
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,7 @@ def install(ctx: Context, opts: AgentOptions, token: str | None) -> int:
     source = None if ctx.python_env else pyenv.find_source(ctx.source)
     with Transaction() as tx:
         env, version = pyenv.ensure(layout, tx, "agent", source or Path(), ctx.python_env)
+        linked = command.ensure(layout, tx, "agent")
         tx.mkdir(state, 0o700, ROOT_OWNER)
         agent_id = kept or _enrol(env, state, opts, token or "")
         _lock_down(state)
@@ -122,6 +125,7 @@ def install(ctx: Context, opts: AgentOptions, token: str | None) -> int:
                 account_created=False,
                 data_created=kept is None,
                 external_env=str(ctx.python_env.absolute()) if ctx.python_env else "",
+                command_link=str(COMMAND_LINK) if linked else "",
             ),
         )
         started = not ctx.no_start and ctx.services.start(tx, "agent")
@@ -138,7 +142,10 @@ def install(ctx: Context, opts: AgentOptions, token: str | None) -> int:
   collector       {opts.collector} (school CA pinned)
   service         {unit_name("agent")}: {how}
   keyboard helper starts at every graphical login ({AUTOSTART})
-  state           {opts.state} (0700 root; key 0600)""")
+  state           {opts.state} (0700 root; key 0600)
+  command         {command.report_line(linked)}""")
+    if linked:
+        print("Check that its alerts reach the collector: sudo safeguard-install test-alert")
     return 0
 
 

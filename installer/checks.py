@@ -29,6 +29,7 @@ class Check:
     status: str  # "ok", "FAIL", "warn" (works, but look), "unknown" (cannot tell here)
     detail: str
     fix: str = ""
+    needs_root: bool = False  # "unknown" because only root can read what it checks
 
     @property
     def failed(self) -> bool:
@@ -41,6 +42,26 @@ def ok(name: str, detail: str) -> Check:
 
 def fail(name: str, detail: str, fix: str) -> Check:
     return Check(name, "FAIL", detail, fix)
+
+
+SUDO_FIX = "run it again with sudo: the private files of what is installed are for root to read"
+
+
+def needs_root(name: str, path: Path, detail: str = "") -> Check:
+    """A check this user may not make: nothing is known to be wrong, and sudo would tell."""
+    detail = detail or f"cannot read {path} without root"
+    return Check(name, "unknown", detail, SUDO_FIX, needs_root=True)
+
+
+def denied(path: Path) -> bool:
+    """Whether this user may not look at `path` (e.g. inside a 0700 folder of root's)."""
+    try:
+        path.stat()
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return not os.access(path, os.R_OK)
 
 
 def tls(name: str, host: str, port: int, ca: Path, tls_name: str) -> Check:
@@ -146,6 +167,8 @@ def clock(ca_window: dict[str, object], live: bool) -> Check:
 def private(name: str, path: Path, mode: int, uid: int | None) -> Check:
     try:
         st = path.stat()
+    except PermissionError:
+        return needs_root(name, path)
     except OSError as exc:
         return fail(name, f"{path}: {exc.strerror}", "reinstall, or restore it from a backup")
     have = stat.S_IMODE(st.st_mode)
@@ -160,10 +183,13 @@ def private(name: str, path: Path, mode: int, uid: int | None) -> Check:
     return ok(name, f"{path} is {have:04o}")
 
 
-def lock_held(path: Path) -> bool:
-    """Whether a process holds flock on `path` (the agent's run.lock while it runs)."""
+def lock_held(path: Path) -> bool | None:
+    """Whether a process holds flock on `path` (the agent's run.lock while it runs); None when
+    this user may not open it."""
     try:
         fd = os.open(path, os.O_RDONLY)
+    except PermissionError:
+        return None
     except OSError:
         return False
     try:
@@ -175,12 +201,15 @@ def lock_held(path: Path) -> bool:
     return False
 
 
-def socket_answers(path: Path) -> bool:
-    """Whether a process listens on the Unix socket (the collector's admin.sock while it runs)."""
+def socket_answers(path: Path) -> bool | None:
+    """Whether a process listens on the Unix socket (the collector's admin.sock while it runs);
+    None when this user may not reach it."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(5)
         try:
             sock.connect(str(path))
+        except PermissionError:
+            return None
         except OSError:
             return False
     return True

@@ -1,5 +1,5 @@
 """safeguard-install: put the collector or an agent on this machine as a service, and keep it
-working (upgrade, uninstall, status, doctor).
+working (upgrade, uninstall, status, doctor), and check a PC end to end (test-alert).
 
 Exit codes: 0 done; 1 refused or failed, with the machine left as it was (message and fix on
 stderr); 2 usage; 3 the collector could not be reached (worth retrying); 130 interrupted.
@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from installer import PROG, agent_install, collector_install, doctor, uninstall, upgrade
+from installer import PROG, agent_install, alert, collector_install, doctor, uninstall, upgrade
 from installer.context import Context
 from installer.layout import DEFAULT_AGENT_STATE, ROLES, Layout, target_path
 from installer.transaction import InstallError
@@ -33,6 +33,16 @@ def _folder(text: str) -> str:
         return str(target_path(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds up to 3600")
+    return value
 
 
 def _role(text: str) -> str:
@@ -125,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="check what is installed here (no network)")
     sub.add_parser("doctor", help="check everything, network included, with fixes")
+
+    t = sub.add_parser(
+        "test-alert",
+        help="on a PC: send a test alert and wait until the collector acknowledges it",
+    )
+    t.add_argument(
+        "--timeout", type=_seconds, default=30.0, metavar="S", help="how long to wait (30)"
+    )
+    t.add_argument("--note", default="safeguard-install test-alert", metavar="TEXT")
     return p
 
 
@@ -188,6 +207,8 @@ def _run(args: argparse.Namespace) -> int:
         return upgrade.upgrade(ctx, args.roles)
     if args.command == "uninstall":
         return uninstall.uninstall(ctx, args.roles, args.yes, args.purge)
+    if args.command == "test-alert":
+        return alert.test_alert(ctx, args.timeout, args.note)
     return doctor.doctor(ctx, network=args.command == "doctor")
 
 

@@ -1,9 +1,11 @@
 """`safeguard-install collector`: the school's collector as a sandboxed service, ready for agents.
 
 Steps (each undone if a later one fails): the service account; the code in its own venv;
-`safeguard-collector init --exist-ok` (an initialised data folder is kept as it is); the first
-DSL account with a one-time password; a multi-use enrolment token for a room; the data folder
-handed to the service account; a public copy of the school CA; the unit, enabled and started.
+`safeguard-install` on root's PATH (command.py); `safeguard-collector init --exist-ok` (an
+initialised data folder is kept as it is); the first DSL account with a one-time password; the
+data folder handed to the service account; a public copy of the school CA; the unit, enabled
+and started (and answering). Last, a multi-use enrolment token for a room: the collector cannot
+revoke a token, so it is made only once nothing can fail any more.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ import json
 import logging
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from installer import accounts, manifest, pyenv, units
+from installer import accounts, command, manifest, pyenv, units
+from installer.checks import socket_answers
 from installer.context import Context, run_ok
-from installer.layout import SERVICE_ACCOUNT, Layout, unit_name
+from installer.layout import COMMAND_LINK, SERVICE_ACCOUNT, Layout, unit_name
 from installer.transaction import InstallError, Transaction, chown_tree
 
 log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 60  # for a started collector to answer on its admin socket
 
 
 @dataclass(frozen=True)
@@ -93,10 +99,8 @@ def install(ctx: Context, opts: CollectorOptions) -> int:
             "--exist-ok",
             *names,
         )
+        linked = command.ensure(layout, tx, "collector")
         password = _first_admin(env, data, opts.admin, tx, undo_needed=found)
-        room = RoomToken(
-            _token(env, data, opts.room_uses, opts.room_ttl), opts.room_uses, opts.room_ttl
-        )
         chown_tree(data, account.owner)
         tx.write(layout.host(layout.public_ca), (data / "ca.pem").read_bytes(), 0o644)
         exe = layout.bin("collector", "safeguard-collector")
@@ -115,12 +119,37 @@ def install(ctx: Context, opts: CollectorOptions) -> int:
                 data_created=not found,
                 external_env=str(ctx.python_env.absolute()) if ctx.python_env else "",
                 admin=opts.admin,
+                command_link=str(COMMAND_LINK) if linked else "",
             ),
         )
         started = not ctx.no_start and ctx.services.start(tx, "collector")
+        if started:
+            _wait_for_admin_socket(ctx, data)
+        # The room token is the last step: the collector has no way to take a token back, so
+        # nothing that could still fail (and undo the install) comes after it. It goes through
+        # the running collector's admin socket, or, when it is not started, into the database.
+        room = RoomToken(
+            _token(env, data, opts.room_uses, opts.room_ttl), opts.room_uses, opts.room_ttl
+        )
+        chown_tree(data, account.owner)  # a database written by root here goes back to the account
     log.info("collector.installed version=%s data=%s started=%s", version, opts.data, started)
-    _report(ctx, opts, version, account.name, started, password, room)
+    _report(ctx, opts, version, account.name, started, password, room, linked)
     return 0
+
+
+def _wait_for_admin_socket(ctx: Context, data: Path) -> None:
+    """Until the started collector answers on its admin socket (the token goes through it):
+    a collector that does not come up fails the install, which undoes it."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while socket_answers(data / "admin.sock") is not True:
+        state = ctx.services.is_active("collector")
+        if state == "failed" or time.monotonic() > deadline:
+            raise InstallError(
+                f"{unit_name('collector')} was started but did not come up within "
+                f"{START_TIMEOUT_S}s (systemd says {state}); nothing changed",
+                fix=f"`journalctl -u {unit_name('collector')} -n 50` says why; then run this again",
+            )
+        time.sleep(0.25)
 
 
 def _first_admin(
@@ -196,10 +225,14 @@ def console_url(opts_names: tuple[str, ...], web: str) -> str:
 
 
 def agent_line(layout: Layout, names: tuple[str, ...], listen: str, room: RoomToken) -> str:
+    """The line for each PC of a room. A fresh PC has no safeguard-install yet: it runs the
+    installer from a copy of this project's source tree, as the collector's machine did."""
     return (
-        f"# enrolment token for up to {room.uses} PCs, valid for {room.ttl}; copy "
-        f"{layout.public_ca} to each PC as ca.pem\n"
-        f"echo {room.token} | sudo safeguard-install agent "
+        f"# enrolment token for up to {room.uses} PCs, valid for {room.ttl}. Each PC needs "
+        "python3-venv and pip's package\n"
+        "# index (offline PCs: docs/installer.md). Copy this project's source tree to the PC,\n"
+        f"# and {layout.public_ca} into the tree's folder as ca.pem; in that folder, run:\n"
+        f"echo {room.token} | sudo /usr/bin/python3 -m installer agent "
         f"--collector {agent_address(names, listen)} --ca ca.pem --token-file -"
     )
 
@@ -212,6 +245,7 @@ def _report(
     started: bool,
     password: str | None,
     room: RoomToken,
+    linked: bool,
 ) -> None:
     layout = ctx.layout
     if started:
@@ -235,10 +269,11 @@ def _report(
   DSL console  {console_url(opts.names, opts.web)}
   school CA    {layout.public_ca}  (give it to every agent; DSLs' browsers may trust it)
   DSL account  {account}
+  command      {command.report_line(linked)}
 
 Agent install line for a room:
 {agent_line(layout, opts.names, opts.listen, room)}
-More lines later: safeguard-install agent-line --uses N""")
+More lines later: sudo safeguard-install agent-line --uses N""")
 
 
 def print_agent_line(ctx: Context, uses: int, ttl: str) -> int:

@@ -11,7 +11,18 @@ from pathlib import Path
 
 from installer import accounts, manifest, pyenv
 from installer.agent_install import split_address
-from installer.checks import Check, clock, fail, grpc_probe, lock_held, ok, private, tls
+from installer.checks import (
+    Check,
+    clock,
+    denied,
+    fail,
+    grpc_probe,
+    lock_held,
+    needs_root,
+    ok,
+    private,
+    tls,
+)
 from installer.checks import socket_answers as answers
 from installer.collector_install import agent_address
 from installer.context import Context, run_tool
@@ -28,7 +39,7 @@ def doctor(ctx: Context, network: bool) -> int:
             "nothing from safeguard-install is installed here",
             fix="install with `safeguard-install collector ...` or `agent ...`",
         )
-    failed = 0
+    failed = unchecked = 0
     for m in found:
         checks = (_collector if m.role == "collector" else _agent)(ctx, m, network)
         print(f"{m.role} {m.version}")
@@ -38,8 +49,18 @@ def doctor(ctx: Context, network: bool) -> int:
                 print(f"            fix: {c.fix}")
             log.info("doctor.check role=%s name=%s status=%s", m.role, c.name, c.status)
         failed += sum(c.failed for c in checks)
-    print("all checks passed" if not failed else f"{failed} check(s) failed: see fix: above")
-    return 1 if failed else 0
+        unchecked += sum(c.needs_root for c in checks)
+    if failed:
+        print(f"{failed} check(s) failed: see fix: above")
+    if unchecked:  # not a pass: what only root can read was not looked at
+        command = "doctor" if network else "status"
+        print(
+            f"{unchecked} check(s) need root to read private files: run it again with sudo "
+            f"(`sudo safeguard-install {command}`)"
+        )
+    if not failed and not unchecked:
+        print("all checks passed")
+    return 1 if failed or unchecked else 0
 
 
 def _common(ctx: Context, m: manifest.Manifest) -> tuple[Path, list[Check]]:
@@ -69,11 +90,17 @@ def _common(ctx: Context, m: manifest.Manifest) -> tuple[Path, list[Check]]:
     return env, checks
 
 
-def _running(ctx: Context, role: str, running: bool, how: str, foreground: str) -> Check:
+def _running(
+    ctx: Context, role: str, running: bool | None, how: str, foreground: str, probe: Path
+) -> Check:
+    """`running` is None when this user may not open `probe` (the lock or socket it tells by)."""
     state = ctx.services.is_active(role)
     if state is not None:
         running = state == "active"
         how = f"systemd says {state}"
+    elif running is None:
+        detail = f"cannot tell whether {unit_name(role)} runs without root ({probe} is root's)"
+        return needs_root("running", probe, detail)
     elif how:
         how = f"{how}? {'yes' if running else 'no'}"
     if running:
@@ -98,7 +125,12 @@ def _collector(ctx: Context, m: manifest.Manifest, network: bool) -> list[Check]
     serve += f" --web {s['web']}"
     checks.append(
         _running(
-            ctx, "collector", answers(data / "admin.sock"), "does its admin socket answer", serve
+            ctx,
+            "collector",
+            answers(data / "admin.sock"),
+            "does its admin socket answer",
+            serve,
+            data / "admin.sock",
         )
     )
     account = accounts.lookup(layout, m.account)
@@ -109,6 +141,8 @@ def _collector(ctx: Context, m: manifest.Manifest, network: bool) -> list[Check]
     policy = run_tool(env, "safeguard-collector", "policy", "show", "--data", data)
     if policy.returncode == 0 and "current policy version" in policy.stdout:
         checks.append(ok("policy", policy.stdout.strip()))
+    elif _permission_denied(policy.stderr) or denied(data / "collector.duckdb"):
+        checks.append(needs_root("policy", data / "collector.duckdb"))
     else:
         checks.append(
             fail(
@@ -121,10 +155,13 @@ def _collector(ctx: Context, m: manifest.Manifest, network: bool) -> list[Check]
     tls_name, _, port = agent_address(names, str(s["listen"])).rpartition(":")
     host = str(s["listen"]).rpartition(":")[0].strip("[]")
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 -- dialling
-    checks.append(tls("TLS", host, int(port), data / "ca.pem", tls_name))
-    probe, window = grpc_probe(
-        "gRPC", env / "bin" / "python", f"{host}:{port}", data / "ca.pem", tls_name
-    )
+    ca = layout.host(layout.public_ca)  # the same CA, readable by anyone (the data's is not)
+    if not ca.is_file() or denied(ca):
+        ca = data / "ca.pem"
+        if denied(ca):
+            return [*checks, needs_root("TLS", ca)]
+    checks.append(tls("TLS", host, int(port), ca, tls_name))
+    probe, window = grpc_probe("gRPC", env / "bin" / "python", f"{host}:{port}", ca, tls_name)
     checks += [probe, clock(window, ctx.services.live)]
     return checks
 
@@ -151,6 +188,7 @@ def _agent(ctx: Context, m: manifest.Manifest, network: bool) -> list[Check]:
             lock_held(state / "run.lock"),
             "does it hold its run.lock",
             f"sudo {exe} run --state {s['state']}",
+            state / "run.lock",
         )
     )
     checks += [
@@ -158,9 +196,15 @@ def _agent(ctx: Context, m: manifest.Manifest, network: bool) -> list[Check]:
         private("private key", state / "agent.key", 0o600, 0),
         private("identity", state / "identity.json", 0o600, 0),
     ]
+    if denied(state / "identity.json"):  # status, policy, TLS and gRPC all start from it
+        checks.append(needs_root("enrolment", state / "identity.json"))
+        return checks
     status = run_tool(env, "safeguard-agent", "status", "--state", state)
     fields = dict(line.split(":", 1) for line in status.stdout.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if status.returncode != 0 and _permission_denied(status.stderr):
+        checks.append(needs_root("enrolment", state))
+        return checks
     if status.returncode != 0:
         detail = (status.stderr.strip().splitlines() or ["no output"])[-1]
         checks.append(
@@ -193,6 +237,12 @@ def _agent(ctx: Context, m: manifest.Manifest, network: bool) -> list[Check]:
     )
     checks += [probe, clock(window, ctx.services.live)]
     return checks
+
+
+def _permission_denied(stderr: str) -> bool:
+    """A tool that failed because this user may not read its files (EACCES), not because
+    anything is broken."""
+    return "Permission denied" in stderr or "[Errno 13]" in stderr
 
 
 def _agent_policy(policy: str | None) -> Check:

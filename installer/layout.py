@@ -19,6 +19,9 @@ UNIT_DIR = PurePosixPath("/etc/systemd/system")
 WANTS_DIR = UNIT_DIR / "multi-user.target.wants"
 AUTOSTART = PurePosixPath("/etc/xdg/autostart/safeguard-keyboard-helper.desktop")
 DEFAULT_AGENT_STATE = PurePosixPath("/var/lib/safeguard/agent")
+# safeguard-install on root's PATH (sudo's secure_path) once a role is installed: a symlink to
+# a role's `current/bin/safeguard-install`. /usr/local/sbin, as it is for the administrator only.
+COMMAND_LINK = PurePosixPath("/usr/local/sbin/safeguard-install")
 SERVICE_ACCOUNT = "safeguard"  # the collector's; the agent runs as root (see docs/installer.md)
 
 

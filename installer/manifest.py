@@ -27,6 +27,7 @@ class Manifest:
     admin: str = ""  # the first DSL account (collector)
     format: int = FORMAT
     created_dirs: list[str] = field(default_factory=list)  # folders the install made
+    command_link: str = ""  # /usr/local/sbin/safeguard-install, when ours (made or shared)
 
 
 def load(layout: Layout, role: str) -> Manifest | None:
@@ -47,13 +48,14 @@ def load(layout: Layout, role: str) -> Manifest | None:
 
 
 def save(layout: Layout, tx: Transaction, manifest: Manifest, keep_dirs: bool = False) -> None:
-    """Write the manifest, recording the folders this transaction made (or, on an upgrade,
-    keeping the ones the install recorded)."""
+    """Write the manifest, recording the folders this transaction made (on an upgrade, as well
+    as the ones the install recorded)."""
     path = layout.host(layout.manifest(manifest.role))
     tx.mkdir(path.parent, 0o755)
-    if not keep_dirs:
-        made = sorted({str(layout.target(p)) for p in tx.created_dirs})
-        manifest = replace(manifest, created_dirs=made)
+    made = {str(layout.target(p)) for p in tx.created_dirs}
+    if keep_dirs:
+        made |= set(manifest.created_dirs)
+    manifest = replace(manifest, created_dirs=sorted(made))
     text = json.dumps(asdict(manifest), indent=1, sort_keys=True) + "\n"
     tx.write(path, text.encode(), 0o644)
 

@@ -42,7 +42,8 @@ print(importlib.metadata.version("safeguard-monitor"))
 
 
 def find_source(given: str | None) -> Path:
-    """What pip installs: a source tree or a built wheel; by default the tree we run from."""
+    """What pip installs: a source tree or a built wheel; by default the tree (or the wheel)
+    this installer runs from."""
     if given:
         path = Path(given).absolute()
         if path.is_file() and path.suffix == ".whl":
@@ -52,6 +53,8 @@ def find_source(given: str | None) -> Path:
         raise InstallError(f"--source {given} is neither a .whl file nor a source tree")
     here = Path(__file__).resolve().parent.parent
     if (here / "pyproject.toml").is_file():
+        return here
+    if here.is_file() and here.suffix == ".whl":  # run from the wheel: PYTHONPATH=X.whl
         return here
     raise InstallError(
         "cannot tell where the project's code is", fix="give --source WHEEL_OR_SOURCE_TREE"

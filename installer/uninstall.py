@@ -2,9 +2,10 @@
 
 Always removed: the service (stopped, unit and enable link), the keyboard helper's autostart
 entry, the venvs under /opt/safeguard/ROLE, the manifest, and the folders the install made if
-they are empty. `--keep-data` (the default) leaves the data or state folder, so a reinstall picks
-up the same identity, outbox and chain (or the same database); `--purge` removes it too, and the
-service account if the install made it. An external --python-env is never deleted.
+they are empty; /usr/local/sbin/safeguard-install goes with the last role (command.py).
+`--keep-data` (the default) leaves the data or state folder, so a reinstall picks up the same
+identity, outbox and chain (or the same database); `--purge` removes it too, and the service
+account if the install made it. An external --python-env is never deleted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path, PurePosixPath
 
-from installer import accounts, manifest
+from installer import accounts, command, manifest
 from installer.context import Context
 from installer.layout import AUTOSTART, CONFIG, OPT, ROLES
 from installer.transaction import InstallError
@@ -36,7 +37,8 @@ def uninstall(ctx: Context, roles: list[str], yes: bool, purge: bool) -> int:
         print("nothing removed")
         return 1
     for m in found:
-        _remove(ctx, m, purge)
+        # read again: removing the first role may have handed it the command link
+        _remove(ctx, manifest.load(layout, m.role) or m, purge)
     ctx.services.reload()
     for folder in (CONFIG, OPT):  # ours by name: gone once empty
         _rmdir_if_empty(layout.host(folder))
@@ -64,6 +66,7 @@ def _remove(ctx: Context, m: manifest.Manifest, purge: bool) -> None:
         layout.host(AUTOSTART).unlink(missing_ok=True)
     if role == "collector":
         layout.host(layout.public_ca).unlink(missing_ok=True)
+    command.release(layout, m)  # before the venv it runs goes
     shutil.rmtree(layout.host(layout.env_dir(role)), ignore_errors=True)  # never --python-env
     if purge:
         shutil.rmtree(layout.host(data), ignore_errors=True)

@@ -13,9 +13,9 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from installer import manifest, pyenv, units
+from installer import command, manifest, pyenv, units
 from installer.context import Context, run_ok
-from installer.layout import AUTOSTART, ROLES, unit_name
+from installer.layout import AUTOSTART, COMMAND_LINK, ROLES, unit_name
 from installer.transaction import InstallError, Transaction
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ def _upgrade_one(ctx: Context, m: manifest.Manifest, source: Path) -> None:
     with Transaction() as tx:
         version = pyenv.switch(layout, tx, role, source, ctx.python_env)
         env = layout.host(layout.current(role))
+        # an install made before the installer put itself on root's PATH gets the link now
+        linked = command.ensure(layout, tx, role)
         if role == "agent":  # the new code must read the identity and outbox the old one wrote
             run_ok(env, "safeguard-agent", "status", "--state", folder)
             exe = layout.bin("agent", "safeguard-agent")
@@ -73,7 +75,12 @@ def _upgrade_one(ctx: Context, m: manifest.Manifest, source: Path) -> None:
         manifest.save(
             layout,
             tx,
-            dataclasses.replace(m, version=version, external_env=external),
+            dataclasses.replace(
+                m,
+                version=version,
+                external_env=external,
+                command_link=str(COMMAND_LINK) if linked else "",
+            ),
             keep_dirs=True,
         )
         started = not ctx.no_start and ctx.services.start(tx, role)

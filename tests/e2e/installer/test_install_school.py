@@ -1,7 +1,8 @@
 """A technician's afternoon, end to end with real processes: `safeguard-install collector` (a
 real venv built by pip), the collector started from the installed layout (systemd is not PID 1
 here, so as a plain process running the unit's own ExecStart), `safeguard-install agent`
-enrolling against it, a test alert arriving with its chain verified, `doctor` green, a real
+enrolling against it, `safeguard-install test-alert` (through the link the install put on
+root's PATH) acknowledged and the alert stored with its chain verified, `doctor` green, a real
 upgrade (a new venv) that keeps the chain going, and `uninstall --purge` leaving nothing."""
 
 from __future__ import annotations
@@ -35,6 +36,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def send_test_alert(pc: Path, note: str, agent_log: Path) -> str:
+    """`safeguard-install test-alert` as a technician runs it on the PC: through the link the
+    install put on root's PATH. Returns the alert's event id, once the collector has it.
+
+    First, the agent this test started must be up (holding its run.lock), as systemd would
+    have it after the install: a loaded machine can take more than the command's 10 s grace
+    for an agent that is not running."""
+    exe = pc / "opt/safeguard/agent/current/bin/safeguard-agent"
+    status = [exe, "status", "--state", pc / STATE.lstrip("/")]
+    deadline = time.monotonic() + 60
+    while "running:      yes" not in subprocess.run(status, capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, f"the agent did not start:\n{agent_log.read_text()}"
+        time.sleep(0.2)
+    result = subprocess.run(
+        [pc / "usr/local/sbin/safeguard-install", "--root", pc, "test-alert", "--note", note],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr + agent_log.read_text()[-3000:]
+    assert "ok: the collector at 127.0.0.1:" in result.stdout, result.stdout
+    return result.stdout.split("test alert ")[1].split()[0]
+
+
 def installer(root: Path, *args: str | Path, stdin: str | None = None, code: int = 0) -> str:
     result = subprocess.run(
         [str(BIN / "safeguard-install"), "--root", str(root), *map(str, args)],
@@ -58,13 +83,16 @@ def unit_command(root: Path, unit: str) -> list[str]:
 def verify_units(root: Path, *units: str) -> None:
     tool = require_tool("systemd-analyze")
     system = root / "usr/lib/systemd/system"
+    made = [p for p in reversed(system.parents) if p.is_relative_to(root) and not p.exists()]
     shutil.copytree("/usr/lib/systemd/system", system, symlinks=True)  # targets to resolve
     try:
         result = subprocess.run(
             [tool, "verify", f"--root={root}", *units], capture_output=True, text=True, timeout=120
         )
-    finally:
-        shutil.rmtree(root / "usr")
+    finally:  # only what was copied: the install's own usr/local/sbin link stays
+        shutil.rmtree(system)
+        for folder in reversed(made):
+            folder.rmdir()
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
@@ -148,7 +176,10 @@ def test_a_school_from_nothing_with_safeguard_install_only(
     )
     line = next(x for x in out.splitlines() if x.startswith("echo sgt_"))
     token = line.split()[1]
-    assert f"--collector 127.0.0.1:{port} --ca ca.pem --token-file -" in line
+    assert line.endswith(
+        f"sudo /usr/bin/python3 -m installer agent --collector 127.0.0.1:{port} --ca ca.pem "
+        "--token-file -"
+    )
     verify_units(school, "safeguard-collector.service")
 
     argv = unit_command(school, "safeguard-collector.service")
@@ -181,15 +212,9 @@ def test_a_school_from_nothing_with_safeguard_install_only(
 
     agent_argv = unit_command(pc, "safeguard-agent.service")
     agent = processes.start(agent_argv, tmp_path / "agent.log")
-    exe = Path(agent_argv[0])
     state = pc / STATE.lstrip("/")
     collector_exe, data = Path(argv[0]), school / DATA.lstrip("/")
-    first = subprocess.run(
-        [exe, "test-alert", "--state", state, "--note", "installed"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    first = send_test_alert(pc, "installed", tmp_path / "agent.log")
     assert wait_for_event(collector_exe, data, first)["chain"] == "verified"
 
     for root in (school, pc):
@@ -211,12 +236,8 @@ def test_a_school_from_nothing_with_safeguard_install_only(
     processes.stop(agent)
     agent = processes.start(unit_command(pc, "safeguard-agent.service"), tmp_path / "agent2.log")
     assert ((state / "identity.json").read_bytes(), (state / "agent.key").read_bytes()) == before
-    second = subprocess.run(
-        [exe, "test-alert", "--state", state, "--note", "upgraded"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    # the link follows `current` to the new venv
+    second = send_test_alert(pc, "upgraded", tmp_path / "agent2.log")
     row = wait_for_event(collector_exe, data, second)
     assert row["chain"] == "verified"
     first_row = wait_for_event(collector_exe, data, first)
@@ -224,6 +245,14 @@ def test_a_school_from_nothing_with_safeguard_install_only(
 
     processes.stop(agent)
     processes.stop(collector)
-    installer(pc, "uninstall", "--yes", "--purge")
+    # through the link: the installer runs from the venv it removes (its code is loaded; the
+    # standard library it uses is the system's)
+    gone = subprocess.run(
+        [pc / "usr/local/sbin/safeguard-install", "--root", pc, "uninstall", "--yes", "--purge"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert gone.returncode == 0 and "removed the agent" in gone.stdout, gone.stdout + gone.stderr
     installer(school, "uninstall", "--yes", "--purge")
     assert not pc.exists() and not school.exists()  # every folder the installs made is gone

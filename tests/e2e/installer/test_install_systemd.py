@@ -1,8 +1,9 @@
 """The installed services under a real systemd: `safeguard-install collector` and `agent` run as
 on a school's machines (no --root: useradd, systemctl, /etc, /opt), inside a box where systemd is
 PID 1 of its own namespaces (systemd_box.py), since it is not PID 1 on this machine. systemctl
-starts the units for real; the test checks they run, that their sandbox holds, that a test
-alert travels from the agent's service to the collector's, and that uninstall stops them."""
+starts the units for real; the test checks they run, that their sandbox holds, that
+`safeguard-install test-alert` (from root's PATH) sees a test alert travel from the agent's
+service to the collector's, and that uninstall stops them."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ DATA = "/var/lib/safeguard/collector"
 STATE = "/var/lib/safeguard/agent"
 COLLECTOR, AGENT = "safeguard-collector.service", "safeguard-agent.service"
 COLLECTOR_EXE = "/opt/safeguard/collector/current/bin/safeguard-collector"
-AGENT_EXE = "/opt/safeguard/agent/current/bin/safeguard-agent"
 KEYBOARD_SOCKET = "/run/safeguard-agent/keyboard.sock"  # the agent listens: it is up
+# root's PATH under sudo (Debian's secure_path), where the installer puts safeguard-install
+ROOT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+COMMAND = "/usr/local/sbin/safeguard-install"
 DEADLINE_S = 60
 
 
@@ -202,7 +205,12 @@ def test_the_units_run_sandboxed_under_a_real_systemd(box: SystemdBox) -> None:
     assert agent["User"] in ("", "root") and agent["ProtectHome"] == "read-only"
     assert_sandboxed(box, agent, STATE)
 
-    alert = box.run(AGENT_EXE, "test-alert", "--state", STATE, "--note", "systemd").stdout.strip()
+    # the technician's check, by name from root's PATH: the link the first install made
+    linked = box.run("readlink", COMMAND).stdout.strip()
+    assert linked == "../../../opt/safeguard/collector/current/bin/safeguard-install", linked
+    checked = box.run("env", ROOT_PATH, "safeguard-install", "test-alert", "--note", "systemd")
+    assert "ok: the collector at 127.0.0.1:" in checked.stdout, checked.stdout
+    alert = checked.stdout.split("test alert ")[1].split()[0]
     wait_until("the test alert at the collector", box, AGENT, lambda: bool(event_row(box, alert)))
     row = event_row(box, alert)
     assert row is not None and row["chain"] == "verified", row
@@ -221,4 +229,5 @@ def test_the_units_run_sandboxed_under_a_real_systemd(box: SystemdBox) -> None:
     left = box.run("sh", "-c", "cat /proc/[0-9]*/cmdline", check=False).stdout
     assert "/opt/safeguard" not in left, left  # no process of either service is left
     assert box.run("test", "-e", "/opt/safeguard", check=False).returncode == 1
+    assert box.run("test", "-L", COMMAND, check=False).returncode == 1
     assert box.run("getent", "passwd", "safeguard", check=False).returncode == 2

@@ -75,6 +75,35 @@ def test_agent_install_enrols_with_private_state_service_and_login_helper(
     agent_id = capsys.readouterr().out.split("agent id")[1].split()[0]
     assert [a["agent_id"] for a in collector.op("agents")] == [agent_id]
 
+    # the technician's check, through the link on root's PATH, with the agent running as its
+    # unit would: the test alert is queued, shipped and acknowledged
+    link = root / "usr/local/sbin/safeguard-install"
+    assert link.readlink() == Path("../../../opt/safeguard/agent/current/bin/safeguard-install")
+    exe = root / "opt/safeguard/agent/current/bin/safeguard-agent"
+    service = subprocess.Popen(
+        [exe, "run", "--state", state, "--keyboard-socket", tmp_path / "kb.sock"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        checked = subprocess.run(
+            [link, "--root", root, "test-alert", "--note", "from the technician"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        service.terminate()
+        _, service_log = service.communicate(timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr + service_log
+    assert "ok: the collector at 127.0.0.1:" in checked.stdout
+    event_id = checked.stdout.split("test alert ")[1].split()[0]
+    alerts = [e["event"] for e in collector.events(agent_id) if "test_alert" in e["event"]]
+    assert [(a["event_id"], a["test_alert"]["note"]) for a in alerts] == [
+        (event_id, "from the technician")
+    ]
+
 
 def test_a_room_token_enrols_n_pcs_and_the_next_one_is_refused_cleanly(
     tmp_path: Path,
@@ -231,8 +260,13 @@ def test_upgrade_keeps_identity_outbox_and_chain_and_uninstall_keeps_or_purges(
     root.mkdir()
     assert install_agent(install, root, envs, collector, collector.new_token()) == 0
     state = root / STATE
-    for note in ("one", "two"):
-        agent(envs, "test-alert", "--state", state, "--note", note)
+    capsys.readouterr()
+    for note in ("one", "two"):  # not running (--no-start): queued, and said so with the fix
+        assert install(root, "test-alert", "--note", note, "--timeout", "1") == 1
+        err = capsys.readouterr().err
+        assert "the agent service is not running, so nothing ships" in err, err
+        assert "waits in the agent's outbox" in err and "start it by hand with `sudo " in err
+    assert "pending:      2 " in agent(envs, "status", "--state", state)
     kept = {n: digest(state / n) for n in ("agent.key", "identity.json", "outbox.sqlite")}
     status = agent(envs, "status", "--state", state)
     tree = listing(root)
@@ -278,3 +312,40 @@ def test_doctor_names_each_failure_with_a_fix(
     assert "fix: start the collector, check the address" in out
     assert install(tmp_path / "nothing", "status") == 1
     assert "nothing from safeguard-install is installed here" in capsys.readouterr().err
+
+
+def test_both_roles_on_one_machine_share_the_command_until_the_last_goes(
+    tmp_path: Path,
+    envs: dict[str, Path],
+    install: Install,
+    collector: CollectorHarness,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "both"
+    link = root / "usr/local/sbin/safeguard-install"
+    collector_args = ["--listen", "127.0.0.1:50098", "--web", "127.0.0.1:8098", "--no-start"]
+    code = install(
+        root, "collector", "--data", "/srv/collector", *collector_args,
+        "--python-env", envs["collector"],
+    )  # fmt: skip
+    assert code == 0
+    assert install_agent(install, root, envs, collector, collector.new_token()) == 0
+    to_collector = Path("../../../opt/safeguard/collector/current/bin/safeguard-install")
+    assert link.readlink() == to_collector  # made by the first, shared by the second
+    assert install(root, "uninstall", "collector", "--yes", "--purge") == 0
+    assert link.readlink() == Path("../../../opt/safeguard/agent/current/bin/safeguard-install")
+    version = subprocess.run([link, "--root", root, "status"], capture_output=True, text=True)
+    assert "agent " in version.stdout, version.stdout + version.stderr  # it runs, from the agent
+    assert install(root, "uninstall", "agent", "--yes", "--purge") == 0
+    assert not link.is_symlink() and not (root / "usr").exists()
+    # a file there that is not ours is left alone, and the install says so
+    link.parent.mkdir(parents=True)
+    link.write_text("#!/bin/sh\n")
+    capsys.readouterr()
+    assert install_agent(install, root, envs, collector, collector.new_token()) == 0
+    assert "/usr/local/sbin/safeguard-install is not ours and was left as it is" in (
+        capsys.readouterr().out
+    )
+    assert link.read_text() == "#!/bin/sh\n"
+    assert install(root, "uninstall", "--yes", "--purge") == 0
+    assert link.read_text() == "#!/bin/sh\n"

@@ -59,8 +59,17 @@ def test_collector_install_makes_account_private_data_unit_and_first_dsl(
     # printed once: the DSL's password (which logs in), the agent line with a room token
     password = out.split("one-time password: ")[1].split()[0]
     assert len(password) >= 12
-    assert "--collector 127.0.0.1:50099 --ca ca.pem --token-file -" in out
-    assert "echo sgt_" in out
+    # a fresh PC has no safeguard-install yet: the line runs the installer from the tree
+    line = next(x for x in out.splitlines() if x.startswith("echo sgt_"))
+    assert line.endswith(
+        "| sudo /usr/bin/python3 -m installer agent "
+        "--collector 127.0.0.1:50099 --ca ca.pem --token-file -"
+    )
+    assert "python3-venv" in out and "source tree" in out and "docs/installer.md" in out
+    # and this machine has it on root's PATH from now on, through `current`
+    link = root / "usr/local/sbin/safeguard-install"
+    assert link.readlink() == Path("../../../opt/safeguard/collector/current/bin/safeguard-install")
+    assert link.resolve() == (envs["collector"] / "bin/safeguard-install").resolve()
     users = envs["collector"] / "bin" / "safeguard-collector"
     import subprocess
 
@@ -70,6 +79,8 @@ def test_collector_install_makes_account_private_data_unit_and_first_dsl(
     assert listed.split()[:2] == ["dsl", "dsl"]
     manifest = json.loads((root / "etc/safeguard/collector.json").read_text())
     assert manifest["account_created"] and manifest["settings"]["data"] == DATA
+    assert manifest["command_link"] == "/usr/local/sbin/safeguard-install"
+    assert "/usr/local/sbin" in manifest["created_dirs"]  # only under --root: a PC has it
 
 
 def test_installing_twice_changes_nothing(
@@ -121,6 +132,37 @@ def test_a_failed_step_rolls_back_everything(
     assert install_collector(install, root, envs) == 1
     assert "Is a directory" in capsys.readouterr().err
     assert listing(root) == before
+
+
+def tokens(root: Path) -> int:
+    import duckdb
+
+    with duckdb.connect(str(root / DATA.lstrip("/") / "collector.duckdb"), read_only=True) as db:
+        row = db.execute("SELECT count(*) FROM tokens").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_failed_install_over_a_kept_collector_makes_no_room_token(
+    tmp_path: Path, envs: dict[str, Path], install: Install, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The collector cannot take a token back, so the install makes it last: a failure before
+    then leaves no token that could enrol a PC with a collector whose install was undone."""
+    root = tmp_path / "root"
+    assert install_collector(install, root, envs) == 0
+    assert install(root, "uninstall", "--yes", "--keep-data") == 0
+    assert tokens(root) == 1
+    (root / "etc/systemd/system/safeguard-collector.service").mkdir(parents=True)
+    before = listing(root)
+    assert install_collector(install, root, envs) == 1
+    assert "Is a directory" in capsys.readouterr().err
+    assert tokens(root) == 1
+    after = listing(root)
+    data = DATA.lstrip("/") + "/"  # the database's own files move when it is opened
+    assert {k: v for k, v in after.items() if not k.startswith(data)} == {
+        k: v for k, v in before.items() if not k.startswith(data)
+    }
+    assert not (root / "usr/local/sbin/safeguard-install").is_symlink()
 
 
 def test_not_root_is_refused_before_anything_changes(

@@ -89,6 +89,21 @@ def test_the_source_is_this_tree_or_a_given_wheel(tmp_path: Path) -> None:
         find_source(str(tmp_path))
 
 
+def test_an_installer_run_from_a_wheel_installs_that_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PYTHONPATH=X.whl python3 -m installer ...`: the wheel is what pip installs."""
+    from installer import pyenv
+
+    wheel = tmp_path / "safeguard_monitor-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    monkeypatch.setattr(pyenv, "__file__", str(wheel / "installer" / "pyenv.py"))
+    assert pyenv.find_source(None) == wheel
+    monkeypatch.setattr(pyenv, "__file__", str(tmp_path / "site-packages/installer/pyenv.py"))
+    with pytest.raises(InstallError, match="cannot tell where the project"):
+        pyenv.find_source(None)
+
+
 def test_a_python_other_users_cannot_run_is_found(tmp_path: Path) -> None:
     from installer.pyenv import unreachable_by_others
 
