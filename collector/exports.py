@@ -29,7 +29,7 @@ from collector.accounts import Account
 from collector.audit import Audit
 from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.store import Store, now_ms
-from protos import envelope, events_pb2
+from protos import envelope
 
 SCHEMA = "safeguard-monitor/cpoms-incident/v1"
 
@@ -69,10 +69,10 @@ CHAIN_RULE: dict[str, Any] = {
     "listed batch",
     "event_bytes": "each raw event is the deterministic protobuf serialisation of "
     "safeguard.v1.Event (protos/events.proto), whose seq field is its seq",
-    "withheld": "an event marked withheld is another record in the same batch (e.g. another "
-    "pupil's detection on the same PC): only its hash is given, for privacy. Follow the chain "
-    "from that hash; what lies between it and the events around it cannot be re-derived from "
-    "this file (the collector's own check, above, re-derives every event)",
+    "withheld": "an event marked withheld is another record in the same batch (another "
+    "pupil's detection, a heartbeat naming who is logged in): only its hash is given. Follow "
+    "the chain from that hash; what lies between it and the events around it cannot be "
+    "re-derived from this file (the collector's own check, above, re-derives every event)",
 }
 
 
@@ -131,7 +131,8 @@ def verify_incident(store: Store, audit: Audit, who: Account, incident_id: int) 
     return the result."""
     by_agent = _evidence_seqs(
         store.con.execute(
-            "SELECT agent_id, seq FROM incident_signals WHERE incident_id = ? AND seq IS NOT NULL",
+            # seq 0: a signal with no event (tampering, a silent agent); events start at 1
+            "SELECT agent_id, seq FROM incident_signals WHERE incident_id = ? AND seq > 0",
             [incident_id],
         ).fetchall()
     )
@@ -158,7 +159,7 @@ def chain_proof(con: duckdb.DuckDBPyConnection, inc: dict[str, Any]) -> dict[str
     (raw bytes and hash) of the signed batches that cover the evidence, those batches, and the
     hash just before them; with the rules, and the result of checking it all now."""
     by_agent = _evidence_seqs(
-        [(s["agent_id"], s["seq"]) for s in inc["evidence"] if s["seq"] is not None]
+        [(s["agent_id"], s["seq"]) for s in inc["evidence"] if s["seq"]]  # 0: no event
     )
     material, checks = check_incident(con, by_agent)
     _, text = summary(by_agent, checks)
@@ -197,26 +198,17 @@ def _agent_proof(m: evidence.Material, seqs: list[int]) -> dict[str, Any]:
     }
 
 
-_SHAREABLE = frozenset({"heartbeat", "status"})  # say nothing about anyone
-
-
 def _proof_event(seq: int, raw: bytes, digest: bytes, evidence: bool) -> dict[str, Any]:
-    """One event of a covering batch. Other records in the same batches (another pupil's
-    detection on the same PC, a USB insertion) are not this incident's to export: only their
+    """One event of a covering batch. The other records in the same batches are not this
+    incident's to export: another pupil's detection on the same PC, and even heartbeats and
+    status events name accounts (who is logged in, whose keyboard helper stopped). Only their
     hash is given, so the chain can be followed from it, but not re-derived through it."""
     out: dict[str, Any] = {"seq": seq, "evidence": evidence, "hash": digest.hex()}
-    if evidence or _kind(raw) in _SHAREABLE:
+    if evidence:
         out["raw"] = base64.b64encode(raw).decode()
     else:
         out["withheld"] = "another record, not part of this incident: hash only"
     return out
-
-
-def _kind(raw: bytes) -> str:
-    try:
-        return events_pb2.Event.FromString(raw).WhichOneof("payload") or ""
-    except Exception:  # an undecodable row is not shared either
-        return ""
 
 
 def proof_summary(proof: dict[str, Any]) -> str:

@@ -87,6 +87,10 @@ class Ingestor:
         self._records: dict[str, _HourCount] = {}  # agent -> its tampering records this hour
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        # received_ms never goes backwards (the clock may: NTP), so "received after the
+        # engine's mark" means what it says (collector/incidents/coverage.catch_up).
+        found = store.con.execute("SELECT max(received_ms) FROM events").fetchone()
+        self._last_received = int(found[0]) if found and found[0] is not None else 0
         self.committed_events = 0
         self.commits = 0
         # Called on the writer thread after each commit that stored events or tampering records,
@@ -221,6 +225,10 @@ class Ingestor:
         rec = self.agents[agent_id]
         return rec.last_seq, rec.head_hash
 
+    def _received_now(self) -> int:
+        self._last_received = max(now_ms(), self._last_received)
+        return self._last_received
+
     def _stage_batch(self, group: _Group, job: _BatchJob) -> bool:
         checked = job.checked
         agent_id = checked.batch.agent_id
@@ -238,7 +246,7 @@ class Ingestor:
             head,
             lambda a, b: self.store.stored_hashes(agent_id, a, b),
         )
-        now = now_ms()
+        now = self._received_now()
         if placement.tamper_kind:
             self._record(
                 group,

@@ -61,7 +61,13 @@ def current(data: DataDir) -> tuple[int, bytes] | None:
     cached = _cache.get(path)
     if cached is None or cached[0] != mtime:
         raw = path.read_bytes()
-        cached = (mtime, _version_of(raw), raw)
+        try:
+            version = _version_of(raw)
+        except (ValueError, KeyError, TypeError) as exc:  # edited by hand, or damaged
+            # Nothing to offer agents (they keep theirs); publishing again replaces it.
+            log.error("policy.current_unreadable path=%s error=%s", path, type(exc).__name__)
+            return None
+        cached = (mtime, version, raw)
         _cache[path] = cached
     return cached[1], cached[2]
 

@@ -99,6 +99,14 @@ def weekly(con: duckdb.DuckDBPyConnection, week_start: dt.date) -> dict[str, Any
     }
 
 
+SMALL = 3  # governors see "fewer than 3", not 1 or 2: in a small school a count can name a child
+
+
+def _suppressed(rows: list[tuple[Any, int]]) -> list[tuple[Any, str]]:
+    """Counts as governors see them: small ones hidden (statistical disclosure control)."""
+    return [(key, f"fewer than {SMALL}" if 0 < n < SMALL else str(n)) for key, n in rows]
+
+
 def governors(con: duckdb.DuckDBPyConnection, weeks: int, today: dt.date) -> dict[str, Any]:
     """Counts and trends only: no names, accounts, machines, terms or sites."""
     start = today - dt.timedelta(days=today.weekday()) - dt.timedelta(weeks=weeks - 1)
@@ -137,25 +145,21 @@ def governors(con: duckdb.DuckDBPyConnection, weeks: int, today: dt.date) -> dic
         [_ms(today) - 7 * DAY_MS],
     )
     labels = [(start + dt.timedelta(weeks=i)).strftime("%d %b") for i in range(weeks)]
+    # Small weeks hidden too: else the weekly counts would add up to what the tables hide.
+    hidden = [f"{label}*" if 0 < n < SMALL else label for label, n in zip(labels, per_week,
+                                                                          strict=True)]  # fmt: skip
+    per_week = [0 if 0 < n < SMALL else n for n in per_week]
     return {
         "start": start,
         "weeks": weeks,
-        "per_week": list(zip(labels, per_week, strict=True)),
+        "per_week": list(zip(hidden, per_week, strict=True)),
         "by_category": _suppressed(by_cat),
         "by_severity": _suppressed(by_sev),
         "outcomes": _suppressed(outcomes),
         "machines": coverage[0][0],
         "reporting": coverage[0][1],
-        "chart": bar_png(labels, per_week, "Safeguarding candidates per week"),
+        "chart": bar_png(hidden, per_week, "Safeguarding candidates per week (* fewer than 3)"),
     }
-
-
-SMALL = 3  # governors see "fewer than 3", not 1 or 2: in a small school a count can name a child
-
-
-def _suppressed(rows: list[tuple[Any, int]]) -> list[tuple[Any, str]]:
-    """Counts as governors see them: small ones hidden (statistical disclosure control)."""
-    return [(key, f"fewer than {SMALL}" if 0 < n < SMALL else str(n)) for key, n in rows]
 
 
 def bar_png(labels: list[str], values: list[int], title: str, horizontal: bool = False) -> str:

@@ -3,7 +3,8 @@ is written to the audit log (what, how many, older than when).
 
 Periods live in the settings table (`retention.events_days`, `retention.incidents_days`), set
 by the DSL or head teacher in the console or with `safeguard-collector retention`. Open
-incidents are never purged, and nor are the events that are their evidence. A running
+incidents are never purged, and nor are the events that are their evidence (nor the other
+events of the signed batches that hold it, which its verification needs). A running
 collector purges once a day by itself (`purge_if_due`), audited as `system:retention`.
 """
 
@@ -76,9 +77,14 @@ def purge(store: Store, audit: Audit, actor: str, now: int | None = None) -> dic
         if ids:
             for table in ("incident_signals", "incident_actions", "referrals", "exempted_matches"):
                 con.execute(f"DELETE FROM {table} WHERE list_contains(?, incident_id)", [ids])  # noqa: S608 -- our table names
+        # Evidence is kept, and so is every other event of a signed batch holding evidence:
+        # without them the batch's chain cannot be re-derived and "verify evidence" would
+        # report untouched evidence as failed.
         row = con.execute(
             "DELETE FROM events e WHERE received_ms < ? AND NOT EXISTS (SELECT 1 FROM "
-            "incident_signals s WHERE s.agent_id = e.agent_id AND s.seq = e.seq)",
+            "incident_signals s JOIN batches b ON b.agent_id = s.agent_id AND s.seq BETWEEN "
+            "b.first_seq AND b.last_seq WHERE b.agent_id = e.agent_id AND e.seq BETWEEN "
+            "b.first_seq AND b.last_seq)",
             [ev_cut],
         ).fetchone()
         events = int(row[0]) if row else 0

@@ -353,8 +353,8 @@ def _incidents(src: Source, cats: set[str]) -> IncidentRules:
         t.check_keys({"categories", "within_minutes", "raise_by", "why", "sequence"})
         cats_of = t.get_strs("categories", required=True)
         sequence = t.get_strs("sequence", choices=("url", "search", "keyword"))
-        if sequence and len(sequence) != 2:
-            raise t.fail("sequence names two sources: the first, then the one after it",
+        if sequence and (len(sequence) != 2 or sequence[0] == sequence[1]):
+            raise t.fail("sequence names two different sources: the first, then the next",
                          "sequence")  # fmt: skip
         esc.append(Escalation(_known(t, "categories", cats_of, cats),
                               t.get_int("within_minutes", lo=1, hi=525_600),

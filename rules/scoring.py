@@ -88,9 +88,10 @@ class Scorer:
         fired: list[Fired] = []
         if total >= category.threshold:
             windows.pop(cat, None)
-            alerted_ends = dict(self._alerted)
-            alerted_ends[cat] = max(h.end for _, h in hits)
-            self._alerted = alerted_ends
+            if clean >= category.threshold:  # a suppressed (exempted) alert consumes nothing
+                alerted_ends = dict(self._alerted)
+                alerted_ends[cat] = max(h.end for _, h in hits)
+                self._alerted = alerted_ends
             fired.append((cat, total, tuple(h for _, h in hits), clean < category.threshold))
         else:
             windows[cat] = hits

@@ -179,7 +179,9 @@ class UsbSensor:
             if decision.action == known.action:
                 continue
             now = read_device(path)  # authorized as it is now, not as first seen
-            info = replace(known.info, authorized=now.authorized) if now else known.info
+            if now is None:
+                continue  # unplugged meanwhile: its removal event follows
+            info = replace(known.info, authorized=now.authorized)
             self._known[path] = _Known(known.info, decision.action, account)
             not_enforced = self._enforce(info, decision.action)
             log.info("usb.rejudged path=%s id=%s:%s was=%s action=%s rule=%r", path,

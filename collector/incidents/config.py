@@ -130,7 +130,8 @@ def for_collector(data: DataDir, folder: Path | None = None) -> tuple[EngineRule
         key = Ed25519PublicKey.from_public_bytes(data.policy_pub.read_bytes())
         bundle = bundles.verify_bundle(raw, key)
     except (PolicyError, OSError, ValueError) as exc:
-        # The agents refuse the same bundle, so they keep their last good one; so do we.
+        # The agents refuse it and keep their last good bundle; this falls back to the folder
+        # (or the shipped rules) instead, and says so in the log and in `source`.
         log.error("incidents.published_policy_refused version=%d reason=%s", version,
                   str(exc).splitlines()[0])  # fmt: skip
         return load(folder), str(version)

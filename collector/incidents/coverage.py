@@ -8,6 +8,7 @@ engine turns each new one into a candidate. A silent agent (nothing received for
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from collector.incidents.engine import THROUGH_KEY, Engine
 from collector.incidents.signals import Signal
@@ -73,22 +74,42 @@ def catch_up(engine: Engine, store: Store) -> int:
     row = con.execute("SELECT value FROM settings WHERE key = ?", [THROUGH_KEY]).fetchone()
     latest = con.execute("SELECT max(received_ms) FROM events").fetchone()
     latest_ms = int(latest[0]) if latest and latest[0] is not None else 0
-    if row is None or int(row[0]) >= latest_ms:
-        if row is None and latest_ms:
-            with store.transaction():
-                con.execute("INSERT INTO settings VALUES (?, ?)", [THROUGH_KEY, str(latest_ms)])
+    if row is None:  # set it now (even to 0), so a failure before the first commit is seen
+        with store.transaction():
+            con.execute("INSERT INTO settings VALUES (?, ?)", [THROUGH_KEY, str(latest_ms)])
+        return 0
+    if int(row[0]) >= latest_ms:
         return 0
     cur = store.reader()
-    cur.execute(
-        "SELECT agent_id, seq, kind, observed_ms, raw, received_ms FROM events "
-        "WHERE received_ms > ? ORDER BY received_ms, agent_id, seq",
-        [int(row[0])],
-    )
     judged = 0
-    while rows := cur.fetchmany(CHUNK):
-        judged += len(rows)
-        engine.process(store, [r[:5] for r in rows], notify=True, through_ms=rows[-1][5])
-    cur.close()
+    try:
+        cur.execute(
+            "SELECT agent_id, seq, kind, observed_ms, raw, received_ms FROM events "
+            "WHERE received_ms > ? ORDER BY received_ms, agent_id, seq",
+            [int(row[0])],
+        )
+        carry: list[tuple[Any, ...]] = []
+        while True:
+            fetched = cur.fetchmany(CHUNK)
+            rows = carry + fetched
+            if not rows:
+                break
+            if fetched and len(fetched) == CHUNK:
+                # More may follow: end this chunk where received_ms changes, so the mark never
+                # stands inside a millisecond whose rest is not judged yet.
+                cut = len(rows)
+                while cut > 0 and rows[cut - 1][5] == rows[-1][5]:
+                    cut -= 1
+                if cut:
+                    rows, carry = rows[:cut], rows[cut:]
+                else:
+                    carry = []
+            else:
+                carry = []
+            judged += len(rows)
+            engine.process(store, [r[:5] for r in rows], notify=True, through_ms=rows[-1][5])
+    finally:
+        cur.close()
     log.warning("incidents.caught_up events=%d", judged)
     return judged
 

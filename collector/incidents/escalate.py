@@ -44,8 +44,8 @@ def apply(rules: EngineRules, store: Store, cand: Candidate) -> None:
             first, then = esc.sequence
             earliest = min((r[2] for r in rows if r[0] == first), default=None)
             fires = earliest is not None and any(r[0] == then and r[3] >= earliest for r in rows)
-        else:
-            fires = len(rows) >= 2
+        else:  # a query typed into a search box is one signal, seen twice (keys and URL)
+            fires = len({("keyword" if r[0] == "search" else r[0], r[1]) for r in rows}) >= 2
         if fires:
             raise_by += esc.raise_by
             why.append(esc.why)

@@ -34,20 +34,24 @@ class IncidentRuntime:
         """Call before agents can connect: events stored but not judged when the collector
         last stopped are judged first, so no later commit moves the mark past them."""
         self.notifier.start()
-        self.ingestor.call(lambda store: coverage.catch_up(self.engine, store)).result()
+        try:
+            self.ingestor.call(lambda store: coverage.catch_up(self.engine, store)).result()
+        except Exception:  # never keep the agents out: judge it with the first commit
+            log.exception("incidents.catch_up_failed")
+            self._behind = True
         self.ingestor.after_commit.append(self._on_commit)
         self._task = asyncio.get_running_loop().create_task(self._checks())
         log.info("incidents.started rules=%r", self.rules.source)
 
     def _on_commit(self, store: Store, committed: Committed) -> None:
-        self._refresh()
-        if self._behind:  # from the mark: the failed commit's events, and this one's
-            coverage.catch_up(self.engine, store)
-            self._behind = False
-            if committed.tampering_agents:
-                coverage.tampering(self.engine, store)
-            return
         try:
+            self._refresh()
+            if self._behind:  # from the mark: the failed commit's events, and this one's
+                coverage.catch_up(self.engine, store)
+                self._behind = False
+                if committed.tampering_agents:
+                    coverage.tampering(self.engine, store)
+                return
             self.engine.on_commit(store, committed)
         except Exception:
             self._behind = True

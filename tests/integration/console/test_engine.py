@@ -258,3 +258,37 @@ def test_the_notify_threshold_is_the_schools_min_severity(store: Store) -> None:
     engine.process(store, _rows(keyword("self_harm", ["x"], account="pupil.b", at_ms=T0)),
                    notify=True)  # fmt: skip
     assert [s for _, s in told] == [4]  # self-harm is 4: below the old fixed 5, told now
+
+
+def test_retention_keeps_the_batches_evidence_needs_and_the_evidence_still_verifies(
+    console: ConsoleHarness,
+) -> None:
+    from tests.integration.console.support import Client, heartbeat
+
+    agent = Agent.enrol(console)
+    agent.ship(heartbeat())  # a batch of its own: purged when old
+    agent.ship(heartbeat(), keyword("bullying", ["loser"], account="pupil.amy"))  # evidence
+    old = int(time.time() * 1000) - 400 * DAY
+    console.with_store(lambda s: s.con.execute("UPDATE events SET received_ms = ?", [old]))
+    purged = console.op("retention", purge=True)["purged"]
+    assert purged["events"] == 1  # the lone heartbeat; the evidence's batch-mate stays
+    assert console.count(agent.agent_id) == 2
+    [row] = console.op("incidents", status="")["rows"]
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    _, page = dsl.post(f"/incidents/{row['id']}/verify")
+    assert "Evidence verified: all 1 events" in page
+
+
+def test_a_candidate_not_built_from_events_has_nothing_to_verify(store: Store) -> None:
+    from collector import exports
+    from collector.accounts import Account
+    from collector.incidents.signals import Signal
+
+    engine = Engine(config.EngineRules(config.DEFAULT_INCIDENTS))
+    gap = Signal("ag-1", 0, "", T0, "tampering", "tampering", "tampering", 3, "a gap")
+    with store.transaction():
+        [iid] = engine.place(store, [gap], notify=False)
+    who = Account("dana", "Dana Lead", "dsl")
+    text = exports.verify_incident(store, audit.Audit(b"k" * 32), who, iid)
+    assert text.startswith("No stored events to verify")  # not "seq 0: no longer stored"

@@ -72,6 +72,14 @@ def test_a_governor_sees_counts_but_no_names(console: ConsoleHarness, incident: 
     assert status == 200 and "Governors' summary" in page
     assert "grooming" in page  # the category is counted...
     assert "<td>fewer than 3</td>" in page and "<td>1</td>" not in page  # ...but not as "1"
+    # Nor in the weekly chart, whose bars would add up to what the tables hide.
+    import datetime as dt
+
+    from collector import reports
+
+    r = console.with_store(lambda s: reports.governors(s.con, 12, dt.date.today()))
+    assert [n for _, n in r["per_week"]] == [0] * 12
+    assert [label for label, _ in r["per_week"]][-1].endswith("*")
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
     agent_host = console.op("agents")[0]["hostname"]
     for secret in ("pupil.cara", "our secret", "keep this", agent_host, "ag-"):

@@ -79,6 +79,19 @@ def test_extremism_escalates_only_for_a_site_then_searches(console: ConsoleHarne
     assert not rows["pupil.ben"]["escalated"] and rows["pupil.ben"]["severity"] == 4
 
 
+def test_a_search_typed_and_seen_in_the_url_does_not_escalate_itself(
+    console: ConsoleHarness,
+) -> None:
+    # The keyboard sees the query typed, the browser sensor sees it in the search URL: one
+    # self-harm signal, not "self-harm and suicide signals together".
+    agent = Agent.enrol(console)
+    typed = keyword("self_harm", ["self harm"], account="pupil.amy")
+    searched = keyword("self_harm", ["self harm"], account="pupil.amy", source="search:google")
+    agent.ship(typed, searched)
+    [row] = console.op("incidents", status="")["rows"]
+    assert row["severity"] == 4 and not row["escalated"]
+
+
 def test_exempted_matches_make_no_candidate_but_are_counted(console: ConsoleHarness) -> None:
     agent = Agent.enrol(console)
     agent.ship(keyword("violence", ["assassination"], exemption="ks2-history"))

@@ -77,6 +77,19 @@ def test_history_exemption_suppresses_and_records(ks2_exempt: Compiled, ks2: Com
     assert [(a.category, a.suppressed) for a in plain] == [("violence", False)]
 
 
+def test_an_exempted_alert_does_not_hide_a_real_one_over_the_same_words(
+    ks2_exempt: Compiled,
+) -> None:
+    # A history lesson's exemption suppresses the assassination words, but a weapon taken to
+    # school in the same sentence is still a concern: the suppressed alert consumes nothing.
+    text = "bring assassinate murder murder knife school"
+    alerts = match_text(ks2_exempt, text)
+    assert [a.suppressed for a in alerts if a.category == "violence"] == [True, False]
+    stream = Stream(ks2_exempt)
+    streamed = stream.feed_text(text) + stream.reset()
+    assert [(a.terms, a.suppressed) for a in streamed] == [(a.terms, a.suppressed) for a in alerts]
+
+
 def test_context_is_capped_in_words_and_characters(ks2: Compiled) -> None:
     filler = " ".join(f"word{i}" for i in range(40))
     alerts = match_text(ks2, filler + " i want to kill myself and more after")
