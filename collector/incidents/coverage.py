@@ -100,10 +100,10 @@ def catch_up(engine: Engine, store: Store) -> int:
                 cut = len(rows)
                 while cut > 0 and rows[cut - 1][5] == rows[-1][5]:
                     cut -= 1
-                if cut:
-                    rows, carry = rows[:cut], rows[cut:]
-                else:
-                    carry = []
+                if not cut:  # all one millisecond so far: read on before judging
+                    carry = rows
+                    continue
+                rows, carry = rows[:cut], rows[cut:]
             else:
                 carry = []
             judged += len(rows)

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -292,3 +292,45 @@ def test_a_candidate_not_built_from_events_has_nothing_to_verify(store: Store) -
     who = Account("dana", "Dana Lead", "dsl")
     text = exports.verify_incident(store, audit.Audit(b"k" * 32), who, iid)
     assert text.startswith("No stored events to verify")  # not "seq 0: no longer stored"
+
+
+def test_catch_up_never_leaves_the_mark_inside_a_millisecond(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collector.incidents.engine import THROUGH_KEY
+
+    rows = _rows(*(keyword("bullying", ["x"], account=f"p{n}", at_ms=T0) for n in range(5)))
+    received = [T0 + 1, T0 + 1, T0 + 1, T0 + 2, T0 + 2]  # two commits' worth of batches
+    store.append_events({
+        "agent_id": [r[0] for r in rows], "seq": [r[1] for r in rows],
+        "event_id": [f"e{r[1]}" for r in rows], "kind": [r[2] for r in rows],
+        "severity": [3] * 5, "account": [f"p{n}" for n in range(5)],
+        "observed_ms": [r[3] for r in rows], "received_ms": received,
+        "raw": [r[4] for r in rows], "hash": [b""] * 5,
+    })  # fmt: skip
+    store.con.execute("INSERT INTO settings VALUES (?, ?)", [THROUGH_KEY, str(T0)])
+    engine = Engine(config.EngineRules(config.DEFAULT_INCIDENTS))
+    marks: list[tuple[int, int | None]] = []
+    real = engine.process
+
+    def process(store: Store, rows: Any, notify: bool, through_ms: int | None = None) -> Any:
+        rows = list(rows)
+        marks.append((len(rows), through_ms))
+        return real(store, rows, notify, through_ms)
+
+    monkeypatch.setattr(engine, "process", process)
+    monkeypatch.setattr(coverage, "CHUNK", 2)
+    assert coverage.catch_up(engine, store) == 5
+    # Chunks of two would end inside T0+1 (3 rows): they end where received_ms changes.
+    assert marks == [(3, T0 + 1), (2, T0 + 2)]
+    assert len(_incidents(store)) == 5
+
+
+def test_a_policy_file_cannot_be_damaged_into_breaking_the_collector(tmp_path: Path) -> None:
+    from collector import policy
+    from tests.harness import init_data
+
+    data = init_data(tmp_path / "c")
+    data.policy_dir.mkdir(parents=True, exist_ok=True)
+    (data.policy_dir / "current.json").write_text("{not json")
+    assert policy.current(data) is None and policy.current_version(data) == ""

@@ -133,3 +133,12 @@ def test_line_numbers_count_toml_lines_not_unicode_line_breaks() -> None:
     files["policy.toml"] = text.replace("context_words = 8", "context_words = -1")
     with pytest.raises(PolicyError, match=rf"policy\.toml:{line}: "):
         load_files(files)
+
+
+def test_an_escalation_sequence_names_two_different_sources() -> None:
+    files = read_folder(DEFAULT_DIR)
+    files["incidents.toml"] = files["incidents.toml"].replace(
+        'sequence = ["url", "search"]', 'sequence = ["url", "url"]'
+    )
+    with pytest.raises(PolicyError, match=r"incidents\.toml:\d+: sequence names two different"):
+        load_files(files)
