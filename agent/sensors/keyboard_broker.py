@@ -13,10 +13,10 @@ two seats keep their typing apart. Limits: 4 connections per uid, 32 in all; a c
 that has not said hello within HELLO_S is closed, so idle connections cannot use them up.
 
 Coverage: the helper runs as the logged-in user, who can kill it. Every CHECK_S the broker
-compares the desktop sessions (logind, else utmp) with the helpers connected: an account
-whose profile captures keystrokes and that has had a desktop session with no helper for
-GRACE_S gets a CAPTURE_MISSING status event (a candidate for the DSL and the technician) and
-the heartbeat says so; CAPTURE_RESTORED when a helper connects again.
+compares the desktop sessions (logind's session files, else utmp) with the helpers
+connected: an account whose profile captures keystrokes and that has had a desktop session
+with no helper for GRACE_S gets a CAPTURE_MISSING status event (a candidate for the DSL and
+the technician) and the heartbeat says so; CAPTURE_RESTORED when a helper connects again.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ import logging
 import math
 import pwd
 import selectors
-import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -62,30 +60,24 @@ CHECK_S = 5.0  # how often desktop sessions are compared with connected helpers
 GRACE_S = 60.0  # a login's helper has this long to connect before it is reported missing
 
 
-def desktop_accounts() -> set[str]:
+def desktop_accounts(sessions: Path = Path("/run/systemd/sessions")) -> set[str]:
     """Accounts with a graphical session on this PC: logind's x11/wayland sessions of class
-    user, or, without logind, utmp entries on an X display (":0")."""
-    loginctl = shutil.which("loginctl")
-    if loginctl and Path("/run/systemd/seats").is_dir():
-        try:
-            listing = subprocess.run(
-                [loginctl, "list-sessions", "--no-legend", "--no-pager"],
-                capture_output=True, text=True, timeout=5, check=True,
-            ).stdout  # fmt: skip
-            accounts = set()
-            for session in (line.split()[0] for line in listing.splitlines() if line.strip()):
-                props = subprocess.run(
-                    [loginctl, "show-session", session, "-p", "Name", "-p", "Type", "-p",
-                     "Class", "-p", "State"],
-                    capture_output=True, text=True, timeout=5, check=True,
-                ).stdout  # fmt: skip
-                p = dict(line.split("=", 1) for line in props.splitlines() if "=" in line)
-                if (p.get("Type") in ("x11", "wayland") and p.get("Class") == "user"
-                        and p.get("State") != "closing"):  # fmt: skip
-                    accounts.add(p.get("Name", ""))
-            return accounts - {""}
-        except (OSError, subprocess.SubprocessError):
-            pass
+    user (read from its session files: no process to start every few seconds), or, without
+    logind, utmp entries on an X display (":0")."""
+    if sessions.is_dir():
+        accounts = set()
+        for entry in sessions.iterdir():
+            if entry.suffix:  # "<id>.ref" pipes beside the "<id>" files
+                continue
+            try:
+                fields = dict(line.split("=", 1) for line in entry.read_text().splitlines()
+                              if "=" in line)  # fmt: skip
+            except OSError:  # the session ended while we looked
+                continue
+            if (fields.get("TYPE") in ("x11", "wayland") and fields.get("CLASS") == "user"
+                    and fields.get("STATE") != "closing" and fields.get("USER")):  # fmt: skip
+                accounts.add(fields["USER"])
+        return accounts
     return {u.name for u in psutil.users() if u.name and (u.terminal or "").startswith(":")}
 
 

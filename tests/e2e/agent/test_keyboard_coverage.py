@@ -110,3 +110,16 @@ def test_a_connection_that_never_says_hello_is_closed(broker: Broker, desktop: D
     silent = broker.peer(desktop, hello=False)
     out: Any = silent.communicate(timeout=30)[0]
     assert out.startswith("closed") and '"capture"' in out  # answered, then let go
+
+
+def test_desktop_sessions_are_read_from_logind_session_files(tmp_path: Path) -> None:
+    from agent.sensors.keyboard_broker import desktop_accounts
+
+    sessions = tmp_path / "sessions"
+    sessions.mkdir()
+    (sessions / "2").write_text("UID=1001\nUSER=amy\nSTATE=active\nTYPE=x11\nCLASS=user\n")
+    (sessions / "3").write_text("UID=1002\nUSER=ben\nSTATE=online\nTYPE=tty\nCLASS=user\n")
+    (sessions / "4").write_text("UID=115\nUSER=lightdm\nSTATE=online\nTYPE=x11\nCLASS=greeter\n")
+    (sessions / "5").write_text("UID=1003\nUSER=cat\nSTATE=closing\nTYPE=wayland\nCLASS=user\n")
+    (sessions / "2.ref").write_text("")
+    assert desktop_accounts(sessions) == {"amy"}
