@@ -25,6 +25,15 @@ def require_tool(name: str) -> str:
     pytest.skip(message)
 
 
+def require(condition: bool, message: str) -> None:
+    """Like require_tool, for what is not a tool on the PATH: skip here, fail when CI=true."""
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {message}")
+    pytest.skip(message)
+
+
 @pytest.fixture
 def collector(tmp_path: Path) -> Iterator[CollectorHarness]:
     """A real collector (TLS gRPC on 127.0.0.1, DuckDB under tmp_path), started."""

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_tool
+from tests.conftest import require, require_tool
 from tests.e2e.installer.systemd_box import SYSTEMD, TOOLS, SystemdBox, systemd_box
 
 pytestmark = pytest.mark.e2e
@@ -38,15 +38,6 @@ KEYBOARD_SOCKET = "/run/safeguard-agent/keyboard.sock"  # the agent listens: it 
 ROOT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 COMMAND = "/usr/local/sbin/safeguard-install"
 DEADLINE_S = 60
-
-
-def require(condition: bool, message: str) -> None:
-    """Like require_tool, for what is not a tool on the PATH: skip here, fail when CI=true."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true and {message}")
-    pytest.skip(message)
 
 
 @pytest.fixture
