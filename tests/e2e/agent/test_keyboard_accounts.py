@@ -10,6 +10,7 @@ import grp
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -69,9 +70,8 @@ def shared_broker(accounts: None) -> Iterator[Broker]:
     try:
         yield b
     finally:
-        b.broker.stop()
-        b.runner.join(10)
-        subprocess.run(["rm", "-rf", str(folder)], check=False)
+        b.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _peer_as(account: str, broker: Broker, desktop: Desktop) -> subprocess.Popen[str]:

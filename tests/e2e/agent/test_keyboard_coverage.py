@@ -60,6 +60,10 @@ class Broker:
         self.runner.start()
         wait_until(self.path.exists, 10, "the socket")
 
+    def close(self) -> None:
+        self.broker.stop()
+        self.runner.join(10)
+
     def kinds(self) -> list[str]:
         return [events_pb2.AgentStatus.Kind.Name(e.status.kind) for e in self.emitted]
 
@@ -77,8 +81,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     try:
         yield b
     finally:
-        b.broker.stop()
-        b.runner.join(10)
+        b.close()
 
 
 def test_a_desktop_session_without_its_helper_is_reported_and_its_return_too(
