@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +19,12 @@ from collector.incidents.runtime import IncidentRuntime
 from collector.ingest import Ingestor
 from collector.paths import DataDir
 from collector.store import Store
+from collector.verifiers import Verifiers
 
 log = logging.getLogger(__name__)
 GC_THRESHOLD = 50_000  # allocations between young collections; CPython's default is 700
+# Verifier processes: one per core (the writer and the streams share them), up to four.
+DEFAULT_VERIFIERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Running:
     port: int
     store: Store
     ingestor: Ingestor
+    verifiers: Verifiers
     grpc_server: grpc.aio.Server
     admin_server: asyncio.AbstractServer
     incidents: IncidentRuntime | None = None
@@ -40,6 +45,7 @@ class Running:
         if self.web is not None:
             await self.web.stop()
         await self.grpc_server.stop(grace)
+        await self.verifiers.close()
         if self.incidents is not None:
             await self.incidents.stop()
         await asyncio.to_thread(self.ingestor.stop)
@@ -47,11 +53,18 @@ class Running:
             self.incidents.close()
         self.store.close()
         self.data.admin_socket.unlink(missing_ok=True)
-        log.info("collector.stopped events=%d", self.ingestor.committed_events)
+        log.info(
+            "collector.stopped events=%d commits=%d verifier_restarts=%d",
+            self.ingestor.committed_events, self.ingestor.commits, self.verifiers.restarts,
+        )
 
 
 async def start(
-    data: DataDir, listen: str, web: str | None = None, web_tls: bool | None = None
+    data: DataDir,
+    listen: str,
+    web: str | None = None,
+    web_tls: bool | None = None,
+    verifiers: int = DEFAULT_VERIFIERS,
 ) -> Running:
     """Start the collector; with `web` ("HOST:PORT") also the DSL console. The console uses
     TLS (the collector's certificate) unless it listens on loopback only, or web_tls says."""
@@ -61,9 +74,11 @@ async def start(
     ingestor.start()
     incidents = IncidentRuntime(ingestor, cfg, data)
     incidents.start()
+    checkers = Verifiers(verifiers)
     console: Console | None = None
     try:
-        grpc_server, port = await server.start(data, ingestor, listen)
+        await checkers.start()
+        grpc_server, port = await server.start(data, ingestor, checkers, listen)
         admin_server = await admin.serve(data, ingestor)
         if web is not None:
             host, _, web_port = web.rpartition(":")
@@ -71,13 +86,16 @@ async def start(
             console = Console(data, ingestor, incidents, cfg, tls)
             await console.start(host, int(web_port))
     except BaseException:
+        await checkers.close()
         await incidents.stop()
         ingestor.stop()
         incidents.close()
         store.close()
         raise
     log.info("collector.started listen=%s port=%d agents=%d", listen, port, len(ingestor.agents))
-    return Running(data, port, store, ingestor, grpc_server, admin_server, incidents, console)
+    return Running(
+        data, port, store, ingestor, checkers, grpc_server, admin_server, incidents, console
+    )
 
 
 def tune_gc() -> None:
@@ -94,12 +112,12 @@ def tune_gc() -> None:
 
 def serve_forever(
     data: DataDir, listen: str, on_ready: Callable[[Running], None], web: str | None = None,
-    web_tls: bool | None = None,
+    web_tls: bool | None = None, verifiers: int = DEFAULT_VERIFIERS,
 ) -> None:  # fmt: skip
     """Run until SIGTERM or SIGINT, then shut down cleanly."""
 
     async def main() -> None:
-        running = await start(data, listen, web, web_tls)
+        running = await start(data, listen, web, web_tls, verifiers)
         tune_gc()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

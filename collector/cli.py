@@ -229,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             web_host = args.web.rpartition(":")[0]
             print(f"console: {scheme}://{web_host}:{running.web.port}/", flush=True)
 
-    app.serve_forever(data, args.listen, ready, args.web, args.web_tls)
+    app.serve_forever(data, args.listen, ready, args.web, args.web_tls, args.verifiers)
     return 0
 
 
@@ -353,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also serve the DSL console (default 127.0.0.1:8080)")  # fmt: skip
     c.add_argument("--web-tls", action=argparse.BooleanOptionalAction, default=None,
                    help="HTTPS with the collector's certificate (default: on unless loopback)")
+    c.add_argument("--verifiers", type=int, default=app.DEFAULT_VERIFIERS, metavar="N",
+                   help="processes that check batches' signatures and chains "
+                   f"(default {app.DEFAULT_VERIFIERS}: one per core, up to 4)")
     c.set_defaults(func=cmd_serve)
     c = command("user", "console accounts: add, passwd, disable, list")
     c.add_argument("action", choices=["add", "passwd", "disable", "list"])

@@ -1,8 +1,9 @@
 """The single writer: verified batches in, one DuckDB transaction per group, acks out.
 
-Streams verify signatures on the event loop and hand batches here. One thread owns the Store,
+Verifier processes check each batch on its own terms and the streams hand it here, with its
+rows already in Arrow columns (collector/verifiers.py). One thread owns the Store,
 takes every batch queued since its last commit, places each against the stored chain, writes
-them all in one transaction (an Arrow table per commit, not row by row) and only then answers
+them all in one transaction (one Arrow table per commit, not row by row) and only then answers
 each waiting stream. Anything else that needs the database (enrolment, tokens, admin queries)
 runs on the same thread, so DuckDB only ever sees one writer.
 """
@@ -18,9 +19,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from collector import verify
-from collector.store import EVENT_COLUMNS, AgentRecord, Store, now_ms
-from protos import envelope, events_pb2, ingest_pb2
+import pyarrow as pa
+
+from collector import event_table, verify
+from collector.store import AgentRecord, Store, now_ms
+from collector.verify import VerifiedBatch
+from protos import envelope, ingest_pb2
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ RECORDS_PER_HOUR = 100  # beyond this, an agent's tampering that hour is counted
 
 @dataclass
 class _BatchJob:
-    checked: envelope.CheckedBatch
+    checked: VerifiedBatch
     nonce: bytes
     future: Future[ingest_pb2.CollectorMessage]
 
@@ -57,23 +61,21 @@ class _CallJob:
 class _Group:
     """What one transaction will write, and whom to answer once it commits."""
 
-    columns: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in EVENT_COLUMNS})
+    rows: list[pa.Table] = field(default_factory=list)  # each batch's events, as stored
     batches: list[tuple[Any, ...]] = field(default_factory=list)
     heads: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     tampering: list[tuple[Any, ...]] = field(default_factory=list)
     flooded: dict[str, int] = field(default_factory=dict)  # agent -> records only counted
-    parsed: list[events_pb2.Event] = field(default_factory=list)  # aligned with columns
     answers: list[tuple[Future[Any], Any]] = field(default_factory=list)
     events: int = 0
 
 
 @dataclass(frozen=True)
 class Committed:
-    """What one commit stored: event columns (as written) and agents with new tampering."""
+    """What one commit stored: events (the rows as written) and agents with new tampering."""
 
-    events: dict[str, list[Any]] | None
+    events: pa.Table | None
     tampering_agents: list[str]
-    parsed: list[events_pb2.Event] = field(default_factory=list)  # decoded, aligned with events
 
 
 _Job = _BatchJob | _UnsignedJob | _CallJob | None
@@ -107,9 +109,7 @@ class Ingestor:
             self._thread.join()
 
     # -- called from any thread -----------------------------------------------------------
-    def submit(
-        self, checked: envelope.CheckedBatch, nonce: bytes
-    ) -> Future[ingest_pb2.CollectorMessage]:
+    def submit(self, checked: VerifiedBatch, nonce: bytes) -> Future[ingest_pb2.CollectorMessage]:
         fut: Future[ingest_pb2.CollectorMessage] = Future()
         self._jobs.put(_BatchJob(checked, nonce, fut))
         return fut
@@ -140,7 +140,7 @@ class Ingestor:
                     break
                 jobs.append(job)
                 if isinstance(job, _BatchJob):
-                    n += len(job.checked.events)
+                    n += job.checked.rows.num_rows
             group = _Group()
             for job in jobs:
                 if job is None:
@@ -275,21 +275,9 @@ class Ingestor:
                 (job.future, _reject(placement.tamper_kind or "rejected", placement.tamper_detail))
             )
             return True
-        cols = group.columns
         start = placement.store_from
-        events = checked.events[start:] if start else checked.events
-        n = len(events)
-        cols["agent_id"] += [agent_id] * n
-        cols["seq"] += range(checked.first_seq + start, checked.last_seq + 1)
-        cols["event_id"] += [e.event_id for e in events]
-        cols["kind"] += [e.WhichOneof("payload") or "" for e in events]
-        cols["severity"] += [e.severity for e in events]
-        cols["account"] += [e.account for e in events]
-        cols["observed_ms"] += [e.observed_unix_ms for e in events]
-        cols["received_ms"] += [now] * n
-        cols["raw"] += checked.batch.events[start:]
-        cols["hash"] += checked.hashes[start:]
-        group.parsed += events
+        rows = checked.rows.slice(start) if start else checked.rows
+        group.rows.append(event_table.stamp_received(rows, now))
         b = checked.batch
         group.batches.append(
             (
@@ -303,8 +291,8 @@ class Ingestor:
                 now,
             )
         )
-        group.heads[agent_id] = (checked.last_seq, checked.hashes[-1])
-        group.events += n
+        group.heads[agent_id] = (checked.last_seq, b.head_hash)  # the verifier checked it is
+        group.events += rows.num_rows
         group.answers.append((job.future, _ack(checked.last_seq)))
         return True
 
@@ -328,10 +316,11 @@ class Ingestor:
     def _commit(self, group: _Group) -> None:
         if not group.answers:
             return
+        events = pa.concat_tables(group.rows) if group.events else None
         try:
             with self.store.transaction():
-                if group.events:
-                    self.store.append_events(group.columns)
+                if events is not None:
+                    self.store.append_events(events)
                 if group.batches:
                     self.store.append_batches(group.batches)
                 now = now_ms()
@@ -359,9 +348,8 @@ class Ingestor:
             _settle(fut, answer)
         if self.after_commit and (group.events or group.tampering or group.flooded):
             committed = Committed(
-                events=group.columns if group.events else None,
+                events=events,
                 tampering_agents=[t[0] for t in group.tampering] + list(group.flooded),
-                parsed=group.parsed,
             )
             for hook in self.after_commit:
                 try:

@@ -1,13 +1,14 @@
-"""The gRPC front door: decode, verify, hand to the writer, answer. Thin on purpose."""
+"""The gRPC front door: decode, have a verifier check, hand to the writer, answer. Thin on
+purpose."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator
-from concurrent.futures import Future
 
 import grpc
 from cryptography.exceptions import InvalidSignature
@@ -18,6 +19,8 @@ from collector import enrolment, policy
 from collector.ingest import Ingestor
 from collector.paths import DataDir
 from collector.store import now_ms
+from collector.verifiers import Verifiers, VerifierUnavailable
+from collector.verify import VerifiedBatch
 from protos import envelope, ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -81,9 +84,10 @@ class Budget:
 
 
 class CollectorService(ingest_pb2_grpc.CollectorServicer):
-    def __init__(self, data: DataDir, ingestor: Ingestor) -> None:
+    def __init__(self, data: DataDir, ingestor: Ingestor, verifiers: Verifiers) -> None:
         self.data = data
         self.ingestor = ingestor
+        self.verifiers = verifiers
         self.budget = Budget(QUEUED_EVENTS)
 
     async def Enrol(
@@ -207,11 +211,15 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
             IN_FLIGHT
         )
         reader = asyncio.create_task(
-            self._read_batches(messages, rec.agent_id, key, nonce, pending)
+            self._read_batches(messages, rec.agent_id, rec.public_key, nonce, pending)
         )
         try:
             while (answer := await pending.get()) is not None:
-                message = await answer
+                try:
+                    message = await answer
+                except VerifierUnavailable as exc:
+                    log.warning("stream.unverified agent=%s error=%s", rec.agent_id, exc)
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; send it again")
                 if message.WhichOneof("msg") == "ack":
                     # A policy published while the stream is open reaches the agent with its
                     # next ack (a heartbeat at the latest), not at its next connection.
@@ -249,11 +257,13 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         self,
         requests: AsyncIterator[ingest_pb2.AgentMessage],
         agent_id: str,
-        key: Ed25519PublicKey,
+        key_raw: bytes,
         nonce: bytes,
         pending: asyncio.Queue[asyncio.Future[ingest_pb2.CollectorMessage] | None],
     ) -> None:
         messages = aiter(requests)
+        loop = asyncio.get_running_loop()
+        previous: asyncio.Future[bool] | None = None  # the batch before: handed to the writer?
         try:
             while True:
                 try:
@@ -271,34 +281,65 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
                     break
                 n = len(message.batch.events)
                 await self.budget.acquire(n)
-                answer = asyncio.wrap_future(self._check(message, agent_id, key, nonce))
-                answer.add_done_callback(lambda _, n=n: self.budget.release(n))  # type: ignore[misc]
+                handed: asyncio.Future[bool] = loop.create_future()
+                answer = asyncio.ensure_future(
+                    self._check(message, agent_id, key_raw, nonce, previous, handed)
+                )
+                answer.add_done_callback(functools.partial(self._settled, n))
+                previous = handed
                 await pending.put(answer)
         finally:
             await pending.put(None)
 
-    def _check(
+    def _settled(self, n: int, answer: asyncio.Future[ingest_pb2.CollectorMessage]) -> None:
+        self.budget.release(n)
+        if not answer.cancelled():
+            answer.exception()  # retrieved: a stream that ended early never awaits the rest
+
+    async def _check(
         self,
         message: ingest_pb2.AgentMessage,
         agent_id: str,
-        key: Ed25519PublicKey,
+        key_raw: bytes,
         nonce: bytes,
-    ) -> Future[ingest_pb2.CollectorMessage]:
-        """Verify a batch on its own terms and queue it for the writer, or for the record."""
-        batch = message.batch
-        if message.WhichOneof("msg") != "batch" or batch.agent_id != agent_id:
-            return self.ingestor.submit_unsigned(
-                batch, "malformed", "expected a batch for the agent that said hello"
-            )
+        previous: asyncio.Future[bool] | None,
+        handed: asyncio.Future[bool],
+    ) -> ingest_pb2.CollectorMessage:
+        """Have a verifier check the batch, then queue it for the writer (or the record) once
+        the stream's previous batch is queued: verifiers run in parallel, but the writer must
+        see each agent's batches in the order they were sent. A batch that could not be
+        checked stops the ones behind it from reaching the writer, where they would look like
+        a gap; the stream ends and the agent sends them all again."""
         try:
-            checked = envelope.check_batch(batch, key, nonce)
-        except envelope.EnvelopeError as exc:
-            reason, _, detail = str(exc).partition(": ")
-            return self.ingestor.submit_unsigned(batch, reason, detail)
-        return self.ingestor.submit(checked, nonce)
+            batch = message.batch
+            outcome: VerifiedBatch | envelope.EnvelopeError
+            if message.WhichOneof("msg") != "batch" or batch.agent_id != agent_id:
+                outcome = envelope.EnvelopeError(
+                    "malformed: expected a batch for the agent that said hello"
+                )
+            else:
+                try:
+                    rows = await self.verifiers.check(batch, key_raw, nonce)
+                    outcome = VerifiedBatch(batch, rows)
+                except envelope.EnvelopeError as exc:
+                    outcome = exc
+            if previous is not None and not await previous:
+                raise VerifierUnavailable("an earlier batch on this stream was not checked")
+            if isinstance(outcome, VerifiedBatch):
+                future = self.ingestor.submit(outcome, nonce)
+            else:
+                reason, _, detail = str(outcome).partition(": ")
+                future = self.ingestor.submit_unsigned(batch, reason, detail)
+            handed.set_result(True)
+        finally:
+            if not handed.done():
+                handed.set_result(False)
+        return await asyncio.wrap_future(future)
 
 
-async def start(data: DataDir, ingestor: Ingestor, listen: str) -> tuple[grpc.aio.Server, int]:
+async def start(
+    data: DataDir, ingestor: Ingestor, verifiers: Verifiers, listen: str
+) -> tuple[grpc.aio.Server, int]:
     """Start the TLS gRPC server; returns it and the port it bound (listen may use port 0)."""
     server = grpc.aio.server(
         options=[
@@ -308,7 +349,8 @@ async def start(data: DataDir, ingestor: Ingestor, listen: str) -> tuple[grpc.ai
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
     )
-    ingest_pb2_grpc.add_CollectorServicer_to_server(CollectorService(data, ingestor), server)
+    service = CollectorService(data, ingestor, verifiers)
+    ingest_pb2_grpc.add_CollectorServicer_to_server(service, server)
     credentials = grpc.ssl_server_credentials(
         [(data.server_key.read_bytes(), data.server_cert.read_bytes())]
     )

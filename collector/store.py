@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from collector.event_table import EVENT_SCHEMA
 from collector.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -45,31 +46,6 @@ class AgentRecord:
     last_seen_ms: int | None
 
 
-EVENT_COLUMNS = (
-    "agent_id",
-    "seq",
-    "event_id",
-    "kind",
-    "severity",
-    "account",
-    "observed_ms",
-    "received_ms",
-    "raw",
-    "hash",
-)
-_EVENT_TYPES = (
-    pa.string(),
-    pa.uint64(),
-    pa.string(),
-    pa.string(),
-    pa.uint8(),
-    pa.string(),
-    pa.int64(),
-    pa.int64(),
-    pa.binary(),
-    pa.binary(),
-)
-EVENT_SCHEMA = pa.schema(list(zip(EVENT_COLUMNS, _EVENT_TYPES, strict=True)))
 _BATCH_COLUMNS = (
     "agent_id",
     "first_seq",
@@ -207,8 +183,11 @@ class Store:
         self.con.execute("UPDATE tokens SET uses = uses + 1 WHERE token_id = ?", [token_id])
 
     # -- events and batches ---------------------------------------------------------------
-    def append_events(self, columns: dict[str, list[Any]]) -> None:
-        self._insert_arrow("events", pa.Table.from_pydict(columns, schema=EVENT_SCHEMA))
+    def append_events(self, rows: pa.Table | dict[str, list[Any]]) -> None:
+        """Rows with collector/event_table.py's columns, as a table or as lists."""
+        if isinstance(rows, dict):
+            rows = pa.Table.from_pydict(rows, schema=EVENT_SCHEMA)
+        self._insert_arrow("events", rows)
 
     def append_batches(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """(agent_id, first_seq, last_seq, prev_hash, head_hash, nonce, signature, received_ms)."""

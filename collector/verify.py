@@ -1,8 +1,9 @@
 """Does a batch continue the chain this collector holds for its agent?
 
-`check_batch` (protos/envelope.py) has already shown the batch is well formed and signed.
-Here it is placed against what is stored: the next link, a re-send of stored events, a gap,
-or a fork. Pure logic, with the stored hashes passed in as a function.
+A verifier (`check_batch` in protos/envelope.py, run by collector/verifier_worker.py) has
+already shown the batch is well formed and signed. Here it is placed against what is stored:
+the next link, a re-send of stored events, a gap, or a fork. Pure logic, with the stored
+hashes passed in as a function.
 """
 
 from __future__ import annotations
@@ -10,7 +11,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from protos import envelope
+import pyarrow as pa
+
+from protos import ingest_pb2
+
+
+@dataclass(frozen=True)
+class VerifiedBatch:
+    """A signed batch whose chain holds, with the rows it would store
+    (collector/event_table.py's columns; received_ms is stamped by the writer)."""
+
+    batch: ingest_pb2.Batch
+    rows: pa.Table
+
+    @property
+    def first_seq(self) -> int:
+        return self.batch.first_seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.batch.first_seq + int(self.rows.num_rows) - 1
+
+    def hashes(self, count: int) -> list[bytes]:
+        """The chain hashes of the first `count` events."""
+        return self.rows.column("hash").slice(0, count).to_pylist()  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -28,7 +52,7 @@ class Placement:
 
 
 def place(
-    checked: envelope.CheckedBatch,
+    checked: VerifiedBatch,
     last_seq: int,
     head_hash: bytes,
     stored_hashes: Callable[[int, int], list[bytes]],
@@ -53,7 +77,7 @@ def place(
     # The batch starts at or before what is stored: a re-send, a replay, or a fork.
     overlap_last = min(last, last_seq)
     stored = stored_hashes(first, overlap_last)
-    sent = checked.hashes[: overlap_last - first + 1]
+    sent = checked.hashes(overlap_last - first + 1)
     if stored != sent:
         return Placement(
             None,

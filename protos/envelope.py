@@ -27,6 +27,7 @@ _ENROL_DOMAIN = b"sg-enrol-v1\0"
 _HELLO_DOMAIN = b"sg-hello-v1\0"
 _POLICY_DOMAIN = b"sg-policy-request-v1\0"
 _U64 = struct.Struct(">Q")
+MAX_SEVERITY = 5
 
 
 class EnvelopeError(ValueError):
@@ -168,6 +169,8 @@ def check_batch(
         raise EnvelopeError(f"malformed: an event does not parse: {exc}") from None
     if [e.seq for e in events] != list(range(batch.first_seq, last_seq + 1)):
         raise EnvelopeError(f"malformed: event seqs are not {batch.first_seq}..{last_seq}")
+    if max(e.severity for e in events) > MAX_SEVERITY:
+        raise EnvelopeError(f"malformed: an event's severity is above {MAX_SEVERITY}")
     return CheckedBatch(batch=batch, events=events, hashes=hashes)
 
 

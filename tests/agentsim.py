@@ -132,7 +132,14 @@ class Session:
             yield msg
 
     def send(self, message: ingest_pb2.AgentMessage) -> ingest_pb2.CollectorMessage:
+        self.post(message)
+        return self.answer()
+
+    def post(self, message: ingest_pb2.AgentMessage) -> None:
+        """Send without waiting: several batches in flight, as the shipper does."""
         self._q.put(message)
+
+    def answer(self) -> ingest_pb2.CollectorMessage:
         return next(self._answers)
 
     def close(self) -> None:

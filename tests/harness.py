@@ -33,6 +33,7 @@ def init_data(root: Path) -> DataDir:
 
 class CollectorHarness:
     web: str | None = None  # "127.0.0.1:0" also serves the console (see ConsoleHarness)
+    verifiers: int = app.DEFAULT_VERIFIERS
 
     def __init__(self, root: Path) -> None:
         self.data = init_data(root)
@@ -68,7 +69,9 @@ class CollectorHarness:
             async def boot() -> None:
                 try:
                     started.set_result(
-                        await app.start(self.data, f"127.0.0.1:{self.port}", self.web, False)
+                        await app.start(
+                            self.data, f"127.0.0.1:{self.port}", self.web, False, self.verifiers
+                        )
                     )
                 except BaseException as exc:
                     started.set_exception(exc)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from collector import enrolment
+from collector import enrolment, verifier_worker
 from collector.ingest import Ingestor
 from collector.paths import DataDir
 from collector.store import Store
+from collector.verify import VerifiedBatch
 from protos import envelope
 from tests import agentsim
 from tests.harness import init_data
@@ -32,8 +33,9 @@ def test_a_stream_that_goes_away_mid_commit_does_not_stop_the_writer(tmp_path: P
         agent = agentsim.SimAgent(agent_id, key)
         first, prev, raws, _ = agent.record(3)
         nonce = b"n" * 16
-        checked = envelope.check_batch(
-            agent.batch(nonce, first, prev, raws).batch, key.public_key(), nonce)
+        batch = agent.batch(nonce, first, prev, raws).batch
+        rows = verifier_worker.check(key.public_key(), nonce, batch.SerializeToString())
+        checked = VerifiedBatch(batch, rows)
         hold = threading.Event()
         blocker = ingestor.call(lambda _: hold.wait(30))  # keeps the writer busy
         gone = ingestor.submit(checked, nonce)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector import verify
+from collector import verifier_worker, verify
 from protos import envelope, events_pb2
 
 pytestmark = pytest.mark.unit
@@ -20,10 +20,11 @@ RAWS = [
 HASHES = envelope.chain(envelope.genesis(AGENT), RAWS)
 
 
-def checked(first: int, last: int) -> envelope.CheckedBatch:
+def checked(first: int, last: int) -> verify.VerifiedBatch:
     prev = envelope.genesis(AGENT) if first == 1 else HASHES[first - 2]
     b = envelope.make_batch(KEY, AGENT, NONCE, first, prev, RAWS[first - 1 : last])
-    return envelope.check_batch(b, KEY.public_key(), NONCE)
+    rows = verifier_worker.check(KEY.public_key(), NONCE, b.SerializeToString())
+    return verify.VerifiedBatch(b, rows)
 
 
 def stored_upto(last_seq: int):  # type: ignore[no-untyped-def]

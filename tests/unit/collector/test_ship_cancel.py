@@ -40,7 +40,7 @@ def test_a_stream_cancelled_while_open_ends_without_raising(tmp_path: Path) -> N
     agent_id = "ag-test"
     rec = AgentRecord(agent_id, key.public_key().public_bytes_raw(), "pc", None, 0,
                       envelope.genesis(agent_id), None)  # fmt: skip
-    service = CollectorService(DataDir(tmp_path), _Ingestor(rec))  # type: ignore[arg-type]
+    service = CollectorService(DataDir(tmp_path), _Ingestor(rec), None)  # type: ignore[arg-type]
 
     async def scenario() -> asyncio.Task[None]:
         to_agent: asyncio.Queue[ingest_pb2.AgentMessage] = asyncio.Queue()
