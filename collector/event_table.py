@@ -2,7 +2,10 @@
 
 Shared by the store (which writes these columns) and the verifier processes (which build them
 from each batch they check), so a batch crosses from a verifier to the writer as one Arrow
-table, without a Python object per event on the way.
+table, without a Python object per event on the way. The verifier also marks the rows the
+incident engine will classify (`judge`), while it has the events decoded: every event of a kind
+that can make a signal, and the batch's latest heartbeat. Heartbeats are most of the traffic
+and only an agent's latest one matters, so the rest never reach Python again.
 """
 
 from __future__ import annotations
@@ -36,30 +39,46 @@ _EVENT_TYPES = (
     pa.binary(),
 )
 EVENT_SCHEMA = pa.schema(list(zip(EVENT_COLUMNS, _EVENT_TYPES, strict=True)))
+ROWS_SCHEMA = EVENT_SCHEMA.append(pa.field("judge", pa.bool_()))  # as a verifier hands them over
 RECEIVED = EVENT_COLUMNS.index("received_ms")
+# Kinds the incident engine makes signals of (collector/incidents/signals.py); heartbeats set
+# an agent's health instead.
+SIGNAL_KINDS = frozenset({"keyword", "url", "usb", "test_alert", "status"})
 
 
 def from_checked(checked: envelope.CheckedBatch) -> pa.Table:
-    """The rows a checked batch would store; received_ms is 0 until the writer stamps it."""
+    """The rows a checked batch would store, and `judge`; received_ms is 0 until the writer
+    stamps it."""
     events = checked.events
     n = len(events)
     batch = checked.batch
+    kinds = [e.WhichOneof("payload") or "" for e in events]
+    judge = [k in SIGNAL_KINDS for k in kinds]
+    beats = [i for i, k in enumerate(kinds) if k == "heartbeat"]
+    if beats:  # the latest by the agent's clock; the later seq wins a tie
+        judge[max(beats, key=lambda i: (events[i].observed_unix_ms, i))] = True
     columns = [
         pa.array([batch.agent_id] * n, pa.string()),
         pa.array(range(checked.first_seq, checked.last_seq + 1), pa.uint64()),
         pa.array([e.event_id for e in events], pa.string()),
-        pa.array([e.WhichOneof("payload") or "" for e in events], pa.string()),
+        pa.array(kinds, pa.string()),
         pa.array([e.severity for e in events], pa.uint8()),
         pa.array([e.account for e in events], pa.string()),
         pa.array([e.observed_unix_ms for e in events], pa.int64()),
         pa.array([0] * n, pa.int64()),
         pa.array(batch.events, pa.binary()),
         pa.array(checked.hashes, pa.binary()),
+        pa.array(judge, pa.bool_()),
     ]
-    return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
+    return pa.Table.from_arrays(columns, schema=ROWS_SCHEMA)
 
 
 def stamp_received(table: pa.Table, received_ms: int) -> pa.Table:
     """The same rows, received by the collector at received_ms."""
     column = pa.array([received_ms] * table.num_rows, pa.int64())
     return table.set_column(RECEIVED, EVENT_SCHEMA.field(RECEIVED), column)
+
+
+def stored_columns(rows: pa.Table) -> pa.Table:
+    """Just the events table's columns (no copy)."""
+    return rows.select(list(EVENT_COLUMNS))

@@ -6,6 +6,12 @@ takes every batch queued since its last commit, places each against the stored c
 them all in one transaction (one Arrow table per commit, not row by row) and only then answers
 each waiting stream. Anything else that needs the database (enrolment, tokens, admin queries)
 runs on the same thread, so DuckDB only ever sees one writer.
+
+What a commit stored is judged (the incident engine, `after_commit`) on a second thread with
+its own connection, while the writer goes on with the next group: DuckDB's commit and the
+engine's Python overlap. The engine writes only its own tables. A call (enrolment, a DSL's
+triage, the retention purge) waits until every commit before it has been judged, and nothing
+is judged while it runs, so a call sees what the engine made of every acknowledged batch.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_GROUP_EVENTS = 50_000
+JUDGE_BACKLOG = 2  # commits waiting to be judged before the writer waits for the engine
 EVIDENCE_CAP = 4 * 1024 * 1024
 EVIDENCE_PER_HOUR = 10  # tampering records per agent per hour that keep the batch's bytes
 RECORDS_PER_HOUR = 100  # beyond this, an agent's tampering that hour is counted on one record
@@ -89,24 +96,36 @@ class Ingestor:
         self._records: dict[str, _HourCount] = {}  # agent -> its tampering records this hour
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._judged: queue.Queue[Committed | None] = queue.Queue(JUDGE_BACKLOG)
+        self._judge_thread = threading.Thread(target=self._judge, name="judge", daemon=True)
+        self._judge_store: Store | None = None
         # received_ms never goes backwards (the clock may: NTP), so "received after the
         # engine's mark" means what it says (collector/incidents/coverage.catch_up).
         found = store.con.execute("SELECT max(received_ms) FROM events").fetchone()
         self._last_received = int(found[0]) if found and found[0] is not None else 0
         self.committed_events = 0
         self.commits = 0
-        # Called on the writer thread after each commit that stored events or tampering records,
-        # after the agents have their acks (e.g. the incident engine). An exception is logged.
+        # Called on the judge thread, in commit order, after each commit that stored events or
+        # tampering records (the incident engine), with the judge's own Store. An exception is
+        # logged.
         self.after_commit: list[Callable[[Store, Committed], None]] = []
 
     def start(self) -> None:
+        self._judge_store = self.store.sibling()
+        self._judge_thread.start()
         self._thread.start()
 
     def stop(self) -> None:
-        """Finish what is queued, then stop. Safe to call twice."""
+        """Finish what is queued and judge it, then stop. Safe to call twice."""
         if self._thread.is_alive():
             self._jobs.put(None)
             self._thread.join()
+        if self._judge_thread.is_alive():
+            self._judged.put(None)
+            self._judge_thread.join()
+        if self._judge_store is not None:
+            self._judge_store.close()
+            self._judge_store = None
 
     # -- called from any thread -----------------------------------------------------------
     def submit(self, checked: VerifiedBatch, nonce: bytes) -> Future[ingest_pb2.CollectorMessage]:
@@ -160,6 +179,7 @@ class Ingestor:
             self._commit(group)
 
     def _run_call(self, job: _CallJob) -> None:
+        self._judged.join()  # every earlier commit judged; none is judged while this runs
         try:
             result = job.fn(self.store)
         except BaseException as exc:  # handed to the caller, who decides what it means
@@ -351,11 +371,23 @@ class Ingestor:
                 events=events,
                 tampering_agents=[t[0] for t in group.tampering] + list(group.flooded),
             )
-            for hook in self.after_commit:
-                try:
-                    hook(self.store, committed)
-                except Exception:
-                    log.exception("ingest.after_commit_failed hook=%s", hook)
+            self._judged.put(committed)  # waits while the engine is JUDGE_BACKLOG behind
+
+    # -- the judge thread -----------------------------------------------------------------
+    def _judge(self) -> None:
+        while True:
+            committed = self._judged.get()
+            try:
+                if committed is None:
+                    return
+                assert self._judge_store is not None
+                for hook in list(self.after_commit):
+                    try:
+                        hook(self._judge_store, committed)
+                    except Exception:
+                        log.exception("ingest.after_commit_failed hook=%s", hook)
+            finally:
+                self._judged.task_done()
 
 
 @dataclass

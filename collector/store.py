@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from collector import event_table
 from collector.event_table import EVENT_SCHEMA
 from collector.schema import MIGRATIONS
 
@@ -103,6 +104,14 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
+    def sibling(self) -> Store:
+        """A Store on a second connection to the same database, for another thread that writes
+        tables this one does not (the incident engine's, collector/ingest.py): DuckDB runs the
+        two transactions side by side."""
+        other = Store.__new__(Store)
+        other.path, other.con = self.path, self.con.cursor()
+        return other
+
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A second connection to the same database for read-only work on another thread
         (the console): DuckDB serves it concurrently with the writer, from committed data."""
@@ -187,7 +196,7 @@ class Store:
         """Rows with collector/event_table.py's columns, as a table or as lists."""
         if isinstance(rows, dict):
             rows = pa.Table.from_pydict(rows, schema=EVENT_SCHEMA)
-        self._insert_arrow("events", rows)
+        self._insert_arrow("events", event_table.stored_columns(rows))
 
     def append_batches(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """(agent_id, first_seq, last_seq, prev_hash, head_hash, nonce, signature, received_ms)."""

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from collector.incidents import escalate
 from collector.incidents.config import EngineRules
-from collector.incidents.signals import INTERESTING, Dropped, Health, Signal, classify
+from collector.incidents.signals import Dropped, Health, Signal, classify
 from collector.ingest import Committed
 from collector.store import Store, now_ms
 from protos import events_pb2
@@ -65,29 +65,12 @@ class Candidate:
 
 THROUGH_KEY = "engine.events_through_ms"  # events received up to here have been judged
 _JUDGED_COLUMNS = ["agent_id", "seq", "kind", "observed_ms", "raw"]
-_SIGNAL_KINDS = pa.array(sorted(INTERESTING - {"heartbeat"}), pa.string())
 
 
 def rows_to_judge(events: pa.Table) -> list[tuple[str, int, str, int, bytes]]:
-    """From a commit's rows, the ones the engine classifies: every event of a kind that can
-    make a signal, and each agent's latest heartbeat (only that one sets its health). Picked
-    in Arrow, so the heartbeats that are most of the traffic never become Python objects."""
-    kinds = events.column("kind")
-    judged = events.select(_JUDGED_COLUMNS)
-    signals = judged.filter(pc.is_in(kinds, value_set=_SIGNAL_KINDS))
-    is_beat = pc.equal(kinds, "heartbeat")
-    beat_rows = pc.indices_nonzero(is_beat)
-    if len(beat_rows) > 1:
-        # Latest first within each agent (the later seq wins a tie); keep each agent's first.
-        # Sorted on the small columns only, then the chosen few rows are taken whole.
-        keys = events.select(["agent_id", "observed_ms", "seq"]).filter(is_beat)
-        order = pc.sort_indices(keys, sort_keys=[
-            ("agent_id", "ascending"), ("observed_ms", "descending"), ("seq", "descending")])
-        ids = keys.column("agent_id").take(order)
-        starts = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).combine_chunks()
-        firsts = pc.indices_nonzero(pa.concat_arrays([pa.array([True]), starts]))
-        beat_rows = beat_rows.take(order.take(firsts))
-    picked = pa.concat_tables([signals, judged.take(beat_rows)])
+    """The rows of a commit the engine classifies: those its verifier marked `judge`
+    (collector/event_table.py), as Python tuples; the rest never leave Arrow."""
+    picked = events.select(_JUDGED_COLUMNS).filter(events.column("judge"))
     columns = [picked.column(c).to_pylist() for c in _JUDGED_COLUMNS]
     return list(zip(*columns, strict=True))
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collector.event_table import SIGNAL_KINDS
 from collector.incidents.config import EngineRules
 from protos import events_pb2
 
-# Kinds worth decoding; the rest (status, unknown) are skipped without parsing.
-INTERESTING = frozenset({"keyword", "url", "usb", "heartbeat", "test_alert", "status"})
+# Kinds worth decoding; the rest (unknown ones) are skipped without parsing.
+INTERESTING = SIGNAL_KINDS | {"heartbeat"}
 _USB = events_pb2.UsbDecision
 
 

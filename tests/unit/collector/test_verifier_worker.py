@@ -49,12 +49,13 @@ def test_a_good_batch_comes_back_as_the_rows_the_store_writes() -> None:
     [(status, body)] = serve(verifier_worker.request(PUB, NONCE, good))
     assert status == verifier_worker.OK
     rows = verifier_worker.from_ipc(body)
-    assert rows.schema == event_table.EVENT_SCHEMA
+    assert rows.schema == event_table.ROWS_SCHEMA
     assert rows.column("seq").to_pylist() == [1, 2]
     assert rows.column("kind").to_pylist() == ["test_alert", "heartbeat"]
     assert rows.column("severity").to_pylist() == [4, 0]
     assert rows.column("account").to_pylist() == ["pupil.a", ""]
     assert rows.column("agent_id").to_pylist() == [AGENT, AGENT]
+    assert rows.column("judge").to_pylist() == [True, True]  # a test alert; the latest beat
     raws = rows.column("raw").to_pylist()
     assert rows.column("hash").to_pylist() == envelope.chain(envelope.genesis(AGENT), raws)
 
