@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from collector import enrolment, verifier_worker
-from collector.ingest import Ingestor
+from collector.ingest import Committed, Ingestor
 from collector.paths import DataDir
 from collector.store import Store
 from collector.verify import VerifiedBatch
@@ -19,7 +19,10 @@ from tests.harness import init_data
 pytestmark = pytest.mark.integration
 
 
-def test_a_stream_that_goes_away_mid_commit_does_not_stop_the_writer(tmp_path: Path) -> None:
+NONCE = b"n" * 16
+
+
+def enrolled(tmp_path: Path) -> tuple[Store, agentsim.SimAgent]:
     data: DataDir = init_data(tmp_path / "c")
     store = Store(data.database)
     token = enrolment.new_token(store, 3600, 1)["token"]
@@ -27,15 +30,25 @@ def test_a_stream_that_goes_away_mid_commit_does_not_stop_the_writer(tmp_path: P
     pub = agentsim.raw_key(key)
     agent_id = enrolment.enrol(store, data, enrolment.Applicant(
         token, pub, key.sign(envelope.enrol_proof_payload(token, pub)), "pc", "test", "1"))
+    return store, agentsim.SimAgent(agent_id, key)
+
+
+def verified(agent: agentsim.SimAgent, n: int) -> VerifiedBatch:
+    """The agent's next n events as a batch a verifier has checked."""
+    first, prev, raws, _ = agent.record(n)
+    batch = agent.batch(NONCE, first, prev, raws).batch
+    rows = verifier_worker.check(agent.key.public_key(), NONCE, batch.SerializeToString())
+    return VerifiedBatch(batch, rows)
+
+
+def test_a_stream_that_goes_away_mid_commit_does_not_stop_the_writer(tmp_path: Path) -> None:
+    store, agent = enrolled(tmp_path)
+    agent_id = agent.agent_id
     ingestor = Ingestor(store)
     ingestor.start()
     try:
-        agent = agentsim.SimAgent(agent_id, key)
-        first, prev, raws, _ = agent.record(3)
-        nonce = b"n" * 16
-        batch = agent.batch(nonce, first, prev, raws).batch
-        rows = verifier_worker.check(key.public_key(), nonce, batch.SerializeToString())
-        checked = VerifiedBatch(batch, rows)
+        checked = verified(agent, 3)
+        nonce = NONCE
         hold = threading.Event()
         blocker = ingestor.call(lambda _: hold.wait(30))  # keeps the writer busy
         gone = ingestor.submit(checked, nonce)
@@ -47,3 +60,46 @@ def test_a_stream_that_goes_away_mid_commit_does_not_stop_the_writer(tmp_path: P
     finally:
         ingestor.stop()
         store.close()
+
+
+def test_a_call_sees_what_the_engine_made_of_every_acknowledged_batch(tmp_path: Path) -> None:
+    """The engine judges on its own thread while the writer goes on; a call (a DSL's triage,
+    a test's query) must still wait until every commit before it has been judged."""
+    store, agent = enrolled(tmp_path)
+    ingestor = Ingestor(store)
+    judging, call_started = threading.Event(), threading.Event()
+    judged: list[int] = []
+
+    def slow_engine(_: Store, committed: Committed) -> None:
+        judging.set()
+        # Without the wait, the call below starts while this runs: give it the chance.
+        call_started.wait(2)
+        judged.append(committed.events.num_rows if committed.events is not None else 0)
+
+    def query(_: Store) -> list[int]:
+        call_started.set()
+        return list(judged)
+
+    ingestor.after_commit.append(slow_engine)
+    ingestor.start()
+    try:
+        ack = ingestor.submit(verified(agent, 4), NONCE).result(30)
+        assert ack.ack.last_seq == 4  # acknowledged once committed, before it is judged
+        assert judging.wait(30)
+        assert ingestor.call(query).result(30) == [4]
+    finally:
+        ingestor.stop()
+        store.close()
+
+
+def test_stopping_judges_what_was_committed(tmp_path: Path) -> None:
+    store, agent = enrolled(tmp_path)
+    ingestor = Ingestor(store)
+    judged: list[int] = []
+    ingestor.after_commit.append(lambda _, c: judged.append(c.events.num_rows))
+    ingestor.start()
+    futures = [ingestor.submit(verified(agent, 2), NONCE) for _ in range(5)]
+    ingestor.stop()
+    assert [f.result(0).ack.last_seq for f in futures] == [2, 4, 6, 8, 10]
+    assert sum(judged) == 10
+    store.close()

@@ -41,8 +41,10 @@ def picked(table: pa.Table) -> list[tuple[str, int]]:
 
 
 def test_every_kind_that_can_make_a_signal_and_the_latest_heartbeat() -> None:
-    batch = rows("a", 1, ("heartbeat", 100), ("keyword", 110), ("heartbeat", 120), ("url", 130),
-                 ("usb", 140), ("status", 150), ("test_alert", 160), ("browser_visit", 170))  # fmt: skip
+    batch = rows(
+        "a", 1, ("heartbeat", 100), ("keyword", 110), ("heartbeat", 120), ("url", 130),
+        ("usb", 140), ("status", 150), ("test_alert", 160), ("browser_visit", 170),
+    )  # fmt: skip
     assert picked(batch) == [("a", 2), ("a", 3), ("a", 4), ("a", 5), ("a", 6), ("a", 7)]
     assert event_table.stored_columns(batch).schema == event_table.EVENT_SCHEMA
 
