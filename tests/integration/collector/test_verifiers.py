@@ -68,16 +68,24 @@ def holder(pids: list[int], exclude: frozenset[int] = frozenset()) -> int:
     raise AssertionError("no verifier was handed the batch")
 
 
-def test_a_batch_checked_after_the_one_behind_it_is_still_stored_in_order(
+def stopped_verifiers(
     collector: CollectorHarness,
-) -> None:
+) -> tuple[ingest_pb2_grpc.CollectorStub, agentsim.SimAgent, agentsim.Session, list[int]]:
+    """An enrolled agent with its stream open, and the verifiers stopped (their pids)."""
     stub = ingest_pb2_grpc.CollectorStub(agentsim.channel(collector.address, collector.ca_path))
     agent = agentsim.SimAgent(*agentsim.enrol(stub, collector.new_token()))
     session = agentsim.Session(stub, agent)
-    nonce = session.welcome.nonce
     pids = collector.running.verifiers.pids()
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
+    return stub, agent, session, pids
+
+
+def test_a_batch_checked_after_the_one_behind_it_is_still_stored_in_order(
+    collector: CollectorHarness,
+) -> None:
+    _, agent, session, pids = stopped_verifiers(collector)
+    nonce = session.welcome.nonce
     first = agent.batch(nonce, *agent.record(3)[:3])
     second = agent.batch(nonce, *agent.record(3)[:3])
     session.post(first)
@@ -100,13 +108,8 @@ def test_a_batch_checked_after_the_one_behind_it_is_still_stored_in_order(
 def test_a_verifier_killed_holding_a_batch_loses_nothing_and_forges_no_gap(
     collector: CollectorHarness,
 ) -> None:
-    stub = ingest_pb2_grpc.CollectorStub(agentsim.channel(collector.address, collector.ca_path))
-    agent = agentsim.SimAgent(*agentsim.enrol(stub, collector.new_token()))
-    session = agentsim.Session(stub, agent)
+    stub, agent, session, pids = stopped_verifiers(collector)
     nonce = session.welcome.nonce
-    pids = collector.running.verifiers.pids()
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
     first_args = agent.record(3)[:3]
     second_args = agent.record(3)[:3]
     session.post(agent.batch(nonce, *first_args))
