@@ -49,24 +49,22 @@ SIGNAL_KINDS = frozenset({"keyword", "url", "usb", "test_alert", "status"})
 def from_checked(checked: envelope.CheckedBatch) -> pa.Table:
     """The rows a checked batch would store, and `judge`; received_ms is 0 until the writer
     stamps it."""
-    events = checked.events
-    n = len(events)
-    batch = checked.batch
-    kinds = [e.WhichOneof("payload") or "" for e in events]
-    judge = [k in SIGNAL_KINDS for k in kinds]
-    beats = [i for i, k in enumerate(kinds) if k == "heartbeat"]
-    if beats:  # the latest by the agent's clock; the later seq wins a tie
-        judge[max(beats, key=lambda i: (events[i].observed_unix_ms, i))] = True
+    f = checked.fields
+    n = len(f.seq)
+    judge = [k in SIGNAL_KINDS for k in f.kind]
+    beats = [i for i, k in enumerate(f.kind) if k == "heartbeat"]
+    if beats:  # the latest by the agent's clock; max keeps the first of a tie: the later seq
+        judge[max(reversed(beats), key=f.observed_ms.__getitem__)] = True
     columns = [
-        pa.array([batch.agent_id] * n, pa.string()),
-        pa.array(range(checked.first_seq, checked.last_seq + 1), pa.uint64()),
-        pa.array([e.event_id for e in events], pa.string()),
-        pa.array(kinds, pa.string()),
-        pa.array([e.severity for e in events], pa.uint8()),
-        pa.array([e.account for e in events], pa.string()),
-        pa.array([e.observed_unix_ms for e in events], pa.int64()),
-        pa.array([0] * n, pa.int64()),
-        pa.array(batch.events, pa.binary()),
+        pa.repeat(pa.scalar(checked.batch.agent_id, pa.string()), n),
+        pa.array(f.seq, pa.uint64()),
+        pa.array(f.event_id, pa.string()),
+        pa.array(f.kind, pa.string()),
+        pa.array(f.severity, pa.uint8()),
+        pa.array(f.account, pa.string()),
+        pa.array(f.observed_ms, pa.int64()),
+        pa.repeat(pa.scalar(0, pa.int64()), n),
+        pa.array(checked.batch.events, pa.binary()),
         pa.array(checked.hashes, pa.binary()),
         pa.array(judge, pa.bool_()),
     ]

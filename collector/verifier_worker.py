@@ -49,7 +49,7 @@ def check(public_key: Ed25519PublicKey, nonce: bytes, batch_bytes: bytes) -> pa.
         batch = ingest_pb2.Batch.FromString(batch_bytes)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise envelope.EnvelopeError(f"malformed: the batch does not parse: {exc}") from None
-    return event_table.from_checked(envelope.check_batch(batch, public_key, nonce))
+    return event_table.from_checked(envelope.check_batch(batch, public_key, nonce, batch_bytes))
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -64,7 +64,7 @@ def from_ipc(body: bytes) -> pa.Table:
     return pa.ipc.open_stream(body).read_all()
 
 
-class _Keys:
+class KeyCache:
     """Parsed public keys by raw bytes: parsing one costs about as much as a batch's chain."""
 
     def __init__(self) -> None:
@@ -79,7 +79,7 @@ class _Keys:
         return key
 
 
-def answer(keys: _Keys, body: bytes) -> tuple[int, bytes]:
+def answer(keys: KeyCache, body: bytes) -> tuple[int, bytes]:
     nonce_end = KEY_LEN + envelope.NONCE_LEN
     try:
         table = check(keys.get(body[:KEY_LEN]), body[KEY_LEN:nonce_end], body[nonce_end:])
@@ -93,7 +93,7 @@ def answer(keys: _Keys, body: bytes) -> tuple[int, bytes]:
 
 def serve(inp: BinaryIO, out: BinaryIO) -> None:
     """Answer requests in order until the collector closes the pipe."""
-    keys = _Keys()
+    keys = KeyCache()
     while True:
         head = inp.read(HEADER.size)
         if len(head) < HEADER.size:

@@ -12,6 +12,8 @@ import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -121,6 +123,20 @@ def make_batch(
     )
 
 
+class EventFields(NamedTuple):
+    """A batch's decoded events, field by field (one entry per event, in seq order)."""
+
+    seq: tuple[int, ...]
+    observed_ms: tuple[int, ...]
+    severity: tuple[int, ...]
+    account: tuple[str, ...]
+    event_id: tuple[str, ...]
+    kind: list[str]  # the payload set, "" for none (or one this version does not know)
+
+
+_FIELDS = attrgetter("seq", "observed_unix_ms", "severity", "account", "event_id")
+
+
 @dataclass(frozen=True)
 class CheckedBatch:
     """A batch whose signature and internal chain hold, with its events decoded."""
@@ -128,6 +144,7 @@ class CheckedBatch:
     batch: ingest_pb2.Batch
     events: list[events_pb2.Event]
     hashes: list[bytes]
+    fields: EventFields
 
     @property
     def first_seq(self) -> int:
@@ -139,10 +156,12 @@ class CheckedBatch:
 
 
 def check_batch(
-    batch: ingest_pb2.Batch, public_key: Ed25519PublicKey, nonce: bytes
+    batch: ingest_pb2.Batch, public_key: Ed25519PublicKey, nonce: bytes, wire: bytes | None = None
 ) -> CheckedBatch:
     """Verify a batch on its own terms: shape, seqs, chain to its head, signature.
 
+    `wire`: the bytes `batch` was parsed from, if the caller has them; the events are then
+    decoded in one parse (BatchEvents) instead of one per event, about half the cost.
     Whether it continues the chain the collector already holds is the caller's question.
     Raises EnvelopeError whose first word is the reason (malformed, bad_chain, bad_signature).
     """
@@ -162,16 +181,23 @@ def check_batch(
     hashes = chain(batch.prev_hash, batch.events)
     if hashes[-1] != batch.head_hash:
         raise EnvelopeError("bad_chain: events do not hash to the signed head")
-    parse = events_pb2.Event.FromString
     try:
-        events = [parse(raw) for raw in batch.events]
+        if wire is None:
+            events = [events_pb2.Event.FromString(raw) for raw in batch.events]
+        else:
+            events = list(ingest_pb2.BatchEvents.FromString(wire).events)
     except Exception as exc:  # protobuf raises DecodeError and friends
         raise EnvelopeError(f"malformed: an event does not parse: {exc}") from None
-    if [e.seq for e in events] != list(range(batch.first_seq, last_seq + 1)):
+    if len(events) != n:  # `wire` was not this batch's bytes: a caller's bug
+        raise ValueError("check_batch: wire holds a different batch")
+    seq, observed, severity, account, event_id = zip(*map(_FIELDS, events), strict=True)
+    if seq != tuple(range(batch.first_seq, last_seq + 1)):
         raise EnvelopeError(f"malformed: event seqs are not {batch.first_seq}..{last_seq}")
-    if max(e.severity for e in events) > MAX_SEVERITY:
+    if max(severity) > MAX_SEVERITY:
         raise EnvelopeError(f"malformed: an event's severity is above {MAX_SEVERITY}")
-    return CheckedBatch(batch=batch, events=events, hashes=hashes)
+    kind: list[str] = [e.WhichOneof("payload") or "" for e in events]
+    fields = EventFields(seq, observed, severity, account, event_id, kind)
+    return CheckedBatch(batch=batch, events=events, hashes=hashes, fields=fields)
 
 
 def verify_stored_chain(

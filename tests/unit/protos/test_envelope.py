@@ -33,6 +33,41 @@ def test_a_good_batch_checks_and_decodes() -> None:
     assert (checked.first_seq, checked.last_seq) == (1, 3)
 
 
+def test_decoding_from_the_wire_in_one_parse_reads_what_decoding_each_event_reads() -> None:
+    made = [
+        events_pb2.Event(seq=1, observed_unix_ms=10, account="pupil.a", event_id="e1",
+                         heartbeat=events_pb2.Heartbeat(agent_version="0.1")),
+        events_pb2.Event(seq=2, observed_unix_ms=20, severity=4, event_id="e2",
+                         keyword=events_pb2.KeywordDetection(category="extremism")),
+        events_pb2.Event(seq=3, observed_unix_ms=5),  # no payload: a kind this one cannot tell
+    ]  # fmt: skip
+    b = envelope.make_batch(
+        KEY, "ag-1", NONCE, 1, envelope.genesis("ag-1"), [envelope.event_bytes(e) for e in made]
+    )
+    each = envelope.check_batch(b, KEY.public_key(), NONCE)
+    once = envelope.check_batch(b, KEY.public_key(), NONCE, b.SerializeToString())
+    assert list(once.events) == list(each.events) == made
+    assert once.fields == each.fields
+    assert once.fields.kind == ["heartbeat", "keyword", ""]
+    assert once.fields.observed_ms == (10, 20, 5)
+    assert once.fields.severity == (0, 4, 0)
+    assert once.fields.account == ("pupil.a", "", "")
+    assert once.fields.event_id == ("e1", "e2", "")
+
+
+@pytest.mark.parametrize("from_wire", [False, True])
+def test_signed_bytes_that_are_not_an_event_are_refused_either_way(from_wire: bool) -> None:
+    b = envelope.make_batch(KEY, "ag-1", NONCE, 1, envelope.genesis("ag-1"), [raw(1), b"\xff\xff"])
+    wire = b.SerializeToString() if from_wire else None
+    with pytest.raises(envelope.EnvelopeError, match=r"^malformed: an event does not parse"):
+        envelope.check_batch(b, KEY.public_key(), NONCE, wire)
+
+
+def test_the_wire_of_another_batch_is_a_callers_bug_not_the_agents() -> None:
+    with pytest.raises(ValueError, match="different batch"):
+        envelope.check_batch(batch(n=3), KEY.public_key(), NONCE, batch(n=2).SerializeToString())
+
+
 def test_genesis_binds_the_chain_to_one_agent() -> None:
     assert envelope.genesis("ag-1") != envelope.genesis("ag-2")
 
