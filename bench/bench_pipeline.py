@@ -239,7 +239,7 @@ async def ship(
 
 def run_scenario(
     n_agents: int, per_agent: int, batch: int, window: int, profile: Path | None,
-    detections: float, sign_live: bool = False,
+    detections: float, sign_live: bool = False, verifiers: int | None = None,
 ) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="sg-bench-"))
     data = tmp / "collector"
@@ -256,6 +256,7 @@ def run_scenario(
             data,
             "--listen",
             "127.0.0.1:0",
+            *(["--verifiers", str(verifiers)] if verifiers else []),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -454,6 +455,8 @@ def main() -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--sign-live", action="store_true",
                    help="simulated agents sign and serialise batches with the clock running")
+    p.add_argument("--verifiers", type=int, default=None,
+                   help="verifier processes (default: the collector's, one per core up to 4)")
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--latency-load", type=int, nargs="*", default=[0, 100],
                    help="simulated agents loading the collector while latency is measured")
@@ -467,7 +470,8 @@ def main() -> int:
             if args.profile and i == 0
             else None
         )
-        result = run_scenario(n, per_agent, args.batch, args.window, prof, share, args.sign_live)
+        result = run_scenario(n, per_agent, args.batch, args.window, prof, share, args.sign_live,
+                              args.verifiers)
         print(
             json.dumps(result) if args.json else "  ".join(f"{k}={v}" for k, v in result.items()),
             flush=True,

@@ -23,8 +23,14 @@ from collector.verifiers import Verifiers
 
 log = logging.getLogger(__name__)
 GC_THRESHOLD = 50_000  # allocations between young collections; CPython's default is 700
-# Verifier processes: one per core (the writer and the streams share them), up to four.
-DEFAULT_VERIFIERS = min(4, os.cpu_count() or 1)
+CORES = os.cpu_count() or 1
+# Verifier processes: one per core but one (the streams, the writer and the engine share that
+# one), up to four. DuckDB's own threads (compressing at checkpoints, console queries): half
+# the cores. On 2 cores, a second verifier and a DuckDB worker only contended with the rest:
+# 11-12 s of collector CPU per million events without them, 11-16 s with them
+# (bench/results/pipeline.md).
+DEFAULT_VERIFIERS = max(1, min(4, CORES - 1))
+DUCKDB_THREADS = max(1, CORES // 2)
 
 
 @dataclass
@@ -69,7 +75,7 @@ async def start(
     """Start the collector; with `web` ("HOST:PORT") also the DSL console. The console uses
     TLS (the collector's certificate) unless it listens on loopback only, or web_tls says."""
     cfg = console_config.load(data)
-    store = Store(data.database)
+    store = Store(data.database, threads=DUCKDB_THREADS)
     ingestor = Ingestor(store)
     ingestor.start()
     incidents = IncidentRuntime(ingestor, cfg, data)

@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HTTPS with the collector's certificate (default: on unless loopback)")
     c.add_argument("--verifiers", type=int, default=app.DEFAULT_VERIFIERS, metavar="N",
                    help="processes that check batches' signatures and chains "
-                   f"(default {app.DEFAULT_VERIFIERS}: one per core, up to 4)")
+                   f"(default {app.DEFAULT_VERIFIERS}: one per core but one, up to 4)")
     c.set_defaults(func=cmd_serve)
     c = command("user", "console accounts: add, passwd, disable, list")
     c.add_argument("action", choices=["add", "passwd", "disable", "list"])

@@ -78,12 +78,14 @@ _BATCH_SCHEMA = pa.schema(
 
 
 class Store:
-    def __init__(self, path: Path, read_only: bool = False) -> None:
+    def __init__(self, path: Path, read_only: bool = False, threads: int | None = None) -> None:
+        """`threads`: DuckDB's worker threads (default: one per core)."""
         self.path = path
+        config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": MEMORY_LIMIT}
+        if threads is not None:
+            config["threads"] = threads
         try:
-            self.con = duckdb.connect(
-                str(path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT}
-            )
+            self.con = duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise DatabaseError(

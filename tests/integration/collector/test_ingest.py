@@ -41,6 +41,15 @@ def verified(agent: agentsim.SimAgent, n: int) -> VerifiedBatch:
     return VerifiedBatch(batch, rows)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_store_gives_duckdb_the_threads_it_is_asked_for(tmp_path: Path, threads: int) -> None:
+    store = Store(init_data(tmp_path / "c").database, threads=threads)
+    try:
+        assert store.con.execute("SELECT current_setting('threads')").fetchone() == (threads,)
+    finally:
+        store.close()
+
+
 def test_a_stream_that_goes_away_mid_commit_does_not_stop_the_writer(tmp_path: Path) -> None:
     store, agent = enrolled(tmp_path)
     agent_id = agent.agent_id

@@ -136,3 +136,15 @@ def test_a_verifier_killed_holding_a_batch_loses_nothing_and_forges_no_gap(
     verifiers = collector.running.verifiers
     wait_for(lambda: verifiers.restarts == 1, "the dead verifier's replacement")
     assert doomed not in verifiers.pids() and len(verifiers.pids()) == 2
+
+
+def test_the_collector_runs_the_verifiers_and_duckdb_threads_it_was_sized_for(
+    collector: CollectorHarness,
+) -> None:
+    from collector import app
+
+    assert len(collector.running.verifiers.pids()) == 2
+    threads = collector.running.ingestor.call(
+        lambda s: s.con.execute("SELECT current_setting('threads')").fetchone()
+    ).result(30)
+    assert threads == (app.DUCKDB_THREADS,)
