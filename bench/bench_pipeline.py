@@ -83,14 +83,16 @@ def rss_bytes(procs: list[psutil.Process]) -> int:
     return total
 
 
-def make_events(agent: Agent, n: int, detections: float) -> None:
-    """Heartbeats with a share of keyword detections, chained as an agent's outbox would."""
+def make_events(agent: Agent, n: int, detections: float, spread_ms: int = 0) -> None:
+    """Heartbeats with a share of keyword detections, chained as an agent's outbox would;
+    observed spread_ms apart up to now (0: all at once)."""
     h = envelope.genesis(agent.agent_id)
     now = int(time.time() * 1000)
     every = round(1 / detections) if detections > 0 else 0
     for seq in range(1, n + 1):
         event = events_pb2.Event(
-            seq=seq, observed_unix_ms=now, account="pupil.k2", event_id=os.urandom(8).hex()
+            seq=seq, observed_unix_ms=now - (n - seq) * spread_ms, account="pupil.k2",
+            event_id=os.urandom(8).hex(),
         )
         if every and seq % every == 0:
             event.severity = 3
@@ -256,7 +258,7 @@ def run_scenario(
             data,
             "--listen",
             "127.0.0.1:0",
-            *(["--verifiers", str(verifiers)] if verifiers else []),
+            *(["--verifiers", str(verifiers)] if verifiers is not None else []),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -456,7 +458,7 @@ def main() -> int:
     p.add_argument("--sign-live", action="store_true",
                    help="simulated agents sign and serialise batches with the clock running")
     p.add_argument("--verifiers", type=int, default=None,
-                   help="verifier processes (default: the collector's, one per core up to 4)")
+                   help="verifier processes in the throughput runs (default: the collector's)")
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--latency-load", type=int, nargs="*", default=[0, 100],
                    help="simulated agents loading the collector while latency is measured")

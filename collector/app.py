@@ -23,14 +23,26 @@ from collector.verifiers import Verifiers
 
 log = logging.getLogger(__name__)
 GC_THRESHOLD = 50_000  # allocations between young collections; CPython's default is 700
+
+
+def default_verifiers(cores: int) -> int:
+    """Verifier processes: one per core but one (the streams, the writer and the engine share
+    that one), at least one, at most four."""
+    return max(1, min(4, cores - 1))
+
+
+def duckdb_threads(cores: int) -> int:
+    """DuckDB's own threads (compression at checkpoints, console queries): half the cores.
+
+    On 2 cores a second verifier and a DuckDB worker thread only contended with the rest: the
+    collector took 11-12 s of CPU per million events without them, 11-16 s with them
+    (bench/results/pipeline.md, "Sized to the cores")."""
+    return max(1, cores // 2)
+
+
 CORES = os.cpu_count() or 1
-# Verifier processes: one per core but one (the streams, the writer and the engine share that
-# one), up to four. DuckDB's own threads (compressing at checkpoints, console queries): half
-# the cores. On 2 cores, a second verifier and a DuckDB worker only contended with the rest:
-# 11-12 s of collector CPU per million events without them, 11-16 s with them
-# (bench/results/pipeline.md).
-DEFAULT_VERIFIERS = max(1, min(4, CORES - 1))
-DUCKDB_THREADS = max(1, CORES // 2)
+DEFAULT_VERIFIERS = default_verifiers(CORES)
+DUCKDB_THREADS = duckdb_threads(CORES)
 
 
 @dataclass

@@ -131,7 +131,7 @@ class EventFields(NamedTuple):
     severity: tuple[int, ...]
     account: tuple[str, ...]
     event_id: tuple[str, ...]
-    kind: list[str]  # the payload set, "" for none (or one this version does not know)
+    kind: tuple[str, ...]  # the payload set, "" for none (or one this version does not know)
 
 
 _FIELDS = attrgetter("seq", "observed_unix_ms", "severity", "account", "event_id")
@@ -163,7 +163,8 @@ def check_batch(
     `wire`: the bytes `batch` was parsed from, if the caller has them; the events are then
     decoded in one parse (BatchEvents) instead of one per event, about half the cost.
     Whether it continues the chain the collector already holds is the caller's question.
-    Raises EnvelopeError whose first word is the reason (malformed, bad_chain, bad_signature).
+    Raises EnvelopeError whose first word is the reason (malformed, bad_chain, bad_signature);
+    ValueError if `wire` is not the bytes of `batch` (the caller's bug, not the agent's).
     """
     n = len(batch.events)
     if n == 0 or batch.first_seq < 1:
@@ -190,12 +191,12 @@ def check_batch(
         raise EnvelopeError(f"malformed: an event does not parse: {exc}") from None
     if len(events) != n:  # `wire` was not this batch's bytes: a caller's bug
         raise ValueError("check_batch: wire holds a different batch")
-    seq, observed, severity, account, event_id = zip(*map(_FIELDS, events), strict=True)
+    seq, observed, severity, account, event_id = zip(*map(_FIELDS, events))  # noqa: B905 -- rows of five
     if seq != tuple(range(batch.first_seq, last_seq + 1)):
         raise EnvelopeError(f"malformed: event seqs are not {batch.first_seq}..{last_seq}")
     if max(severity) > MAX_SEVERITY:
         raise EnvelopeError(f"malformed: an event's severity is above {MAX_SEVERITY}")
-    kind: list[str] = [e.WhichOneof("payload") or "" for e in events]
+    kind = tuple(e.WhichOneof("payload") or "" for e in events)
     fields = EventFields(seq, observed, severity, account, event_id, kind)
     return CheckedBatch(batch=batch, events=events, hashes=hashes, fields=fields)
 

@@ -138,7 +138,7 @@ def test_a_verifier_killed_holding_a_batch_loses_nothing_and_forges_no_gap(
     assert doomed not in verifiers.pids() and len(verifiers.pids()) == 2
 
 
-def test_the_collector_runs_the_verifiers_and_duckdb_threads_it_was_sized_for(
+def test_the_collector_runs_the_verifiers_and_duckdb_threads_it_is_sized_for(
     collector: CollectorHarness,
 ) -> None:
     from collector import app
