@@ -69,7 +69,7 @@ class KeystrokeDetector:
             self.settle()
         elif token == BACKSPACE:
             if self._stream is not None:
-                self._stream.backspace()
+                self._deliver(self._stream.backspace())  # an erased alert still counts
         elif token == DELETE:
             if self._stream is not None:
                 self._stream.delete()

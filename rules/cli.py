@@ -3,6 +3,7 @@
     safeguard-rules check [--rules DIR] [--profile P]     < text
     safeguard-rules check-url [--rules DIR] [--profile P] URL...
     safeguard-rules validate [--rules DIR]
+    safeguard-rules evaluate [--rules DIR] [--profile P] [--corpus DIR] [--quiet]
     safeguard-rules import-e2guardian SRC --out FILE [--category NAME] [--threshold N]
 
 Output is one JSON object per line. Exit 0 on success (alerts or none), 1 on bad input
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from rules.compile import Compiled
 from rules.e2guardian import import_lists, to_toml
+from rules.evaluate import DEFAULT_CORPUS, evaluate, pattern_judge, render
 from rules.load import DEFAULT_DIR, load_policy
 from rules.match import match_text
 from rules.schema import PolicyError
@@ -43,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--profile", default="ks2", help="ks1, ks2 or staff (default ks2)")
         if name == "check-url":
             s.add_argument("urls", nargs="+", metavar="URL")
+    e = sub.add_parser("evaluate", help="recall and false alerts on the evaluation corpus",
+                       description="Judge every corpus text as a PC would; print recall and "
+                       "false-alert rates per category (Markdown), the open part's misses "
+                       "and false alerts, and only counts for the held-back part.")
+    e.add_argument("--rules", type=Path, default=DEFAULT_DIR, help="policy folder")
+    e.add_argument("--profile", default="ks2", help="ks1, ks2 or staff (default ks2)")
+    e.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus folder")
+    e.add_argument("--quiet", action="store_true", help="tables only, no misses listed")
     v = sub.add_parser("validate", help="check a policy folder")
     v.add_argument("--rules", type=Path, default=DEFAULT_DIR)
     i = sub.add_parser("import-e2guardian", help="convert e2guardian weighted phrase lists")
@@ -92,6 +102,12 @@ def _run(args: argparse.Namespace) -> int:
                 "warnings": len(result.warnings), "out": str(args.out)})  # fmt: skip
         return 0
     compiled = Compiled(load_policy(args.rules), args.profile)
+    if args.cmd == "evaluate":
+        if not args.corpus.is_dir():
+            raise PolicyError(f"{args.corpus}: not a corpus folder")
+        report = evaluate(pattern_judge(compiled), args.corpus)
+        sys.stdout.write(render(report, show_open=not args.quiet))
+        return 0
     if args.cmd == "check":
         text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
         alerts = match_text(compiled, text)

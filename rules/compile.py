@@ -7,8 +7,9 @@ terms and combination parts of the profile's enabled categories.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import cast
 
 import ahocorasick  # type: ignore[import-not-found]  # C library without type stubs
 
@@ -27,10 +28,14 @@ class Entry:
     weight: int
     boundary: Boundary
     runs: tuple[int, ...]  # run length each squeezed character needs; 0 for a space
-    phrase: str
+    phrase: str  # the list entry's phrase or pattern, as the DSL sees it
     combo: int = -1
     part: int = -1
     exempt: tuple[str, ...] = ()  # ids of the exemptions that cover this entry
+    rule: int = -1  # a pattern with gaps: its index in ``Compiled.sequences``
+    seg: int = -1  # ... and which of its segments this phrase is
+    seps: int = 0  # word gaps inside the phrase (its first word = its last minus this)
+    guard: int = -1  # a guard: its index in ``Compiled.guards``
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,24 @@ class ComboRule:
     parts: tuple[str, ...]
     weight: int
     window: int
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceRule:
+    """A pattern with gaps: its segments must follow each other within ``gaps`` words."""
+
+    category: int
+    phrase: str
+    weight: int
+    gaps: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GuardRule:
+    categories: frozenset[int]  # category indices it lowers
+    phrase: str
+    weight: int  # negative
+    within: int  # words from the alert's terms
 
 
 class Compiled:
@@ -57,22 +80,59 @@ class Compiled:
         edges = [t for e in self.exemptions for t in (e.start, e.end) if t > now]
         self.valid_until: datetime | None = min(edges) if edges else None
         self.combos: list[ComboRule] = []
+        self.sequences: list[SequenceRule] = []
+        self.guards: list[GuardRule] = []
         patterns: dict[str, int] = {}
         building: list[list[Entry]] = []
         self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # equal run tuples, one copy
         exempt_terms = {_squeezed(t): e.id for e in active for t in e.terms}
+        index = {c.name: i for i, c in enumerate(self.categories)}
         for ci, cat in enumerate(self.categories):
             cat_ex = tuple(e.id for e in active if cat.name in e.categories)
             for term in cat.terms:
-                self._add(building, patterns, term.phrase, ci, term.weight, term.boundary, -1,
-                          -1, cat_ex, exempt_terms)  # fmt: skip
+                ex = cat_ex
+                if term.segments and _squeezed(term.phrase) in exempt_terms:
+                    ex += (exempt_terms[_squeezed(term.phrase)],)  # a pattern named whole
+                rule = -1
+                if term.gaps:
+                    rule = len(self.sequences)
+                    self.sequences.append(SequenceRule(ci, term.phrase, term.weight, term.gaps))
+                for seg, phrases in enumerate(term.parts):
+                    entry = Entry(ci, term.weight, term.boundary, (), term.phrase, exempt=ex,
+                                  rule=rule, seg=seg if rule >= 0 else -1)  # fmt: skip
+                    for phrase in phrases:
+                        self._add(building, patterns, phrase, entry, exempt_terms)
             for combo in cat.combos:
                 k = len(self.combos)
                 self.combos.append(ComboRule(ci, combo.terms, combo.weight, combo.window))
-                bounds = combo.boundaries or ("word",) * len(combo.terms)
-                for part, (phrase, bound) in enumerate(zip(combo.terms, bounds, strict=True)):
-                    self._add(building, patterns, phrase, ci, 0, bound, k, part, cat_ex,
-                              exempt_terms)  # fmt: skip
+                n = len(combo.terms)
+                bounds = combo.boundaries or cast(tuple[Boundary, ...], ("word",) * n)
+                alts = combo.alternatives or tuple((t,) for t in combo.terms)
+                for part in range(n):
+                    entry = Entry(ci, 0, bounds[part], (), combo.terms[part], k, part, cat_ex)
+                    for phrase in alts[part]:
+                        self._add(building, patterns, phrase, entry, exempt_terms)
+        # Categories whose alerts wait for the end of their sentence (a guard may follow),
+        # and how many words past an alert's terms a guard can still reach it.
+        self.hold_words = 0
+        for guard in policy.guards:
+            cats = frozenset(index[c] for c in guard.categories if c in index)
+            if not cats:
+                continue
+            longest = max(_words(p) for p in guard.term.parts[0])
+            self.hold_words = max(self.hold_words, guard.within + longest)
+            g = len(self.guards)
+            self.guards.append(GuardRule(cats, guard.term.phrase, guard.term.weight,
+                                         guard.within))  # fmt: skip
+            for phrase in guard.term.parts[0]:
+                self._add(building, patterns, phrase,
+                          Entry(-1, 0, guard.term.boundary, (), guard.term.phrase, guard=g),
+                          exempt_terms)  # fmt: skip
+        self.guarded = frozenset(c for g in self.guards for c in g.categories)
+        # Words back that a guard hit may still matter: a waiting alert's terms reach back
+        # a category window and it waits at most hold_words more.
+        windows = max((c.window for c in self.categories), default=0)
+        self.guard_reach = windows + 2 * self.hold_words + 2
         del self._shared
         # Per pattern id, what it means (tuples: 50,000 of them, smaller than lists).
         self.entries: tuple[tuple[Entry, ...], ...] = tuple(map(tuple, building))
@@ -92,9 +152,8 @@ class Compiled:
             for es in self.entries
         )
 
-    def _add(self, building: list[list[Entry]], patterns: dict[str, int], phrase: str, ci: int,
-             weight: int, boundary: str, combo: int, part: int, cat_ex: tuple[str, ...],
-             exempt_terms: dict[str, str]) -> None:  # fmt: skip
+    def _add(self, building: list[list[Entry]], patterns: dict[str, int], phrase: str,
+             entry: Entry, exempt_terms: dict[str, str]) -> None:  # fmt: skip
         norm = normalise(phrase)
         text = norm.text().strip()
         if not text:
@@ -104,12 +163,13 @@ class Compiled:
         offset = norm.chars.index(text[0])
         runs = tuple(0 if c == " " else r for c, r in zip(text, norm.runs[offset:], strict=False))
         runs = self._shared.setdefault(runs, runs)
-        ex = cat_ex + ((exempt_terms[text],) if text in exempt_terms else ())
+        ex = entry.exempt
+        if text in exempt_terms and exempt_terms[text] not in ex:
+            ex += (exempt_terms[text],)
         pid = patterns.setdefault(text, len(patterns))
         if pid == len(building):
             building.append([])
-        bound: Boundary = boundary  # type: ignore[assignment]  # validated by the loader
-        building[pid].append(Entry(ci, weight, bound, runs, phrase, combo, part, ex))
+        building[pid].append(replace(entry, runs=runs, exempt=ex, seps=text.count(" ")))
 
     def exemption(self, ident: str) -> Exemption:
         return next(e for e in self.exemptions if e.id == ident)
@@ -117,3 +177,7 @@ class Compiled:
 
 def _squeezed(phrase: str) -> str:
     return normalise(phrase).text().strip()
+
+
+def _words(phrase: str) -> int:
+    return _squeezed(phrase).count(" ") + 1

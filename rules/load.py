@@ -3,6 +3,8 @@
 Layout of a policy folder::
 
     policy.toml            version, logon notice, context caps
+    classes.toml           word classes shared by every list's patterns ({photo}, {alone} ...)
+    guards.toml            context that lowers or cancels alerts in its sentence
     keywords/*.toml        one category per file: threshold, window, terms, combinations
     urls.toml              domain / prefix / pattern rules
     search_engines.toml    where search queries sit in URLs
@@ -22,6 +24,7 @@ from typing import Any, cast
 
 from rules.fields import Source, Table
 from rules.normalise import normalise
+from rules.pattern import Expanded, class_name_ok, expand
 from rules.schema import (
     BOUNDARIES,
     FIXED_SEVERITY,
@@ -34,6 +37,7 @@ from rules.schema import (
     Combo,
     Escalation,
     Exemption,
+    Guard,
     IncidentRules,
     Policy,
     PolicyError,
@@ -44,6 +48,7 @@ from rules.schema import (
     Term,
     UrlRule,
     UsbRule,
+    WordClass,
 )  # fmt: skip
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "lists"
@@ -86,7 +91,10 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
         if name not in files:
             raise PolicyError(f"{prefix}{name}: missing")
     src = {rel: _source(prefix + rel, text) for rel, text in sorted(files.items())}
-    cats = tuple(_category(s) for rel, s in src.items() if rel.startswith("keywords/"))
+    classes = _classes([s for rel, s in src.items()
+                        if rel == "classes.toml" or rel.startswith("classes/")])  # fmt: skip
+    words = {c.name: c.words for c in classes}
+    cats = tuple(_category(s, words) for rel, s in src.items() if rel.startswith("keywords/"))
     _unique([(c.name, c.where) for c in cats], "category")
     names = {c.name for c in cats}
     top = src["policy.toml"].table("policy")
@@ -105,6 +113,9 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
         profiles=profiles,
         incidents=_incidents(src["incidents.toml"], names),
         exemptions=_exemptions(src["exemptions.toml"], names, {p.name for p in profiles}),
+        guards=tuple(g for rel, s in src.items() if rel == "guards.toml"
+                     or rel.startswith("guards/") for g in _guards(s, names, words)),
+        classes=classes,
         assignments=assignments,
         default_profile=default_profile,
         sources=tuple(sorted(files.items())),
@@ -186,7 +197,7 @@ def _phrase(t: Table, key: str, phrase: str) -> str:
     return folded
 
 
-def _category(src: Source) -> Category:
+def _category(src: Source, classes: Mapping[str, tuple[str, ...]]) -> Category:
     src.check_top({"category", "term", "combo"})
     head = src.table("category")
     head.check_keys({"name", "title", "enabled", "threshold", "window"})
@@ -195,29 +206,98 @@ def _category(src: Source) -> Category:
         raise head.fail(f"name must be lower-case letters, digits and _; got {name!r}", "name")
     terms, seen = [], []
     for t in src.array("term"):
-        t.check_keys({"phrase", "weight", "why", "boundary"})
-        term = Term(t.get_text("phrase"), t.get_int("weight", lo=-1000, hi=1000),
-                    t.get_text("why"),
-                    cast(Boundary, t.get_str("boundary", "word", choices=BOUNDARIES)),
-                    t.where)  # fmt: skip
-        seen.append((f"{_phrase(t, 'phrase', term.phrase)}|{term.boundary}", t.where))
+        term = _term(t, classes, {"weight", "why", "boundary", "example"})
+        key = term.phrase if term.segments else _phrase(t, "phrase", term.phrase)
+        seen.append((f"{key}|{term.boundary}", t.where))
         terms.append(term)
     _unique(seen, "phrase")
     combos = []
     for t in src.array("combo"):
-        t.check_keys({"all", "weight", "window", "why", "boundary"})
+        t.check_keys({"all", "weight", "window", "why", "boundary", "example"})
         parts = t.get_strs("all", required=True)
         if len(parts) < 2:
             raise t.fail("all must list at least two terms", "all")
+        expanded = []
         for p in parts:
             _phrase(t, "all", p)
+            found = _expand(t, "all", p, classes)
+            if found.gaps:
+                raise t.fail(f"a combination's part cannot have a gap (...): {p!r}", "all")
+            expanded.append(found.segments[0])
         combos.append(Combo(parts, t.get_int("weight", lo=-1000, hi=1000),
                             t.get_int("window", lo=1, hi=500), t.get_text("why"),
-                            _boundaries(t, len(parts)), t.where))  # fmt: skip
+                            _boundaries(t, len(parts)), t.where, t.get_str("example", ""),
+                            tuple(expanded)))  # fmt: skip
     return Category(name, head.get_str("title", name), head.get_bool("enabled", True),
                     head.get_int("threshold", lo=1, hi=100000),
                     head.get_int("window", 12, lo=1, hi=500), tuple(terms), tuple(combos),
                     head.where)  # fmt: skip
+
+
+def _expand(t: Table, key: str, text: str, classes: Mapping[str, tuple[str, ...]]) -> Expanded:
+    try:
+        return expand(text, classes)
+    except PolicyError as exc:
+        raise t.fail(str(exc), key) from None
+
+
+def _term(t: Table, classes: Mapping[str, tuple[str, ...]], keys: set[str]) -> Term:
+    """A ``[[term]]`` (or guard): a literal ``phrase`` or a ``pattern``, with its weight."""
+    t.check_keys(keys | {"phrase", "pattern"})
+    if ("phrase" in t.data) == ("pattern" in t.data):
+        raise t.fail("give exactly one of phrase (literal) or pattern")
+    weight = t.get_int("weight", lo=-1000, hi=1000)
+    why, example = t.get_text("why"), t.get_str("example", "")
+    if "phrase" in t.data:
+        boundary = cast(Boundary, t.get_str("boundary", "word", choices=BOUNDARIES))
+        return Term(t.get_text("phrase"), weight, why, boundary, t.where, example)
+    source = t.get_text("pattern")
+    found = _expand(t, "pattern", source, classes)
+    for phrases in found.segments:
+        for p in phrases:
+            _phrase(t, "pattern", p)
+    boundary = cast(Boundary, t.get_str("boundary", found.boundary, choices=BOUNDARIES))
+    return Term(source, weight, why, boundary, t.where, example, found.segments, found.gaps)
+
+
+def _classes(sources: list[Source]) -> tuple[WordClass, ...]:
+    """``classes.toml`` and ``classes/*.toml``: ``[[class]]`` with ``name``, ``words`` and
+    ``why``; every class is expanded once here so a fault names its own line."""
+    out, tables = [], []
+    for src in sources:
+        src.check_top({"class"})
+        for t in src.array("class"):
+            t.check_keys({"name", "words", "why"})
+            name = t.get_str("name")
+            if not class_name_ok(name):
+                raise t.fail(f"name must be lower-case letters, digits and _; got {name!r}",
+                             "name")  # fmt: skip
+            out.append(WordClass(name, t.get_strs("words", required=True), t.get_text("why"),
+                                 t.where))  # fmt: skip
+            tables.append(t)
+    _unique([(c.name, c.where) for c in out], "class")
+    words = {c.name: c.words for c in out}
+    for c, t in zip(out, tables, strict=True):
+        _expand(t, "words", "{" + c.name + "}", words)
+    return tuple(out)
+
+
+def _guards(src: Source, cats: set[str],
+            classes: Mapping[str, tuple[str, ...]]) -> tuple[Guard, ...]:  # fmt: skip
+    src.check_top({"guard"})
+    out = []
+    for t in src.array("guard"):
+        term = _term(t, classes, {"weight", "why", "example", "categories", "within"})
+        if term.weight >= 0:
+            raise t.fail("a guard's weight must be negative (it lowers alerts)", "weight")
+        if term.gaps:
+            raise t.fail("a guard cannot have a gap (...)", "pattern")
+        applies = t.get_strs("categories", required=True)
+        if applies != ("*",):
+            _known(t, "categories", applies, cats)
+        out.append(Guard(term, tuple(sorted(cats)) if applies == ("*",) else applies,
+                         t.get_int("within", 10, lo=1, hi=30)))  # fmt: skip
+    return tuple(out)
 
 
 def _boundaries(t: Table, n: int) -> tuple[Boundary, ...]:

@@ -33,9 +33,12 @@ from rules.normalise import (
     StreamNormaliser,
     squeeze_parts,
 )
-from rules.scoring import Hit, Scorer
+from rules.scoring import Fired, GuardSeen, Hit, Scorer, guarded_score
 
 HISTORY = 512  # keystrokes Backspace can undo, and characters kept for context
+BOUNDS_KEPT = 64  # recent sentence ends kept for alerts that wait for theirs
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s|\n")  # the stream's rule, for the bulk path
+Held = tuple[Fired, "Alert"]  # an alert of a guarded category, waiting for its sentence
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Stream:
         self._done = 0  # squeezed characters already stepped through the automaton
         self._pending: tuple[tuple[int, int], ...] = ()  # (pattern, end) awaiting next char
         self._score = Scorer(self.c)
+        self._held: tuple[Held, ...] = ()
+        self._bounds: tuple[int, ...] = ()  # raw offsets of recent sentence ends
         self.standing: tuple[Alert, ...] = ()  # alerts of the text as it stands now
 
     # -- keystrokes -------------------------------------------------------------------
@@ -83,8 +88,11 @@ class Stream:
         sq = self._sq
         last = (sq.runs[-1], sq.ends[-1]) if sq.chars else (0, 0)
         self._history.append((self._norm.state(), len(sq), last, self._state, self._done,
-                              self._pending, self._score.state(), self.standing))  # fmt: skip
+                              self._pending, self._score.state(), self.standing, self._held,
+                              self._bounds))  # fmt: skip
         at = self._raw_base + len(self._raw)
+        if ch == "\n" or (ch.isspace() and self._raw and self._raw[-1] in ".!?"):
+            self._bounds = (*self._bounds[-BOUNDS_KEPT + 1 :], at)
         self._raw.append(ch)
         self._norm.feed(ch, at)
         out = self._advance()
@@ -100,21 +108,31 @@ class Stream:
             out.extend(self.feed(ch))
         return out
 
-    def backspace(self) -> None:
-        """Undo the last keystroke. Past the bounded history the text is forgotten."""
+    def backspace(self) -> list[Alert]:
+        """Undo the last keystroke. Past the bounded history the text is forgotten.
+
+        An alert that was waiting for the end of its sentence and is now erased is settled
+        with the guards seen so far and returned: what was typed and erased is reported."""
         if not self._history:
-            self._clear()
-            return
-        norm, n, (run, end), state, done, pending, score, standing = self._history.pop()
+            return self._forget()
+        (norm, n, (run, end), state, done, pending, score, standing, held,
+         bounds) = self._history.pop()  # fmt: skip
         if n < self._sq.base or not self._raw:
-            self._clear()
-            return
+            return self._forget()
+        erased = [h for h in self._held if h not in held]
+        guards, old_bounds = self._score.guards, self._bounds
         self._raw.pop()
         self._norm.restore(norm)
         self._sq.truncate(n, run, end)
         self._state, self._done, self._pending = state, done, pending
         self._score.restore(score)
-        self.standing = standing
+        self.standing, self._held, self._bounds = standing, held, bounds
+        return self._settle(erased, guards, old_bounds, stands=False)
+
+    def _forget(self) -> list[Alert]:
+        out = self._settle(list(self._held), self._score.guards, self._bounds, stands=False)
+        self._clear()
+        return out
 
     def delete(self) -> None:
         """Forward Delete at the end of the text deletes nothing. (A keyboard sensor that
@@ -126,6 +144,8 @@ class Stream:
         self._norm.flush()
         out = self._advance()
         out.extend(self._resolve(True))
+        held, self._held = self._held, ()
+        out.extend(self._settle(list(held), self._score.guards, self._bounds))
         return out
 
     def reset(self) -> list[Alert]:
@@ -150,6 +170,27 @@ class Stream:
             found = tuple((pid, j + 1) for pid in auto.outputs(self._state))
             if found:
                 self._pending += found
+            if self._held:
+                out.extend(self._release(sq.starts[j - sq.base]))
+        return out
+
+    def _release(self, at: int) -> list[Alert]:
+        """Settle the waiting alerts that no guard can reach any more: their sentence
+        ended before raw offset ``at`` (where the text has got to, every hit before it
+        settled), or the text is ``hold_words`` words past them."""
+        bounds = self._bounds
+        ready, self._held = _ready(self._held, self._score.words, self.c.hold_words,
+                                   _ended(bounds, at))  # fmt: skip
+        return self._settle(ready, self._score.guards, bounds) if ready else []
+
+    def _settle(self, held: list[Held], guards: tuple[GuardSeen, ...],
+                bounds: tuple[int, ...], stands: bool = True) -> list[Alert]:  # fmt: skip
+        """The waiting alerts that their guards leave standing, reported; ``stands``:
+        they are in the text as it now stands (not erased)."""
+        out: list[Alert] = []
+        for fired, alert in held:
+            if guarded_score(self.c, fired, guards, _sentences(bounds)) >= alert.threshold:
+                out.extend(self._emit(alert, stands))
         return out
 
     def _resolve(self, end_ok: bool) -> list[Alert]:
@@ -168,13 +209,17 @@ class Stream:
                     hit = Hit(entry.phrase, entry.weight, sq.starts[i], sq.ends[end - 1 - sq.base],
                               entry.exempt)  # fmt: skip
                     for fired in self._score.add(entry, hit):
-                        out.extend(self._alert(*fired))
+                        alert = _new_alert(self.c, *fired, self._context)
+                        if fired.category in self.c.guarded:
+                            self._held += ((fired, alert),)
+                        else:
+                            out.extend(self._emit(alert))
         return out
 
-    def _alert(self, cat: int, score: int, hits: tuple[Hit, ...], suppressed: bool) -> list[Alert]:
-        alert = _new_alert(self.c, cat, score, hits, suppressed, self._context)
-        self.standing += (alert,)
-        key = (alert.category, alert.start, alert.end, alert.terms, suppressed)
+    def _emit(self, alert: Alert, stands: bool = True) -> list[Alert]:
+        if stands:
+            self.standing += (alert,)
+        key = (alert.category, alert.start, alert.end, alert.terms, alert.suppressed)
         if key in self._emitted:  # typed, erased and typed again: reported once
             return []
         self._emitted.add(key)
@@ -203,6 +248,30 @@ def _context(c: Compiled, seg: Callable[[int], str], hi: int) -> str:
         if len(tail) >= pol.context_chars:
             return tail[-pol.context_chars :]
     return _capped(c, seg(lo))
+
+
+def _ended(bounds: tuple[int, ...] | list[int], at: int) -> int:
+    """The last sentence end before raw offset ``at``; -1 if none."""
+    i = bisect_left(bounds, at)
+    return bounds[i - 1] if i else -1
+
+
+def _ready(held: tuple[Held, ...], words: int, hold: int,
+           ended: int) -> tuple[list[Held], tuple[Held, ...]]:  # fmt: skip
+    """Split waiting alerts into those no guard can reach any more (their sentence ended
+    at or before ``ended``, or the text is ``hold`` words past them) and the rest."""
+    ready = [h for h in held if h[1].end <= ended or words > h[0].words[1] + hold]
+    return ready, tuple(h for h in held if h not in ready) if ready else held
+
+
+def _sentences(bounds: tuple[int, ...] | list[int]) -> Callable[[int, int], bool]:
+    """``same_sentence(a, b)`` over sorted sentence-end offsets."""
+
+    def same(a: int, b: int) -> bool:
+        lo, hi = (a, b) if a <= b else (b, a)
+        return bisect_left(bounds, lo) == bisect_left(bounds, hi)
+
+    return same
 
 
 def _capped(c: Compiled, seg: str) -> str:
@@ -288,6 +357,8 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
     at: _Offsets | None = None
     scorer: Scorer | None = None
     alerts: list[Alert] = []
+    held: tuple[Held, ...] = ()
+    bounds: list[int] | None = None
     long = len(text) > 2 * HISTORY
     counted = 0  # squeezed characters whose gaps ``scorer.words`` holds
 
@@ -316,14 +387,39 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
             # Hard gaps up to the hit, as streamed (``found`` is sorted by ``last``).
             scorer.words += s.count(SEP, counted, last + 1)
             counted = last + 1
+            if held:  # as the stream: settled before the first hit past their sentence
+                if bounds is None:
+                    bounds = [m.start() for m in _SENTENCE_END.finditer(text)]
+                ready, held = _ready(held, scorer.words, c.hold_words,
+                                     _ended(bounds, at.span(last, last)[0]))  # fmt: skip
+                alerts.extend(_settled(c, ready, scorer.guards, bounds, at))
             for fired in scorer.add(entry, hit):
                 alert = _new_alert(c, *fired, context, at.span)
                 if long:
                     fed = at.settled_by(last + 1) if last + 1 < n else len(text)
                     if _raw_base(fed) > max(0, alert.end - 4 * c.policy.context_chars):
                         return None
-                alerts.append(alert)
+                if fired.category in c.guarded:
+                    held += ((fired, alert),)
+                else:
+                    alerts.append(alert)
+    if held and scorer is not None and at is not None:
+        if bounds is None:
+            bounds = [m.start() for m in _SENTENCE_END.finditer(text)]
+        alerts.extend(_settled(c, list(held), scorer.guards, bounds, at))
     return alerts
+
+
+def _settled(c: Compiled, held: list[Held], guards: tuple[GuardSeen, ...], bounds: list[int],
+             at: _Offsets) -> list[Alert]:  # fmt: skip
+    """The bulk path's ``Stream._settle``: positions are squeezed, sentence ends raw."""
+    same = _sentences(bounds)
+
+    def same_sentence(a: int, b: int) -> bool:
+        return same(at.span(a, a)[0], at.span(b, b)[0])
+
+    return [alert for fired, alert in held
+            if guarded_score(c, fired, guards, same_sentence) >= alert.threshold]  # fmt: skip
 
 
 class _Offsets:

@@ -38,6 +38,25 @@ _LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "9": "g",
          "@": "a", "$": "s", "|": "l", "€": "e"}  # fmt: skip
 
 
+# Emoji that pupils use as code words read as those words, so a list entry written in words
+# catches them ("need a 🔌" is "need a plug"). Each becomes its word with a gap on each side.
+EMOJI = {
+    "🔌": "plug", "🍃": "leaf", "🌿": "herb", "🍁": "leaf", "🌲": "tree", "❄": "snow",
+    "☃": "snowman", "⛄": "snowman", "💊": "pill", "💉": "needle", "🍄": "mushroom",
+    "🍆": "aubergine", "🍑": "peach", "🌽": "corn", "💦": "splash", "👅": "tongue",
+    "🔞": "eighteen", "🔪": "knife", "🗡": "dagger", "⚔": "swords", "🔫": "gun",
+    "💣": "bomb", "🧨": "dynamite", "🩸": "blood", "⚰": "coffin", "🪦": "grave",
+    "💀": "skull", "☠": "skull", "🪢": "rope", "🐸": "frog", "🥛": "milk", "🐷": "pig",
+    "🐖": "pig", "🐒": "monkey", "🐵": "monkey", "🦍": "gorilla", "🍉": "watermelon",
+    "🎰": "slots", "🎲": "dice", "🃏": "cards", "💰": "moneybag", "💸": "money",
+    "📸": "camera", "📷": "camera", "🎥": "camera", "📹": "camera", "🤫": "shush",
+    "🤐": "shush", "🚬": "cigarette", "🍺": "beer", "🍷": "wine", "🥃": "whisky",
+    "🍾": "champagne", "🖕": "middlefinger", "🤮": "vomit", "🐋": "whale", "🐳": "whale",
+    "🏳": "flag", "🤡": "clown", "🗑": "bin", "🚮": "bin", "😵": "dizzy", "🥵": "hot",
+    "😈": "devil", "🍭": "lolly", "🍬": "sweet", "🧁": "cupcake", "👙": "bikini",
+    "🩲": "pants", "🛏": "bed", "🚿": "shower", "🛁": "bath", "🔥": "fire",
+}  # fmt: skip
+
 # Apostrophes vanish so that "don't" and "dont" meet.
 _DROP = frozenset("'\u2019\u2018\u02bc`\u00b4")
 
@@ -45,6 +64,8 @@ _DROP = frozenset("'\u2019\u2018\u02bc`\u00b4")
 def _fold_char(ch: str) -> str:
     if ch in _DROP:
         return ""
+    if ch in EMOJI:
+        return SEP + EMOJI[ch] + SEP
     out = []
     for c in unicodedata.normalize("NFKC", ch).casefold():
         for d in unicodedata.normalize("NFD", c):

@@ -39,11 +39,21 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Term:
+    """A list entry: a literal ``phrase``, or a pattern (``rules.pattern``) whose source is
+    ``phrase`` and whose expansion is ``segments`` (phrases per segment) and ``gaps``."""
+
     phrase: str
     weight: int
     why: str
     boundary: Boundary = "word"
     where: str = ""
+    example: str = ""  # a text the entry must catch (checked by a unit test)
+    segments: tuple[tuple[str, ...], ...] = ()  # empty: the literal ``phrase``
+    gaps: tuple[int, ...] = ()  # words allowed between segment i and i + 1
+
+    @property
+    def parts(self) -> tuple[tuple[str, ...], ...]:
+        return self.segments or ((self.phrase,),)
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class Combo:
     why: str
     boundaries: tuple[Boundary, ...] = ()  # one per term; "word" for each by default
     where: str = ""
+    example: str = ""
+    alternatives: tuple[tuple[str, ...], ...] = ()  # per part, its phrases (patterns expanded)
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,25 @@ class Category:
     window: int  # words over which weights add up
     terms: tuple[Term, ...]
     combos: tuple[Combo, ...] = ()
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Context that lowers (or, with a large negative weight, cancels) alerts of
+    ``categories`` in the same sentence, within ``within`` words of the alert's terms:
+    a game ("kill you at fortnite"), a lesson, a book title, an idiom."""
+
+    term: Term  # the pattern and its expansion; ``term.weight`` is negative
+    categories: tuple[str, ...]
+    within: int
+
+
+@dataclass(frozen=True)
+class WordClass:
+    name: str
+    words: tuple[str, ...]  # alternatives, each itself a pattern without gaps
+    why: str
     where: str = ""
 
 
@@ -195,6 +226,8 @@ class Policy:
     profiles: tuple[Profile, ...]
     incidents: IncidentRules
     exemptions: tuple[Exemption, ...] = ()
+    guards: tuple[Guard, ...] = ()
+    classes: tuple[WordClass, ...] = ()
     assignments: tuple[Assignment, ...] = ()  # first account match, then first group match
     default_profile: str = "ks2"  # for an account no assignment names
     sources: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)

@@ -59,9 +59,10 @@ def texts(terms: list[str]) -> st.SearchStrategy[str]:
 
 
 def _listed(compiled: Compiled) -> list[str]:
-    cats = compiled.categories
-    return sorted({t.phrase for c in cats for t in c.terms}
-                  | {p for c in cats for k in c.combos for p in k.terms})  # fmt: skip
+    """Every phrase the automaton holds: terms, patterns expanded, combination parts and
+    guards; at most 3,000 of them (a sample, the same on every run)."""
+    found = sorted(compiled.patterns)
+    return found[:: max(1, len(found) // 3000)]
 
 
 def _streamed(compiled: Compiled, text: str) -> list[Alert]:
@@ -69,6 +70,14 @@ def _streamed(compiled: Compiled, text: str) -> list[Alert]:
     stream.feed_text(text)
     stream.finish()
     return list(stream.standing)
+
+
+def _same(a: list[Alert], b: list[Alert]) -> bool:
+    """The same alerts; those that waited for their sentence may come in another order."""
+    def key(x: Alert) -> tuple[object, ...]:
+        return (x.start, x.end, x.category, x.terms, x.score, x.suppressed, x.context)
+
+    return sorted(a, key=key) == sorted(b, key=key)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +95,7 @@ def big_terms(ks2_50k: Compiled) -> list[str]:
 def test_bulk_equals_stream_shipped(ks2: Compiled, shipped_terms: list[str],
                                     data: st.DataObject) -> None:  # fmt: skip
     text = data.draw(texts(shipped_terms))
-    assert match_text(ks2, text) == _streamed(ks2, text)
+    assert _same(match_text(ks2, text), _streamed(ks2, text))
 
 
 @PROPERTY
@@ -94,7 +103,7 @@ def test_bulk_equals_stream_shipped(ks2: Compiled, shipped_terms: list[str],
 def test_bulk_equals_stream_exempt(ks2_exempt: Compiled, shipped_terms: list[str],
                                    data: st.DataObject) -> None:  # fmt: skip
     text = data.draw(texts(shipped_terms))
-    assert match_text(ks2_exempt, text) == _streamed(ks2_exempt, text)
+    assert _same(match_text(ks2_exempt, text), _streamed(ks2_exempt, text))
 
 
 @PROPERTY
@@ -102,7 +111,7 @@ def test_bulk_equals_stream_exempt(ks2_exempt: Compiled, shipped_terms: list[str
 def test_bulk_equals_stream_50k_terms(ks2_50k: Compiled, big_terms: list[str],
                                       data: st.DataObject) -> None:  # fmt: skip
     text = data.draw(texts(big_terms))
-    assert match_text(ks2_50k, text) == _streamed(ks2_50k, text)
+    assert _same(match_text(ks2_50k, text), _streamed(ks2_50k, text))
 
 
 @settings(PROPERTY, max_examples=25)
@@ -113,7 +122,7 @@ def test_bulk_equals_stream_past_the_history(ks2_50k: Compiled, big_terms: list[
     text = data.draw(texts(big_terms))
     text *= 2 * HISTORY // max(1, len(text)) + 1
     assert len(text) > 2 * HISTORY
-    assert match_text(ks2_50k, text) == _streamed(ks2_50k, text)
+    assert _same(match_text(ks2_50k, text), _streamed(ks2_50k, text))
 
 
 @pytest.mark.parametrize("text", [
@@ -133,7 +142,7 @@ def test_bulk_equals_stream_past_the_history(ks2_50k: Compiled, big_terms: list[
     "",
 ])  # fmt: skip
 def test_bulk_equals_stream_cases(ks2: Compiled, text: str) -> None:
-    assert match_text(ks2, text) == _streamed(ks2, text)
+    assert _same(match_text(ks2, text), _streamed(ks2, text))
 
 
 @PROPERTY

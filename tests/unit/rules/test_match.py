@@ -132,7 +132,10 @@ def test_streaming_reports_at_the_boundary(ks2: Compiled) -> None:
     stream = Stream(ks2)
     assert stream.feed_text("i want to kill mysel") == []
     assert stream.feed("f") == []  # "myselfish" could follow
-    (alert,) = stream.feed(" ")
+    # Suicide has guards (a lesson, a book) that may still follow in the sentence, so its
+    # alert waits until the sentence is over: here, when the next one begins.
+    assert stream.feed_text(" tonight. ") == []
+    (alert,) = stream.feed("I")
     assert alert.category == "suicide"
 
 
@@ -146,10 +149,11 @@ def test_backspace_corrects_a_typo(ks2: Compiled) -> None:
 
 def test_typed_then_erased_is_still_reported_once(ks2: Compiled) -> None:
     stream = Stream(ks2)
-    first = stream.feed_text("kill myself ")
+    first = stream.feed_text("kill myself ")  # waits for its sentence (suicide has guards)
     for _ in range(3):
-        stream.backspace()
-    again = stream.feed_text("lf ")
+        first += stream.backspace()  # erased while waiting: settled and reported now
+    assert stream.standing == ()
+    again = stream.feed_text("lf ") + stream.finish()
     assert len(first) == 1 and again == []  # reported, not repeated
     assert [a.category for a in stream.standing] == ["suicide"]
 
@@ -195,10 +199,10 @@ def test_streaming_with_backspaces_equals_final_text(
         if op == "feed":
             reported += stream.feed(ch)
         else:
-            stream.backspace()
+            reported += stream.backspace()
     reported += stream.finish()
     expected = match_text(ks2, final)
-    assert list(stream.standing) == expected
+    assert sorted(stream.standing, key=repr) == sorted(expected, key=repr)
     assert all(a in reported for a in expected)
 
 
@@ -207,4 +211,5 @@ def test_streaming_with_backspaces_equals_final_text(
 def test_bulk_equals_streaming(ks2: Compiled, text: str) -> None:
     stream = Stream(ks2)
     out = stream.feed_text(text) + stream.finish()
-    assert match_text(ks2, text) == list(stream.standing) == out
+    assert sorted(match_text(ks2, text), key=repr) == sorted(stream.standing, key=repr)
+    assert sorted(stream.standing, key=repr) == sorted(out, key=repr)
