@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from agent.browser_history import BrowserProfile, Visit
 from agent.detector import WindowInfo, alert_event, severity_of
 from protos import events_pb2
+from rules.match import Alert
 from rules.schema import Policy, Profile
+from rules.semantic import SemanticAlert
 from rules.urls import UrlResult
 
 CONTEXT_URLS = 3  # URLs visited just before a match, sent with it
@@ -41,8 +43,8 @@ class VisitContext:
 
 
 def visit_events(visit: Visit, result: UrlResult, *, policy: Policy, profile: Profile,
-                 browser: BrowserProfile, account: str,
-                 previous: Sequence[str]) -> list[events_pb2.Event]:  # fmt: skip
+                 browser: BrowserProfile, account: str, previous: Sequence[str],
+                 semantic: Sequence[SemanticAlert] = ()) -> list[events_pb2.Event]:  # fmt: skip
     events: list[events_pb2.Event] = []
     seen: set[str] = set()
     for hit in result.hits:
@@ -55,7 +57,12 @@ def visit_events(visit: Visit, result: UrlResult, *, policy: Policy, profile: Pr
         events.append(_url_event(visit, browser, account, severity, list(previous),
                                  category=hit.category, list_name=f"urls:{hit.kind}",
                                  rule=hit.rule, exemption=exemption))  # fmt: skip
-    for alert in result.alerts:  # the detector's own path: same list names, same caps
+    said = {a.category for a in result.alerts}
+    # The detector's own path: same list names, same caps; the semantic stage's alerts on
+    # the query only where the patterns said nothing of that category.
+    found: list[Alert | SemanticAlert] = [*result.alerts]
+    found += [a for a in semantic if a.category not in said]
+    for alert in found:
         event = alert_event(alert, WindowInfo(app=browser.browser), account, policy,
                             source=f"search:{result.engine or 'unknown'}")  # fmt: skip
         if alert.suppressed:

@@ -4,6 +4,8 @@
         KeystrokeDetector.key(token): focus change / Enter / cursor move ─▶ Stream.reset()
                                       Backspace ─▶ Stream.backspace()
                                       a character ─▶ Stream.feed(ch) ─▶ Alerts
+        ... and when a text is finished (Enter, focus change, idle) or typing pauses
+        (tick): the semantic stage judges its sentences ─▶ SemanticAlerts
         alert_event(alert, window, account, policy) ─▶ Event(keyword=KeywordDetection)
 
 This is the one place where an in-process observation (raw keys, held only in the Stream's
@@ -21,10 +23,12 @@ from protos import events_pb2
 from rules.compile import Compiled
 from rules.match import Alert, Stream
 from rules.schema import Policy
+from rules.semantic import SemanticAlert, SemanticJudge, sentences
 
 __all__ = ["BACKSPACE", "DELETE", "ENTER", "RESET", "SPECIAL", "WindowInfo"]
 
-Sink = Callable[[Alert, WindowInfo], None]
+Sink = Callable[[Alert | SemanticAlert, WindowInfo], None]
+PAUSE_S = 3.0  # typing stopped this long: the sentences so far are judged (not forgotten)
 
 
 class KeystrokeDetector:
@@ -36,14 +40,21 @@ class KeystrokeDetector:
     """
 
     def __init__(self, compiled: Callable[[], Compiled | None], sink: Sink,
-                 idle_reset_s: float = 30.0) -> None:  # fmt: skip
+                 idle_reset_s: float = 30.0,
+                 semantic: Callable[[], SemanticJudge | None] | None = None,
+                 pause_s: float = PAUSE_S) -> None:  # fmt: skip
         self._source = compiled
         self._sink = sink
         self._idle_reset_s = idle_reset_s
+        self._semantic = semantic
+        self._pause_s = pause_s
         self._compiled: Compiled | None = None
         self._stream: Stream | None = None
         self._window = WindowInfo()
         self._last_key = 0.0
+        self._judged: set[str] = set()  # sentences of the current text already judged
+        self._alerted: set[str] = set()  # categories the current text has alerted in
+        self._paused = False
         self.keys = 0  # counted for health and benchmarks; never the keys themselves
         self.alerts = 0
 
@@ -65,6 +76,7 @@ class KeystrokeDetector:
         if self._stream is not None and now - self._last_key > self._idle_reset_s:
             self.settle()  # a long pause starts a new text
         self._last_key = now
+        self._paused = False
         if token in (ENTER, RESET):
             self.settle()
         elif token == BACKSPACE:
@@ -78,11 +90,40 @@ class KeystrokeDetector:
             if stream is not None:
                 self._deliver(stream.feed(token))
 
+    def tick(self, now: float | None = None) -> None:
+        """Called about once a second by the thread that feeds keys: a pause in typing
+        has the semantic stage judge the sentences so far; a long one settles the text."""
+        if self._stream is None:
+            return
+        now = time.monotonic() if now is None else now
+        idle = now - self._last_key
+        if idle > self._idle_reset_s:
+            self.settle()
+        elif idle >= self._pause_s and not self._paused:
+            self._paused = True
+            self._judge(self._stream.text())
+
     def settle(self) -> None:
         """Enter, focus change, idle, shutdown: report what is pending, forget the text."""
         if self._stream is not None:
             stream, self._stream = self._stream, None
+            text = stream.text()
             self._deliver(stream.reset())
+            self._judge(text)
+        self._judged.clear()
+        self._alerted.clear()
+
+    def _judge(self, text: str) -> None:
+        """The semantic stage on the sentences of ``text`` not judged before; a category
+        the patterns (or an earlier sentence) already alerted in this text is not repeated."""
+        judge = self._semantic() if self._semantic is not None else None
+        if judge is None or not text.strip():
+            return
+        fresh = [text[a:b] for a, b in sentences(text, judge.semantic.min_words)
+                 if text[a:b].strip() not in self._judged]  # fmt: skip
+        for sentence in fresh:
+            self._judged.add(sentence.strip())
+            self._deliver([a for a in judge.judge(sentence)])
 
     def _current(self) -> Stream | None:
         compiled = self._source()
@@ -93,8 +134,11 @@ class KeystrokeDetector:
             self._stream = Stream(compiled)
         return self._stream
 
-    def _deliver(self, alerts: list[Alert]) -> None:
+    def _deliver(self, alerts: list[Alert] | list[SemanticAlert]) -> None:
         for alert in alerts:
+            if isinstance(alert, SemanticAlert) and alert.category in self._alerted:
+                continue  # the patterns (or an earlier sentence) said it already
+            self._alerted.add(alert.category)
             self.alerts += 1
             self._sink(alert, self._window)
 
@@ -107,23 +151,36 @@ def severity_of(policy: Policy, category: str, score: int) -> int:
     return 1
 
 
-def alert_event(alert: Alert, window: WindowInfo, account: str, policy: Policy,
+def semantic_severity(policy: Policy, category: str) -> int:
+    """A semantic alert's severity: the policy's own for the category, else the incident
+    rules' first one at score 0."""
+    sem = policy.semantic
+    own = dict(sem.severities).get(category) if sem is not None else None
+    return own if own is not None else severity_of(policy, category, 0)
+
+
+def alert_event(alert: Alert | SemanticAlert, window: WindowInfo, account: str, policy: Policy,
                 source: str = "keyboard") -> events_pb2.Event:  # fmt: skip
-    """The only way a typed-text Alert leaves the detector: its capped context and no more."""
+    """The only way a typed-text alert leaves the detector: its capped context and no more."""
     context = " ".join(alert.context.split()[-policy.context_words :])[-policy.context_chars :]
-    return events_pb2.Event(
-        observed_unix_ms=int(time.time() * 1000),
-        severity=severity_of(policy, alert.category, alert.score),
-        account=account,
-        keyword=events_pb2.KeywordDetection(
-            category=alert.category,
-            list=f"keywords/{alert.category}",
-            terms=list(alert.terms),
-            score=alert.score,
-            context=context,
-            application=window.app[:200],
-            window_title=window.title[:300],
-            source=source,
-            exemption=",".join(alert.exemptions),
-        ),
+    detection = events_pb2.KeywordDetection(
+        category=alert.category,
+        score=alert.score,
+        context=context,
+        application=window.app[:200],
+        window_title=window.title[:300],
+        source=source,
+        exemption=",".join(alert.exemptions),
     )
+    if isinstance(alert, SemanticAlert):
+        detection.list = f"semantic/{alert.category}"
+        detection.terms.append(alert.exemplar_text[:200])
+        detection.exemplar = alert.exemplar
+        detection.similarity = alert.similarity
+        severity = semantic_severity(policy, alert.category)
+    else:
+        detection.list = f"keywords/{alert.category}"
+        detection.terms.extend(alert.terms)
+        severity = severity_of(policy, alert.category, alert.score)
+    return events_pb2.Event(observed_unix_ms=int(time.time() * 1000), severity=severity,
+                            account=account, keyword=detection)  # fmt: skip

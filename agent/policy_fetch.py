@@ -60,9 +60,9 @@ class PolicyFetcher:
         self, holder: PolicyHolder, emit: Emit, config: FetchConfig, key: Ed25519PrivateKey
     ) -> None:
         self._holder = holder
-        self._key = key  # requests are signed: only enrolled agents read the policy
+        self.key = key  # requests are signed: only enrolled agents read the policy
         self._emit = emit
-        self._cfg = config
+        self.config = config
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._rng = random.Random()  # noqa: S311  # jitter spreads fetches; not secret
@@ -85,8 +85,8 @@ class PolicyFetcher:
         """Fetch at once, then on announcements and periodically, until stop()."""
         while not self._stop.is_set():
             ok = self.fetch_once()
-            wait = self._cfg.interval_s if ok else self._cfg.retry_s
-            wait *= 1 + self._rng.uniform(-self._cfg.jitter, self._cfg.jitter)
+            wait = self.config.interval_s if ok else self.config.retry_s
+            wait *= 1 + self._rng.uniform(-self.config.jitter, self.config.jitter)
             self._wake.wait(wait)
             self._wake.clear()
 
@@ -95,17 +95,17 @@ class PolicyFetcher:
         self.fetches += 1
         have = self._holder.version
         unix_ms = time.time_ns() // 1_000_000
-        signature = self._key.sign(
-            envelope.policy_request_payload(self._cfg.agent_id, str(have), unix_ms)
+        signature = self.key.sign(
+            envelope.policy_request_payload(self.config.agent_id, str(have), unix_ms)
         )
         request = ingest_pb2.PolicyRequest(
-            agent_id=self._cfg.agent_id, have_version=str(have), unix_ms=unix_ms,
+            agent_id=self.config.agent_id, have_version=str(have), unix_ms=unix_ms,
             signature=signature,
         )  # fmt: skip
         try:
-            with secure_channel(self._cfg.address, self._cfg.ca_pem) as channel:
+            with secure_channel(self.config.address, self.config.ca_pem) as channel:
                 stub = ingest_pb2_grpc.CollectorStub(channel)
-                answer = stub.FetchPolicy(request, timeout=self._cfg.timeout_s)
+                answer = stub.FetchPolicy(request, timeout=self.config.timeout_s)
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else None
             self.last_error = code.name if code else type(exc).__name__

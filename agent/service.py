@@ -31,6 +31,7 @@ from agent.outbox import DEFAULT_MAX_PENDING, Outbox
 from agent.policy import ActivePolicy, PolicyHolder
 from agent.policy_fetch import FetchConfig, PolicyFetcher
 from agent.ratecap import RateConfig, RateGate
+from agent.semantic import ModelFetcher, SemanticStage
 from agent.sensors import SensorContext
 from agent.sensors.registry import SENSORS, SensorSettings, SensorSpec
 from agent.shipper import Shipper, ShipperConfig
@@ -76,6 +77,7 @@ class Service:
         self.gate: RateGate | None = None
         self.fetcher: PolicyFetcher | None = None
         self.shipper: Shipper | None = None
+        self.semantic: SemanticStage | None = None
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set. Raises StateError / OutboxError before anything starts."""
@@ -136,7 +138,9 @@ class Service:
         fetching = threading.Thread(target=fetcher.run, name="policy-fetch", daemon=True)
         fetching.start()
         self.gate = gate = RateGate(outbox.put, self._config.rate)
-        ctx = SensorContext(emit=gate, policy=holder.current, state_dir=self._state.root)
+        stage, models = self._semantic(outbox, holder, fetcher)
+        ctx = SensorContext(emit=gate, policy=holder.current, state_dir=self._state.root,
+                            semantic=lambda profile: stage.judge_for(holder.current(), profile))
         settings = SensorSettings(self._state.root, self._config.keyboard_socket)
         self.supervisor = supervisor = Supervisor(self._specs, ctx, settings)
         holder.subscribe(lambda active: supervisor.apply(wanted_sensors(active)))
@@ -159,6 +163,7 @@ class Service:
         finally:
             log.info("agent.stopping flush_s=%.1f", self._config.flush_s)
             fetcher.stop()
+            models.stop()
             supervisor.stop()
             gate.flush()
             outbox.put(status_event(events_pb2.AgentStatus.STOPPING))
@@ -170,6 +175,18 @@ class Service:
             log.info(
                 "agent.stopped left_pending=%d left_unacked=%d", counts.pending, counts.unacked
             )
+
+    def _semantic(self, outbox: Outbox, holder: PolicyHolder,
+                  policies: PolicyFetcher) -> tuple[SemanticStage, ModelFetcher]:  # fmt: skip
+        """The semantic stage, and the thread that fetches the model each policy names."""
+        self.semantic = stage = SemanticStage(self._state.root / "models", outbox.put)
+        cfg = policies.config
+        models = ModelFetcher(stage, outbox.put, cfg.address, cfg.ca_pem, cfg.agent_id,
+                              policies.key)  # fmt: skip
+        holder.subscribe(lambda active: models.want(stage.wanted(active)))
+        models.want(stage.wanted(holder.current()))
+        threading.Thread(target=models.run, name="model-fetch", daemon=True).start()
+        return stage, models
 
     def _heartbeat(self, outbox: Outbox, supervisor: Supervisor,
                    holder: PolicyHolder) -> events_pb2.Event:  # fmt: skip

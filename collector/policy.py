@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from collector import pki
+from collector import models, pki
 from collector.paths import DataDir, write_secret
 from collector.store import Store
 from protos import ingest_pb2
@@ -130,7 +130,8 @@ def publish(
         source = _with_exemptions(folder, approved, Path(tmp)) if approved else folder
         raw = bundles.build_bundle(source, version, key)
     public = Ed25519PublicKey.from_public_bytes(data.policy_pub.read_bytes())
-    bundles.verify_bundle(raw, public)  # what agents will do: never publish what they refuse
+    checked = bundles.verify_bundle(raw, public)  # as agents will: never publish what they refuse
+    models.copy_for(data, checked.policy, folder)  # the file the policy names, for agents
     path = data.policy_dir / f"bundle-{version:06d}.json"
     write_secret(path, raw)
     write_secret(_current_path(data), raw)

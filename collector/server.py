@@ -9,13 +9,14 @@ import logging
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
-from collector import enrolment, policy
+from collector import enrolment, models, policy
 from collector.ingest import Ingestor
 from collector.paths import DataDir
 from collector.store import now_ms
@@ -124,29 +125,49 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         request: ingest_pb2.PolicyRequest,
         context: grpc.aio.ServicerContext[ingest_pb2.PolicyRequest, ingest_pb2.PolicyBundle],
     ) -> ingest_pb2.PolicyBundle:
-        rec = self.ingestor.agents.get(request.agent_id)
+        await self._signed_by_agent(
+            context, request.agent_id, request.signature, request.unix_ms,
+            envelope.policy_request_payload(request.agent_id, request.have_version,
+                                            request.unix_ms))  # fmt: skip
+        return policy.newer_than(self.data, request.have_version)
+
+    async def _signed_by_agent(self, context: grpc.aio.ServicerContext[Any, Any], agent_id: str,
+                               signature: bytes, unix_ms: int, payload: bytes) -> None:  # fmt: skip
+        """Abort unless an enrolled, unrevoked agent signed ``payload`` recently."""
+        rec = self.ingestor.agents.get(agent_id)
         if rec is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown agent")
         if rec.revoked_ms is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the agent has been revoked")
-        payload = envelope.policy_request_payload(
-            request.agent_id, request.have_version, request.unix_ms
-        )
         try:
-            envelope.public_key_from_raw(rec.public_key).verify(request.signature, payload)
+            envelope.public_key_from_raw(rec.public_key).verify(signature, payload)
         except InvalidSignature:
-            log.warning("policy.unproven agent=%s peer=%s", request.agent_id, context.peer())
+            log.warning("request.unproven agent=%s peer=%s", agent_id, context.peer())
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED, "the request is not signed with the agent's key"
             )
-        skew_s = abs(now_ms() - request.unix_ms) / 1000
+        skew_s = abs(now_ms() - unix_ms) / 1000
         if skew_s > POLICY_REQUEST_SKEW_S:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"the agent's clock is {skew_s / 60:.0f} minutes away from the collector's; "
                 "set the PC's time (safeguard-install doctor checks it)",
             )
-        return policy.newer_than(self.data, request.have_version)
+
+    async def FetchModel(
+        self,
+        request: ingest_pb2.ModelRequest,
+        context: grpc.aio.ServicerContext[ingest_pb2.ModelRequest, ingest_pb2.ModelChunk],
+    ) -> ingest_pb2.ModelChunk:
+        await self._signed_by_agent(
+            context, request.agent_id, request.signature, request.unix_ms,
+            envelope.model_request_payload(request.agent_id, request.sha256, request.offset,
+                                           request.unix_ms))  # fmt: skip
+        found = models.chunk(self.data, request.sha256, request.offset)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no model with that SHA-256 here")
+        assert found is not None
+        return ingest_pb2.ModelChunk(data=found[0], size=found[1])
 
     async def Ship(
         self,

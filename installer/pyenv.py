@@ -99,8 +99,13 @@ def require_shared_python(layout: Layout, env: Path) -> None:
         )
 
 
+# What each role's venv installs: a PC gets the semantic stage's runtime (onnxruntime,
+# numpy) with the agent; the policy decides whether it runs.
+EXTRAS = {"agent": "agent,semantic"}
+
+
 def create(env: Path, source: Path, role: str) -> str:
-    """A new venv at `env` with `pip install SOURCE[role]`; returns the version installed."""
+    """A new venv at `env` with `pip install SOURCE[extras]`; returns the version installed."""
     log.info("venv.create path=%s source=%s role=%s", env, source, role)
     made = subprocess.run(
         [sys.executable, "-m", "venv", str(env)], capture_output=True, text=True, timeout=300
@@ -119,7 +124,7 @@ def create(env: Path, source: Path, role: str) -> str:
             "--quiet",
             "--no-input",
             "--disable-pip-version-check",
-            f"{source}[{role}]",
+            f"{source}[{EXTRAS.get(role, role)}]",
         ],
         capture_output=True,
         text=True,

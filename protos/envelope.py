@@ -28,6 +28,7 @@ _BATCH_DOMAIN = b"sg-batch-v1\0"
 _ENROL_DOMAIN = b"sg-enrol-v1\0"
 _HELLO_DOMAIN = b"sg-hello-v1\0"
 _POLICY_DOMAIN = b"sg-policy-request-v1\0"
+_MODEL_DOMAIN = b"sg-model-request-v1\0"
 _U64 = struct.Struct(">Q")
 MAX_SEVERITY = 5
 
@@ -94,6 +95,12 @@ def policy_request_payload(agent_id: str, have_version: str, unix_ms: int) -> by
     return _POLICY_DOMAIN + agent_id.encode() + b"\0" + have_version.encode() + b"\0" + (
         _U64.pack(unix_ms)
     )
+
+
+def model_request_payload(agent_id: str, sha256: str, offset: int, unix_ms: int) -> bytes:
+    """What an agent signs to fetch a chunk of a model file the policy names."""
+    return (_MODEL_DOMAIN + agent_id.encode() + b"\0" + sha256.encode() + b"\0"
+            + _U64.pack(offset) + _U64.pack(unix_ms))  # fmt: skip
 
 
 def make_batch(

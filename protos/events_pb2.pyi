@@ -105,6 +105,8 @@ class KeywordDetection(_message.Message):
     WINDOW_TITLE_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     EXEMPTION_FIELD_NUMBER: _builtins.int
+    EXEMPLAR_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
     category: _builtins.str
     """e.g. "extremism", "grooming" """
     list: _builtins.str
@@ -120,6 +122,11 @@ class KeywordDetection(_message.Message):
     """"keyboard" or "search:<engine>" """
     exemption: _builtins.str
     """id of the exemption that suppressed an alert, if any"""
+    exemplar: _builtins.str
+    """The semantic stage (list "semantic/<category>"): the closest exemplar and the cosine
+    similarity of the sentence to it; terms then holds the exemplar's sentence.
+    """
+    similarity: _builtins.float
     @_builtins.property
     def terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """matched terms (normalised form)"""
@@ -136,10 +143,12 @@ class KeywordDetection(_message.Message):
         window_title: _builtins.str = ...,
         source: _builtins.str = ...,
         exemption: _builtins.str = ...,
+        exemplar: _builtins.str = ...,
+        similarity: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application", b"application", "category", b"category", "context", b"context", "exemption", b"exemption", "list", b"list", "score", b"score", "source", b"source", "terms", b"terms", "window_title", b"window_title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application", b"application", "category", b"category", "context", b"context", "exemplar", b"exemplar", "exemption", b"exemption", "list", b"list", "score", b"score", "similarity", b"similarity", "source", b"source", "terms", b"terms", "window_title", b"window_title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -355,6 +364,10 @@ class AgentStatus(_message.Message):
         """a desktop session has had no keyboard helper for a while"""
         CAPTURE_RESTORED: AgentStatus._Kind.ValueType  # 8
         """... and now has one again"""
+        SEMANTIC_READY: AgentStatus._Kind.ValueType  # 9
+        """the model the policy names is on the PC and checked"""
+        SEMANTIC_UNAVAILABLE: AgentStatus._Kind.ValueType  # 10
+        """it cannot be used (detail says why); patterns still work"""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
     KIND_UNSPECIFIED: AgentStatus.Kind.ValueType  # 0
@@ -370,6 +383,10 @@ class AgentStatus(_message.Message):
     """a desktop session has had no keyboard helper for a while"""
     CAPTURE_RESTORED: AgentStatus.Kind.ValueType  # 8
     """... and now has one again"""
+    SEMANTIC_READY: AgentStatus.Kind.ValueType  # 9
+    """the model the policy names is on the PC and checked"""
+    SEMANTIC_UNAVAILABLE: AgentStatus.Kind.ValueType  # 10
+    """it cannot be used (detail says why); patterns still work"""
 
     @_typing.final
     class DroppedBySeverityEntry(_message.Message):

@@ -438,3 +438,67 @@ class PolicyBundle(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PolicyBundle: _TypeAlias = PolicyBundle  # noqa: Y015
+
+@_typing.final
+class ModelRequest(_message.Message):
+    """A chunk of a file the policy names by SHA-256 (the semantic stage's sentence model): too
+    big for the bundle and for gRPC's 4 MiB message cap, so fetched in chunks, resumable, and
+    only when the named hash changes. Signed like PolicyRequest. The agent checks the whole
+    file's SHA-256 against the signed policy before using it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    UNIX_MS_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    sha256: _builtins.str
+    """lower-case hex, as the policy names it"""
+    offset: _builtins.int
+    """bytes already held"""
+    unix_ms: _builtins.int
+    signature: _builtins.bytes
+    """Ed25519 over envelope.model_request_payload"""
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        unix_ms: _builtins.int = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "offset", b"offset", "sha256", b"sha256", "signature", b"signature", "unix_ms", b"unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelRequest: _TypeAlias = ModelRequest  # noqa: Y015
+
+@_typing.final
+class ModelChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """at most 1 MiB from offset; empty at the end"""
+    size: _builtins.int
+    """the whole file's size"""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelChunk: _TypeAlias = ModelChunk  # noqa: Y015

@@ -49,6 +49,11 @@ class CollectorStub:
                 request_serializer=protos_dot_ingest__pb2.PolicyRequest.SerializeToString,
                 response_deserializer=protos_dot_ingest__pb2.PolicyBundle.FromString,
                 _registered_method=True)
+        self.FetchModel = channel.unary_unary(
+                '/safeguard.v1.Collector/FetchModel',
+                request_serializer=protos_dot_ingest__pb2.ModelRequest.SerializeToString,
+                response_deserializer=protos_dot_ingest__pb2.ModelChunk.FromString,
+                _registered_method=True)
 
 
 class CollectorServicer:
@@ -73,6 +78,12 @@ class CollectorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +101,11 @@ def add_CollectorServicer_to_server(servicer, server):
                     servicer.FetchPolicy,
                     request_deserializer=protos_dot_ingest__pb2.PolicyRequest.FromString,
                     response_serializer=protos_dot_ingest__pb2.PolicyBundle.SerializeToString,
+            ),
+            'FetchModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchModel,
+                    request_deserializer=protos_dot_ingest__pb2.ModelRequest.FromString,
+                    response_serializer=protos_dot_ingest__pb2.ModelChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +189,33 @@ class Collector:
             '/safeguard.v1.Collector/FetchPolicy',
             protos_dot_ingest__pb2.PolicyRequest.SerializeToString,
             protos_dot_ingest__pb2.PolicyBundle.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/safeguard.v1.Collector/FetchModel',
+            protos_dot_ingest__pb2.ModelRequest.SerializeToString,
+            protos_dot_ingest__pb2.ModelChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,7 @@ class CollectorStub:
     Ship: _grpc.StreamStreamMultiCallable[_ingest_pb2.AgentMessage, _ingest_pb2.CollectorMessage]
     """Hello first, then batches; the collector answers Welcome, then one Ack or Reject per batch."""
     FetchPolicy: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.PolicyRequest, _ingest_pb2.PolicyBundle]
+    FetchModel: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.ModelRequest, _ingest_pb2.ModelChunk]
 
 @_typing.type_check_only
 class CollectorAsyncStub(CollectorStub):
@@ -43,6 +44,7 @@ class CollectorAsyncStub(CollectorStub):
     Ship: _aio.StreamStreamMultiCallable[_ingest_pb2.AgentMessage, _ingest_pb2.CollectorMessage]  # type: ignore[assignment]
     """Hello first, then batches; the collector answers Welcome, then one Ack or Reject per batch."""
     FetchPolicy: _aio.UnaryUnaryMultiCallable[_ingest_pb2.PolicyRequest, _ingest_pb2.PolicyBundle]  # type: ignore[assignment]
+    FetchModel: _aio.UnaryUnaryMultiCallable[_ingest_pb2.ModelRequest, _ingest_pb2.ModelChunk]  # type: ignore[assignment]
 
 class CollectorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -66,5 +68,12 @@ class CollectorServicer(metaclass=_abc_1.ABCMeta):
         request: _ingest_pb2.PolicyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.PolicyBundle, _abc.Awaitable[_ingest_pb2.PolicyBundle]]: ...
+
+    @_abc_1.abstractmethod
+    def FetchModel(
+        self,
+        request: _ingest_pb2.ModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.ModelChunk, _abc.Awaitable[_ingest_pb2.ModelChunk]]: ...
 
 def add_CollectorServicer_to_server(servicer: CollectorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

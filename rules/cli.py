@@ -4,6 +4,7 @@
     safeguard-rules check-url [--rules DIR] [--profile P] URL...
     safeguard-rules validate [--rules DIR]
     safeguard-rules evaluate [--rules DIR] [--profile P] [--corpus DIR] [--quiet]
+    safeguard-rules examples [--rules DIR] [--category C]
     safeguard-rules import-e2guardian SRC --out FILE [--category NAME] [--threshold N]
 
 Output is one JSON object per line. Exit 0 on success (alerts or none), 1 on bad input
@@ -20,10 +21,20 @@ from pathlib import Path
 
 from rules.compile import Compiled
 from rules.e2guardian import import_lists, to_toml
-from rules.evaluate import DEFAULT_CORPUS, evaluate, pattern_judge, render
+from rules.embed import MODEL_DIR, SentenceModel
+from rules.evaluate import (
+    DEFAULT_CORPUS,
+    combined,
+    evaluate,
+    pattern_judge,
+    render,
+    semantic_judge,
+)
+from rules.examples import check_examples
 from rules.load import DEFAULT_DIR, load_policy
 from rules.match import match_text
 from rules.schema import PolicyError
+from rules.semantic import Bank, SemanticJudge
 from rules.urls import UrlMatcher
 
 log = logging.getLogger(__name__)
@@ -53,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", default="ks2", help="ks1, ks2 or staff (default ks2)")
     e.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus folder")
     e.add_argument("--quiet", action="store_true", help="tables only, no misses listed")
+    e.add_argument("--semantic", choices=("on", "off"), default="on",
+                   help="run the semantic stage too, as a PC does (default on, where the "
+                        "policy has one)")
+    x = sub.add_parser("examples", help="check every entry catches the example it carries")
+    x.add_argument("--rules", type=Path, default=DEFAULT_DIR, help="policy folder")
+    x.add_argument("--category", default=None, help="only this category's entries")
     v = sub.add_parser("validate", help="check a policy folder")
     v.add_argument("--rules", type=Path, default=DEFAULT_DIR)
     i = sub.add_parser("import-e2guardian", help="convert e2guardian weighted phrase lists")
@@ -84,9 +101,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "validate":
         policy = load_policy(args.rules)
         terms = sum(len(c.terms) + len(c.combos) for c in policy.categories)
+        # Phrases each category's patterns expand to: what the automaton holds.
+        phrases = {c.name: sum(len(seg) for t in c.terms for seg in t.parts)
+                   + sum(len(alts) for k in c.combos for alts in k.alternatives)
+                   for c in policy.categories}  # fmt: skip
         _print({"ok": True, "version": policy.version, "categories": len(policy.categories),
-                "entries": terms, "urls": len(policy.urls), "usb_rules": len(policy.usb),
-                "profiles": [p.name for p in policy.profiles],
+                "entries": terms, "phrases": phrases, "guards": len(policy.guards),
+                "classes": len(policy.classes), "urls": len(policy.urls),
+                "usb_rules": len(policy.usb), "profiles": [p.name for p in policy.profiles],
                 "exemptions": len(policy.exemptions)})  # fmt: skip
         return 0
     if args.cmd == "import-e2guardian":
@@ -101,12 +123,27 @@ def _run(args: argparse.Namespace) -> int:
         _print({"ok": True, "files": result.files, "entries": len(result.entries),
                 "warnings": len(result.warnings), "out": str(args.out)})  # fmt: skip
         return 0
+    if args.cmd == "examples":
+        faults = check_examples(load_policy(args.rules), only=args.category)
+        for f in faults:
+            _print({"where": f.where, "category": f.category, "fault": f.fault})
+        _print({"ok": not faults, "faults": len(faults)})
+        return 1 if faults else 0
     compiled = Compiled(load_policy(args.rules), args.profile)
     if args.cmd == "evaluate":
         if not args.corpus.is_dir():
             raise PolicyError(f"{args.corpus}: not a corpus folder")
-        report = evaluate(pattern_judge(compiled), args.corpus)
-        sys.stdout.write(render(report, show_open=not args.quiet))
+        judge = pattern_judge(compiled)
+        stage = "patterns only"
+        sem = compiled.policy.semantic
+        if args.semantic == "on" and sem is not None and sem.enabled:
+            model = SentenceModel(MODEL_DIR / sem.model, sem.model_sha256)
+            bank = Bank(sem.exemplars, model)
+            judge = combined(judge, semantic_judge(SemanticJudge(compiled.policy,
+                                                                 args.profile, model, bank)))
+            stage = "patterns and the semantic stage"
+        sys.stdout.write(f"Profile {args.profile}, {stage}.\n\n")
+        sys.stdout.write(render(evaluate(judge, args.corpus), show_open=not args.quiet))
         return 0
     if args.cmd == "check":
         text = sys.stdin.buffer.read().decode("utf-8", errors="replace")

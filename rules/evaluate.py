@@ -21,6 +21,7 @@ from pathlib import Path
 from rules.compile import Compiled
 from rules.match import match_text
 from rules.schema import CATEGORIES, PolicyError
+from rules.semantic import SemanticJudge
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "corpus"
 PARTS = ("open", "heldback")
@@ -132,6 +133,19 @@ def pattern_judge(compiled: Compiled) -> Judge:
         return out
 
     return judge
+
+
+def semantic_judge(judge: SemanticJudge) -> Judge:
+    """The semantic stage as a PC runs it: sentence by sentence."""
+
+    def run(text: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for a in judge.judge(text):
+            if not a.suppressed and a.category not in out:
+                out[a.category] = f"~{a.exemplar} {a.similarity:.2f} p={a.probability:.2f}"
+        return out
+
+    return run
 
 
 def combined(*judges: Judge) -> Judge:

@@ -23,8 +23,16 @@ from pathlib import Path
 from typing import Any, cast
 
 from rules.fields import Source, Table
-from rules.normalise import normalise
-from rules.pattern import Expanded, class_name_ok, expand
+from rules.load_patterns import (
+    classes_of,
+    expand_in,
+    guards_of,
+    known,
+    phrase_text,
+    term_of,
+    unique,
+)
+from rules.load_semantic import semantic_of
 from rules.schema import (
     BOUNDARIES,
     FIXED_SEVERITY,
@@ -37,7 +45,6 @@ from rules.schema import (
     Combo,
     Escalation,
     Exemption,
-    Guard,
     IncidentRules,
     Policy,
     PolicyError,
@@ -45,10 +52,8 @@ from rules.schema import (
     Recurrence,
     SearchEngine,
     SeverityRule,
-    Term,
     UrlRule,
     UsbRule,
-    WordClass,
 )  # fmt: skip
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "lists"
@@ -65,11 +70,13 @@ _MAX_NESTING = 100  # past this depth a line is taken as where tomllib's recursi
 
 
 def read_folder(folder: Path) -> dict[str, str]:
-    """Every ``*.toml`` under ``folder`` as {relative path: text}."""
+    """Every ``*.toml`` under ``folder``, and the semantic stage's reference texts, as
+    {relative path: text}."""
     if not folder.is_dir():
         raise PolicyError(f"{folder}: not a policy folder")
     files: dict[str, str] = {}
-    for path in sorted(folder.rglob("*.toml")):
+    paths = [*folder.rglob("*.toml"), *folder.glob("semantic/reference/*/*.txt")]
+    for path in sorted(paths):
         rel = path.relative_to(folder).as_posix()
         try:
             files[rel] = path.read_bytes().decode("utf-8")
@@ -90,12 +97,13 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
     for name in FILES:
         if name not in files:
             raise PolicyError(f"{prefix}{name}: missing")
-    src = {rel: _source(prefix + rel, text) for rel, text in sorted(files.items())}
-    classes = _classes([s for rel, s in src.items()
+    src = {rel: _source(prefix + rel, text) for rel, text in sorted(files.items())
+           if rel.endswith(".toml")}  # fmt: skip
+    classes = classes_of([s for rel, s in src.items()
                         if rel == "classes.toml" or rel.startswith("classes/")])  # fmt: skip
     words = {c.name: c.words for c in classes}
     cats = tuple(_category(s, words) for rel, s in src.items() if rel.startswith("keywords/"))
-    _unique([(c.name, c.where) for c in cats], "category")
+    unique([(c.name, c.where) for c in cats], "category")
     names = {c.name for c in cats}
     top = src["policy.toml"].table("policy")
     top.check_keys({"version", "notice", "context_words", "context_chars"})
@@ -114,8 +122,9 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
         incidents=_incidents(src["incidents.toml"], names),
         exemptions=_exemptions(src["exemptions.toml"], names, {p.name for p in profiles}),
         guards=tuple(g for rel, s in src.items() if rel == "guards.toml"
-                     or rel.startswith("guards/") for g in _guards(s, names, words)),
+                     or rel.startswith("guards/") for g in guards_of(s, names, words)),
         classes=classes,
+        semantic=semantic_of(src, files, names),
         assignments=assignments,
         default_profile=default_profile,
         sources=tuple(sorted(files.items())),
@@ -182,21 +191,6 @@ def _int_value(token: str) -> int | None:
         return None
 
 
-def _unique(items: list[tuple[str, str]], what: str) -> None:
-    seen: dict[str, str] = {}
-    for key, where in items:
-        if key in seen:
-            raise PolicyError(f"{where}: duplicate {what} {key!r} (first at {seen[key]})")
-        seen[key] = where
-
-
-def _phrase(t: Table, key: str, phrase: str) -> str:
-    folded = normalise(phrase).text().strip()
-    if not folded:
-        raise t.fail(f"{key} {phrase!r} has no letters or digits to match", key)
-    return folded
-
-
 def _category(src: Source, classes: Mapping[str, tuple[str, ...]]) -> Category:
     src.check_top({"category", "term", "combo"})
     head = src.table("category")
@@ -206,11 +200,11 @@ def _category(src: Source, classes: Mapping[str, tuple[str, ...]]) -> Category:
         raise head.fail(f"name must be lower-case letters, digits and _; got {name!r}", "name")
     terms, seen = [], []
     for t in src.array("term"):
-        term = _term(t, classes, {"weight", "why", "boundary", "example"})
-        key = term.phrase if term.segments else _phrase(t, "phrase", term.phrase)
+        term = term_of(t, classes, {"weight", "why", "boundary", "example"})
+        key = term.phrase if term.segments else phrase_text(t, "phrase", term.phrase)
         seen.append((f"{key}|{term.boundary}", t.where))
         terms.append(term)
-    _unique(seen, "phrase")
+    unique(seen, "phrase")
     combos = []
     for t in src.array("combo"):
         t.check_keys({"all", "weight", "window", "why", "boundary", "example"})
@@ -219,8 +213,8 @@ def _category(src: Source, classes: Mapping[str, tuple[str, ...]]) -> Category:
             raise t.fail("all must list at least two terms", "all")
         expanded = []
         for p in parts:
-            _phrase(t, "all", p)
-            found = _expand(t, "all", p, classes)
+            phrase_text(t, "all", p)
+            found = expand_in(t, "all", p, classes)
             if found.gaps:
                 raise t.fail(f"a combination's part cannot have a gap (...): {p!r}", "all")
             expanded.append(found.segments[0])
@@ -234,72 +228,6 @@ def _category(src: Source, classes: Mapping[str, tuple[str, ...]]) -> Category:
                     head.where)  # fmt: skip
 
 
-def _expand(t: Table, key: str, text: str, classes: Mapping[str, tuple[str, ...]]) -> Expanded:
-    try:
-        return expand(text, classes)
-    except PolicyError as exc:
-        raise t.fail(str(exc), key) from None
-
-
-def _term(t: Table, classes: Mapping[str, tuple[str, ...]], keys: set[str]) -> Term:
-    """A ``[[term]]`` (or guard): a literal ``phrase`` or a ``pattern``, with its weight."""
-    t.check_keys(keys | {"phrase", "pattern"})
-    if ("phrase" in t.data) == ("pattern" in t.data):
-        raise t.fail("give exactly one of phrase (literal) or pattern")
-    weight = t.get_int("weight", lo=-1000, hi=1000)
-    why, example = t.get_text("why"), t.get_str("example", "")
-    if "phrase" in t.data:
-        boundary = cast(Boundary, t.get_str("boundary", "word", choices=BOUNDARIES))
-        return Term(t.get_text("phrase"), weight, why, boundary, t.where, example)
-    source = t.get_text("pattern")
-    found = _expand(t, "pattern", source, classes)
-    for phrases in found.segments:
-        for p in phrases:
-            _phrase(t, "pattern", p)
-    boundary = cast(Boundary, t.get_str("boundary", found.boundary, choices=BOUNDARIES))
-    return Term(source, weight, why, boundary, t.where, example, found.segments, found.gaps)
-
-
-def _classes(sources: list[Source]) -> tuple[WordClass, ...]:
-    """``classes.toml`` and ``classes/*.toml``: ``[[class]]`` with ``name``, ``words`` and
-    ``why``; every class is expanded once here so a fault names its own line."""
-    out, tables = [], []
-    for src in sources:
-        src.check_top({"class"})
-        for t in src.array("class"):
-            t.check_keys({"name", "words", "why"})
-            name = t.get_str("name")
-            if not class_name_ok(name):
-                raise t.fail(f"name must be lower-case letters, digits and _; got {name!r}",
-                             "name")  # fmt: skip
-            out.append(WordClass(name, t.get_strs("words", required=True), t.get_text("why"),
-                                 t.where))  # fmt: skip
-            tables.append(t)
-    _unique([(c.name, c.where) for c in out], "class")
-    words = {c.name: c.words for c in out}
-    for c, t in zip(out, tables, strict=True):
-        _expand(t, "words", "{" + c.name + "}", words)
-    return tuple(out)
-
-
-def _guards(src: Source, cats: set[str],
-            classes: Mapping[str, tuple[str, ...]]) -> tuple[Guard, ...]:  # fmt: skip
-    src.check_top({"guard"})
-    out = []
-    for t in src.array("guard"):
-        term = _term(t, classes, {"weight", "why", "example", "categories", "within"})
-        if term.weight >= 0:
-            raise t.fail("a guard's weight must be negative (it lowers alerts)", "weight")
-        if term.gaps:
-            raise t.fail("a guard cannot have a gap (...)", "pattern")
-        applies = t.get_strs("categories", required=True)
-        if applies != ("*",):
-            _known(t, "categories", applies, cats)
-        out.append(Guard(term, tuple(sorted(cats)) if applies == ("*",) else applies,
-                         t.get_int("within", 10, lo=1, hi=30)))  # fmt: skip
-    return tuple(out)
-
-
 def _boundaries(t: Table, n: int) -> tuple[Boundary, ...]:
     """A combination's boundary: one for all parts, or a list with one per part."""
     value = t.data.get("boundary", "word")
@@ -309,13 +237,6 @@ def _boundaries(t: Table, n: int) -> tuple[Boundary, ...]:
         raise t.fail(f"boundary must be one of {', '.join(BOUNDARIES)} or a list of {n} of "
                      f"them, got {value!r}", "boundary")  # fmt: skip
     return tuple(cast(list[Boundary], values))
-
-
-def _known(t: Table, key: str, values: tuple[str, ...], names: set[str]) -> tuple[str, ...]:
-    for v in values:
-        if v not in names:
-            raise t.fail(f"{key}: unknown category {v!r}", key)
-    return values
 
 
 def _urls(src: Source, cats: set[str]) -> tuple[UrlRule, ...]:
@@ -337,7 +258,7 @@ def _urls(src: Source, cats: set[str]) -> tuple[UrlRule, ...]:
             except RecursionError:  # sre_parse recurses once per nested group
                 raise t.fail("value is not a valid pattern: groups nested too deeply",
                              "value") from None  # fmt: skip
-        cat = _known(t, "category", (t.get_str("category"),), cats)[0]
+        cat = known(t, "category", (t.get_str("category"),), cats)[0]
         rules.append(UrlRule(kind, value, cat, t.get_text("why"), t.where))  # type: ignore[arg-type]  # kind checked against URL_KINDS
     return tuple(rules)
 
@@ -378,19 +299,20 @@ def _profiles(src: Source, cats: set[str]) -> tuple[Profile, ...]:
     out, seen = [], []
     for t in src.array("profile"):
         t.check_keys({"name", "title", "sensors", "categories", "url_categories",
-                      "full_browsing_log"})  # fmt: skip
+                      "full_browsing_log", "semantic"})  # fmt: skip
         name = t.get_str("name")
         if not _NAME.match(name):
             raise t.fail(f"name must be lower-case letters, digits and _; got {name!r}", "name")
         seen.append((name, t.where))
         out.append(Profile(name, t.get_str("title", name),
                            t.get_strs("sensors", required=True, choices=SENSORS),
-                           _known(t, "categories", t.get_strs("categories"), cats),
-                           _known(t, "url_categories", t.get_strs("url_categories"), cats),
-                           t.get_bool("full_browsing_log", False)))  # fmt: skip
+                           known(t, "categories", t.get_strs("categories"), cats),
+                           known(t, "url_categories", t.get_strs("url_categories"), cats),
+                           t.get_bool("full_browsing_log", False),
+                           t.get_bool("semantic", True)))  # fmt: skip
     if not out:
         raise PolicyError(f"{src.name}:1: at least one [[profile]] is needed")
-    _unique(seen, "profile")
+    unique(seen, "profile")
     return tuple(out)
 
 
@@ -425,7 +347,7 @@ def _incidents(src: Source, cats: set[str]) -> IncidentRules:
         t.check_keys({"category", "min_score", "severity"})
         cat = t.get_str("category")
         if cat != "*":
-            _known(t, "category", (cat,), cats)
+            known(t, "category", (cat,), cats)
         sev.append(SeverityRule(cat, t.get_int("min_score", lo=0),
                                 t.get_int("severity", lo=1, hi=5)))  # fmt: skip
     esc = []
@@ -436,7 +358,7 @@ def _incidents(src: Source, cats: set[str]) -> IncidentRules:
         if sequence and (len(sequence) != 2 or sequence[0] == sequence[1]):
             raise t.fail("sequence names two different sources: the first, then the next",
                          "sequence")  # fmt: skip
-        esc.append(Escalation(_known(t, "categories", cats_of, cats),
+        esc.append(Escalation(known(t, "categories", cats_of, cats),
                               t.get_int("within_minutes", lo=1, hi=525_600),
                               t.get_int("raise_by", lo=1, hi=4), t.get_text("why"),
                               sequence))  # fmt: skip
@@ -444,7 +366,7 @@ def _incidents(src: Source, cats: set[str]) -> IncidentRules:
     for t in src.array("recurrence"):
         t.check_keys({"category", "days", "within_days", "raise_by", "why"})
         cat = t.get_str("category")
-        _known(t, "category", (cat,), cats)
+        known(t, "category", (cat,), cats)
         rec.append(Recurrence(cat, t.get_int("days", lo=2, hi=365),
                               t.get_int("within_days", lo=1, hi=3650),
                               t.get_int("raise_by", lo=1, hi=4), t.get_text("why")))  # fmt: skip
@@ -461,20 +383,21 @@ def _exemptions(src: Source, cats: set[str], groups: set[str]) -> tuple[Exemptio
     out = []
     for t in src.array("exemption"):
         t.check_keys({"id", "group", "start", "end", "reason", "approver", "terms",
-                      "categories", "sites"})  # fmt: skip
+                      "categories", "sites", "exemplars"})  # fmt: skip
         group = t.get_str("group")
         if group not in groups:
             raise t.fail(f"group {group!r} is not a profile", "group")
         ex = Exemption(t.get_text("id"), group, t.get_when("start"), t.get_when("end"),
                        t.get_text("reason"), t.get_text("approver"), t.get_strs("terms"),
-                       _known(t, "categories", t.get_strs("categories"), cats),
-                       tuple(s.lower() for s in t.get_strs("sites")), t.where)  # fmt: skip
+                       known(t, "categories", t.get_strs("categories"), cats),
+                       tuple(s.lower() for s in t.get_strs("sites")), t.where,
+                       t.get_strs("exemplars"))  # fmt: skip
         if ex.end <= ex.start:
             raise t.fail("end must be after start", "end")
-        if not (ex.terms or ex.categories or ex.sites):
-            raise t.fail("an exemption needs terms, categories or sites")
+        if not (ex.terms or ex.categories or ex.sites or ex.exemplars):
+            raise t.fail("an exemption needs terms, categories, sites or exemplars")
         for term in ex.terms:
-            _phrase(t, "terms", term)
+            phrase_text(t, "terms", term)
         out.append(ex)
-    _unique([(e.id, e.where) for e in out], "exemption id")
+    unique([(e.id, e.where) for e in out], "exemption id")
     return tuple(out)

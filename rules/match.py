@@ -138,6 +138,11 @@ class Stream:
         """Forward Delete at the end of the text deletes nothing. (A keyboard sensor that
         sees the cursor move should call ``reset``: the stream models appending only.)"""
 
+    def text(self) -> str:
+        """What has been typed since the last reset, as it stands (Backspace applied), for
+        the semantic stage; at most the last ``2 * HISTORY`` characters. Stays in memory."""
+        return "".join(self._raw)
+
     def finish(self) -> list[Alert]:
         """End of the text: settle what is pending. ``standing`` then holds every alert
         of the final text. Call ``reset`` before typing on."""

@@ -102,6 +102,42 @@ class WordClass:
 
 
 @dataclass(frozen=True)
+class Exemplar:
+    """A sentence that stands for a category (or for innocent school text) in the semantic
+    stage; an alert names the closest one so the DSL sees why it fired."""
+
+    id: str
+    category: str  # a category name, or "innocent"
+    text: str
+    why: str
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Semantic:
+    """The semantic stage: a sentence model (named by file and SHA-256, delivered apart
+    from the bundle) and a bank of exemplars (the curated ones with their why, and the
+    reference texts of ``semantic/reference/``) that a sentence is compared with: its
+    ``k`` nearest exemplars vote, weighted by ``exp(temperature * similarity)``, and a
+    category alerts when its share of the vote reaches ``vote`` (or its own in ``votes``)."""
+
+    model: str
+    model_sha256: str
+    min_words: int
+    exemplars: tuple[Exemplar, ...]
+    k: int = 7
+    temperature: float = 10.0
+    vote: float = 0.8
+    votes: tuple[tuple[str, float], ...] = ()  # per category, overriding ``vote``
+    min_similarity: float = 0.0  # the closest exemplar of the category must be this close
+    severities: tuple[tuple[str, int], ...] = ()  # per category; else the incident rules
+    enabled: bool = True
+
+    def vote_for(self, category: str) -> float:
+        return dict(self.votes).get(category, self.vote)
+
+
+@dataclass(frozen=True)
 class UrlRule:
     kind: UrlKind
     value: str
@@ -139,6 +175,7 @@ class Profile:
     categories: tuple[str, ...]  # keyword categories (keyboard and search queries)
     url_categories: tuple[str, ...]
     full_browsing_log: bool = False
+    semantic: bool = True  # the semantic stage, where the policy has one
 
 
 @dataclass(frozen=True)
@@ -208,6 +245,7 @@ class Exemption:
     categories: tuple[str, ...] = ()
     sites: tuple[str, ...] = ()
     where: str = ""
+    exemplars: tuple[str, ...] = ()  # semantic exemplar ids whose alerts it suppresses
 
     def active(self, now: datetime) -> bool:
         return self.start <= now < self.end
@@ -228,6 +266,7 @@ class Policy:
     exemptions: tuple[Exemption, ...] = ()
     guards: tuple[Guard, ...] = ()
     classes: tuple[WordClass, ...] = ()
+    semantic: Semantic | None = None
     assignments: tuple[Assignment, ...] = ()  # first account match, then first group match
     default_profile: str = "ks2"  # for an account no assignment names
     sources: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)

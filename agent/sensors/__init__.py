@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # kept out of the per-login keyboard helper, which imports this package
     from agent.policy import ActivePolicy
     from protos import events_pb2
+    from rules.semantic import SemanticJudge
 
 Emit = Callable[["events_pb2.Event"], object]
 
@@ -28,6 +29,8 @@ class SensorContext:
     emit: Emit
     policy: Callable[[], ActivePolicy]
     state_dir: Path | None = None  # the agent's state folder (root only), for sensor cursors
+    # The semantic stage's judge for a profile; None where the stage is off or not ready.
+    semantic: Callable[[str], SemanticJudge | None] | None = None
 
 
 class SensorUnavailable(Exception):

@@ -268,5 +268,8 @@ class BrowserSensor:
         result = cached[1].match(visit.url)
         if result.matched:
             log.debug("browser.match browser=%s url=%s", profile.browser, visit.url)
+        judge = ctx.semantic(chosen.name) if ctx.semantic is not None and result.query else None
+        semantic = judge.judge(result.query) if judge is not None and result.query else []
         return visit_events(visit, result, policy=active.policy, profile=chosen,
-                            browser=profile, account=account, previous=previous)  # fmt: skip
+                            browser=profile, account=account, previous=previous,
+                            semantic=semantic)  # fmt: skip

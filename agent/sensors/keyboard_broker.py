@@ -51,6 +51,7 @@ from agent.sensors import SensorContext, SensorUnavailable
 from protos import events_pb2
 from rules.compile import Compiled
 from rules.match import Alert
+from rules.semantic import SemanticAlert, SemanticJudge
 
 log = logging.getLogger(__name__)
 
@@ -257,12 +258,19 @@ class KeyboardBroker:
         profile = self._profiles.profile_for(active.policy, account)
         return active.compiled(profile.name) if "keyboard" in profile.sensors else None
 
+    def _semantic(self, ctx: SensorContext, account: str) -> SemanticJudge | None:
+        if ctx.semantic is None:
+            return None
+        profile = self._profiles.profile_for(ctx.policy().policy, account)
+        return ctx.semantic(profile.name) if "keyboard" in profile.sensors else None
+
     def _converse(self, conn: socket.socket, ctx: SensorContext, account: str) -> None:
-        def sink(alert: Alert, window: WindowInfo) -> None:
+        def sink(alert: Alert | SemanticAlert, window: WindowInfo) -> None:
             ctx.emit(alert_event(alert, window, account, ctx.policy().policy))
 
         matcher = _Matcher(ctx, lambda: self._compiled(ctx, account))
-        detector = KeystrokeDetector(matcher, sink)
+        detector = KeystrokeDetector(matcher, sink,
+                                     semantic=lambda: self._semantic(ctx, account))
         reader = LineReader(conn)
         conn.settimeout(1.0)
         capture: bool | None = None
@@ -282,6 +290,7 @@ class KeyboardBroker:
                 try:
                     lines = reader.lines()
                 except TimeoutError:
+                    detector.tick()  # a pause in typing: judge the sentences so far
                     continue
                 if lines is None:
                     return

@@ -22,6 +22,7 @@ from agent.sensors.keyboard import KeyCapture, Unavailable, session_problem, win
 from agent.sensors.keyboard_keys import WindowInfo
 from rules.compile import Compiled
 from rules.match import Alert
+from rules.semantic import SemanticAlert, SemanticJudge
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +64,22 @@ class LocalKeyboardSensor:
             profile = self._profiles.profile_for(active.policy, account)
             return active.compiled(profile.name) if "keyboard" in profile.sensors else None
 
-        def sink(alert: Alert, window: WindowInfo) -> None:
+        def sink(alert: Alert | SemanticAlert, window: WindowInfo) -> None:
             ctx.emit(alert_event(alert, window, account, ctx.policy().policy))
 
-        detector = KeystrokeDetector(compiled, sink)
+        def semantic() -> SemanticJudge | None:
+            if ctx.semantic is None:
+                return None
+            profile = self._profiles.profile_for(ctx.policy().policy, account)
+            return ctx.semantic(profile.name) if "keyboard" in profile.sensors else None
+
+        detector = KeystrokeDetector(compiled, sink, semantic=semantic)
         try:
             while not self._stop.is_set():
                 try:
                     token = capture.keys.get(timeout=0.5)
                 except queue.Empty:
+                    detector.tick()  # a pause in typing: judge the sentences so far
                     continue
                 if token is None:
                     break

@@ -1,0 +1,161 @@
+"""The semantic stage: each finished sentence as a vector, compared with a bank of
+exemplars, and named by the closest one.
+
+    text ─▶ sentences ─▶ SentenceModel.embed ─▶ the k nearest exemplars (cosine) vote,
+            each weighted exp(temperature * similarity) ─▶ the category with the most
+            weight, if its share reaches its vote threshold and it is not "innocent"
+            ─▶ SemanticAlert(category, share, closest exemplar, similarity, context)
+
+Patterns catch the wordings someone listed; this catches the ones nobody did. The bank holds
+exemplars of every category and, as many again, of innocent school text (lessons about each
+risk, games, idioms, ordinary schoolwork), which is what keeps a lesson about drugs from
+looking like a pupil buying them. It runs where matching runs (the agent service, one
+model for all sessions), on sentences the keyboard detector has finished (Enter, a focus
+change, a pause) and on search queries. Nothing leaves it but an alert's capped context.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rules.embed import SentenceModel
+from rules.schema import Exemplar, Policy, PolicyError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+
+
+@dataclass(frozen=True)
+class SemanticAlert:
+    category: str
+    probability: float  # the category's share of the nearest exemplars' vote
+    threshold: float
+    exemplar: str  # the closest exemplar's id ...
+    exemplar_text: str  # ... its sentence, so the DSL sees why
+    similarity: float  # cosine between the sentence and that exemplar
+    start: int  # raw offsets of the sentence in the text
+    end: int
+    context: str
+    suppressed: bool = False
+    exemptions: tuple[str, ...] = ()
+
+    @property
+    def score(self) -> int:
+        return round(100 * self.probability)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": "semantic", **asdict(self)}
+
+
+def sentences(text: str, min_words: int = 1) -> list[tuple[int, int]]:
+    """Spans of the sentences of ``text``: ends at ``.``, ``!``, ``?`` or a new line; a
+    piece shorter than ``min_words`` words joins the sentence before it (so "ok." after a
+    sentence does not stand alone, and "no. never." stays one thought)."""
+    spans: list[tuple[int, int]] = []
+    for m in _SENTENCE.finditer(text):
+        a, b = m.span()
+        if not text[a:b].strip():
+            continue
+        if spans and len(text[a:b].split()) < min_words:
+            spans[-1] = (spans[-1][0], b)
+        else:
+            spans.append((a, b))
+    if len(spans) > 1 and len(text[spans[0][0] : spans[0][1]].split()) < min_words:
+        spans[0:2] = [(spans[0][0], spans[1][1])]
+    return spans
+
+
+class Bank:
+    """The exemplars' vectors, made once per policy and shared by every profile's judge."""
+
+    def __init__(self, exemplars: tuple[Exemplar, ...], model: SentenceModel) -> None:
+        import numpy as np
+
+        self.exemplars = exemplars
+        self.labels = tuple(e.category for e in exemplars)
+        texts = [e.text for e in exemplars]
+        self.vectors = np.vstack([model.embed(texts[i : i + 64])
+                                  for i in range(0, len(texts), 64)]) if texts else \
+            np.zeros((0, 384), dtype=np.float32)  # fmt: skip
+        self.categories = np.array(self.labels)
+
+
+class SemanticJudge:
+    """The stage for one profile at one time (exemptions at ``now``, as ``Compiled``)."""
+
+    def __init__(self, policy: Policy, profile: str, model: SentenceModel, bank: Bank,
+                 now: datetime | None = None) -> None:  # fmt: skip
+        import numpy as np
+
+        sem = policy.semantic
+        if sem is None:
+            raise PolicyError("this policy has no semantic stage (semantic.toml)")
+        prof = policy.profile(profile)
+        now = now or datetime.now(UTC)
+        self.policy, self.semantic, self.model, self.bank = policy, sem, model, bank
+        self._np = np
+        enabled = {c.name for c in policy.categories if c.enabled}
+        self.categories = frozenset(c for c in prof.categories if c in enabled)
+        self.on = sem.enabled and prof.semantic and bool(self.categories) and bool(
+            len(bank.exemplars))  # fmt: skip
+        active = [e for e in policy.exemptions if e.group == prof.name and e.active(now)]
+        self._exempt_cats = {c: e.id for e in active for c in e.categories}
+        self._exempt_exemplars = {x: e.id for e in active for x in e.exemplars}
+        edges = [t for e in policy.exemptions if e.group == prof.name
+                 for t in (e.start, e.end) if t > now]  # fmt: skip
+        self.valid_until: datetime | None = min(edges) if edges else None
+
+    def judge(self, text: str) -> list[SemanticAlert]:
+        """Alerts for the sentences of ``text`` (at most one per sentence)."""
+        if not self.on:
+            return []
+        spans = [(a, b) for a, b in sentences(text, self.semantic.min_words)
+                 if len(text[a:b].split()) >= self.semantic.min_words]  # fmt: skip
+        if not spans:
+            return []
+        vectors = self.model.embed([text[a:b] for a, b in spans])
+        out = []
+        for (a, b), vec in zip(spans, vectors, strict=True):
+            alert = self._one(text, a, b, vec)
+            if alert is not None:
+                out.append(alert)
+        return out
+
+    def vote(self, vec: np.ndarray) -> tuple[str, float, int, float]:
+        """(winning label, its share of the vote, the closest exemplar of that label,
+        the similarity to it)."""
+        np = self._np
+        bank, sem = self.bank, self.semantic
+        sims = bank.vectors @ vec
+        k = min(sem.k, len(sims))
+        near = np.argpartition(-sims, k - 1)[:k]
+        weights = np.exp(sem.temperature * sims[near])
+        tally: dict[str, float] = {}
+        for i, wt in zip(near, weights, strict=True):
+            label = bank.labels[i]
+            tally[label] = tally.get(label, 0.0) + float(wt)
+        label = max(tally, key=tally.__getitem__)
+        mine = [i for i in near if bank.labels[i] == label]
+        best = max(mine, key=lambda i: sims[i])
+        return label, tally[label] / sum(tally.values()), int(best), float(sims[best])
+
+    def _one(self, text: str, a: int, b: int, vec: np.ndarray) -> SemanticAlert | None:
+        label, share, best, similarity = self.vote(vec)
+        if label == "innocent" or label not in self.categories:
+            return None
+        threshold = self.semantic.vote_for(label)
+        if share < threshold or similarity < self.semantic.min_similarity:
+            return None
+        exemplar = self.bank.exemplars[best]
+        found = (self._exempt_cats.get(label), self._exempt_exemplars.get(exemplar.id))
+        exempt = tuple(sorted({x for x in found if x}))
+        pol = self.policy
+        words = text[a:b].split()[-pol.context_words :]
+        context = " ".join(words)[-pol.context_chars :]
+        return SemanticAlert(label, round(share, 3), threshold, exemplar.id, exemplar.text,
+                             round(similarity, 3), a, b, context, bool(exempt), exempt)  # fmt: skip

@@ -1,0 +1,118 @@
+"""The semantic stage with the real model: our WordPiece against the model's own tokenizer,
+the model file against its recorded SHA-256, sentence splitting, and the exemplar vote on a
+small bank written here (exemptions, profiles switched off, the closest exemplar named)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rules.embed import MODEL_DIR, MODEL_FILE, SentenceModel, file_sha256
+from rules.evaluate import read_folder
+from rules.load import load_policy
+from rules.schema import Exemplar, Exemption, Policy, PolicyError, Semantic
+from rules.semantic import Bank, SemanticJudge, sentences
+from rules.wordpiece import WordPiece
+
+pytestmark = pytest.mark.unit
+CORPUS = Path(__file__).resolve().parents[3] / "rules" / "corpus"
+
+
+@pytest.fixture(scope="module")
+def model() -> SentenceModel:
+    return SentenceModel(MODEL_DIR / MODEL_FILE)
+
+
+def test_the_model_file_is_the_one_recorded_and_named_by_the_policy(policy: Policy) -> None:
+    recorded = (MODEL_DIR / f"{MODEL_FILE}.sha256").read_text().split()[0]
+    assert file_sha256(MODEL_DIR / MODEL_FILE) == recorded
+    assert policy.semantic is not None and policy.semantic.model_sha256 == recorded
+
+
+def test_a_model_with_another_hash_is_refused() -> None:
+    with pytest.raises(PolicyError, match="SHA-256 is not the one the policy names"):
+        SentenceModel(MODEL_DIR / MODEL_FILE, "0" * 64)
+
+
+def test_wordpiece_equals_the_models_own_tokenizer(model: SentenceModel) -> None:
+    import onnxruntime
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    meta = onnxruntime.InferenceSession(str(MODEL_DIR / MODEL_FILE)).get_modelmeta()
+    vocab = meta.custom_metadata_map["vocab"]
+    ours = WordPiece(vocab)
+    ids = {tok: i for i, tok in enumerate(vocab.split("\n")) if tok}
+    theirs = BertWordPieceTokenizer(ids, lowercase=True, strip_accents=None)
+    theirs.enable_truncation(128)
+    texts = [t.text for part in ("open", "heldback") for kind in ("alert", "innocent")
+             for t in read_folder(CORPUS / part / kind, kind == "alert")]  # fmt: skip
+    texts += ["Ça va? naïve café", "k.i.l.l  m y s e l f", "emoji 💀🔪 and 中文 text",
+              "tab\there", "zero\u200bwidth", "x" * 150, "word " * 200, ""]  # fmt: skip
+    assert len(texts) > 2000
+    for text in texts:
+        assert ours.encode(text, 128) == theirs.encode(text).ids, text
+
+
+def test_vectors_are_unit_length_and_similar_sentences_are_close(model: SentenceModel) -> None:
+    v = model.embed(["are you home alone right now", "is anyone else at home with you",
+                     "the battle of hastings was in 1066"])  # fmt: skip
+    assert v.shape == (3, 384)
+    assert abs(float((v[0] ** 2).sum()) - 1) < 1e-3
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.2
+
+
+def test_sentences() -> None:
+    text = "hi. i dont want to be here anymore! ok\nsee you tomorrow"
+    assert [text[a:b].strip() for a, b in sentences(text, 3)] == [
+        "hi. i dont want to be here anymore! ok", "see you tomorrow"]  # fmt: skip
+    assert sentences("", 3) == []
+
+
+def _bank_policy(policy: Policy) -> Policy:
+    exemplars = (
+        Exemplar("gr-alone", "grooming", "are you home alone right now", "checks supervision"),
+        Exemplar("gr-secret", "grooming", "dont tell your mum we talk, its our secret", "secrecy"),
+        Exemplar("in-dad", "innocent", "mum here, are you home yet or is dad back", "a parent"),
+        Exemplar("in-history", "innocent", "the battle of hastings was in 1066", "history"),
+    )
+    assert policy.semantic is not None
+    sem = replace(policy.semantic, exemplars=exemplars, k=1, vote=0.5)
+    return replace(policy, semantic=sem)
+
+
+def test_a_sentence_near_an_exemplar_alerts_and_names_it(policy: Policy,
+                                                          model: SentenceModel) -> None:
+    small = _bank_policy(policy)
+    assert isinstance(small.semantic, Semantic)
+    judge = SemanticJudge(small, "ks2", model, Bank(small.semantic.exemplars, model))
+    (alert,) = judge.judge("r u on ur own at home rn?")
+    assert (alert.category, alert.exemplar) == ("grooming", "gr-alone")
+    assert alert.exemplar_text == "are you home alone right now" and alert.similarity > 0.5
+    assert not alert.suppressed
+    assert judge.judge("hastings was a battle in 1066.") == []  # nearest is innocent
+    assert judge.judge("ok") == []  # under min_words
+
+
+def test_exemptions_and_profiles(policy: Policy, model: SentenceModel) -> None:
+    small = _bank_policy(policy)
+    assert small.semantic is not None
+    bank = Bank(small.semantic.exemplars, model)
+    start, end = policy.exemptions[0].start, policy.exemptions[0].end
+    by_exemplar = Exemption("ex1", "ks2", start, end, "a lesson", "the DSL",
+                            exemplars=("gr-alone",))  # fmt: skip
+    during = replace(small, exemptions=(by_exemplar,))
+    judge = SemanticJudge(during, "ks2", model, bank, now=start)
+    (alert,) = judge.judge("r u on ur own at home rn?")
+    assert alert.suppressed and alert.exemptions == ("ex1",)
+    assert judge.valid_until == end
+    off = replace(small, profiles=tuple(replace(p, semantic=False) for p in small.profiles))
+    assert SemanticJudge(off, "ks2", model, bank).judge("r u on ur own at home rn?") == []
+def test_the_shipped_policy_loads_its_bank() -> None:
+    sem = load_policy().semantic
+    assert sem is not None
+    cats = {e.category for e in sem.exemplars}
+    assert "innocent" in cats and len(cats) == 12
+    assert sum(e.category == "innocent" for e in sem.exemplars) > 1000
+    assert all(e.why for e in sem.exemplars)
