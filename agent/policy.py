@@ -33,6 +33,7 @@ class ActivePolicy:
     version: int  # 0: the policy shipped with the agent, before any bundle arrived
     policy: Policy
     _compiled: dict[str, Compiled] = field(default_factory=dict, repr=False)
+    _shared: dict[tuple[object, ...], Compiled] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def compiled(self, profile: str, now: datetime | None = None) -> Compiled:
@@ -41,7 +42,7 @@ class ActivePolicy:
         with self._lock:
             found = self._compiled.get(profile)
             if found is None or (found.valid_until is not None and now >= found.valid_until):
-                found = Compiled(self.policy, profile, now)
+                found = Compiled(self.policy, profile, now, self._shared)
                 self._compiled[profile] = found
             return found
 

@@ -12,7 +12,10 @@ in an AgentStatus (SEMANTIC_READY / SEMANTIC_UNAVAILABLE) and in ``status``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +39,13 @@ Emit = Callable[[events_pb2.Event], object]
 
 def _status(kind: events_pb2.AgentStatus.Kind.ValueType, detail: str) -> events_pb2.Event:
     return events_pb2.Event(status=events_pb2.AgentStatus(kind=kind, detail=detail[:500]))
+
+
+def _give_back_memory() -> None:
+    """glibc keeps freed heap for reuse; after a one-off peak, hand it back (Linux only)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class SemanticStage:
@@ -80,6 +90,7 @@ class SemanticStage:
                 sem = active.policy.semantic
                 assert sem is not None
                 self._bank = (active.version, Bank(sem.exemplars, model))
+                _give_back_memory()  # embedding the bank's batches freed heap to return
             judge = SemanticJudge(active.policy, profile, model, self._bank[1], now)
             self._judges = {k: v for k, v in self._judges.items() if k[0] == active.version}
             self._judges[(active.version, profile)] = judge

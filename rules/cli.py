@@ -27,7 +27,9 @@ from rules.evaluate import (
     combined,
     evaluate,
     pattern_judge,
+    recorded,
     render,
+    render_record,
     semantic_judge,
 )
 from rules.examples import check_examples
@@ -64,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", default="ks2", help="ks1, ks2 or staff (default ks2)")
     e.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus folder")
     e.add_argument("--quiet", action="store_true", help="tables only, no misses listed")
+    e.add_argument("--record", type=Path, default=None,
+                   help="also write the counts of both runs (patterns alone, both stages) as "
+                        "the floors CI holds the policy to")
     e.add_argument("--semantic", choices=("on", "off"), default="on",
                    help="run the semantic stage too, as a PC does (default on, where the "
                         "policy has one)")
@@ -133,17 +138,24 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "evaluate":
         if not args.corpus.is_dir():
             raise PolicyError(f"{args.corpus}: not a corpus folder")
-        judge = pattern_judge(compiled)
-        stage = "patterns only"
+        patterns = pattern_judge(compiled)
+        judge, stage = patterns, "patterns only"
         sem = compiled.policy.semantic
         if args.semantic == "on" and sem is not None and sem.enabled:
             model = SentenceModel(MODEL_DIR / sem.model, sem.model_sha256)
             bank = Bank(sem.exemplars, model)
-            judge = combined(judge, semantic_judge(SemanticJudge(compiled.policy,
-                                                                 args.profile, model, bank)))
+            judge = combined(patterns, semantic_judge(SemanticJudge(compiled.policy,
+                                                                    args.profile, model, bank)))
             stage = "patterns and the semantic stage"
         sys.stdout.write(f"Profile {args.profile}, {stage}.\n\n")
-        sys.stdout.write(render(evaluate(judge, args.corpus), show_open=not args.quiet))
+        report = evaluate(judge, args.corpus)
+        sys.stdout.write(render(report, show_open=not args.quiet))
+        if args.record is not None:
+            alone = report if judge is patterns else evaluate(patterns, args.corpus)
+            runs = {"patterns": recorded(alone)}
+            if judge is not patterns:
+                runs["both"] = recorded(report)
+            args.record.write_text(render_record(runs), encoding="utf-8")
         return 0
     if args.cmd == "check":
         text = sys.stdin.buffer.read().decode("utf-8", errors="replace")

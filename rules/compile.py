@@ -68,7 +68,13 @@ class Compiled:
     """The matcher's view of a policy for one profile at one time (exemptions are
     evaluated at ``now``; recompile after ``valid_until``)."""
 
-    def __init__(self, policy: Policy, profile: str, now: datetime | None = None) -> None:
+    # What the matcher holds: the same for two profiles with the same categories and active
+    # exemptions (KS1 and KS2 usually), so it is built once and shared through ``shared``.
+    SHARED = ("combos", "sequences", "guards", "hold_words", "guarded", "guard_reach",
+              "entries", "patterns", "automaton", "bulk", "needs")  # fmt: skip
+
+    def __init__(self, policy: Policy, profile: str, now: datetime | None = None,
+                 shared: dict[tuple[object, ...], Compiled] | None = None) -> None:  # fmt: skip
         now = now or datetime.now(UTC)
         prof = policy.profile(profile)
         self.policy, self.profile = policy, prof
@@ -79,6 +85,13 @@ class Compiled:
         active = tuple(e for e in self.exemptions if e.active(now))
         edges = [t for e in self.exemptions for t in (e.start, e.end) if t > now]
         self.valid_until: datetime | None = min(edges) if edges else None
+        key = (tuple(c.name for c in self.categories), tuple(e.id for e in active))
+        if shared is not None and key in shared:
+            same = shared[key]
+            self.__dict__.update({name: getattr(same, name) for name in self.SHARED})
+            return
+        if shared is not None:
+            shared[key] = self
         self.combos: list[ComboRule] = []
         self.sequences: list[SequenceRule] = []
         self.guards: list[GuardRule] = []

@@ -220,3 +220,29 @@ def render(report: Report, show_open: bool = True) -> str:
                 got = ", ".join(f"{c} ({w})" for c, w in found.items())
                 out.append(f"false {t.where} {t.text!r} -> {got}")
     return "\n".join(out) + "\n"
+
+
+def recorded(report: Report) -> dict[str, dict[str, int]]:
+    """The counts a report's figures come from, for ``--record`` and the CI floors."""
+    out: dict[str, dict[str, int]] = {}
+    for part, sc in report.parts.items():
+        row = {f"caught_{c}": sc.caught.get(c, 0) for c in CATEGORIES}
+        row |= {f"total_{c}": sc.alert_total.get(c, 0) for c in CATEGORIES}
+        row |= {"false_texts": sc.false_texts, "innocent_total": sc.innocent_total}
+        out[part] = row
+    if report.typing is not None:
+        out["typing"] = {"false_texts": report.typing.false_texts,
+                         "sentences": report.typing.innocent_total}  # fmt: skip
+    return out
+
+
+def render_record(stages: dict[str, dict[str, dict[str, int]]]) -> str:
+    """TOML of the recorded counts per stage ("patterns", "both") and part."""
+    lines = ["# The shipped policy's figures on rules/corpus, as CI holds them (tests/unit/",
+             "# rules/test_published_rates.py): caught counts may not fall, false alerts may not",
+             "# rise. Written by `safeguard-rules evaluate --record rules/corpus/recorded.toml`."]
+    for stage, parts in stages.items():
+        for part, row in parts.items():
+            lines.append(f"\n[{stage}.{part}]")
+            lines += [f"{k} = {v}" for k, v in row.items()]
+    return "\n".join(lines) + "\n"

@@ -302,3 +302,17 @@ def test_bulk_equals_stream_with_patterns_gaps_and_guards(
     text = "".join(w + s for w, s in parts)
     assert sorted(map(_key, match_text(compiled, text))) == sorted(
         map(_key, _streamed(compiled, text)))
+
+
+def test_profiles_with_the_same_lists_share_one_matcher() -> None:
+    from rules.load import load_policy
+
+    policy = load_policy()
+    shared: dict[tuple[object, ...], Compiled] = {}
+    ks1 = Compiled(policy, "ks1", shared=shared)
+    ks2 = Compiled(policy, "ks2", shared=shared)
+    staff = Compiled(policy, "staff", shared=shared)
+    assert ks1.automaton is ks2.automaton and ks1.bulk is ks2.bulk
+    assert staff.automaton is not ks2.automaton
+    assert ks2.profile.name == "ks2"
+    assert match_text(ks1, "i want to kill myself") == match_text(ks2, "i want to kill myself")
