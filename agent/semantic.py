@@ -89,7 +89,7 @@ class SemanticStage:
             if self._bank is None or self._bank[0] != active.version:
                 sem = active.policy.semantic
                 assert sem is not None
-                self._bank = (active.version, Bank(sem.exemplars, model))
+                self._bank = (active.version, Bank(sem.exemplars, model, self.models_dir))
                 _give_back_memory()  # embedding the bank's batches freed heap to return
             judge = SemanticJudge(active.policy, profile, model, self._bank[1], now)
             self._judges = {k: v for k, v in self._judges.items() if k[0] == active.version}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=helptext, description=helptext)
         s.add_argument("--rules", type=Path, default=DEFAULT_DIR, help="policy folder")
         s.add_argument("--profile", default="ks2", help="ks1, ks2 or staff (default ks2)")
+        if name == "check":
+            s.add_argument("--semantic", choices=("on", "off"), default="on",
+                           help="the semantic stage too, as a PC (default on)")
         if name == "check-url":
             s.add_argument("urls", nargs="+", metavar="URL")
     e = sub.add_parser("evaluate", help="recall and false alerts on the evaluation corpus",
@@ -89,6 +93,17 @@ def _print(obj: object) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n")
 
 
+def _semantic(compiled: Compiled, profile: str) -> SemanticJudge | None:
+    """The policy's semantic stage with the model from rules/models, if it has one on."""
+    sem = compiled.policy.semantic
+    if sem is None or not sem.enabled:
+        return None
+    model = SentenceModel(MODEL_DIR / sem.model, sem.model_sha256)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "safeguard-rules"
+    judge = SemanticJudge(compiled.policy, profile, model, Bank(sem.exemplars, model, cache))
+    return judge if judge.on else None
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     args = _parser().parse_args(argv)
@@ -103,68 +118,89 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.cmd == "validate":
-        policy = load_policy(args.rules)
-        terms = sum(len(c.terms) + len(c.combos) for c in policy.categories)
-        # Phrases each category's patterns expand to: what the automaton holds.
-        phrases = {c.name: sum(len(seg) for t in c.terms for seg in t.parts)
-                   + sum(len(alts) for k in c.combos for alts in k.alternatives)
-                   for c in policy.categories}  # fmt: skip
-        _print({"ok": True, "version": policy.version, "categories": len(policy.categories),
-                "entries": terms, "phrases": phrases, "guards": len(policy.guards),
-                "classes": len(policy.classes), "urls": len(policy.urls),
-                "usb_rules": len(policy.usb), "profiles": [p.name for p in policy.profiles],
-                "exemptions": len(policy.exemptions)})  # fmt: skip
-        return 0
-    if args.cmd == "import-e2guardian":
-        if not 1 <= args.threshold <= 100000:
-            raise PolicyError(f"--threshold must be 1..100000, got {args.threshold}")
-        result = import_lists(args.src, limit=args.threshold)
-        args.out.write_text(to_toml(result, args.category, args.threshold), encoding="utf-8")
-        for w in result.warnings[:20]:
-            sys.stderr.write(f"warning: {w}\n")
-        log.info("e2guardian.imported entries=%d warnings=%d", len(result.entries),
-                 len(result.warnings))  # fmt: skip
-        _print({"ok": True, "files": result.files, "entries": len(result.entries),
-                "warnings": len(result.warnings), "out": str(args.out)})  # fmt: skip
-        return 0
-    if args.cmd == "examples":
-        faults = check_examples(load_policy(args.rules), only=args.category)
-        for f in faults:
-            _print({"where": f.where, "category": f.category, "fault": f.fault})
-        _print({"ok": not faults, "faults": len(faults)})
-        return 1 if faults else 0
+    commands = {"validate": _validate, "import-e2guardian": _import, "examples": _examples,
+                "evaluate": _evaluate, "check": _check, "check-url": _check_url}  # fmt: skip
+    return commands[args.cmd](args)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    policy = load_policy(args.rules)
+    terms = sum(len(c.terms) + len(c.combos) for c in policy.categories)
+    # Phrases each category's patterns expand to: what the automaton holds.
+    phrases = {c.name: sum(len(seg) for t in c.terms for seg in t.parts)
+               + sum(len(alts) for k in c.combos for alts in k.alternatives)
+               for c in policy.categories}  # fmt: skip
+    _print({"ok": True, "version": policy.version, "categories": len(policy.categories),
+            "entries": terms, "phrases": phrases, "guards": len(policy.guards),
+            "classes": len(policy.classes), "urls": len(policy.urls),
+            "usb_rules": len(policy.usb), "profiles": [p.name for p in policy.profiles],
+            "exemptions": len(policy.exemptions)})  # fmt: skip
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    if not 1 <= args.threshold <= 100000:
+        raise PolicyError(f"--threshold must be 1..100000, got {args.threshold}")
+    result = import_lists(args.src, limit=args.threshold)
+    args.out.write_text(to_toml(result, args.category, args.threshold), encoding="utf-8")
+    for w in result.warnings[:20]:
+        sys.stderr.write(f"warning: {w}\n")
+    log.info("e2guardian.imported entries=%d warnings=%d", len(result.entries),
+             len(result.warnings))  # fmt: skip
+    _print({"ok": True, "files": result.files, "entries": len(result.entries),
+            "warnings": len(result.warnings), "out": str(args.out)})  # fmt: skip
+    return 0
+
+
+def _examples(args: argparse.Namespace) -> int:
+    faults = check_examples(load_policy(args.rules), only=args.category)
+    for f in faults:
+        _print({"where": f.where, "category": f.category, "fault": f.fault})
+    _print({"ok": not faults, "faults": len(faults)})
+    return 1 if faults else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if not args.corpus.is_dir():
+        raise PolicyError(f"{args.corpus}: not a corpus folder")
     compiled = Compiled(load_policy(args.rules), args.profile)
-    if args.cmd == "evaluate":
-        if not args.corpus.is_dir():
-            raise PolicyError(f"{args.corpus}: not a corpus folder")
-        patterns = pattern_judge(compiled)
-        judge, stage = patterns, "patterns only"
-        sem = compiled.policy.semantic
-        if args.semantic == "on" and sem is not None and sem.enabled:
-            model = SentenceModel(MODEL_DIR / sem.model, sem.model_sha256)
-            bank = Bank(sem.exemplars, model)
-            judge = combined(patterns, semantic_judge(SemanticJudge(compiled.policy,
-                                                                    args.profile, model, bank)))
-            stage = "patterns and the semantic stage"
-        sys.stdout.write(f"Profile {args.profile}, {stage}.\n\n")
-        report = evaluate(judge, args.corpus)
-        sys.stdout.write(render(report, show_open=not args.quiet))
-        if args.record is not None:
-            alone = report if judge is patterns else evaluate(patterns, args.corpus)
-            runs = {"patterns": recorded(alone)}
-            if judge is not patterns:
-                runs["both"] = recorded(report)
-            args.record.write_text(render_record(runs), encoding="utf-8")
-        return 0
-    if args.cmd == "check":
-        text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-        alerts = match_text(compiled, text)
-        log.info("check.done alerts=%d", len(alerts))
-        for alert in alerts:
-            _print(alert.to_json())
-        return 0
-    matcher = UrlMatcher(compiled)
+    patterns = pattern_judge(compiled)
+    judge, stage = patterns, "patterns only"
+    second = _semantic(compiled, args.profile) if args.semantic == "on" else None
+    if second is not None:
+        judge = combined(patterns, semantic_judge(second))
+        stage = "patterns and the semantic stage"
+    sys.stdout.write(f"Profile {args.profile}, {stage}.\n\n")
+    report = evaluate(judge, args.corpus)
+    sys.stdout.write(render(report, show_open=not args.quiet))
+    if args.record is not None:
+        alone = report if judge is patterns else evaluate(patterns, args.corpus)
+        runs = {"patterns": recorded(alone)}
+        if judge is not patterns:
+            runs["both"] = recorded(report)
+        args.record.write_text(render_record(runs), encoding="utf-8")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """As a PC: the patterns over the text, then the semantic stage sentence by sentence
+    for the categories the patterns did not alert in."""
+    compiled = Compiled(load_policy(args.rules), args.profile)
+    text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    alerts = match_text(compiled, text)
+    for alert in alerts:
+        _print({"stage": "patterns", **alert.to_json()})
+    second = _semantic(compiled, args.profile) if args.semantic == "on" else None
+    said = {a.category for a in alerts}
+    extra = [a for a in second.judge(text) if a.category not in said] if second else []
+    for semantic in extra:
+        _print(semantic.to_json())
+    log.info("check.done alerts=%d semantic=%d", len(alerts), len(extra))
+    return 0
+
+
+def _check_url(args: argparse.Namespace) -> int:
+    matcher = UrlMatcher(Compiled(load_policy(args.rules), args.profile))
     for url in args.urls:
         found = matcher.match(url)
         if found.matched:

@@ -41,7 +41,8 @@ class SentenceModel:
         except ImportError as exc:
             raise PolicyError(f"the semantic stage needs the 'semantic' extra "
                               f"(onnxruntime, numpy): {exc}") from None  # fmt: skip
-        if sha256 is not None and file_sha256(path) != sha256:
+        self.sha256 = file_sha256(path)
+        if sha256 is not None and self.sha256 != sha256:
             raise PolicyError(f"{path}: SHA-256 is not the one the policy names ({sha256})")
         self._np = np
         opts = ort.SessionOptions()

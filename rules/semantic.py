@@ -16,9 +16,12 @@ change, a pause) and on search queries. Nothing leaves it but an alert's capped 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rules.embed import SentenceModel
@@ -77,16 +80,37 @@ class Bank:
 
     BATCH, BLOCK = 16, 2048
 
-    def __init__(self, exemplars: tuple[Exemplar, ...], model: SentenceModel) -> None:
+    def __init__(self, exemplars: tuple[Exemplar, ...], model: SentenceModel,
+                 cache: Path | None = None) -> None:  # fmt: skip
+        """``cache``: a folder where the vectors are kept between runs, named by a hash of
+        the model and the texts (embedding 9,000 sentences takes seconds of CPU)."""
         import numpy as np
 
         self._np = np
         self.exemplars = exemplars
         self.labels = tuple(e.category for e in exemplars)
+        key = hashlib.sha256(model.sha256.encode() + b"\0" + "\0".join(
+            e.text for e in exemplars).encode()).hexdigest()  # fmt: skip
+        path = cache / f"bank-{key[:32]}.npy" if cache is not None else None
+        if path is not None and path.exists():
+            with contextlib.suppress(OSError, ValueError):
+                kept = np.load(path, allow_pickle=False)
+                if kept.shape == (len(exemplars), 384) and kept.dtype == np.float16:
+                    self.vectors = kept
+                    return
         self.vectors = np.zeros((len(exemplars), 384), dtype=np.float16)
         for i in range(0, len(exemplars), self.BATCH):
             batch = [e.text for e in exemplars[i : i + self.BATCH]]
             self.vectors[i : i + len(batch)] = model.embed(batch)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                part = path.with_suffix(".part.npy")
+                np.save(part, self.vectors, allow_pickle=False)
+                part.replace(path)
+                for old in path.parent.glob("bank-*.npy"):  # an earlier policy's: not needed
+                    if old != path:
+                        old.unlink()
 
     def similarities(self, vec: np.ndarray) -> np.ndarray:
         """Cosine similarity of a unit vector to every exemplar (float32)."""
