@@ -30,7 +30,7 @@ from agent.transport import secure_channel
 from protos import envelope, events_pb2, ingest_pb2, ingest_pb2_grpc
 from rules.embed import SentenceModel, file_sha256
 from rules.schema import PolicyError
-from rules.semantic import Bank, SemanticJudge
+from rules.semantic import Bank, Cancelled, SemanticJudge
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,18 @@ def _give_back_memory() -> None:
 
 
 class SemanticStage:
-    """Loads the model on first use and keeps one judge per (policy, profile)."""
+    """The model and the policy's bank, made ready off the sensors' threads (``prepare``,
+    on the model-fetch thread: embedding the bank takes seconds of CPU on a cold start),
+    and one judge per (policy, profile). Until it is ready, ``judge_for`` answers None and
+    typing goes on with the patterns alone; it never waits."""
 
     def __init__(self, models_dir: Path, emit: Emit) -> None:
         self.models_dir = models_dir
         self._emit = emit
         self._lock = threading.Lock()
         self._model: tuple[str, SentenceModel] | None = None
-        self._judges: dict[tuple[int, str], SemanticJudge] = {}
         self._bank: tuple[int, Bank] | None = None  # the policy version's exemplar vectors
+        self._judges: dict[tuple[int, str], SemanticJudge] = {}
         self._refused: set[str] = set()  # model hashes that failed to load: reported once
         self.state = "off"  # for status and the heartbeat: off, waiting, ready, unavailable
 
@@ -73,25 +76,44 @@ class SemanticStage:
             return None
         return sem.model_sha256
 
-    def judge_for(self, active: ActivePolicy, profile: str) -> SemanticJudge | None:
+    def prepare(self, active: ActivePolicy,
+                cancelled: Callable[[], bool] = lambda: False) -> bool:  # fmt: skip
+        """Load the model and embed the bank for this policy, if its file is here. Runs on
+        the model-fetch thread; True when the stage is ready for this policy (or off)."""
         sha = self.wanted(active)
         if sha is None:
             self.state = "off"
+            return True
+        model = self._load(sha)
+        if model is None:
+            return False
+        if self._bank is None or self._bank[0] != active.version:
+            sem = active.policy.semantic
+            assert sem is not None
+            started = time.monotonic()
+            try:
+                bank = Bank(sem.exemplars, model, self.models_dir, cancelled)
+            except Cancelled:
+                return False
+            _give_back_memory()  # embedding the bank's batches freed heap to return
+            with self._lock:
+                self._bank = (active.version, bank)
+            log.info("semantic.ready version=%d exemplars=%d seconds=%.1f", active.version,
+                     len(sem.exemplars), time.monotonic() - started)  # fmt: skip
+        self.state = "ready"
+        return True
+
+    def judge_for(self, active: ActivePolicy, profile: str) -> SemanticJudge | None:
+        if self.wanted(active) is None:
             return None
         now = datetime.now(UTC)
         with self._lock:
             judge = self._judges.get((active.version, profile))
             if judge is not None and (judge.valid_until is None or now < judge.valid_until):
                 return judge if judge.on else None
-            model = self._load(sha)
-            if model is None:
-                return None
-            if self._bank is None or self._bank[0] != active.version:
-                sem = active.policy.semantic
-                assert sem is not None
-                self._bank = (active.version, Bank(sem.exemplars, model, self.models_dir))
-                _give_back_memory()  # embedding the bank's batches freed heap to return
-            judge = SemanticJudge(active.policy, profile, model, self._bank[1], now)
+            if self._model is None or self._bank is None or self._bank[0] != active.version:
+                return None  # not prepared yet: the patterns work alone meanwhile
+            judge = SemanticJudge(active.policy, profile, self._model[1], self._bank[1], now)
             self._judges = {k: v for k, v in self._judges.items() if k[0] == active.version}
             self._judges[(active.version, profile)] = judge
             return judge if judge.on else None
@@ -111,8 +133,8 @@ class SemanticStage:
             log.error("semantic.unavailable sha256=%s reason=%s", sha, exc)
             self._emit(_status(events_pb2.AgentStatus.SEMANTIC_UNAVAILABLE, str(exc)))
             return None
-        self._model = (sha, model)
-        self.state = "ready"
+        with self._lock:
+            self._model = (sha, model)
         log.info("semantic.loaded sha256=%s", sha)
         return model
 
@@ -121,9 +143,11 @@ class ModelFetcher:
     """Fetches the model file the policy names, in chunks, resuming after any failure."""
 
     def __init__(self, stage: SemanticStage, emit: Emit, address: str, ca_pem: bytes,
-                 agent_id: str, key: Ed25519PrivateKey, retry_s: float = 60.0,
+                 agent_id: str, key: Ed25519PrivateKey,
+                 current: Callable[[], ActivePolicy] | None = None, retry_s: float = 60.0,
                  timeout_s: float = 60.0) -> None:  # fmt: skip
         self._stage = stage
+        self._current = current  # the policy in force, for preparing the stage
         self._emit = emit
         self._address, self._ca, self._agent, self._key = address, ca_pem, agent_id, key
         self._retry_s, self._timeout_s = retry_s, timeout_s
@@ -141,9 +165,12 @@ class ModelFetcher:
         self._wake.set()
 
     def run(self) -> None:
+        """Fetch what the policy names, then prepare the stage; again at each new policy."""
         while not self._stop.is_set():
             sha = self._want
             done = sha is None or self._stage.path(sha).exists() or self.fetch(sha)
+            if done and self._current is not None:
+                done = self._stage.prepare(self._current(), self._stop.is_set)
             self._wake.wait(None if done else self._retry_s)
             self._wake.clear()
 

@@ -182,7 +182,7 @@ class Service:
         self.semantic = stage = SemanticStage(self._state.root / "models", outbox.put)
         cfg = policies.config
         models = ModelFetcher(stage, outbox.put, cfg.address, cfg.ca_pem, cfg.agent_id,
-                              policies.key)  # fmt: skip
+                              policies.key, holder.current)  # fmt: skip
         holder.subscribe(lambda active: models.want(stage.wanted(active)))
         models.want(stage.wanted(holder.current()))
         threading.Thread(target=models.run, name="model-fetch", daemon=True).start()

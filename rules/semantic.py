@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +74,10 @@ def sentences(text: str, min_words: int = 1) -> list[tuple[int, int]]:
     return spans
 
 
+class Cancelled(Exception):
+    """Embedding the bank was stopped (the agent is stopping)."""
+
+
 class Bank:
     """The exemplars' vectors, made once per policy and shared by every profile's judge;
     embedded in small batches so the model's working memory stays small. Kept as float32
@@ -82,9 +87,11 @@ class Bank:
     BATCH = 16
 
     def __init__(self, exemplars: tuple[Exemplar, ...], model: SentenceModel,
-                 cache: Path | None = None) -> None:  # fmt: skip
+                 cache: Path | None = None,
+                 cancelled: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
         """``cache``: a folder where the vectors are kept between runs, named by a hash of
-        the model and the texts (embedding 9,000 sentences takes seconds of CPU)."""
+        the model and the texts (embedding 9,000 sentences takes seconds of CPU).
+        ``cancelled``: asked between batches; True stops with ``Cancelled``."""
         import numpy as np
 
         self._np = np
@@ -103,6 +110,8 @@ class Bank:
         # Batches of similar length: a batch is padded to its longest sentence.
         order = sorted(range(len(exemplars)), key=lambda i: len(exemplars[i].text))
         for i in range(0, len(order), self.BATCH):
+            if cancelled():
+                raise Cancelled("the bank was being embedded when the agent stopped")
             rows = order[i : i + self.BATCH]
             self.vectors[rows] = model.embed([exemplars[r].text for r in rows])
         if path is not None:

@@ -101,9 +101,11 @@ def test_the_running_agent_fetches_the_model_and_judges_with_it(
     with running(state, tmp_path, probes) as service:
         wait(lambda: ("SEMANTIC_READY", f"model {SHA[:12]}") in statuses(collector, agent_id),
              what="the model fetched and checked")
-        stage = service.semantic
-        assert stage is not None and service.holder is not None
-        judge = stage.judge_for(service.holder.current(), "ks2")
+        stage, holder = service.semantic, service.holder
+        assert stage is not None and holder is not None
+        wait(lambda: stage.judge_for(holder.current(), "ks2") is not None, timeout=300,
+             what="the bank embedded")  # fmt: skip
+        judge = stage.judge_for(holder.current(), "ks2")
         assert judge is not None and stage.state == "ready"
         exemplar = next(e for e in judge.semantic.exemplars if e.category == "grooming")
         alerts = judge.judge(exemplar.text)  # the policy's own exemplar: its own nearest
