@@ -29,6 +29,7 @@ from agent import __version__
 # (cryptography: about 14 MB) are imported only by the commands that use them, below.
 if TYPE_CHECKING:
     from agent.identity import StateDir
+    from rules.schema import Policy
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +298,23 @@ def _policy_version(state: StateDir) -> str:
         saved = bundle.load_last_good(state.root / "policy.json", key)
     except (PolicyError, ValueError) as exc:
         return f"none (the saved bundle does not verify: {exc})"
-    return str(saved.version) if saved else "none"
+    if saved is None:
+        return "none"
+    return f"{saved.version}\nsemantic:     {_semantic_state(state, saved.policy)}"
+
+
+def _semantic_state(state: StateDir, policy: Policy) -> str:
+    """Whether the model the policy names is on this PC (by name and size; the service
+    checks its hash before loading it)."""
+    sem = policy.semantic
+    if sem is None or not sem.enabled:
+        return "off (the policy has no semantic stage switched on)"
+    path = state.root / "models" / f"{sem.model_sha256}.onnx"
+    if path.exists():
+        return f"model {sem.model_sha256[:12]} on this PC ({path.stat().st_size} bytes)"
+    part = path.with_suffix(".part")
+    have = part.stat().st_size if part.exists() else 0
+    return f"waiting for model {sem.model_sha256[:12]} from the collector ({have} bytes so far)"
 
 
 _COMMANDS = {
