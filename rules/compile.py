@@ -147,7 +147,12 @@ class Compiled:
         windows = max((c.window for c in self.categories), default=0)
         self.guard_reach = windows + 2 * self.hold_words + 2
         del self._shared
-        # Per pattern id, what it means (tuples: 50,000 of them, smaller than lists).
+        # Per pattern id, what it means (tuples: 50,000 of them, smaller than lists). A phrase
+        # in two segments of one sequence is offered to the later segment first, so it can
+        # follow its own earlier occurrence ("x ... x") before that progress is replaced.
+        for es in building:
+            if len(es) > 1 and any(e.rule >= 0 for e in es):
+                es.sort(key=lambda e: -e.seg)
         self.entries: tuple[tuple[Entry, ...], ...] = tuple(map(tuple, building))
         del building
         self.patterns = tuple(patterns)

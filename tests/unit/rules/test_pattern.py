@@ -228,6 +228,20 @@ def test_a_gap_allows_up_to_n_words_in_order(compiled: Compiled) -> None:
     assert _cats(compiled, f"{low} pic of you send me") == []  # the wrong order
 
 
+def test_a_phrase_may_follow_itself_in_a_sequence() -> None:
+    files = _policy_files()
+    files["keywords/violence.toml"] = VIOLENCE + """
+[[term]]
+pattern = "again ...2 again"
+weight = 10
+why = "a phrase in two segments"
+example = "again and again"
+"""
+    compiled = Compiled(load_files(files), "ks2")
+    assert _cats(compiled, "again and again") == ["violence"]
+    assert _cats(compiled, "again") == []
+
+
 def test_the_same_entry_over_the_same_words_counts_once(compiled: Compiled) -> None:
     # "send pic" and "send me a pic" are alternatives of one entry; on "send me a pic"
     # only one of them can match, but "r u alone r u alone" is two separate hits.
