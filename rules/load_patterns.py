@@ -47,7 +47,8 @@ def term_of(t: Table, classes: Mapping[str, tuple[str, ...]], keys: set[str]) ->
     """A ``[[term]]`` (or guard): a literal ``phrase`` or a ``pattern``, with its weight."""
     t.check_keys(keys | {"phrase", "pattern"})
     if ("phrase" in t.data) == ("pattern" in t.data):
-        raise t.fail("give exactly one of phrase (literal) or pattern")
+        raise t.fail("give exactly one of phrase (literal) or pattern",
+                     "pattern" if "pattern" in t.data else None)  # fmt: skip
     weight = t.get_int("weight", lo=-1000, hi=1000)
     why, example = t.get_text("why"), t.get_str("example", "")
     if "phrase" in t.data:
