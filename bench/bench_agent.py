@@ -3,6 +3,7 @@ bench/bench_browser.py).
 
     .venv/bin/python bench/bench_agent.py                  # 60 s per phase, as in the results
     .venv/bin/python bench/bench_agent.py --seconds 10     # a quick look
+    .venv/bin/python bench/bench_agent.py --semantic off   # the semantic stage switched off
 
 Starts a real collector (in this process), Xvfb with an xterm, `safeguard-agent run` and its
 `keyboard-helper` as real processes (log level info) from a venv made the way the installer
@@ -13,9 +14,15 @@ the agent pages the collector already brought into memory (3.9 MB more, measured
 classroom PC does not have. Then it measures with psutil, summed over both agent processes:
 CPU (% of one core) and RSS, idle, while xdotool types 10 characters/s,
 and in a 200 characters/s burst. Then it stops the collector (so events stay in the outbox)
-and times, for distinct phrases, the keystroke that completes a term (the key after it: the
-matcher must see the word end) to the event's row in the outbox. The xdotool process start
-(a few ms) is inside that figure, so it is an upper bound.
+and times, for distinct phrases, the Enter that ends the text (an alert of a category with
+guards waits for the end of its sentence) to the event's row in the outbox. The xdotool
+process start (a few ms) is inside that figure, so it is an upper bound.
+
+The collector publishes the shipped policy (with ``--semantic off``, a copy whose semantic
+stage is switched off) before the agent starts; with the stage on, measuring begins once the
+agent has fetched the model and embedded the bank ("semantic.ready" in its log). The typing
+phases then end sentences with Enter, so the stage judges them; and the sentence-to-alert
+delay is timed from the Enter after a sentence only the semantic stage catches.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -37,12 +45,16 @@ sys.path.insert(0, str(ROOT))
 
 from agent.enrol import enrol  # noqa: E402 -- after the path is set
 from agent.identity import StateDir  # noqa: E402
+from collector import policy as published  # noqa: E402
 from installer.pyenv import create  # noqa: E402
+from rules.compile import Compiled  # noqa: E402
+from rules.load import DEFAULT_DIR, load_policy  # noqa: E402
+from rules.match import match_text  # noqa: E402
 from tests.e2e.agent.desktop import AgentProcesses, Desktop  # noqa: E402
 from tests.harness import CollectorHarness  # noqa: E402
 
 TEXT = ("the class wrote about the water cycle and the rain that falls on the hills near "
-        "Scunthorpe then we read a story about a fox who found a lost kite ")  # fmt: skip
+        "Scunthorpe.\nthen we read a story about a fox who found a lost kite.\n")  # fmt: skip
 PHRASES = ["i will kill you", "this is our little secret", "dont tell your mum",
            "you are ugly and everyone hates you", "I want to kill myself"]  # fmt: skip
 
@@ -79,15 +91,36 @@ def queued_keywords(outbox: Path) -> int:
         db.close()
 
 
+def semantic_only_sentences(n: int = 5) -> list[str]:
+    """Curated exemplars the patterns do not alert on: an alert for them is the stage's."""
+    policy = load_policy()
+    compiled = Compiled(policy, "ks2")
+    assert policy.semantic is not None
+    return [e.text for e in policy.semantic.exemplars
+            if e.category != "innocent" and not match_text(compiled, e.text)][:n]  # fmt: skip
+
+
+def rules_with_semantic(tmp: Path, on: bool) -> Path:
+    folder = tmp / "rules"
+    shutil.copytree(DEFAULT_DIR, folder)
+    if not on:
+        path = folder / "semantic.toml"
+        path.write_text(path.read_text().replace("enabled = true", "enabled = false", 1))
+    return folder
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--semantic", choices=("on", "off"), default="on")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     version = create(tmp / "agent-venv", ROOT, "agent")
-    print(f"agent venv: {tmp / 'agent-venv'} (safeguard-monitor {version})", flush=True)
+    print(f"agent venv: {tmp / 'agent-venv'} (safeguard-monitor {version}, "
+          f"semantic stage {args.semantic})", flush=True)  # fmt: skip
     collector = CollectorHarness(tmp / "collector")
     collector.start()
+    published.publish(collector.data, rules_with_semantic(tmp, args.semantic == "on"))
     state = StateDir(tmp / "agent")
     enrol(state, collector.address, collector.new_token(), collector.ca_path.read_bytes())
     desktop = Desktop(tmp)
@@ -103,6 +136,8 @@ def main() -> None:
         desktop.window("notes")
         desktop.focus("notes")
         wait_for(lambda: "state=running" in (procs.logs / "agent.err").read_text())
+        if args.semantic == "on":  # the model fetched and the bank embedded (minutes, cold)
+            wait_for(lambda: "semantic.ready" in (procs.logs / "agent.err").read_text(), 900)
         pids = procs.pids()
         time.sleep(5)  # let start-up work (policy fetch, first scans) settle
         rows = [("idle", *measure(pids, args.seconds))]
@@ -125,12 +160,25 @@ def main() -> None:
             desktop.type("\n" + phrase, delay_ms=20)
             before = queued_keywords(state.outbox)
             t0 = time.perf_counter()
-            desktop.key("space")  # the key that completes the term
+            # Enter ends the text: an alert of a category with guards (suicide, violence ...)
+            # waits for the end of its sentence, the others come at the key after the term.
+            desktop.key("Return")
             while queued_keywords(state.outbox) == before:
                 if time.perf_counter() - t0 > 10:
                     raise SystemExit(f"no event for {phrase!r}")
                 time.sleep(0.001)
             latencies.append(1000 * (time.perf_counter() - t0))
+        sentence_ms = []
+        for sentence in semantic_only_sentences() if args.semantic == "on" else []:
+            desktop.type("\n" + sentence, delay_ms=20)
+            before = queued_keywords(state.outbox)
+            t0 = time.perf_counter()
+            desktop.key("Return")  # the sentence is finished: the stage judges it
+            while queued_keywords(state.outbox) == before:
+                if time.perf_counter() - t0 > 10:
+                    raise SystemExit(f"no semantic event for {sentence!r}")
+                time.sleep(0.001)
+            sentence_ms.append(1000 * (time.perf_counter() - t0))
     finally:
         procs.stop()
         desktop.close()
@@ -143,8 +191,11 @@ def main() -> None:
     for name, pct, rss in rows:
         print(f"| {name} | {pct:.2f} | {rss:.1f} |")
     print("RSS by process now (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
-    print(f"keystroke -> outbox (ms, n={len(latencies)}): median "
+    print(f"Enter after a phrase -> outbox (ms, n={len(latencies)}): median "
           f"{statistics.median(latencies):.1f}, max {max(latencies):.1f}")  # fmt: skip
+    if sentence_ms:
+        print(f"Enter after a sentence -> semantic event in the outbox (ms, n={len(sentence_ms)})"
+              f": median {statistics.median(sentence_ms):.1f}, max {max(sentence_ms):.1f}")
 
 
 if __name__ == "__main__":
