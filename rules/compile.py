@@ -16,6 +16,7 @@ import ahocorasick  # type: ignore[import-not-found]  # C library without type s
 from rules.automaton import Automaton
 from rules.normalise import normalise
 from rules.schema import Boundary, Category, Exemption, Policy, PolicyError
+from rules.sequences import SequenceRule, merged, trigger
 
 MAX_PHRASE = 200  # squeezed characters; keeps the keystroke history bounded
 
@@ -36,6 +37,7 @@ class Entry:
     seg: int = -1  # ... and which of its segments this phrase is
     seps: int = 0  # word gaps inside the phrase (its first word = its last minus this)
     guard: int = -1  # a guard: its index in ``Compiled.guards``
+    member: int = -1  # a phrase of a sequence's non-trigger segment: its member key
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +46,6 @@ class ComboRule:
     parts: tuple[str, ...]
     weight: int
     window: int
-
-
-@dataclass(frozen=True, slots=True)
-class SequenceRule:
-    """A pattern with gaps: its segments must follow each other within ``gaps`` words."""
-
-    category: int
-    phrase: str
-    weight: int
-    gaps: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +62,7 @@ class Compiled:
 
     # What the matcher holds: the same for two profiles with the same categories and active
     # exemptions (KS1 and KS2 usually), so it is built once and shared through ``shared``.
-    SHARED = ("combos", "sequences", "guards", "hold_words", "guarded", "guard_reach",
+    SHARED = ("combos", "sequences", "guards", "hold_words", "guarded", "guard_reach", "seq_reach",
               "entries", "patterns", "automaton", "bulk", "needs")  # fmt: skip
 
     def __init__(self, policy: Policy, profile: str, now: datetime | None = None,
@@ -100,21 +92,41 @@ class Compiled:
         self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # equal run tuples, one copy
         exempt_terms = {_squeezed(t): e.id for e in active for t in e.terms}
         index = {c.name: i for i, c in enumerate(self.categories)}
+        members: dict[tuple[object, ...], int] = {}  # (pid, runs, boundary, exempt) -> key
+        self.seq_reach = 0
         for ci, cat in enumerate(self.categories):
             cat_ex = tuple(e.id for e in active if cat.name in e.categories)
             for term in cat.terms:
                 ex = cat_ex
                 if term.segments and _squeezed(term.phrase) in exempt_terms:
                     ex += (exempt_terms[_squeezed(term.phrase)],)  # a pattern named whole
-                rule = -1
-                if term.gaps:
-                    rule = len(self.sequences)
-                    self.sequences.append(SequenceRule(ci, term.phrase, term.weight, term.gaps))
-                for seg, phrases in enumerate(term.parts):
-                    entry = Entry(ci, term.weight, term.boundary, (), term.phrase, exempt=ex,
-                                  rule=rule, seg=seg if rule >= 0 else -1)  # fmt: skip
-                    for phrase in phrases:
+                parts, gaps = term.parts, term.gaps
+                if gaps and term.boundary == "word":
+                    parts, gaps = merged(parts, gaps)
+                if not gaps:
+                    entry = Entry(ci, term.weight, term.boundary, (), term.phrase, exempt=ex)
+                    for phrase in parts[0]:
                         self._add(building, patterns, phrase, entry, exempt_terms)
+                    continue
+                rule, t = len(self.sequences), trigger(parts)
+                groups = []
+                for seg, phrases in enumerate(parts):
+                    if seg == t:  # the trigger's phrases are entries of the rule
+                        entry = Entry(ci, term.weight, term.boundary, (), term.phrase,
+                                      exempt=ex, rule=rule, seg=seg)  # fmt: skip
+                        for phrase in phrases:
+                            self._add(building, patterns, phrase, entry, exempt_terms)
+                        groups.append(frozenset[int]())
+                    else:  # the others' are member keys, shared by every rule using them
+                        groups.append(frozenset(
+                            self._member(building, patterns, members, phrase, term.boundary,
+                                         exempt_terms) for phrase in phrases))  # fmt: skip
+                spans = tuple(max(map(_words, phrases)) for phrases in parts)
+                self.sequences.append(SequenceRule(ci, term.phrase, term.weight, gaps, t,
+                                                   tuple(groups), ex, spans))  # fmt: skip
+                # How far back the trigger looks for the segments before it, in words.
+                back = sum(gaps[i] + max(map(_words, parts[i])) for i in range(t))
+                self.seq_reach = max(self.seq_reach, back + max(map(_words, parts[t])))
             for combo in cat.combos:
                 k = len(self.combos)
                 self.combos.append(ComboRule(ci, combo.terms, combo.weight, combo.window))
@@ -147,12 +159,7 @@ class Compiled:
         windows = max((c.window for c in self.categories), default=0)
         self.guard_reach = windows + 2 * self.hold_words + 2
         del self._shared
-        # Per pattern id, what it means (tuples: 50,000 of them, smaller than lists). A phrase
-        # in two segments of one sequence is offered to the later segment first, so it can
-        # follow its own earlier occurrence ("x ... x") before that progress is replaced.
-        for es in building:
-            if len(es) > 1 and any(e.rule >= 0 for e in es):
-                es.sort(key=lambda e: -e.seg)
+        # Per pattern id, what it means (tuples: 50,000 of them, smaller than lists).
         self.entries: tuple[tuple[Entry, ...], ...] = tuple(map(tuple, building))
         del building
         self.patterns = tuple(patterns)
@@ -170,8 +177,22 @@ class Compiled:
             for es in self.entries
         )
 
+    def _member(self, building: list[list[Entry]], patterns: dict[str, int],
+                members: dict[tuple[object, ...], int], phrase: str, boundary: Boundary,
+                exempt_terms: dict[str, str]) -> int:  # fmt: skip
+        """The member key of a phrase of a sequence's non-trigger segment: one entry per
+        (phrase, run lengths, boundary, exemption), whatever the number of rules."""
+        made = self._add(building, patterns, phrase, Entry(-1, 0, boundary, (), ""),
+                         exempt_terms, store=False)  # fmt: skip
+        pid = patterns[_squeezed(phrase)]
+        key = (pid, made.runs, boundary, made.exempt)
+        if key not in members:
+            members[key] = len(members)
+            building[pid].append(replace(made, member=members[key]))
+        return members[key]
+
     def _add(self, building: list[list[Entry]], patterns: dict[str, int], phrase: str,
-             entry: Entry, exempt_terms: dict[str, str]) -> None:  # fmt: skip
+             entry: Entry, exempt_terms: dict[str, str], store: bool = True) -> Entry:  # fmt: skip
         norm = normalise(phrase)
         text = norm.text().strip()
         if not text:
@@ -187,7 +208,10 @@ class Compiled:
         pid = patterns.setdefault(text, len(patterns))
         if pid == len(building):
             building.append([])
-        building[pid].append(replace(entry, runs=runs, exempt=ex, seps=text.count(" ")))
+        made = replace(entry, runs=runs, exempt=ex, seps=text.count(" "))
+        if store and made not in building[pid]:  # "don't" and "dont" in one class: once
+            building[pid].append(made)
+        return made
 
     def exemption(self, ident: str) -> Exemption:
         return next(e for e in self.exemptions if e.id == ident)

@@ -211,14 +211,13 @@ class Stream:
             start_ok = i == 0 or sq.chars[i - 1] == SEP or sq.soft[i]
             for entry in self.c.entries[pid]:
                 if _fits(entry, start_ok, end_ok, sq.runs, i):
-                    hit = Hit(entry.phrase, entry.weight, sq.starts[i], sq.ends[end - 1 - sq.base],
-                              entry.exempt)  # fmt: skip
-                    for fired in self._score.add(entry, hit):
-                        alert = _new_alert(self.c, *fired, self._context)
-                        if fired.category in self.c.guarded:
-                            self._held += ((fired, alert),)
-                        else:
-                            out.extend(self._emit(alert))
+                    self._score.add(entry, sq.starts[i], sq.ends[end - 1 - sq.base])
+        for fired in self._score.flush():  # every hit ending here counted, then thresholds
+            alert = _new_alert(self.c, *fired, self._context)
+            if fired.category in self.c.guarded:
+                self._held += ((fired, alert),)
+            else:
+                out.extend(self._emit(alert))
         return out
 
     def _emit(self, alert: Alert, stands: bool = True) -> list[Alert]:
@@ -365,6 +364,25 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
     held: tuple[Held, ...] = ()
     bounds: list[int] | None = None
     long = len(text) > 2 * HISTORY
+    group = -1  # the character the hits being added end at
+
+    def fire(last: int) -> bool:
+        """Thresholds for the hits that ended at squeezed character ``last`` (as the
+        stream's ``_resolve``); False if only the stream can tell an alert's context."""
+        nonlocal held
+        if scorer is None or at is None:
+            return True
+        for fired in scorer.flush():
+            alert = _new_alert(c, *fired, context, at.span)
+            if long:
+                fed = at.settled_by(last + 1) if last + 1 < n else len(text)
+                if _raw_base(fed) > max(0, alert.end - 4 * c.policy.context_chars):
+                    return False
+            if fired.category in c.guarded:
+                held += ((fired, alert),)
+            else:
+                alerts.append(alert)
+        return True
     counted = 0  # squeezed characters whose gaps ``scorer.words`` holds
 
     def context(end: int) -> str:
@@ -387,27 +405,24 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
                 continue
             # Squeezed indices for now: min/max (combinations, alert spans) commute with
             # the monotone map to raw offsets, which is made for alerts only.
-            hit = Hit(entry.phrase, entry.weight, first, last, entry.exempt)
-            scorer = scorer or Scorer(c, ends_inclusive=True)
-            # Hard gaps up to the hit, as streamed (``found`` is sorted by ``last``).
-            scorer.words += s.count(SEP, counted, last + 1)
-            counted = last + 1
-            if held:  # as the stream: settled before the first hit past their sentence
-                if bounds is None:
-                    bounds = [m.start() for m in _SENTENCE_END.finditer(text)]
-                ready, held = _ready(held, scorer.words, c.hold_words,
-                                     _ended(bounds, at.span(last, last)[0]))  # fmt: skip
-                alerts.extend(_settled(c, ready, scorer.guards, bounds, at))
-            for fired in scorer.add(entry, hit):
-                alert = _new_alert(c, *fired, context, at.span)
-                if long:
-                    fed = at.settled_by(last + 1) if last + 1 < n else len(text)
-                    if _raw_base(fed) > max(0, alert.end - 4 * c.policy.context_chars):
-                        return None
-                if fired.category in c.guarded:
-                    held += ((fired, alert),)
-                else:
-                    alerts.append(alert)
+            if scorer is None:
+                scorer = Scorer(c, ends_inclusive=True)
+            if last != group:  # the hits ending at the previous character are all in
+                if not fire(group):
+                    return None
+                group = last
+                # Hard gaps up to the hit, as streamed (``found`` is sorted by ``last``).
+                scorer.words += s.count(SEP, counted, last + 1)
+                counted = last + 1
+                if held:  # as the stream: settled before the first hit past their sentence
+                    if bounds is None:
+                        bounds = [m.start() for m in _SENTENCE_END.finditer(text)]
+                    ready, held = _ready(held, scorer.words, c.hold_words,
+                                         _ended(bounds, at.span(last, last)[0]))  # fmt: skip
+                    alerts.extend(_settled(c, ready, scorer.guards, bounds, at))
+            scorer.add(entry, first, last)
+    if not fire(group):
+        return None
     if held and scorer is not None and at is not None:
         if bounds is None:
             bounds = [m.start() for m in _SENTENCE_END.finditer(text)]

@@ -23,13 +23,18 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from rules.compile import Compiled, Entry
+from rules.sequences import SequenceRule
 
 Seen = tuple[int, "Hit"]  # (word index of the hit's last word, hit)
-Progress = tuple[int, int, tuple[str, ...], int] | None  # (last word, start, exempt, 1st word)
 GuardSeen = tuple[int, int, int, int]  # (guard, first word, last word, start position)
+# A member hit of a sequence segment: (member key, first word, last word, start, exempt).
+Member = tuple[int, int, int, int, tuple[str, ...]]
+# A sequence waiting for its segment ``next``: (rule, next, the previous segment's last
+# word, the first segment's start position and first word, exemptions so far).
+Armed = tuple[int, int, int, int, int, tuple[str, ...]]
 ScoreState = tuple[
     int, dict[int, tuple[Seen, ...]], dict[int, tuple[Seen | None, ...]], dict[int, int],
-    dict[int, tuple[Progress, ...]], tuple[GuardSeen, ...],
+    tuple[Member, ...], tuple[Armed, ...], tuple[GuardSeen, ...],
 ]  # fmt: skip
 
 
@@ -55,81 +60,154 @@ class Fired(NamedTuple):
 
 
 class Scorer:
-    __slots__ = ("_alerted", "_combos", "_inclusive", "_progress", "_windows", "c", "guards",
-                 "words")  # fmt: skip
+    __slots__ = ("_alerted", "_armed", "_combos", "_history", "_inclusive", "_touched",
+                 "_windows", "c", "guards", "words")  # fmt: skip
 
     def __init__(self, compiled: Compiled, ends_inclusive: bool = False) -> None:
         self.c = compiled
         self.words = 0  # hard word gaps seen since the last reset
         self._windows: dict[int, tuple[tuple[int, Hit], ...]] = {}
         self._combos: dict[int, tuple[tuple[int, Hit] | None, ...]] = {}
-        self._progress: dict[int, tuple[Progress, ...]] = {}
+        self._history: tuple[Member, ...] = ()  # recent member hits, oldest first
+        self._armed: tuple[Armed, ...] = ()
         self.guards: tuple[GuardSeen, ...] = ()
         # category -> end of the last alert's span; hits starting before it were alerted on.
         self._alerted: dict[int, int] = {}
         # The bulk path's Hit.end is its last character, the stream's the one after it.
         self._inclusive = ends_inclusive
+        self._touched: list[int] = []  # categories added to since the last flush
 
     def state(self) -> ScoreState:
-        return (self.words, self._windows, self._combos, self._alerted, self._progress,
-                self.guards)  # fmt: skip
+        return (self.words, self._windows, self._combos, self._alerted, self._history,
+                self._armed, self.guards)  # fmt: skip
 
     def restore(self, st: ScoreState) -> None:
-        (self.words, self._windows, self._combos, self._alerted, self._progress,
+        (self.words, self._windows, self._combos, self._alerted, self._history, self._armed,
          self.guards) = st  # fmt: skip
 
-    def add(self, entry: Entry, hit: Hit) -> list[Fired]:
-        """One hit of ``entry`` whose last word is ``self.words``."""
-        hit = hit._replace(first_word=self.words - entry.seps, last_word=self.words)
+    def add(self, entry: Entry, start: int, end: int) -> None:
+        """One hit of ``entry`` (from ``start`` to ``end`` in the path's positions) whose
+        last word is ``self.words``. Every hit that ends at the same character is added
+        before ``flush`` fires, so an alert's score holds all of them (a weight-20 term is
+        not lost under a weight-10 one over the same words)."""
+        last = self.words
+        first = last - entry.seps
+        if entry.member >= 0:
+            self._member(entry, first, last, start, end)
+            return
         if entry.guard >= 0:  # kept while an alert it could lower may still be waiting
-            oldest = self.words - self.c.guard_reach
+            oldest = last - self.c.guard_reach
             self.guards = (*(g for g in self.guards if g[2] >= oldest),
-                           (entry.guard, hit.first_word, hit.last_word, hit.start))  # fmt: skip
-            return []
+                           (entry.guard, first, last, start))  # fmt: skip
+            return
+        hit = Hit(entry.phrase, entry.weight, start, end, entry.exempt, first, last)
         if entry.rule >= 0:
-            return self._sequence(entry, hit)
+            self._trigger(entry, hit)
+            return
         if entry.combo < 0:
-            return self._window(entry.category, hit)
+            self._push(entry.category, hit)
+            return
         rule = self.c.combos[entry.combo]
         seen = list(self._combos.get(entry.combo) or (None,) * len(rule.parts))
-        seen[entry.part] = (self.words, hit)
+        seen[entry.part] = (last, hit)
         combos = dict(self._combos)
-        parts = [s for s in seen if s is not None and self.words - s[0] <= rule.window]
+        parts = [s for s in seen if s is not None and last - s[0] <= rule.window]
         if len(parts) < len(rule.parts):
             combos[entry.combo] = tuple(seen)
             self._combos = combos
-            return []
+            return
         combos.pop(entry.combo, None)  # complete: start collecting afresh
         self._combos = combos
         hits = [h for _, h in parts]
-        return self._window(rule.category, _joined(" + ".join(rule.parts), rule.weight, hits))
+        self._push(rule.category, _joined(" + ".join(rule.parts), rule.weight, hits))
 
-    def _sequence(self, entry: Entry, hit: Hit) -> list[Fired]:
+    # -- sequences (rules/sequences.py): members remembered, triggers look back ----------
+    def _member(self, entry: Entry, first: int, last: int, start: int, end: int) -> None:
+        key = entry.member
+        if self._armed:
+            self._advance(key, first, last, end, entry.exempt)
+        oldest = last - self.c.seq_reach
+        history = self._history
+        if history and history[0][2] < oldest:
+            history = tuple(m for m in history if m[2] >= oldest)
+        self._history = (*history, (key, first, last, start, entry.exempt))
+
+    def _trigger(self, entry: Entry, hit: Hit) -> None:
+        """The rule's rarest segment hit: find the segments before it in the history
+        (each ending within its gap before the next one starts; every candidate is tried,
+        newest first), then complete the rule or wait for the segments after it."""
         rule = self.c.sequences[entry.rule]
-        last = len(rule.gaps)
-        prog = list(self._progress.get(entry.rule) or (None,) * last)
-        if entry.seg == 0:
-            prog[0] = (hit.last_word, hit.start, hit.exempt, hit.first_word)
+        t = rule.trigger
+        found = self._before(rule, t - 1, hit.first_word, hit.start, hit.exempt)
+        if found is None:
+            return
+        start, begin, exempt = found
+        if t == len(rule.gaps):
+            self._complete(entry.rule, start, hit.end, set(exempt), begin, hit.last_word)
         else:
-            prev = prog[entry.seg - 1]
-            if prev is None or not 0 <= hit.first_word - prev[0] - 1 <= rule.gaps[entry.seg - 1]:
-                return []
-            exempt = tuple(sorted({*prev[2], *hit.exempt}))
-            if entry.seg == last:
-                done = Hit(rule.phrase, rule.weight, prev[1], hit.end, exempt, prev[3],
-                           hit.last_word)  # fmt: skip
-                return self._window(rule.category, done)
-            prog[entry.seg] = (hit.last_word, prev[1], exempt, prev[3])
-        progress = dict(self._progress)
-        progress[entry.rule] = tuple(prog)
-        self._progress = progress
-        return []
+            self._armed = (*self._live(hit.last_word),
+                           (entry.rule, t + 1, hit.last_word, start, begin, exempt))  # fmt: skip
 
-    def _window(self, cat: int, hit: Hit) -> list[Fired]:
+    def _before(self, rule: SequenceRule, i: int, begin: int, start: int,
+                exempt: tuple[str, ...]) -> tuple[int, int, tuple[str, ...]] | None:  # fmt: skip
+        """Segments ``i`` down to 0, the segment after ``i`` beginning at word ``begin``:
+        (start position, first word, exemptions) of a way to match them, or None."""
+        if i < 0:
+            return start, begin, exempt
+        group, gap = rule.groups[i], rule.gaps[i]
+        for key, first, last, pos, ex in reversed(self._history):
+            if last >= begin:
+                continue  # ends inside or after the segment it should precede
+            if begin - last - 1 > gap:
+                return None  # older ones are further away still
+            if key in group:
+                joined = tuple(sorted({*exempt, *ex})) if ex else exempt
+                found = self._before(rule, i - 1, first, pos, joined)
+                if found is not None:
+                    return found
+        return None
+
+    def _advance(self, key: int, first: int, last: int, end: int,
+                 ex: tuple[str, ...]) -> None:  # fmt: skip
+        """A member hit: move on the armed rules whose next segment it is."""
+        armed = self._live(last)
+        grown: list[Armed] = []
+        for item in armed:
+            rule_no, nxt, prev_last, start, begin, exempt = item
+            rule = self.c.sequences[rule_no]
+            gap = rule.gaps[nxt - 1]
+            if key not in rule.groups[nxt] or not 0 <= first - prev_last - 1 <= gap:
+                continue
+            joined = tuple(sorted({*exempt, *ex}))
+            if nxt == len(rule.gaps):
+                self._complete(rule_no, start, end, set(joined), begin, last)
+            else:
+                grown.append((rule_no, nxt + 1, last, start, begin, joined))
+        self._armed = (*armed, *grown)
+
+    def _live(self, now: int) -> tuple[Armed, ...]:
+        """The armed rules whose next segment can still be among the hits that end at
+        word ``now`` or later (hits arrive in order of their end, and a long phrase that
+        began in time may end after shorter ones)."""
+        seqs = self.c.sequences
+        out = []
+        for a in self._armed:
+            rule = seqs[a[0]]
+            if now - a[2] - 1 <= rule.gaps[a[1] - 1] + rule.spans[a[1]] - 1:
+                out.append(a)
+        return tuple(out)
+
+    def _complete(self, rule_no: int, start: int, end: int, exempt: set[str], first: int,
+                  last: int) -> None:  # fmt: skip
+        rule = self.c.sequences[rule_no]
+        self._push(rule.category, Hit(rule.phrase, rule.weight, start, end,
+                                      tuple(sorted({*exempt, *rule.exempt})), first, last))
+
+    def _push(self, cat: int, hit: Hit) -> None:
         alerted = self._alerted.get(cat)
         inclusive = self._inclusive
         if alerted is not None and (hit.start <= alerted if inclusive else hit.start < alerted):
-            return []  # its words are in an alert of this category already
+            return  # its words are in an alert of this category already
         category = self.c.categories[cat]
         oldest = self.words - category.window
         kept = tuple(
@@ -138,24 +216,35 @@ class Scorer:
                 p[1].phrase == hit.phrase
                 and (hit.start <= p[1].end if inclusive else hit.start < p[1].end))
         )  # fmt: skip
-        hits = (*kept, (self.words, hit))
-        total = clean = 0
-        for _, h in hits:
-            total += h.weight
-            if not h.exempt:
-                clean += h.weight
         windows = dict(self._windows)
+        windows[cat] = (*kept, (self.words, hit))
+        self._windows = windows
+        if cat not in self._touched:
+            self._touched.append(cat)
+
+    def flush(self) -> list[Fired]:
+        """Alerts of the categories whose window reached the threshold since the last flush;
+        each such window then starts afresh."""
         fired: list[Fired] = []
-        if total >= category.threshold:
+        touched, self._touched = self._touched, []
+        for cat in touched:
+            hits = self._windows.get(cat, ())
+            total = clean = 0
+            for _, h in hits:
+                total += h.weight
+                if not h.exempt:
+                    clean += h.weight
+            threshold = self.c.categories[cat].threshold
+            if total < threshold:
+                continue
+            windows = dict(self._windows)
             windows.pop(cat, None)
-            if clean >= category.threshold:  # a suppressed (exempted) alert consumes nothing
+            self._windows = windows
+            if clean >= threshold:  # a suppressed (exempted) alert consumes nothing
                 alerted_ends = dict(self._alerted)
                 alerted_ends[cat] = max(h.end for _, h in hits)
                 self._alerted = alerted_ends
-            fired.append(Fired(cat, total, tuple(h for _, h in hits), clean < category.threshold))
-        else:
-            windows[cat] = hits
-        self._windows = windows
+            fired.append(Fired(cat, total, tuple(h for _, h in hits), clean < threshold))
         return fired
 
 

@@ -86,7 +86,7 @@ def test_typed_terms_are_detected_with_their_window_and_a_password_prompts_keys_
 ) -> None:
     desktop.type("I live in Scunthorpe\n")  # innocent
     desktop.type("I will k.i.l.l you\n")
-    assert keyword(child.next()) == ("violence", "I will k.i.l.l you", "notes")
+    assert keyword(child.next()) == ("bullying", "I will k.i.l.l you", "notes")
     desktop.focus("Enter password")
     desktop.type("dont tell your mum\n")  # a secret: dropped before the matcher
     desktop.focus("notes")

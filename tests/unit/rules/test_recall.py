@@ -65,7 +65,7 @@ RECALL = [
     ("pornography", "xxx videos"),
     ("violence", "i'm going to stab you after school"),
     ("violence", "bring a knife to school tomorrow"),
-    ("violence", "im gonna kill you"),
+    ("violence", "gonna batter him behind the shops tonight"),
     ("violence", "watch the beheading video"),
     ("violence", "how to make a pipe bomb"),
     ("violence", "i will shoot up the school"),
