@@ -63,7 +63,7 @@ class Compiled:
     # What the matcher holds: the same for two profiles with the same categories and active
     # exemptions (KS1 and KS2 usually), so it is built once and shared through ``shared``.
     SHARED = ("combos", "sequences", "guards", "hold_words", "guarded", "guard_reach", "seq_reach",
-              "entries", "patterns", "automaton", "bulk", "needs")  # fmt: skip
+              "entries", "pattern_count", "automaton", "bulk", "needs")  # fmt: skip
 
     def __init__(self, policy: Policy, profile: str, now: datetime | None = None,
                  shared: dict[tuple[object, ...], Compiled] | None = None) -> None:  # fmt: skip
@@ -90,6 +90,8 @@ class Compiled:
         patterns: dict[str, int] = {}
         building: list[list[Entry]] = []
         self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # equal run tuples, one copy
+        self._entries: dict[Entry, Entry] = {}
+        self._groups: dict[frozenset[int], frozenset[int]] = {}  # a class's members, one copy
         exempt_terms = {_squeezed(t): e.id for e in active for t in e.terms}
         index = {c.name: i for i, c in enumerate(self.categories)}
         members: dict[tuple[object, ...], int] = {}  # (pid, runs, boundary, exempt) -> key
@@ -108,25 +110,9 @@ class Compiled:
                     for phrase in parts[0]:
                         self._add(building, patterns, phrase, entry, exempt_terms)
                     continue
-                rule, t = len(self.sequences), trigger(parts)
-                groups = []
-                for seg, phrases in enumerate(parts):
-                    if seg == t:  # the trigger's phrases are entries of the rule
-                        entry = Entry(ci, term.weight, term.boundary, (), term.phrase,
-                                      exempt=ex, rule=rule, seg=seg)  # fmt: skip
-                        for phrase in phrases:
-                            self._add(building, patterns, phrase, entry, exempt_terms)
-                        groups.append(frozenset[int]())
-                    else:  # the others' are member keys, shared by every rule using them
-                        groups.append(frozenset(
-                            self._member(building, patterns, members, phrase, term.boundary,
-                                         exempt_terms) for phrase in phrases))  # fmt: skip
-                spans = tuple(max(map(_words, phrases)) for phrases in parts)
-                self.sequences.append(SequenceRule(ci, term.phrase, term.weight, gaps, t,
-                                                   tuple(groups), ex, spans))  # fmt: skip
-                # How far back the trigger looks for the segments before it, in words.
-                back = sum(gaps[i] + max(map(_words, parts[i])) for i in range(t))
-                self.seq_reach = max(self.seq_reach, back + max(map(_words, parts[t])))
+                self._sequence(building, patterns, members, exempt_terms, parts, gaps,
+                               SequenceRule(ci, term.phrase, term.weight, gaps, 0, (), ex, ()),
+                               term.boundary)  # fmt: skip
             for combo in cat.combos:
                 k = len(self.combos)
                 self.combos.append(ComboRule(ci, combo.terms, combo.weight, combo.window))
@@ -144,12 +130,20 @@ class Compiled:
             cats = frozenset(index[c] for c in guard.categories if c in index)
             if not cats:
                 continue
-            longest = max(_words(p) for p in guard.term.parts[0])
+            parts, gaps = guard.term.parts, guard.term.gaps  # gaps: pieces of a large one
+            if gaps:
+                parts, gaps = merged(parts, gaps)
+            longest = sum(max(map(_words, phrases)) for phrases in parts)
             self.hold_words = max(self.hold_words, guard.within + longest)
             g = len(self.guards)
             self.guards.append(GuardRule(cats, guard.term.phrase, guard.term.weight,
                                          guard.within))  # fmt: skip
-            for phrase in guard.term.parts[0]:
+            if gaps:
+                self._sequence(building, patterns, members, exempt_terms, parts, gaps,
+                               SequenceRule(-1, guard.term.phrase, 0, gaps, 0, (), (), (), g),
+                               guard.term.boundary)  # fmt: skip
+                continue
+            for phrase in parts[0]:
                 self._add(building, patterns, phrase,
                           Entry(-1, 0, guard.term.boundary, (), guard.term.phrase, guard=g),
                           exempt_terms)  # fmt: skip
@@ -158,24 +152,51 @@ class Compiled:
         # a category window and it waits at most hold_words more.
         windows = max((c.window for c in self.categories), default=0)
         self.guard_reach = windows + 2 * self.hold_words + 2
-        del self._shared
+        del self._shared, self._entries, self._groups
         # Per pattern id, what it means (tuples: 50,000 of them, smaller than lists).
         self.entries: tuple[tuple[Entry, ...], ...] = tuple(map(tuple, building))
         del building
-        self.patterns = tuple(patterns)
-        self.automaton = Automaton(self.patterns)
-        # The bulk path's automaton, in C; values are pattern ids (stored as C ints).
+        self.automaton = Automaton(list(patterns))
+        # The bulk path's automaton, in C; values are pattern ids (stored as C ints). It
+        # holds the phrases too, so they are not kept again here (see ``patterns``).
         self.bulk = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        for pid, pattern in enumerate(self.patterns):
+        for pattern, pid in patterns.items():
             self.bulk.add_word(pattern, pid)
-        if self.patterns:
+        self.pattern_count = len(patterns)
+        if patterns:
             self.bulk.make_automaton()
+        del patterns
         # Per pattern, bit 1: every entry needs a word boundary before it; bit 2: after it.
         self.needs = bytes(
             all(e.boundary in ("word", "start") for e in es)
             | all(e.boundary in ("word", "end") for e in es) << 1
             for es in self.entries
         )
+
+    def _sequence(self, building: list[list[Entry]], patterns: dict[str, int],
+                  members: dict[tuple[object, ...], int], exempt_terms: dict[str, str],
+                  parts: tuple[tuple[str, ...], ...], gaps: tuple[int, ...],
+                  rule: SequenceRule, boundary: Boundary) -> None:  # fmt: skip
+        """A pattern with gaps (a term's, or a large guard's pieces): its trigger segment's
+        phrases become entries of the rule, the other segments' shared member keys."""
+        n, t = len(self.sequences), trigger(parts)
+        groups = []
+        for seg, phrases in enumerate(parts):
+            if seg == t:
+                entry = Entry(rule.category, rule.weight, boundary, (), rule.phrase,
+                              exempt=rule.exempt, rule=n, seg=seg)  # fmt: skip
+                for phrase in phrases:
+                    self._add(building, patterns, phrase, entry, exempt_terms)
+                groups.append(frozenset[int]())
+            else:
+                group = frozenset(self._member(building, patterns, members, phrase, boundary,
+                                               exempt_terms) for phrase in phrases)  # fmt: skip
+                groups.append(self._groups.setdefault(group, group))
+        spans = tuple(max(map(_words, phrases)) for phrases in parts)
+        self.sequences.append(replace(rule, trigger=t, groups=tuple(groups), spans=spans))
+        # How far back the trigger looks for the segments before it, in words.
+        back = sum(gaps[i] + spans[i] for i in range(t))
+        self.seq_reach = max(self.seq_reach, back + spans[t])
 
     def _member(self, building: list[list[Entry]], patterns: dict[str, int],
                 members: dict[tuple[object, ...], int], phrase: str, boundary: Boundary,
@@ -201,7 +222,8 @@ class Compiled:
             raise PolicyError(f"{phrase[:40]!r}... is longer than {MAX_PHRASE} characters")
         offset = norm.chars.index(text[0])
         runs = tuple(0 if c == " " else r for c, r in zip(text, norm.runs[offset:], strict=False))
-        runs = self._shared.setdefault(runs, runs)
+        # Most phrases have no doubled letter: () says so, and lets their entries be shared.
+        runs = self._shared.setdefault(runs, runs) if max(runs) > 1 else ()
         ex = entry.exempt
         if text in exempt_terms and exempt_terms[text] not in ex:
             ex += (exempt_terms[text],)
@@ -209,9 +231,18 @@ class Compiled:
         if pid == len(building):
             building.append([])
         made = replace(entry, runs=runs, exempt=ex, seps=text.count(" "))
+        made = self._entries.setdefault(made, made)  # one object for equal entries
         if store and made not in building[pid]:  # "don't" and "dont" in one class: once
             building[pid].append(made)
         return made
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """The squeezed phrases, by pattern id (read back from the bulk automaton)."""
+        out = [""] * self.pattern_count
+        for phrase, pid in self.bulk.items():
+            out[pid] = phrase
+        return tuple(out)
 
     def exemption(self, ident: str) -> Exemption:
         return next(e for e in self.exemptions if e.id == ident)

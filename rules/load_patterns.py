@@ -36,9 +36,10 @@ def known(t: Table, key: str, values: tuple[str, ...], names: set[str]) -> tuple
     return values
 
 
-def expand_in(t: Table, key: str, text: str, classes: Mapping[str, tuple[str, ...]]) -> Expanded:
+def expand_in(t: Table, key: str, text: str, classes: Mapping[str, tuple[str, ...]],
+              split: bool = False) -> Expanded:  # fmt: skip
     try:
-        return expand(text, classes)
+        return expand(text, classes, split)
     except PolicyError as exc:
         raise t.fail(str(exc), key) from None
 
@@ -55,7 +56,8 @@ def term_of(t: Table, classes: Mapping[str, tuple[str, ...]], keys: set[str]) ->
         boundary = cast(Boundary, t.get_str("boundary", "word", choices=BOUNDARIES))
         return Term(t.get_text("phrase"), weight, why, boundary, t.where, example)
     source = t.get_text("pattern")
-    found = expand_in(t, "pattern", source, classes)
+    # A large pattern is stored in adjacent pieces unless its boundary is set by hand.
+    found = expand_in(t, "pattern", source, classes, split="boundary" not in t.data)
     for phrases in found.segments:
         for p in phrases:
             phrase_text(t, "pattern", p)
@@ -93,7 +95,7 @@ def guards_of(src: Source, cats: set[str],
         term = term_of(t, classes, {"weight", "why", "example", "categories", "within"})
         if term.weight >= 0:
             raise t.fail("a guard's weight must be negative (it lowers alerts)", "weight")
-        if term.gaps:
+        if "..." in term.phrase:
             raise t.fail("a guard cannot have a gap (...)", "pattern")
         applies = t.get_strs("categories", required=True)
         if applies != ("*",):

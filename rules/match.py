@@ -210,7 +210,7 @@ class Stream:
                 continue  # fell out of the bounded history
             start_ok = i == 0 or sq.chars[i - 1] == SEP or sq.soft[i]
             for entry in self.c.entries[pid]:
-                if _fits(entry, start_ok, end_ok, sq.runs, i):
+                if _fits(entry, start_ok, end_ok, sq, i, end - start):
                     self._score.add(entry, sq.starts[i], sq.ends[end - 1 - sq.base])
         for fired in self._score.flush():  # every hit ending here counted, then thresholds
             alert = _new_alert(self.c, *fired, self._context)
@@ -298,10 +298,14 @@ def _new_alert(c: Compiled, cat: int, score: int, hits: tuple[Hit, ...], suppres
                  suppressed, ex)  # fmt: skip
 
 
-def _fits(entry: Entry, start_ok: bool, end_ok: bool, runs: list[int], i: int) -> bool:
+def _fits(entry: Entry, start_ok: bool, end_ok: bool, sq: Squeezed, i: int,
+          size: int) -> bool:  # fmt: skip
     b = entry.boundary
     if (b in ("word", "start") and not start_ok) or (b in ("word", "end") and not end_ok):
         return False
+    runs = sq.runs
+    if not entry.runs:  # no doubled letter in the phrase: none typed here either (or 3+)
+        return all(runs[k] != 2 or sq.chars[k] == SEP for k in range(i, i + size))
     for k, need in enumerate(entry.runs):
         # A run typed as written matches; a longer one only if stretched (3+), so "as"
         # is not "ass" and "good" is not "god", but "kiiiill" is "kill".
@@ -323,7 +327,7 @@ def match_text(compiled: Compiled, text: str) -> list[Alert]:
     is cut where the stream had forgotten the text when it settled the hit; the bulk
     path bounds that moment and, in the rare case where the bound cannot rule a cut
     out (a hit followed by a long stretch that folds to nothing), runs ``Stream``."""
-    if not compiled.patterns:
+    if not compiled.pattern_count:
         return []
     alerts = _bulk(compiled, text, squeeze_parts(text))
     if alerts is not None:
@@ -481,9 +485,13 @@ class _Offsets:
     def runs_fit(self, need: tuple[int, ...], first: int, last: int) -> bool:
         """As ``_fits``: each run as written, or stretched to 3 or more."""
         pos = self._run_pos
-        if bisect_left(pos, first) == bisect_right(pos, last):  # no runs here: all 1
-            return max(need) < 2
+        lo, hi = bisect_left(pos, first), bisect_right(pos, last)
+        if lo == hi:  # no runs here: all 1
+            return not need or max(need) < 2
         runs = self.runs
+        if not need:  # a phrase without doubled letters: no doubled letter here (or 3+)
+            s = self._parts.squeezed
+            return all(runs.get(p, 1) != 2 or s[p] == SEP for p in pos[lo:hi])
         for k, want in enumerate(need):
             have = runs.get(first + k, 1)
             if want and have != want and have < max(3, want):

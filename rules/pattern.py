@@ -31,6 +31,8 @@ from itertools import product
 from rules.schema import Boundary, PolicyError
 
 MAX_ALTERNATIVES = 4000  # phrases one segment may expand to
+SPLIT_OVER = 200  # a segment of more phrases than this is stored as adjacent pieces ...
+CHUNK = 48  # ... of at most about this many phrases each (see ``_chunks``)
 MAX_GAP = 20  # words
 DEFAULT_GAP = 3
 _SPECIAL = set("{}[]()|~*")
@@ -166,8 +168,37 @@ def _join(elements: list[tuple[tuple[str, ...], ...]],
     return [tuple(w for part in combo for w in part) for combo in product(*elements)]
 
 
-def expand(text: str, classes: Mapping[str, tuple[str, ...]]) -> Expanded:
-    """Segments (phrases per segment) and gaps of one pattern."""
+def _chunks(elements: list[tuple[tuple[str, ...], ...]]
+            ) -> list[list[tuple[tuple[str, ...], ...]]]:  # fmt: skip
+    """A segment's elements cut into adjacent pieces whose products are small, when the
+    whole product is large: "(a|b|c) (d|e|f) ..." as "(a|b|c) ...0 (d|e|f) ...0 ..." matches
+    the same words, but stores a sum of phrases, not a product (a guard of a dozen
+    alternatives in four places is 20,000 phrases otherwise). Every piece has a word that
+    is not optional, so none can match nothing."""
+    total = 1
+    for alts in elements:
+        total *= len(alts)
+    if total <= SPLIT_OVER or all(() in alts for alts in elements):
+        return [elements]
+    chunks: list[list[tuple[tuple[str, ...], ...]]] = []
+    cur: list[tuple[tuple[str, ...], ...]] = []
+    size = 1
+    for alts in elements:
+        if cur and size * len(alts) > CHUNK and any(() not in a for a in cur):
+            chunks.append(cur)
+            cur, size = [], 1
+        cur.append(alts)
+        size *= len(alts)
+    if chunks and all(() in a for a in cur):
+        chunks[-1].extend(cur)
+    else:
+        chunks.append(cur)
+    return chunks
+
+
+def expand(text: str, classes: Mapping[str, tuple[str, ...]], split: bool = False) -> Expanded:
+    """Segments (phrases per segment) and gaps of one pattern. With ``split``, a large
+    segment of a pattern with word boundaries is stored as adjacent pieces (``_chunks``)."""
     src = text.strip()
     boundary: Boundary = "word"
     lead, trail = src.startswith("*"), src.endswith("*")
@@ -182,11 +213,21 @@ def expand(text: str, classes: Mapping[str, tuple[str, ...]]) -> Expanded:
     segments: list[tuple[str, ...]] = []
     gaps: list[int] = []
     while True:
-        joined = _join(parser.sequence((), top=True), parser.fail)
-        if not joined or not all(joined):
-            raise parser.fail("a segment can match nothing (every word in it is optional)")
-        phrases = tuple(dict.fromkeys(" ".join(words) for words in joined))
-        segments.append(phrases)
+        elements = parser.sequence((), top=True)
+        size = 1
+        for alts in elements:
+            size *= len(alts)
+        if size > MAX_ALTERNATIVES:
+            raise parser.fail(f"expands to more than {MAX_ALTERNATIVES} phrases; "
+                              "split it or use a gap")  # fmt: skip
+        pieces = _chunks(elements) if split and boundary == "word" else [elements]
+        for n, piece in enumerate(pieces):
+            joined = _join(piece, parser.fail)
+            if not joined or not all(joined):
+                raise parser.fail("a segment can match nothing (every word in it is optional)")
+            segments.append(tuple(dict.fromkeys(" ".join(words) for words in joined)))
+            if n < len(pieces) - 1:
+                gaps.append(0)
         tok = parser.peek()
         if tok is None:
             break

@@ -95,10 +95,8 @@ class Scorer:
         if entry.member >= 0:
             self._member(entry, first, last, start, end)
             return
-        if entry.guard >= 0:  # kept while an alert it could lower may still be waiting
-            oldest = last - self.c.guard_reach
-            self.guards = (*(g for g in self.guards if g[2] >= oldest),
-                           (entry.guard, first, last, start))  # fmt: skip
+        if entry.guard >= 0:
+            self._guard(entry.guard, first, last, start)
             return
         hit = Hit(entry.phrase, entry.weight, start, end, entry.exempt, first, last)
         if entry.rule >= 0:
@@ -120,6 +118,11 @@ class Scorer:
         self._combos = combos
         hits = [h for _, h in parts]
         self._push(rule.category, _joined(" + ".join(rule.parts), rule.weight, hits))
+
+    def _guard(self, guard: int, first: int, last: int, start: int) -> None:
+        """A guard seen: kept while an alert it could lower may still be waiting."""
+        oldest = last - self.c.guard_reach
+        self.guards = (*(g for g in self.guards if g[2] >= oldest), (guard, first, last, start))
 
     # -- sequences (rules/sequences.py): members remembered, triggers look back ----------
     def _member(self, entry: Entry, first: int, last: int, start: int, end: int) -> None:
@@ -200,6 +203,9 @@ class Scorer:
     def _complete(self, rule_no: int, start: int, end: int, exempt: set[str], first: int,
                   last: int) -> None:  # fmt: skip
         rule = self.c.sequences[rule_no]
+        if rule.guard >= 0:
+            self._guard(rule.guard, first, last, start)
+            return
         self._push(rule.category, Hit(rule.phrase, rule.weight, start, end,
                                       tuple(sorted({*exempt, *rule.exempt})), first, last))
 

@@ -70,7 +70,7 @@ def commonness(phrase: str) -> float:
     return float(min(counts.get(w, _RARE) for w in words)) / 10.0 ** (len(words) - 1)
 
 
-MERGE_LIMIT = 256  # phrases a merged segment may have
+MERGE_LIMIT = 48  # phrases a merged segment may have (memory: see rules/pattern.py CHUNK)
 
 
 def merged(segments: tuple[tuple[str, ...], ...], gaps: tuple[int, ...]
@@ -112,3 +112,4 @@ class SequenceRule:
     groups: tuple[frozenset[int], ...]
     exempt: tuple[str, ...]  # exemptions that cover the whole pattern or its category
     spans: tuple[int, ...]  # the most words a phrase of each segment has
+    guard: int = -1  # a large guard stored in pieces: its index in ``Compiled.guards``

@@ -162,6 +162,46 @@ def test_gaps_split_a_pattern_into_segments() -> None:
     assert found.gaps == (3, 3)
 
 
+def test_a_large_product_is_stored_in_adjacent_pieces() -> None:
+    # 8 x 8 x 8 phrases as one segment would be 512 phrases; in pieces it is 64 + 8.
+    words = {"a": tuple(f"a{i}" for i in range(8)), "b": tuple(f"b{i}" for i in range(8)),
+             "c": tuple(f"c{i}" for i in range(8))}  # fmt: skip
+    whole = expand("{a} [x] {b} {c}", words)
+    assert whole.gaps == () and len(whole.segments[0]) == 1024
+    split = expand("{a} [x] {b} {c}", words, split=True)
+    assert split.gaps == (0, 0)
+    assert [len(s) for s in split.segments] == [16, 8, 8]  # "a0", "a0 x", ...; the b; the c
+    # the pieces together spell exactly the phrases of the whole
+    glued = {f"{p} {q} {r}" for p in split.segments[0] for q in split.segments[1]
+             for r in split.segments[2]}  # fmt: skip
+    assert glued == set(whole.segments[0])
+    # a trailing optional word joins the piece before it: no piece can match nothing
+    tail = expand("{a} {b} {c} [now|then]", words, split=True)
+    assert all(all(p for p in seg) for seg in tail.segments)
+    assert all(p.endswith(("now", "then")) or p.startswith("c") for p in tail.segments[-1])
+
+
+def test_large_terms_and_guards_in_pieces_match_as_whole_ones() -> None:
+    files = _policy_files()
+    many = "|".join(f"w{i}" for i in range(15))
+    files["classes.toml"] += f'[[class]]\nname = "many"\nwords = {list(many.split("|"))!r}\nwhy = "x"\n'
+    files["keywords/violence.toml"] += (
+        '\n[[term]]\npattern = "(big|huge) {many} threat {many} now"\nweight = 10\n'
+        'why = "450 phrases"\nexample = "huge w3 threat w14 now"\n'
+    )
+    files["guards.toml"] += (
+        '\n[[guard]]\npattern = "{many} (in|at) {many} drill"\ncategories = ["violence"]\n'
+        'weight = -100\nwithin = 6\nwhy = "450 phrases"\nexample = "w1 at w2 drill"\n'
+    )
+    c = Compiled(load_files(files), "ks2")
+    assert any(r.guard >= 0 for r in c.sequences)  # the guard went in pieces
+    assert _cats(c, "ok huge w3 threat w14 now") == ["violence"]
+    assert _cats(c, "ok huge w3 threat w14") == []
+    assert _cats(c, "huge w3 threat w14 now in the w1 at w2 drill") == []
+    for text in ("huge w3 threat w14 now", "huge w3 threat w14 now w1 at w2 drill"):
+        assert [_key(a) for a in match_text(c, text)] == [_key(a) for a in _streamed(c, text)]
+
+
 def test_boundary_from_stars() -> None:
     assert expand("*phobic", {}).boundary == "end"
     assert expand("thinspo*", {}).boundary == "start"
