@@ -55,6 +55,7 @@ EMOJI = {
     "🏳": "flag", "🤡": "clown", "🗑": "bin", "🚮": "bin", "😵": "dizzy", "🥵": "hot",
     "😈": "devil", "🍭": "lolly", "🍬": "sweet", "🧁": "cupcake", "👙": "bikini",
     "🩲": "pants", "🛏": "bed", "🚿": "shower", "🛁": "bath", "🔥": "fire",
+    "🥦": "broccoli", "🆔": "id", "🧕": "hijab", "🧟": "zombie", "🏫": "school",
 }  # fmt: skip
 
 # Apostrophes vanish so that "don't" and "dont" meet.
