@@ -3,7 +3,8 @@
 The keyboard path needs to save and restore the automaton state on every keystroke (for
 Backspace), which C libraries do not expose; a state here is one int. Transitions live in
 flat ``array`` objects (sorted keys per state, searched with ``bisect``) so a 50,000-term
-policy stays small. The bulk path uses ``pyahocorasick`` over whole strings instead.
+policy stays small. The bulk path uses ``pyahocorasick`` over whole strings instead, built
+from this one's phrases when first needed.
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ class Automaton:
         while state:
             yield self._term[state]
             state = self._out[state]
+
+    def phrases(self) -> Iterator[tuple[str, int]]:
+        """Every pattern with its id, read back from the trie (so they need not be kept)."""
+        base, keys, targets, term = self._base, self._keys, self._targets, self._term
+        stack = [(0, "")]
+        while stack:
+            node, text = stack.pop()
+            if term[node] >= 0:
+                yield text, term[node]
+            for i in range(base[node], base[node + 1]):
+                stack.append((targets[i], text + chr(keys[i])))
 
     def nbytes(self) -> int:
         arrays = (self._base, self._keys, self._targets, self._fail, self._term, self._out,

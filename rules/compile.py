@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import ahocorasick  # type: ignore[import-not-found]  # C library without type stubs
 
@@ -63,7 +63,7 @@ class Compiled:
     # What the matcher holds: the same for two profiles with the same categories and active
     # exemptions (KS1 and KS2 usually), so it is built once and shared through ``shared``.
     SHARED = ("combos", "sequences", "guards", "hold_words", "guarded", "guard_reach", "seq_reach",
-              "entries", "pattern_count", "automaton", "bulk", "needs")  # fmt: skip
+              "entries", "pattern_count", "automaton", "_bulk", "needs")  # fmt: skip
 
     def __init__(self, policy: Policy, profile: str, now: datetime | None = None,
                  shared: dict[tuple[object, ...], Compiled] | None = None) -> None:  # fmt: skip
@@ -156,16 +156,12 @@ class Compiled:
         # Per pattern id, what it means (tuples: 50,000 of them, smaller than lists).
         self.entries: tuple[tuple[Entry, ...], ...] = tuple(map(tuple, building))
         del building
-        self.automaton = Automaton(list(patterns))
-        # The bulk path's automaton, in C; values are pattern ids (stored as C ints). It
-        # holds the phrases too, so they are not kept again here (see ``patterns``).
-        self.bulk = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        for pattern, pid in patterns.items():
-            self.bulk.add_word(pattern, pid)
+        self.automaton = Automaton(list(patterns))  # holds the phrases (see ``patterns``)
         self.pattern_count = len(patterns)
-        if patterns:
-            self.bulk.make_automaton()
         del patterns
+        # The bulk path's automaton (``bulk``), built on first use: the agent matches typing
+        # with ``automaton`` and short texts with ``match_short``, and never pays for it.
+        self._bulk: list[Any] = []  # a box, so profiles sharing this matcher share it too
         # Per pattern, bit 1: every entry needs a word boundary before it; bit 2: after it.
         self.needs = bytes(
             all(e.boundary in ("word", "start") for e in es)
@@ -237,10 +233,26 @@ class Compiled:
         return made
 
     @property
+    def bulk(self) -> Any:
+        """The bulk path's automaton, in C (``pyahocorasick``; values are pattern ids)."""
+        if not self._bulk:
+            auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+            for phrase, pid in self.automaton.phrases():
+                auto.add_word(phrase, pid)
+            if self.pattern_count:
+                auto.make_automaton()
+            self._bulk.append(auto)
+        return self._bulk[0]
+
+    @property
+    def bulk_ready(self) -> bool:
+        return bool(self._bulk)
+
+    @property
     def patterns(self) -> tuple[str, ...]:
-        """The squeezed phrases, by pattern id (read back from the bulk automaton)."""
+        """The squeezed phrases, by pattern id (read back from the automaton)."""
         out = [""] * self.pattern_count
-        for phrase, pid in self.bulk.items():
+        for phrase, pid in self.automaton.phrases():
             out[pid] = phrase
         return tuple(out)
 

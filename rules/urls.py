@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from rules.compile import Compiled
-from rules.match import Alert, match_text
+from rules.match import Alert, match_short
 from rules.schema import SearchEngine, UrlRule
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
@@ -111,7 +111,7 @@ class UrlMatcher:
         hits = tuple(UrlHit(r.category, r.kind, r.value, r.why, bool(exempt), tuple(exempt))
                      for r in found)  # fmt: skip
         engine, q = search_query(self._engines, host, path, query)
-        alerts = tuple(match_text(self.c, q)) if q else ()
+        alerts = tuple(match_short(self.c, q)) if q else ()
         return UrlResult(url, host, hits, engine if alerts else None, q if alerts else None,
                          alerts)  # fmt: skip
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from rules.compile import Compiled
 from rules.load import DEFAULT_DIR, load_files, read_folder
-from rules.match import Alert, Stream, match_text
+from rules.match import Alert, Stream, match_short, match_text
 from rules.normalise import normalise
 from rules.pattern import expand, inflect
 from rules.schema import PolicyError
@@ -370,3 +370,16 @@ def test_profiles_with_the_same_lists_share_one_matcher() -> None:
     assert staff.automaton is not ks2.automaton
     assert ks2.profile.name == "ks2"
     assert match_text(ks1, "i want to kill myself") == match_text(ks2, "i want to kill myself")
+
+
+def test_short_texts_match_without_the_bulk_automaton() -> None:
+    # The agent matches search queries with match_short: the keystroke path, so the PC never
+    # builds the bulk automaton; the alerts are the bulk path's.
+    c = Compiled(load_files(_policy_files()), "ks2")
+    texts = ["can u send me a pic", "r u alone", "ill stab you at fortnite", "nothing here",
+             "ill kill you. in the lesson today"]  # fmt: skip
+    short = [[_key(a) for a in match_short(c, t)] for t in texts]
+    assert not c.bulk_ready
+    assert short == [[_key(a) for a in match_text(c, t)] for t in texts]
+    assert c.bulk_ready and any(short)
+    assert sorted(c.patterns) == sorted(p for p, _ in c.automaton.phrases())
