@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.memory import give_back_memory
 from rules import bundle as bundles
 from rules.compile import Compiled
 from rules.load import load_policy
@@ -44,6 +45,7 @@ class ActivePolicy:
             if found is None or (found.valid_until is not None and now >= found.valid_until):
                 found = Compiled(self.policy, profile, now, self._shared)
                 self._compiled[profile] = found
+                give_back_memory()  # compiling peaks at several times what it keeps
             return found
 
 

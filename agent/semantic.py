@@ -12,10 +12,7 @@ in an AgentStatus (SEMANTIC_READY / SEMANTIC_UNAVAILABLE) and in ``status``.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +22,7 @@ from pathlib import Path
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.memory import give_back_memory
 from agent.policy import ActivePolicy
 from agent.transport import secure_channel
 from protos import envelope, events_pb2, ingest_pb2, ingest_pb2_grpc
@@ -39,13 +37,6 @@ Emit = Callable[[events_pb2.Event], object]
 
 def _status(kind: events_pb2.AgentStatus.Kind.ValueType, detail: str) -> events_pb2.Event:
     return events_pb2.Event(status=events_pb2.AgentStatus(kind=kind, detail=detail[:500]))
-
-
-def _give_back_memory() -> None:
-    """glibc keeps freed heap for reuse; after a one-off peak, hand it back (Linux only)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class SemanticStage:
@@ -95,7 +86,7 @@ class SemanticStage:
                 bank = Bank(sem.exemplars, model, self.models_dir, cancelled)
             except Cancelled:
                 return False
-            _give_back_memory()  # embedding the bank's batches freed heap to return
+            give_back_memory()  # embedding the bank's batches freed heap to return
             with self._lock:
                 self._bank = (active.version, bank)
             log.info("semantic.ready version=%d exemplars=%d seconds=%.1f", active.version,
