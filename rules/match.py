@@ -365,15 +365,23 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
     n, soft = len(s), parts.collapsed
     lengths, needs = c.automaton.lengths, c.needs
     found = []
-    for last, pid in c.bulk.iter(s):
-        size = lengths[pid]
-        if not soft:  # rule out in-word occurrences early (most of them)
+    if soft:  # a boundary may lie inside a word: every occurrence is a candidate
+        for last, pid in c.bulk.iter(s):
+            found.append((last, -lengths[pid], pid))
+    else:  # whole-word phrases are stored padded with separators: in-word ones never show
+        for end, value in c.bulk_words.iter(SEP + s + SEP):
+            pid = value >> 1
+            size = lengths[pid]
+            if value & 1:
+                found.append((end - 2, -size, pid))
+                continue
+            last = end - 1
             need = needs[pid]
             if need & 1 and last >= size and s[last - size] != SEP:
                 continue
             if need & 2 and last + 1 < n and s[last + 1] != SEP:
                 continue
-        found.append((last, -size, pid))
+            found.append((last, -size, pid))
     if not found:
         return []
     found.sort()
