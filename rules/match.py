@@ -163,6 +163,7 @@ class Stream:
     def _advance(self) -> list[Alert]:
         out: list[Alert] = []
         sq, auto = self._sq, self.c.automaton
+        lengths, needs = auto.lengths, self.c.needs
         while self._done < len(sq):
             j = self._done
             c = sq.chars[j - sq.base]
@@ -172,9 +173,15 @@ class Stream:
                 self._score.words += 1
             self._state = auto.step(self._state, ord(c))
             self._done = j + 1
-            found = tuple((pid, j + 1) for pid in auto.outputs(self._state))
+            found = []
+            for pid in auto.outputs(self._state):
+                i = j + 1 - lengths[pid] - sq.base
+                # in a word ("he" in "the"): no entry of a phrase needing a start fits
+                if needs[pid] & 1 and i > 0 and sq.chars[i - 1] != SEP and not sq.soft[i]:
+                    continue
+                found.append((pid, j + 1))
             if found:
-                self._pending += found
+                self._pending += tuple(found)
             if self._held:
                 out.extend(self._release(sq.starts[j - sq.base]))
         return out
