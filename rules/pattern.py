@@ -24,6 +24,7 @@ streaming automaton already matches, so matching stays one pass with Backspace::
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import product
@@ -225,7 +226,8 @@ def expand(text: str, classes: Mapping[str, tuple[str, ...]], split: bool = Fals
             joined = _join(piece, parser.fail)
             if not joined or not all(joined):
                 raise parser.fail("a segment can match nothing (every word in it is optional)")
-            segments.append(tuple(dict.fromkeys(" ".join(words) for words in joined)))
+            # interned: the same phrase recurs in many patterns (half of them, shipped)
+            segments.append(tuple(dict.fromkeys(sys.intern(" ".join(w)) for w in joined)))
             if n < len(pieces) - 1:
                 gaps.append(0)
         tok = parser.peek()
