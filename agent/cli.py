@@ -309,9 +309,14 @@ def _semantic_state(state: StateDir, policy: Policy) -> str:
     sem = policy.semantic
     if sem is None or not sem.enabled:
         return "off (the policy has no semantic stage switched on)"
+    import importlib.util  # only here: the helper's imports are kept light
+
     path = state.root / "models" / f"{sem.model_sha256}.onnx"
+    runtime = ("" if importlib.util.find_spec("onnxruntime") is not None else
+               "; but onnxruntime is not installed, so the stage cannot run (install the "
+               "'semantic' extra)")  # fmt: skip
     if path.exists():
-        return f"model {sem.model_sha256[:12]} on this PC ({path.stat().st_size} bytes)"
+        return f"model {sem.model_sha256[:12]} on this PC ({path.stat().st_size} bytes){runtime}"
     part = path.with_suffix(".part")
     have = part.stat().st_size if part.exists() else 0
     return f"waiting for model {sem.model_sha256[:12]} from the collector ({have} bytes so far)"
