@@ -15,6 +15,7 @@ import ahocorasick  # type: ignore[import-not-found]  # C library without type s
 
 from rules.automaton import Automaton
 from rules.normalise import normalise
+from rules.pattern import expand
 from rules.schema import Boundary, Category, Exemption, Policy, PolicyError
 from rules.sequences import SequenceRule, merged, trigger
 
@@ -93,6 +94,7 @@ class Compiled:
         self._entries: dict[Entry, Entry] = {}
         self._groups: dict[frozenset[int], frozenset[int]] = {}  # a class's members, one copy
         exempt_terms = {_squeezed(t): e.id for e in active for t in e.terms}
+        classes = {c.name: c.words for c in policy.classes}
         index = {c.name: i for i, c in enumerate(self.categories)}
         members: dict[tuple[object, ...], int] = {}  # (pid, runs, boundary, exempt) -> key
         self.seq_reach = 0
@@ -103,8 +105,12 @@ class Compiled:
                 if term.segments and _squeezed(term.phrase) in exempt_terms:
                     ex += (exempt_terms[_squeezed(term.phrase)],)  # a pattern named whole
                 parts, gaps = term.parts, term.gaps
-                if gaps and term.boundary == "word":
-                    parts, gaps = merged(parts, gaps)
+                named = _named(parts, gaps, exempt_terms) if exempt_terms and gaps else 0
+                if named == 2:  # an exemption names a phrase the pieces make together
+                    whole = expand(term.phrase, classes)  # as written, not in pieces
+                    parts, gaps = whole.segments, whole.gaps
+                if gaps and term.boundary == "word" and not named:
+                    parts, gaps = merged(parts, gaps)  # (an exempted phrase must stay one)
                 if not gaps:
                     entry = Entry(ci, term.weight, term.boundary, (), term.phrase, exempt=ex)
                     for phrase in parts[0]:
@@ -277,6 +283,27 @@ class Compiled:
 
     def exemption(self, ident: str) -> Exemption:
         return next(e for e in self.exemptions if e.id == ident)
+
+
+def _named(parts: tuple[tuple[str, ...], ...], gaps: tuple[int, ...],
+           names: dict[str, str]) -> int:
+    """Whether an exemption names a phrase of this pattern: 1 a phrase of one segment, 2 a
+    phrase that adjacent segments with no gap make together (pieces of a large pattern);
+    0 neither. Exemptions match whole phrases, so such segments are kept as they are."""
+    squeezed = [{_squeezed(p) for p in seg} for seg in parts]
+
+    def spans(t: str, i: int, first: bool) -> bool:
+        for p in squeezed[i]:
+            if t == p:
+                return not first
+            if (t.startswith(p + " ") and i + 1 < len(parts) and gaps[i] == 0
+                    and spans(t[len(p) + 1 :], i + 1, False)):  # fmt: skip
+                return True
+        return False
+
+    if any(spans(t, i, True) for t in names for i in range(len(parts))):
+        return 2
+    return 1 if any(seg & names.keys() for seg in squeezed) else 0
 
 
 def _squeezed(phrase: str) -> str:

@@ -169,6 +169,14 @@ def _join(elements: list[tuple[tuple[str, ...], ...]],
     return [tuple(w for part in combo for w in part) for combo in product(*elements)]
 
 
+def single_edge(left: list[tuple[str, ...]] | tuple[tuple[str, ...], ...],
+                right: list[tuple[str, ...]] | tuple[tuple[str, ...], ...]) -> bool:  # fmt: skip
+    """Whether a phrase of ``left`` ends, or one of ``right`` begins, with a one-character
+    word. Two such words side by side in typed text lose the gap between them ("r u" is
+    read "ru"), so a cut there would not match what the whole phrase matches."""
+    return any(len(w[-1]) == 1 for w in left if w) or any(len(w[0]) == 1 for w in right if w)
+
+
 def _chunks(elements: list[tuple[tuple[str, ...], ...]]
             ) -> list[list[tuple[tuple[str, ...], ...]]]:  # fmt: skip
     """A segment's elements cut into adjacent pieces whose products are small, when the
@@ -222,8 +230,15 @@ def expand(text: str, classes: Mapping[str, tuple[str, ...]], split: bool = Fals
             raise parser.fail(f"expands to more than {MAX_ALTERNATIVES} phrases; "
                               "split it or use a gap")  # fmt: skip
         pieces = _chunks(elements) if split and boundary == "word" else [elements]
-        for n, piece in enumerate(pieces):
-            joined = _join(piece, parser.fail)
+        joins = [_join(piece, parser.fail) for piece in pieces]
+        k = 0
+        while k < len(pieces) - 1:  # no cut beside a one-letter word: see ``single_edge``
+            if single_edge(joins[k], joins[k + 1]):
+                pieces[k : k + 2] = [pieces[k] + pieces[k + 1]]
+                joins[k : k + 2] = [_join(pieces[k], parser.fail)]
+            else:
+                k += 1
+        for n, joined in enumerate(joins):
             if not joined or not all(joined):
                 raise parser.fail("a segment can match nothing (every word in it is optional)")
             # interned: the same phrase recurs in many patterns (half of them, shipped)

@@ -78,7 +78,8 @@ def merged(segments: tuple[tuple[str, ...], ...], gaps: tuple[int, ...]
     """Adjacent segments with no gap (``a ...0 b``) joined into one of phrases "a b" while
     the product stays small (smallest first): the automaton then finds them in one go, at
     C speed in bulk, instead of a rule waiting on two common words. A pattern that merges
-    whole is a plain phrase list."""
+    whole is a plain phrase list. (Joined, one-letter words meet as typed: "r ...0 u" then
+    matches "r u", read "ru", as the phrase "r u" does.)"""
     segs, gs = list(segments), list(gaps)
     while True:
         sizes = [(len(segs[i]) * len(segs[i + 1]), i) for i, g in enumerate(gs) if g == 0]

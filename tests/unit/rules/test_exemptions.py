@@ -134,3 +134,31 @@ def test_words_already_alerted_on_do_not_alert_again(after: Compiled) -> None:
     # The combination alone, later in the sentence, does not re-alert on words already used.
     (first,) = match_text(after, "i want to die so much to die")
     assert first.terms == alert.terms
+
+
+def test_an_exemption_still_names_phrases_of_patterns_stored_in_pieces() -> None:
+    # "(a|b) (c|d) ..." over many words is stored in pieces, and "x ...0 (y|z)" is joined
+    # into phrases; an exemption naming one whole phrase must still suppress it.
+    fruit = [f"fruit{i}" for i in range(15)]
+    files = {k: v for k, v in read_folder(DEFAULT_DIR).items()
+             if not k.startswith(("keywords/", "classes", "guards", "semantic"))}  # fmt: skip
+    files.update({
+        "classes.toml": f'[[class]]\nname = "many"\nwords = {fruit!r}\nwhy = "x"\n',
+        "guards.toml": "", "urls.toml": "",
+        "incidents.toml": "[incidents]\ngroup_window_minutes = 30\nsilent_agent_minutes = 60\n",
+        "keywords/violence.toml": VIOLENCE + (
+            '\n[[term]]\npattern = "{many} (big|huge) (ok|yes) {many}"\nweight = 10\n'
+            'why = "pieces"\nexample = "fruit1 big ok fruit2"\n'
+            '\n[[term]]\npattern = "zap ...0 (fruit1|fruit2)"\nweight = 10\n'
+            'why = "joined"\nexample = "zap fruit1"\n'),
+        "keywords/suicide.toml": SUICIDE,
+        "exemptions.toml": EXEMPTIONS.replace('terms = ["assassinate", "assassinated"]',
+                                              'terms = ["fruit1 big ok fruit2", "zap"]'),
+        "profiles.toml": '[[profile]]\nname = "ks2"\nsensors = ["keyboard"]\n'
+                         'categories = ["violence", "suicide"]\nurl_categories = []\n',
+    })  # fmt: skip
+    c = Compiled(load_files(files), "ks2", DURING)
+    for text in ("fruit1 big ok fruit2", "zap fruit1"):
+        assert [(a.suppressed, a.exemptions) for a in match_text(c, text)] == [
+            (True, ("ks2-history",))], text
+    assert [a.suppressed for a in match_text(c, "fruit3 big ok fruit2")] == [False]

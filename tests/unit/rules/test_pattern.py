@@ -166,11 +166,11 @@ def test_a_large_product_is_stored_in_adjacent_pieces() -> None:
     # 8 x 8 x 8 phrases as one segment would be 512 phrases; in pieces it is 64 + 8.
     words = {"a": tuple(f"a{i}" for i in range(8)), "b": tuple(f"b{i}" for i in range(8)),
              "c": tuple(f"c{i}" for i in range(8))}  # fmt: skip
-    whole = expand("{a} [x] {b} {c}", words)
+    whole = expand("{a} [xy] {b} {c}", words)
     assert whole.gaps == () and len(whole.segments[0]) == 1024
-    split = expand("{a} [x] {b} {c}", words, split=True)
+    split = expand("{a} [xy] {b} {c}", words, split=True)
     assert split.gaps == (0, 0)
-    assert [len(s) for s in split.segments] == [16, 8, 8]  # "a0", "a0 x", ...; the b; the c
+    assert [len(s) for s in split.segments] == [16, 8, 8]  # "a0", "a0 xy", ...; the b; the c
     # the pieces together spell exactly the phrases of the whole
     glued = {f"{p} {q} {r}" for p in split.segments[0] for q in split.segments[1]
              for r in split.segments[2]}  # fmt: skip
@@ -383,3 +383,21 @@ def test_short_texts_match_without_the_bulk_automaton() -> None:
     assert short == [[_key(a) for a in match_text(c, t)] for t in texts]
     assert c.bulk_ready and any(short)
     assert sorted(c.patterns) == sorted(p for p, _ in c.automaton.phrases())
+
+
+def test_no_piece_is_cut_beside_a_one_letter_word() -> None:
+    # "r u" is typed as "ru" (the gap between one-letter words goes), so pieces cut between
+    # "r" and "u" would not match what the whole phrase matches.
+    fruit = {"many": ("apple", "banana", "cherry", "grape", "lemon", "mango", "melon", "peach",
+                      "pear", "plum", "kiwi", "lime", "fig", "date", "olive")}  # fmt: skip
+    assert expand("{many} (r|x) (u|y) {many}", fruit, split=True).gaps == ()
+    assert expand("{many} (big|huge) (ok|yes) {many}", fruit, split=True).gaps == (0,)
+    files = _policy_files()
+    words = list(fruit["many"])
+    files["classes.toml"] += f'[[class]]\nname = "many"\nwords = {words!r}\nwhy = "x"\n'
+    files["keywords/violence.toml"] += (
+        '\n[[term]]\npattern = "{many} (r|x) (u|y) {many}"\nweight = 10\nwhy = "x"\n'
+        'example = "apple r u banana"\n'
+    )
+    c = Compiled(load_files(files), "ks2")
+    assert _cats(c, "apple r u banana") == ["violence"]
