@@ -7,6 +7,7 @@ terms and combination parts of the profile's enabled categories.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -242,12 +243,7 @@ class Compiled:
     def bulk(self) -> Any:
         """The bulk path's automaton, in C (``pyahocorasick``; values are pattern ids)."""
         if not self._bulk:
-            auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-            for phrase, pid in self.automaton.phrases():
-                auto.add_word(phrase, pid)
-            if self.pattern_count:
-                auto.make_automaton()
-            self._bulk.append(auto)
+            self._bulk.append(_c_automaton(self.automaton.phrases()))
         return self._bulk[0]
 
     @property
@@ -258,15 +254,10 @@ class Compiled:
         bulk of what a plain search finds, never reach Python; others as they are (x 2)."""
         if len(self._bulk) < 2:
             self.bulk  # noqa: B018  # the plain one first: the box holds [plain, words]
-            auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-            for phrase, pid in self.automaton.phrases():
-                if self.needs[pid] == 3:
-                    auto.add_word(f" {phrase} ", pid * 2 + 1)
-                else:
-                    auto.add_word(phrase, pid * 2)
-            if self.pattern_count:
-                auto.make_automaton()
-            self._bulk.append(auto)
+            needs = self.needs
+            self._bulk.append(_c_automaton(
+                (f" {phrase} ", pid * 2 + 1) if needs[pid] == 3 else (phrase, pid * 2)
+                for phrase, pid in self.automaton.phrases()))  # fmt: skip
         return self._bulk[1]
 
     @property
@@ -283,6 +274,16 @@ class Compiled:
 
     def exemption(self, ident: str) -> Exemption:
         return next(e for e in self.exemptions if e.id == ident)
+
+
+def _c_automaton(words: Iterable[tuple[str, int]]) -> Any:
+    """A ``pyahocorasick`` automaton of (key, int value) pairs."""
+    auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+    for key, value in words:
+        auto.add_word(key, value)
+    if len(auto):
+        auto.make_automaton()
+    return auto
 
 
 def _named(parts: tuple[tuple[str, ...], ...], gaps: tuple[int, ...],
