@@ -125,7 +125,11 @@ def test_a_verifier_killed_holding_a_batch_loses_nothing_and_forges_no_gap(
     # Neither batch was stored: the second, though checked, would have left seqs 1..3 a gap.
     assert collector.count(agent.agent_id) == 0
     assert collector.tampering() == []
-    # The agent sends both again; a fresh verifier has taken the dead one's place.
+    # A fresh verifier takes the dead one's place (waited for: under load its start can
+    # outlast a resend's deadline); the agent then sends both again.
+    verifiers = collector.running.verifiers
+    wait_for(lambda: verifiers.restarts == 1 and len(verifiers.pids()) == 2,
+             "the dead verifier's replacement")
     again = agentsim.Session(stub, agent)
     assert again.welcome.last_seq == 0
     assert again.send(agent.batch(again.welcome.nonce, *first_args)).ack.last_seq == 3
@@ -133,8 +137,6 @@ def test_a_verifier_killed_holding_a_batch_loses_nothing_and_forges_no_gap(
     again.close()
     assert [e["seq"] for e in collector.events(agent.agent_id)] == [1, 2, 3, 4, 5, 6]
     assert collector.tampering() == []
-    verifiers = collector.running.verifiers
-    wait_for(lambda: verifiers.restarts == 1, "the dead verifier's replacement")
     assert doomed not in verifiers.pids() and len(verifiers.pids()) == 2
 
 
