@@ -36,6 +36,7 @@ from rules.evaluate import (
 from rules.examples import check_examples
 from rules.load import DEFAULT_DIR, load_policy
 from rules.match import match_text
+from rules.pattern import expand_term
 from rules.schema import PolicyError
 from rules.semantic import Bank, SemanticJudge
 from rules.urls import UrlMatcher
@@ -127,7 +128,7 @@ def _validate(args: argparse.Namespace) -> int:
     policy = load_policy(args.rules)
     terms = sum(len(c.terms) + len(c.combos) for c in policy.categories)
     # Phrases each category's patterns expand to: what the automaton holds.
-    phrases = {c.name: sum(len(seg) for t in c.terms for seg in t.parts)
+    phrases = {c.name: sum(len(seg) for t in c.terms for seg in expand_term(t)[0])
                + sum(len(alts) for k in c.combos for alts in k.alternatives)
                for c in policy.categories}  # fmt: skip
     _print({"ok": True, "version": policy.version, "categories": len(policy.categories),

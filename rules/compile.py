@@ -7,6 +7,8 @@ terms and combination parts of the profile's enabled categories.
 
 from __future__ import annotations
 
+import gc
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -15,31 +17,13 @@ from typing import Any, cast
 import ahocorasick  # type: ignore[import-not-found]  # C library without type stubs
 
 from rules.automaton import Automaton
+from rules.entries import Entry, EntryTable
 from rules.normalise import normalise
-from rules.pattern import expand
+from rules.pattern import expand, expand_term
 from rules.schema import Boundary, Category, Exemption, Policy, PolicyError
 from rules.sequences import SequenceRule, merged, trigger
 
 MAX_PHRASE = 200  # squeezed characters; keeps the keystroke history bounded
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One meaning of a pattern: a term of a category, or one part of a combination."""
-
-    category: int
-    weight: int
-    boundary: Boundary
-    runs: tuple[int, ...]  # run length each squeezed character needs; 0 for a space
-    phrase: str  # the list entry's phrase or pattern, as the DSL sees it
-    combo: int = -1
-    part: int = -1
-    exempt: tuple[str, ...] = ()  # ids of the exemptions that cover this entry
-    rule: int = -1  # a pattern with gaps: its index in ``Compiled.sequences``
-    seg: int = -1  # ... and which of its segments this phrase is
-    seps: int = 0  # word gaps inside the phrase (its first word = its last minus this)
-    guard: int = -1  # a guard: its index in ``Compiled.guards``
-    member: int = -1  # a phrase of a sequence's non-trigger segment: its member key
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +70,10 @@ class Compiled:
             return
         if shared is not None:
             shared[key] = self
+        self._build(policy, active)
+        self._compact()
+
+    def _build(self, policy: Policy, active: tuple[Exemption, ...]) -> None:
         self.combos: list[ComboRule] = []
         self.sequences: list[SequenceRule] = []
         self.guards: list[GuardRule] = []
@@ -103,9 +91,9 @@ class Compiled:
             cat_ex = tuple(e.id for e in active if cat.name in e.categories)
             for term in cat.terms:
                 ex = cat_ex
-                if term.segments and _squeezed(term.phrase) in exempt_terms:
+                if term.is_pattern and _squeezed(term.phrase) in exempt_terms:
                     ex += (exempt_terms[_squeezed(term.phrase)],)  # a pattern named whole
-                parts, gaps = term.parts, term.gaps
+                parts, gaps = expand_term(term)
                 named = _named(parts, gaps, exempt_terms) if exempt_terms and gaps else 0
                 if named == 2:  # an exemption names a phrase the pieces make together
                     whole = expand(term.phrase, classes)  # as written, not in pieces
@@ -137,7 +125,7 @@ class Compiled:
             cats = frozenset(index[c] for c in guard.categories if c in index)
             if not cats:
                 continue
-            parts, gaps = guard.term.parts, guard.term.gaps  # gaps: pieces of a large one
+            parts, gaps = expand_term(guard.term)  # gaps: pieces of a large one
             if gaps:
                 parts, gaps = merged(parts, gaps)
             longest = sum(max(map(_words, phrases)) for phrases in parts)
@@ -160,8 +148,7 @@ class Compiled:
         windows = max((c.window for c in self.categories), default=0)
         self.guard_reach = windows + 2 * self.hold_words + 2
         del self._shared, self._entries, self._groups
-        # Per pattern id, what it means (tuples: 50,000 of them, smaller than lists).
-        self.entries: tuple[tuple[Entry, ...], ...] = tuple(map(tuple, building))
+        self.entries = EntryTable(building)  # per pattern id, what it means
         del building
         self.automaton = Automaton(list(patterns))  # holds the phrases (see ``patterns``)
         self.pattern_count = len(patterns)
@@ -170,11 +157,21 @@ class Compiled:
         # with ``automaton`` and short texts with ``match_short``, and never pays for it.
         self._bulk: list[Any] = []  # a box, so profiles sharing this matcher share it too
         # Per pattern, bit 1: every entry needs a word boundary before it; bit 2: after it.
-        self.needs = bytes(
-            all(e.boundary in ("word", "start") for e in es)
-            | all(e.boundary in ("word", "end") for e in es) << 1
-            for es in self.entries
-        )
+        self.needs = bytes(_needs(tuple(self.entries.boundaries(pid)))
+                           for pid in range(self.pattern_count))
+
+    def _compact(self) -> None:
+        """Lay what the matcher keeps out afresh. Compiling leaves its tables scattered
+        among the freed temporaries of expansion and normalisation, where neither Python's
+        allocator nor the C library can return the space: with the shipped lists, 54 MB of
+        a PC's memory held 22 MB of tables. A pickled copy, read back after the scattered
+        one is freed, fills the gaps densely (the process then keeps about 22 MB)."""
+        names = [n for n in self.SHARED if n != "_bulk"]
+        data = pickle.dumps({n: getattr(self, n) for n in names}, pickle.HIGHEST_PROTOCOL)
+        for n in names:
+            delattr(self, n)
+        gc.collect()  # (no cycles are expected; a stray one would pin the old copy)
+        self.__dict__.update(pickle.loads(data))
 
     def _sequence(self, building: list[list[Entry]], patterns: dict[str, int],
                   members: dict[tuple[object, ...], int], exempt_terms: dict[str, str],
@@ -274,6 +271,11 @@ class Compiled:
 
     def exemption(self, ident: str) -> Exemption:
         return next(e for e in self.exemptions if e.id == ident)
+
+
+def _needs(bounds: tuple[Boundary, ...]) -> int:
+    return (all(b in ("word", "start") for b in bounds)
+            | all(b in ("word", "end") for b in bounds) << 1)  # fmt: skip
 
 
 def _c_automaton(words: Iterable[tuple[str, int]]) -> Any:

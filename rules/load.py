@@ -127,7 +127,6 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
         semantic=semantic_of(src, files, names),
         assignments=assignments,
         default_profile=default_profile,
-        sources=tuple(sorted(files.items())),
     )
 
 
@@ -201,7 +200,7 @@ def _category(src: Source, classes: Mapping[str, tuple[str, ...]]) -> Category:
     terms, seen = [], []
     for t in src.array("term"):
         term = term_of(t, classes, {"weight", "why", "boundary", "example"})
-        key = term.phrase if term.segments else phrase_text(t, "phrase", term.phrase)
+        key = term.phrase if term.is_pattern else phrase_text(t, "phrase", term.phrase)
         seen.append((f"{key}|{term.boundary}", t.where))
         terms.append(term)
     unique(seen, "phrase")

@@ -57,12 +57,13 @@ def term_of(t: Table, classes: Mapping[str, tuple[str, ...]], keys: set[str]) ->
         return Term(t.get_text("phrase"), weight, why, boundary, t.where, example)
     source = t.get_text("pattern")
     # A large pattern is stored in adjacent pieces unless its boundary is set by hand.
-    found = expand_in(t, "pattern", source, classes, split="boundary" not in t.data)
-    for phrases in found.segments:
+    split = "boundary" not in t.data
+    found = expand_in(t, "pattern", source, classes, split)  # checked now, expanded again
+    for phrases in found.segments:                           # when compiled (not kept)
         for p in phrases:
             phrase_text(t, "pattern", p)
     boundary = cast(Boundary, t.get_str("boundary", found.boundary, choices=BOUNDARIES))
-    return Term(source, weight, why, boundary, t.where, example, found.segments, found.gaps)
+    return Term(source, weight, why, boundary, t.where, example, classes, split)
 
 
 def classes_of(sources: list[Source]) -> tuple[WordClass, ...]:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import product
 
-from rules.schema import Boundary, PolicyError
+from rules.schema import Boundary, PolicyError, Term
 
 MAX_ALTERNATIVES = 4000  # phrases one segment may expand to
 SPLIT_OVER = 200  # a segment of more phrases than this is stored as adjacent pieces ...
@@ -260,3 +260,11 @@ def expand(text: str, classes: Mapping[str, tuple[str, ...]], split: bool = Fals
 
 def class_name_ok(name: str) -> bool:
     return bool(_CLASS_NAME.match(name))
+
+
+def expand_term(term: Term) -> tuple[tuple[tuple[str, ...], ...], tuple[int, ...]]:
+    """A list entry's phrases per segment and its gaps: a literal is one phrase."""
+    if term.classes is None:
+        return ((term.phrase,),), ()
+    found = expand(term.phrase, term.classes, term.split)
+    return found.segments, found.gaps
