@@ -2,9 +2,10 @@
 
 The keyboard path needs to save and restore the automaton state on every keystroke (for
 Backspace), which C libraries do not expose; a state here is one int. Transitions live in
-flat ``array`` objects (sorted keys per state, searched with ``bisect``) so a 50,000-term
-policy stays small. The bulk path uses ``pyahocorasick`` over whole strings instead, built
-from this one's phrases when first needed.
+flat ``array`` objects (sorted keys per state, searched with ``bisect``) so a 100,000-phrase
+policy stays small; keys are the characters' places in the policy's own alphabet (about
+30 normalised characters: one byte each, not four). The bulk path uses ``pyahocorasick``
+over whole strings instead, built from this one's phrases when first needed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Iterator, Sequence
 
 
 class Automaton:
-    __slots__ = ("_base", "_fail", "_keys", "_out", "_targets", "_term", "lengths")
+    __slots__ = ("_base", "_chars", "_fail", "_keys", "_out", "_symbols", "_targets", "_term",
+                 "lengths")  # fmt: skip
 
     def __init__(self, patterns: Sequence[str]) -> None:
         """``patterns`` must be distinct and non-empty; a pattern's id is its index."""
@@ -48,22 +50,30 @@ class Automaton:
                 ft = children[f].get(code, 0) if s else 0
                 fail[t] = ft
                 out[t] = ft if term[ft] >= 0 else out[ft]
+        chars = sorted({code for kids in children for code in kids})
+        symbols = {code: i for i, code in enumerate(chars)}
         base = array("I", [0])
-        keys, targets = array("I"), array("I")
+        keys = array("B" if len(chars) <= 1 << 8 else "H" if len(chars) <= 1 << 16 else "I")
+        targets = array("I")
         for kids in children:
-            for code in sorted(kids):
-                keys.append(code)
+            for code in sorted(kids):  # (symbols keep the characters' order)
+                keys.append(symbols[code])
                 targets.append(kids[code])
             base.append(len(keys))
             kids.clear()  # free as we go: the dicts are the peak of compile memory
         self._base, self._keys, self._targets = base, keys, targets
         self._fail, self._term, self._out = fail, term, out
-        self.lengths = array("I", (len(p) for p in patterns))
+        self._symbols, self._chars = symbols, "".join(map(chr, chars))
+        longest = max(map(len, patterns), default=0)
+        self.lengths = array("B" if longest < 1 << 8 else "I", map(len, patterns))
 
     def __len__(self) -> int:
         return len(self._fail)
 
     def step(self, state: int, code: int) -> int:
+        code = self._symbols.get(code, -1)
+        if code < 0:
+            return 0  # a character no phrase has: no state goes on with it
         base, keys = self._base, self._keys
         while True:
             lo, hi = base[state], base[state + 1]
@@ -92,7 +102,7 @@ class Automaton:
             if term[node] >= 0:
                 yield text, term[node]
             for i in range(base[node], base[node + 1]):
-                stack.append((targets[i], text + chr(keys[i])))
+                stack.append((targets[i], text + self._chars[keys[i]]))
 
     def nbytes(self) -> int:
         arrays = (self._base, self._keys, self._targets, self._fail, self._term, self._out,

@@ -21,7 +21,7 @@ from rules.entries import Entry, EntryTable
 from rules.normalise import normalise
 from rules.pattern import expand, expand_term
 from rules.schema import Boundary, Category, Exemption, Policy, PolicyError
-from rules.sequences import SequenceRule, merged, trigger
+from rules.sequences import Members, SequenceRule, merged, trigger
 
 MAX_PHRASE = 200  # squeezed characters; keeps the keystroke history bounded
 
@@ -79,9 +79,9 @@ class Compiled:
         self.guards: list[GuardRule] = []
         patterns: dict[str, int] = {}
         building: list[list[Entry]] = []
-        self._shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # equal run tuples, one copy
+        self._shared: dict[bytes, bytes] = {}  # equal run lengths, one copy
         self._entries: dict[Entry, Entry] = {}
-        self._groups: dict[frozenset[int], frozenset[int]] = {}  # a class's members, one copy
+        self._groups: dict[Members, Members] = {}  # a class's members, one copy
         exempt_terms = {_squeezed(t): e.id for e in active for t in e.terms}
         classes = {c.name: c.words for c in policy.classes}
         index = {c.name: i for i, c in enumerate(self.categories)}
@@ -101,7 +101,7 @@ class Compiled:
                 if gaps and term.boundary == "word" and not named:
                     parts, gaps = merged(parts, gaps)  # (an exempted phrase must stay one)
                 if not gaps:
-                    entry = Entry(ci, term.weight, term.boundary, (), term.phrase, exempt=ex)
+                    entry = Entry(ci, term.weight, term.boundary, b"", term.phrase, exempt=ex)
                     for phrase in parts[0]:
                         self._add(building, patterns, phrase, entry, exempt_terms)
                     continue
@@ -115,7 +115,7 @@ class Compiled:
                 bounds = combo.boundaries or cast(tuple[Boundary, ...], ("word",) * n)
                 alts = combo.alternatives or tuple((t,) for t in combo.terms)
                 for part in range(n):
-                    entry = Entry(ci, 0, bounds[part], (), combo.terms[part], k, part, cat_ex)
+                    entry = Entry(ci, 0, bounds[part], b"", combo.terms[part], k, part, cat_ex)
                     for phrase in alts[part]:
                         self._add(building, patterns, phrase, entry, exempt_terms)
         # Categories whose alerts wait for the end of their sentence (a guard may follow),
@@ -140,7 +140,7 @@ class Compiled:
                 continue
             for phrase in parts[0]:
                 self._add(building, patterns, phrase,
-                          Entry(-1, 0, guard.term.boundary, (), guard.term.phrase, guard=g),
+                          Entry(-1, 0, guard.term.boundary, b"", guard.term.phrase, guard=g),
                           exempt_terms)  # fmt: skip
         self.guarded = frozenset(c for g in self.guards for c in g.categories)
         # Words back that a guard hit may still matter: a waiting alert's terms reach back
@@ -171,7 +171,7 @@ class Compiled:
         for n in names:
             delattr(self, n)
         gc.collect()  # (no cycles are expected; a stray one would pin the old copy)
-        self.__dict__.update(pickle.loads(data))
+        self.__dict__.update(pickle.loads(data))  # noqa: S301  # bytes made just above
 
     def _sequence(self, building: list[list[Entry]], patterns: dict[str, int],
                   members: dict[tuple[object, ...], int], exempt_terms: dict[str, str],
@@ -183,14 +183,14 @@ class Compiled:
         groups = []
         for seg, phrases in enumerate(parts):
             if seg == t:
-                entry = Entry(rule.category, rule.weight, boundary, (), rule.phrase,
+                entry = Entry(rule.category, rule.weight, boundary, b"", rule.phrase,
                               exempt=rule.exempt, rule=n, seg=seg)  # fmt: skip
                 for phrase in phrases:
                     self._add(building, patterns, phrase, entry, exempt_terms)
-                groups.append(frozenset[int]())
+                groups.append(Members())
             else:
-                group = frozenset(self._member(building, patterns, members, phrase, boundary,
-                                               exempt_terms) for phrase in phrases)  # fmt: skip
+                group = Members(self._member(building, patterns, members, phrase, boundary,
+                                             exempt_terms) for phrase in phrases)  # fmt: skip
                 groups.append(self._groups.setdefault(group, group))
         spans = tuple(max(map(_words, phrases)) for phrases in parts)
         self.sequences.append(replace(rule, trigger=t, groups=tuple(groups), spans=spans))
@@ -203,7 +203,7 @@ class Compiled:
                 exempt_terms: dict[str, str]) -> int:  # fmt: skip
         """The member key of a phrase of a sequence's non-trigger segment: one entry per
         (phrase, run lengths, boundary, exemption), whatever the number of rules."""
-        made = self._add(building, patterns, phrase, Entry(-1, 0, boundary, (), ""),
+        made = self._add(building, patterns, phrase, Entry(-1, 0, boundary, b"", ""),
                          exempt_terms, store=False)  # fmt: skip
         pid = patterns[_squeezed(phrase)]
         key = (pid, made.runs, boundary, made.exempt)
@@ -221,9 +221,10 @@ class Compiled:
         if len(text) > MAX_PHRASE:
             raise PolicyError(f"{phrase[:40]!r}... is longer than {MAX_PHRASE} characters")
         offset = norm.chars.index(text[0])
-        runs = tuple(0 if c == " " else r for c, r in zip(text, norm.runs[offset:], strict=False))
+        runs = bytes(0 if c == " " else min(r, 255)
+                     for c, r in zip(text, norm.runs[offset:], strict=False))  # fmt: skip
         # Most phrases have no doubled letter: () says so, and lets their entries be shared.
-        runs = self._shared.setdefault(runs, runs) if max(runs) > 1 else ()
+        runs = self._shared.setdefault(runs, runs) if max(runs) > 1 else b""
         ex = entry.exempt
         if text in exempt_terms and exempt_terms[text] not in ex:
             ex += (exempt_terms[text],)

@@ -27,7 +27,7 @@ class Entry:
     category: int
     weight: int
     boundary: Boundary
-    runs: tuple[int, ...]  # run length each squeezed character needs; 0 for a space
+    runs: bytes  # run length each squeezed character needs; 0 for a space
     phrase: str  # the list entry's phrase or pattern, as the DSL sees it
     combo: int = -1
     part: int = -1
@@ -47,13 +47,13 @@ class EntryTable:
 
     def __init__(self, per_pattern: Sequence[Sequence[Entry]]) -> None:
         meanings: dict[Entry, int] = {}
-        runs_of: dict[tuple[int, ...], int] = {(): 0}
+        runs_of: dict[bytes, int] = {b"": 0}
         self._start = array("I", [0])
         self._meaning, self._runs, self._members = array("I"), array("I"), array("i")
         seps = bytearray()
         for entries in per_pattern:
             for e in entries:
-                bare = replace(e, runs=(), seps=0, member=-1)
+                bare = replace(e, runs=b"", seps=0, member=-1)
                 self._meaning.append(meanings.setdefault(bare, len(meanings)))
                 self._runs.append(runs_of.setdefault(e.runs, len(runs_of)))
                 self._members.append(e.member)

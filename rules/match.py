@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rules.compile import Compiled, Entry
+from rules.compile import Compiled
+from rules.entries import Entry
 from rules.normalise import (
     COLLAPSE,
     FOLD,
@@ -512,7 +513,7 @@ class _Offsets:
         self._raw_at: list[int] = []
         self._odd_shift: list[int] = []
 
-    def runs_fit(self, need: tuple[int, ...], first: int, last: int) -> bool:
+    def runs_fit(self, need: bytes, first: int, last: int) -> bool:
         """As ``_fits``: each run as written, or stretched to 3 or more."""
         pos = self._run_pos
         lo, hi = bisect_left(pos, first), bisect_right(pos, last)

@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from rules.compile import Compiled, Entry
+from rules.compile import Compiled
+from rules.entries import Entry
 from rules.sequences import SequenceRule
 
 Seen = tuple[int, "Hit"]  # (word index of the hit's last word, hit)
