@@ -165,7 +165,7 @@ class Stream:
         out: list[Alert] = []
         sq, auto = self._sq, self.c.automaton
         lengths, needs = auto.lengths, self.c.needs
-        while self._done < len(sq):
+        while self._done < sq.base + len(sq.chars):
             j = self._done
             c = sq.chars[j - sq.base]
             if self._pending:
@@ -210,16 +210,17 @@ class Stream:
         """Settle candidates now that the character after them is known."""
         out: list[Alert] = []
         pending, self._pending = self._pending, ()
-        sq = self._sq
+        sq, c, add = self._sq, self.c, self._score.add
+        lengths, entries = c.automaton.lengths, c.entries
         for pid, end in pending:
-            start = end - self.c.automaton.lengths[pid]
+            start = end - lengths[pid]
             i = start - sq.base
             if i < 0:
                 continue  # fell out of the bounded history
             start_ok = i == 0 or sq.chars[i - 1] == SEP or sq.soft[i]
-            for entry in self.c.entries[pid]:
+            for entry in entries[pid]:
                 if _fits(entry, start_ok, end_ok, sq, i, end - start):
-                    self._score.add(entry, sq.starts[i], sq.ends[end - 1 - sq.base])
+                    add(entry, sq.starts[i], sq.ends[end - 1 - sq.base])
         for fired in self._score.flush():  # every hit ending here counted, then thresholds
             alert = _new_alert(self.c, *fired, self._context)
             if fired.category in self.c.guarded:
@@ -313,6 +314,8 @@ def _fits(entry: Entry, start_ok: bool, end_ok: bool, sq: Squeezed, i: int,
         return False
     runs = sq.runs
     if not entry.runs:  # no doubled letter in the phrase: none typed here either (or 3+)
+        if 2 not in runs[i : i + size]:
+            return True  # (most spans: one C-speed look)
         return all(runs[k] != 2 or sq.chars[k] == SEP for k in range(i, i + size))
     for k, need in enumerate(entry.runs):
         # A run typed as written matches; a longer one only if stretched (3+), so "as"

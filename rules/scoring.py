@@ -132,8 +132,11 @@ class Scorer:
             self._advance(key, first, last, end, entry.exempt)
         oldest = last - self.c.seq_reach
         history = self._history
-        if history and history[0][2] < oldest:
-            history = tuple(m for m in history if m[2] >= oldest)
+        if history and history[0][2] < oldest:  # oldest first: drop from the front
+            k = 1
+            while k < len(history) and history[k][2] < oldest:
+                k += 1
+            history = history[k:]
         self._history = (*history, (key, first, last, start, entry.exempt))
 
     def _trigger(self, entry: Entry, hit: Hit) -> None:
