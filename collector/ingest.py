@@ -40,6 +40,14 @@ JUDGE_BACKLOG = 2  # commits waiting to be judged before the writer waits for th
 EVIDENCE_CAP = 4 * 1024 * 1024
 EVIDENCE_PER_HOUR = 10  # tampering records per agent per hour that keep the batch's bytes
 RECORDS_PER_HOUR = 100  # beyond this, an agent's tampering that hour is counted on one record
+FAILED_STREAMS_KEPT = 10_000  # streams remembered as broken by a failed commit
+
+
+class CommitFailed(RuntimeError):
+    """The database refused a commit (a full disk, an I/O error): nothing of the batch was
+    stored, nor of any batch after it on the same stream, and none is acknowledged. The
+    stream ends and the agent, which keeps every event until it is acknowledged, sends them
+    all again from the head the collector gives it."""
 
 
 @dataclass
@@ -52,6 +60,7 @@ class _BatchJob:
 @dataclass
 class _UnsignedJob:
     batch: ingest_pb2.Batch
+    agent_id: str  # the agent whose key the stream proved (not the name in the batch)
     reason: str
     detail: str
     future: Future[ingest_pb2.CollectorMessage]
@@ -74,6 +83,7 @@ class _Group:
     tampering: list[tuple[Any, ...]] = field(default_factory=list)
     flooded: dict[str, int] = field(default_factory=dict)  # agent -> records only counted
     answers: list[tuple[Future[Any], Any]] = field(default_factory=list)
+    streams: set[bytes] = field(default_factory=set)  # nonces of the streams of its batches
     events: int = 0
 
 
@@ -94,6 +104,10 @@ class Ingestor:
         self.agents: dict[str, AgentRecord] = store.agent_records()
         self._evidence_kept: dict[str, tuple[int, int]] = {}  # agent -> (hour, records)
         self._records: dict[str, _HourCount] = {}  # agent -> its tampering records this hour
+        # Streams (by nonce) a failed commit broke: their later batches are refused too, or
+        # the next one would be placed against the head before the lost one, stored as a
+        # "gap" and acknowledged, and the agent would delete the lost batch's events.
+        self._failed_streams: dict[bytes, None] = {}
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._judged: queue.Queue[Committed | None] = queue.Queue(JUDGE_BACKLOG)
@@ -134,10 +148,12 @@ class Ingestor:
         return fut
 
     def submit_unsigned(
-        self, batch: ingest_pb2.Batch, reason: str, detail: str
+        self, batch: ingest_pb2.Batch, agent_id: str, reason: str, detail: str
     ) -> Future[ingest_pb2.CollectorMessage]:
+        """A refused batch, recorded as tampering against ``agent_id``: the agent whose key
+        the stream proved, whatever name the batch carries."""
         fut: Future[ingest_pb2.CollectorMessage] = Future()
-        self._jobs.put(_UnsignedJob(batch, reason, detail, fut))
+        self._jobs.put(_UnsignedJob(batch, agent_id, reason, detail, fut))
         return fut
 
     def call(self, fn: Callable[[Store], T], changes_agents: bool = False) -> Future[T]:
@@ -252,6 +268,10 @@ class Ingestor:
     def _stage_batch(self, group: _Group, job: _BatchJob) -> bool:
         checked = job.checked
         agent_id = checked.batch.agent_id
+        if job.nonce in self._failed_streams:
+            group.answers.append((job.future, CommitFailed(
+                "an earlier batch on this stream was not stored; send it again")))
+            return True
         rec = self.agents.get(agent_id)
         if rec is None or rec.revoked_ms is not None:
             why = "unknown agent" if rec is None else "agent revoked"
@@ -312,14 +332,18 @@ class Ingestor:
             )
         )
         group.heads[agent_id] = (checked.last_seq, b.head_hash)  # the verifier checked it is
+        group.streams.add(job.nonce)
         group.events += rows.num_rows
         group.answers.append((job.future, _ack(checked.last_seq)))
         return True
 
     def _stage_unsigned(self, group: _Group, job: _UnsignedJob) -> None:
         b = job.batch
-        agent_id = b.agent_id
+        agent_id = job.agent_id
         kind = job.reason
+        detail = job.detail
+        if b.agent_id and b.agent_id != agent_id:
+            detail += f" (the batch was labelled as agent {b.agent_id})"
         if kind == "bad_signature" and b.events and b.first_seq >= 1:
             last = b.first_seq + len(b.events) - 1
             stored = self.store.stored_hashes(agent_id, b.first_seq, last)
@@ -327,11 +351,11 @@ class Ingestor:
         last_seq = b.first_seq + max(len(b.events), 1) - 1
         self._record(
             group,
-            (agent_id, kind, job.detail, b.first_seq, last_seq, now_ms(),
+            (agent_id, kind, detail, b.first_seq, last_seq, now_ms(),
              self._evidence(agent_id, b)),
         )  # fmt: skip
         log.warning("batch.tamper agent=%s kind=%s", agent_id, kind)
-        group.answers.append((job.future, _reject(kind, job.detail)))
+        group.answers.append((job.future, _reject(kind, detail)))
 
     def _commit(self, group: _Group) -> None:
         if not group.answers:
@@ -353,11 +377,18 @@ class Ingestor:
                 if group.flooded:
                     self._store_flood(group)
         except Exception as exc:
-            log.exception("ingest.commit_failed batches=%d", len(group.answers))
+            why = storage_fault(exc)
+            log.error("ingest.commit_failed batches=%d why=%r detail=%s", len(group.answers), why,
+                      exc)  # fmt: skip
             for agent_id in group.flooded:  # its flood record may be gone with the rollback
                 self._records.pop(agent_id, None)
+            for nonce in group.streams:
+                self._failed_streams[nonce] = None
+            while len(self._failed_streams) > FAILED_STREAMS_KEPT:
+                del self._failed_streams[next(iter(self._failed_streams))]
+            failed = CommitFailed(f"{why}: nothing of the batch was stored; send it again")
             for fut, _ in group.answers:
-                _settle(fut, exc)
+                _settle(fut, failed)
             return
         for agent_id, (seq, h) in group.heads.items():
             rec = self.agents[agent_id]
@@ -396,6 +427,16 @@ class _HourCount:
     records: int = 0  # tampering this hour, stored or counted
     counted: int = 0  # of which only counted, on the flood record
     flood_id: int | None = None
+
+
+def storage_fault(exc: BaseException) -> str:
+    """What a failed write means, in words an operator acts on."""
+    text = str(exc).lower()
+    if "no space left" in text or "disk full" in text or "enospc" in text:
+        return "the collector's disk is full"
+    if "read-only" in text:
+        return "the collector's disk is read-only"
+    return f"the collector could not write its database ({type(exc).__name__})"
 
 
 def _hour_text(hour: int) -> str:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
 from collector import enrolment, models, policy
-from collector.ingest import Ingestor
+from collector.ingest import CommitFailed, Ingestor
 from collector.paths import DataDir
 from collector.store import now_ms
 from collector.verifiers import Verifiers, VerifierUnavailable
@@ -241,6 +241,8 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
                 except VerifierUnavailable as exc:
                     log.warning("stream.unverified agent=%s error=%s", rec.agent_id, exc)
                     await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; send it again")
+                except CommitFailed as exc:  # the writer logged why; the agent keeps the events
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
                 if message.WhichOneof("msg") == "ack":
                     # A policy published while the stream is open reaches the agent with its
                     # next ack (a heartbeat at the latest), not at its next connection.
@@ -294,7 +296,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
                 except DecodeError as exc:
                     # Not a batch at all: record it against the agent that said hello, stop.
                     future = self.ingestor.submit_unsigned(
-                        ingest_pb2.Batch(agent_id=agent_id),
+                        ingest_pb2.Batch(agent_id=agent_id), agent_id,
                         "malformed",
                         f"a message did not parse: {exc}",
                     )
@@ -350,7 +352,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
                 future = self.ingestor.submit(outcome, nonce)
             else:
                 reason, _, detail = str(outcome).partition(": ")
-                future = self.ingestor.submit_unsigned(batch, reason, detail)
+                future = self.ingestor.submit_unsigned(batch, agent_id, reason, detail)
             handed.set_result(True)
         finally:
             if not handed.done():
