@@ -92,7 +92,12 @@ class KeystrokeDetector:
 
     def tick(self, now: float | None = None) -> None:
         """Called about once a second by the thread that feeds keys: a pause in typing
-        has the semantic stage judge the sentences so far; a long one settles the text."""
+        has the semantic stage judge the sentences so far; a long one settles the text. A
+        new policy is taken up here too, not at the next key: the old one's matcher (tens
+        of MB with the shipped lists) is let go while the pupil is not typing."""
+        if self._compiled is not None and self._source() is not self._compiled:
+            self.settle()  # what was typed is settled under the policy it was typed under
+            self._compiled = None
         if self._stream is None:
             return
         now = time.monotonic() if now is None else now

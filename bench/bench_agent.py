@@ -179,6 +179,21 @@ def main() -> None:
                     raise SystemExit(f"no semantic event for {sentence!r}")
                 time.sleep(0.001)
             sentence_ms.append(1000 * (time.perf_counter() - t0))
+        # Every later start: the PC loads the collector's policy it kept (policy.json), not
+        # the shipped one and then the collector's, as on its first start above.
+        procs.stop()
+        procs = AgentProcesses(state.root, desktop, tmp / "work-restarted", heartbeat=60,
+                               log_level="info", bin_dir=tmp / "agent-venv" / "bin")
+        started = procs.logs / "agent.err"
+        wait_for(lambda: "state=running" in started.read_text())
+        if args.semantic == "on":
+            wait_for(lambda: "semantic.ready" in started.read_text(), 900)
+        time.sleep(5)
+        rows.append(("idle, restarted", *measure(procs.pids(), args.seconds)))
+        rows.append(("typing, restarted", *measure(procs.pids(), args.seconds, slow)))
+        split_later = {name: psutil.Process(pid).memory_info().rss / 2**20
+                       for name, pid in (("agent run", procs.agent.pid), ("keyboard-helper",
+                                                                          procs.helper.pid))}
     finally:
         procs.stop()
         desktop.close()
@@ -190,7 +205,10 @@ def main() -> None:
     print("|---|---|---|")
     for name, pct, rss in rows:
         print(f"| {name} | {pct:.2f} | {rss:.1f} |")
-    print("RSS by process now (MB): " + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
+    print("RSS by process, first start (MB): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
+    print("RSS by process, restarted (MB): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in split_later.items()))
     print(f"Enter after a phrase -> outbox (ms, n={len(latencies)}): median "
           f"{statistics.median(latencies):.1f}, max {max(latencies):.1f}")  # fmt: skip
     if sentence_ms:

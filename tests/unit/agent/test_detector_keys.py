@@ -80,6 +80,23 @@ def test_a_new_policy_applies_from_the_next_key(active: ActivePolicy) -> None:
     assert [a.context for a in out] == ["i will kill you"]
 
 
+def test_a_new_policy_lets_the_old_matcher_go_at_the_next_tick(active: ActivePolicy) -> None:
+    import gc
+    import weakref
+
+    out: list[Alert] = []
+    current: list[Compiled | None] = [Compiled(active.policy, "ks2")]
+    old = weakref.ref(current[0])
+    det = KeystrokeDetector(lambda: current[0], lambda a, _w: out.append(a))
+    for ch in "i will kill you":
+        det.key(ch)
+    current[0] = active.compiled("ks2")  # a new policy arrives while the pupil is not typing
+    det.tick()  # settles the text under the old matcher, and keeps nothing of it
+    gc.collect()
+    assert old() is None
+    assert [a.context for a in out] == ["i will kill you"]
+
+
 def test_the_event_carries_only_the_capped_context(active: ActivePolicy) -> None:
     text = "one two three four five six seven eight nine ten i will kill you"
     [(alert, window)] = run(active, NOTES, text, ENTER)
