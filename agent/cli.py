@@ -255,6 +255,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"unacked:      {counts.unacked}  (chained and signed, waiting for the collector)")
     print(f"acked_seq:    {counts.base[0] if counts.base else 'none (never connected)'}")
     print(f"chain_head:   {f'{head[0]} {head[1].hex()}' if head else 'none'}")
+    print(f"dropped:      {counts.dropped}  (given up at the outbox's bound, oldest and least"
+          " severe first; each counted in a DROPPED event)")
     print(f"policy_version: {_policy_version(state)}")
     return 0
 

@@ -55,6 +55,7 @@ class Counts:
     unacked: int  # chained, waiting for the collector's Ack
     base: tuple[int, bytes] | None  # last seq the collector holds, as far as we know
     head: tuple[int, bytes] | None  # last seq chained here
+    dropped: int = 0  # events given up at the bound since the outbox was made
 
 
 class Outbox:
@@ -207,7 +208,9 @@ class Outbox:
             (pending,) = self._conn.execute("SELECT count(*) FROM queued").fetchone()
             (unacked,) = self._conn.execute("SELECT count(*) FROM chained").fetchone()
             base = self._base()
-            return Counts(pending, unacked, base, None if base is None else self._head(base))
+            row = self._conn.execute("SELECT value FROM meta WHERE key='dropped_total'").fetchone()
+            return Counts(pending, unacked, base, None if base is None else self._head(base),
+                          int(row[0]) if row else 0)  # fmt: skip
 
     def wait_for_work(self, timeout: float, poll: float = 0.2) -> bool:
         """Until timeout: True as soon as this or another process commits to the outbox."""

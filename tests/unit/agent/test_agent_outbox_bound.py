@@ -85,3 +85,22 @@ def test_chained_events_are_never_dropped(tmp_path: Path) -> None:
     counts = box.counts()
     assert counts.unacked == 2 and counts.pending == 3  # two new ones and the counter
     box.close()
+
+
+def test_a_burst_of_drops_logs_a_line_a_minute_and_status_counts_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent import outbox_bound
+
+    outbox_bound._unlogged.update(count=0, at=-outbox_bound.LOG_EVERY_S)
+    box = Outbox.open(tmp_path / "o.sqlite", AGENT, max_pending=3)
+    with caplog.at_level("WARNING", logger="agent.outbox_bound"):
+        for i in range(500):
+            put(box, f"e{i}", severity=1)
+    lines = [r for r in caplog.records if r.getMessage().startswith("outbox.dropped")]
+    assert len(lines) == 1  # not 497 (a real burst wrote 10,007 lines)
+    assert box.counts().dropped == 497
+    box.close()
+    again = Outbox.open(tmp_path / "o.sqlite", AGENT, max_pending=3)
+    assert again.counts().dropped == 497  # kept across restarts, for `status`
+    again.close()
