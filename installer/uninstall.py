@@ -6,14 +6,23 @@ they are empty; /usr/local/sbin/safeguard-install goes with the last role (comma
 `--keep-data` (the default) leaves the data or state folder, so a reinstall picks up the same
 identity, outbox and chain (or the same database); `--purge` removes it too, and the service
 account if the install made it. An external --python-env is never deleted.
+
+What cannot be removed (an account a process still uses, a folder that will not go) is
+reported at the end, with the exit code 1; it never stops the rest half-way. Processes
+started by hand from the role's venv (the advice where systemd is not running) are stopped
+first, as the service would be.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path, PurePosixPath
 
 from installer import accounts, command, manifest
@@ -36,13 +45,16 @@ def uninstall(ctx: Context, roles: list[str], yes: bool, purge: bool) -> int:
     if not yes and not _confirm(f"Remove the safeguard {names} {keep}?"):
         print("nothing removed")
         return 1
+    problems: list[str] = []
     for m in found:
         # read again: removing the first role may have handed it the command link
-        _remove(ctx, manifest.load(layout, m.role) or m, purge)
+        problems += _remove(ctx, manifest.load(layout, m.role) or m, purge)
     ctx.services.reload()
     for folder in (CONFIG, OPT):  # ours by name: gone once empty
         _rmdir_if_empty(layout.host(folder))
-    return 0
+    for problem in problems:
+        print(f"could not remove: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _confirm(question: str) -> bool:
@@ -55,10 +67,13 @@ def _confirm(question: str) -> bool:
     return answer.strip().lower() == "yes"
 
 
-def _remove(ctx: Context, m: manifest.Manifest, purge: bool) -> None:
+def _remove(ctx: Context, m: manifest.Manifest, purge: bool) -> list[str]:
+    """Remove one role; returns what could not be removed."""
     layout = ctx.layout
     role = m.role
+    problems: list[str] = []
     ctx.services.stop(role)
+    problems += _stop_by_hand(role, layout.host(layout.env_dir(role)))
     data = PurePosixPath(str(m.settings.get("data") or m.settings.get("state")))
     for target in (layout.wants(role), layout.unit(role)):
         layout.host(target).unlink(missing_ok=True)
@@ -74,13 +89,64 @@ def _remove(ctx: Context, m: manifest.Manifest, purge: bool) -> None:
             if "safeguard" in parent.name:
                 _rmdir_if_empty(layout.host(parent))
         if m.account_created:
-            accounts.remove(layout, m.account)
+            try:
+                accounts.remove(layout, m.account)
+            except (subprocess.CalledProcessError, OSError) as exc:
+                said = (getattr(exc, "stderr", "") or str(exc)).strip()
+                problems.append(f"the account {m.account} ({said}); `userdel {m.account}` "
+                                "once nothing runs as it")  # fmt: skip
     layout.host(layout.manifest(role)).unlink(missing_ok=True)
     for folder in sorted(m.created_dirs, key=lambda p: -len(PurePosixPath(p).parts)):
         _rmdir_if_empty(layout.host(folder))
     kept = "" if purge else f"; kept {data} (install again to use it, or uninstall --purge)"
     print(f"removed the {role}{kept}")
-    log.info("uninstall.done role=%s purge=%s", role, purge)
+    log.info("uninstall.done role=%s purge=%s problems=%d", role, purge, len(problems))
+    return problems
+
+
+STOP_WAIT_S = 15.0
+
+
+def _stop_by_hand(role: str, env: Path) -> list[str]:
+    """Stop processes running from the role's venv that the service manager does not know
+    (started by hand): SIGTERM, then SIGKILL after STOP_WAIT_S. Returns what would not stop."""
+    prefixes = {f"{env}/"}
+    with contextlib.suppress(OSError):
+        prefixes.add(f"{env.resolve()}/")
+    ours = {os.getpid(), os.getppid()}  # the installer may itself run from that venv
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in ours:
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")[:3]
+        except OSError:
+            continue
+        if any(a.decode(errors="replace").startswith(tuple(prefixes)) for a in args):
+            pids.append(int(proc.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if pids:
+        print(f"stopped {len(pids)} {role} process(es) started by hand (pids "
+              f"{', '.join(map(str, pids))})")  # fmt: skip
+        log.info("uninstall.stopped_by_hand role=%s pids=%s", role, pids)
+    time.sleep(0.2 if left else 0)
+    return [f"{role} process {p} (it would not stop)" for p in left if _alive(p)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
 
 
 def _rmdir_if_empty(path: Path) -> None:

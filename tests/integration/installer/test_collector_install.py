@@ -211,3 +211,38 @@ def test_uninstall_asks_and_a_script_without_yes_is_told_how(
     assert listing(root) == before
     assert install(tmp_path / "empty", "uninstall", "--yes") == 1
     assert "nothing to remove" in capsys.readouterr().err
+
+
+def test_uninstall_purge_stops_a_collector_started_by_hand_and_never_tracebacks(
+    tmp_path: Path, envs: dict[str, Path], install: Install, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+
+    from installer import accounts
+
+    root = tmp_path / "root"
+    assert install_collector(install, root, envs) == 0
+    # Where systemd is not running the installer says to start the collector by hand: a
+    # process run from the role's venv (a stand-in that just waits).
+    python = root / "opt/safeguard/collector/current/bin/python"
+    by_hand = subprocess.Popen([str(python), "-c", "import time; time.sleep(600)"])
+    try:
+        # The account is still in use as userdel sees it: reported, not a traceback.
+        def busy(layout: object, name: str) -> None:
+            raise subprocess.CalledProcessError(
+                8, ["userdel", name], stderr=f"userdel: user {name} is currently used by process 1")
+
+        monkeypatch.setattr(accounts, "remove", busy)
+        capsys.readouterr()
+        assert install(root, "uninstall", "--yes", "--purge") == 1
+        out, err = capsys.readouterr()
+        assert by_hand.wait(30) is not None  # stopped, as the service would have been
+        assert "started by hand" in out
+        assert "could not remove: the account" in err and "currently used" in err
+        assert "Traceback" not in out + err
+        left = listing(root)
+        assert not any(p.startswith(("opt", "etc/safeguard", "var")) for p in left)  # the rest went
+    finally:
+        if by_hand.poll() is None:
+            by_hand.kill()
