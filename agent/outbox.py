@@ -275,7 +275,12 @@ class Outbox:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT under the in-process lock; ROLLBACK on any exception."""
+    """BEGIN IMMEDIATE ... COMMIT under the in-process lock; ROLLBACK on any exception.
+
+    SQLite rolls a transaction back by itself when the disk fills (SQLITE_FULL): a ROLLBACK
+    of ours then fails with "cannot rollback - no transaction is active", which used to hide
+    the real error from the log and the caller. It is issued only while a transaction is
+    open, and a full disk is named as such."""
 
     def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
         self._conn = conn
@@ -294,13 +299,30 @@ class _Transaction:
             if exc_type is None:
                 try:
                     self._conn.execute("COMMIT")
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
+                except BaseException as failed:
+                    self._rollback(failed)
                     raise
             else:
-                self._conn.execute("ROLLBACK")
+                self._rollback(exc)
         finally:
             self._lock.release()
+
+    def _rollback(self, cause: object) -> None:
+        if isinstance(cause, sqlite3.Error) and _is_full(cause):
+            now = time.monotonic()
+            if now - _full_logged[0] >= 60:  # once a minute, not once per event
+                _full_logged[0] = now
+                log.error("outbox.disk_full detail=%s: the PC's disk is full; events cannot "
+                          "be queued or shipped until space is freed", cause)  # fmt: skip
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+
+_full_logged = [-60.0]
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
 
 
 __all__ = ["BUSY_TIMEOUT_MS", "Chained", "Counts", "Outbox", "OutboxError", "new_event_id"]

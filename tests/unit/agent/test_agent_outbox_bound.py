@@ -104,3 +104,29 @@ def test_a_burst_of_drops_logs_a_line_a_minute_and_status_counts_them(
     again = Outbox.open(tmp_path / "o.sqlite", AGENT, max_pending=3)
     assert again.counts().dropped == 497  # kept across restarts, for `status`
     again.close()
+
+
+def test_a_full_disk_is_named_and_hides_no_error_and_writes_resume_when_space_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    from agent import outbox as outbox_module
+
+    getattr(outbox_module, "_full_logged", [0.0])[0] = -60.0  # (a fresh minute for the log)
+    box = Outbox.open(tmp_path / "o.sqlite", AGENT, max_pending=100_000)
+    put(box, "before", 1)
+    # SQLite's own limit on the file's pages: the same SQLITE_FULL a full disk gives.
+    (pages,) = box._conn.execute("PRAGMA page_count").fetchone()
+    box._conn.execute(f"PRAGMA max_page_count = {pages}")
+    with (caplog.at_level("ERROR", logger="agent.outbox"),
+          pytest.raises(sqlite3.OperationalError, match="full")):  # not "cannot rollback"
+        for i in range(10_000):
+            put(box, "x" * 2000 + str(i), 1)
+    assert any(r.getMessage().startswith("outbox.disk_full") for r in caplog.records)
+    assert not box._conn.in_transaction
+    box._conn.execute("PRAGMA max_page_count = 1073741823")  # space is back
+    put(box, "after", 1)
+    notes = [e.test_alert.note for e in queued(box) if e.WhichOneof("payload") == "test_alert"]
+    assert notes[0] == "before" and notes[-1] == "after"
+    box.close()
