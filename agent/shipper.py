@@ -29,6 +29,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.outbox import Outbox, OutboxError
+from agent.tls_explain import explain_tls
 from agent.transport import MAX_MESSAGE_BYTES, secure_channel
 from protos import envelope, ingest_pb2, ingest_pb2_grpc
 
@@ -329,6 +330,12 @@ class Shipper:
                 "ship.revoked agent=%s detail=%s (events are kept)", self._cfg.agent_id, details
             )
             raise SessionEnded("agent revoked", retry_after_s=slow)
+        unavailable = code == grpc.StatusCode.UNAVAILABLE
+        tls = explain_tls(details, self._cfg.address) if unavailable else None
+        if tls is not None:  # retried as usual, but logged as the error it is, with its cause
+            log.error("ship.tls_failed collector=%s why=%r detail=%s", self._cfg.address, tls,
+                      details)  # fmt: skip
+            raise SessionEnded(f"TLS: {tls}")
         if code == grpc.StatusCode.UNAVAILABLE:
             log.warning("ship.unavailable collector=%s detail=%s", self._cfg.address, details)
         elif code != grpc.StatusCode.CANCELLED or not self._stop.is_set():

@@ -1,0 +1,88 @@
+"""A PC whose TLS handshake fails says why (issue 15, finding 7): its clock behind or ahead of
+the collector's certificate, or a server that is not this school's collector. Real handshakes:
+the collector is restarted with a certificate that is not valid yet, has expired, or comes
+from another school's CA."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from agent.identity import StateDir
+from agent.outbox import Outbox
+from agent.shipper import Shipper
+from tests.harness import CollectorHarness, init_data
+
+pytestmark = pytest.mark.integration
+Ship = Callable[..., AbstractContextManager[tuple[Shipper, Outbox]]]
+
+
+def reissue(collector: CollectorHarness, starts_in_days: float) -> None:
+    """The collector's server certificate again, valid for one day from the given shift."""
+    data = collector.data
+    ca_key = serialization.load_pem_private_key(data.ca_key.read_bytes(), None)
+    ca = x509.load_pem_x509_certificate(data.ca_cert.read_bytes())
+    old = x509.load_pem_x509_certificate(data.server_cert.read_bytes())
+    key = serialization.load_pem_private_key(data.server_key.read_bytes(), None)
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(days=starts_in_days)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(old.subject)
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=1))
+        .add_extension(old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value,
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    data.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def tls_failure(state: StateDir, ship: Ship, caplog: pytest.LogCaptureFixture) -> str:
+    """Run the shipper until it logs a failed handshake; return the cause it gave."""
+    from tests.integration.agent.conftest import wait_until
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("ship.tls_failed")]
+
+    with caplog.at_level("ERROR", logger="agent.shipper"), ship(state):
+        wait_until(lambda: bool(said()), what="ship.tls_failed in the log")
+    return said()[0].getMessage()
+
+
+@pytest.mark.parametrize(("shift", "cause"), [
+    (10, "not valid yet by this PC's clock"),
+    (-10, "has expired by this PC's clock"),
+])  # fmt: skip
+def test_a_certificate_outside_its_dates_is_blamed_on_the_clock(
+    collector: CollectorHarness, state: StateDir, ship: Ship, caplog: pytest.LogCaptureFixture,
+    shift: int, cause: str,
+) -> None:
+    collector.stop()
+    reissue(collector, shift)
+    collector.start()
+    said = tls_failure(state, ship, caplog)
+    assert cause in said and "NTP" in said
+
+
+def test_a_server_of_another_school_is_named_as_the_wrong_collector(
+    collector: CollectorHarness, state: StateDir, ship: Ship, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    other = init_data(tmp_path / "other-school")  # its own CA
+    collector.stop()
+    shutil.copy(other.server_cert, collector.data.server_cert)
+    shutil.copy(other.server_key, collector.data.server_key)
+    collector.start()
+    said = tls_failure(state, ship, caplog)
+    assert "is not this school's collector" in said
