@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from collector import admin, server
+from collector import admin, pki, server
 from collector.console import config as console_config
 from collector.console.server import Console
 from collector.incidents.runtime import IncidentRuntime
@@ -111,6 +111,8 @@ async def start(
         store.close()
         raise
     log.info("collector.started listen=%s port=%d agents=%d", listen, port, len(ingestor.agents))
+    if (warning := pki.certificate_warning(data)) is not None:
+        log.warning("collector.certificate why=%r", warning)
     return Running(
         data, port, store, ingestor, checkers, grpc_server, admin_server, incidents, console
     )

@@ -118,3 +118,24 @@ def load_policy_key(data: DataDir) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{data.policy_key} is not an Ed25519 key")
     return key
+
+
+EXPIRY_WARNING_DAYS = 30
+
+
+def certificate_warning(data: DataDir, now: dt.datetime | None = None) -> str | None:
+    """What to tell the operator about the server certificate's dates, or None if all is well:
+    an expired certificate fails every PC's handshake, so it is said at start, weeks ahead."""
+    cert = x509.load_pem_x509_certificate(data.server_cert.read_bytes())
+    now = now or dt.datetime.now(dt.UTC)
+    end, start = cert.not_valid_after_utc, cert.not_valid_before_utc
+    if now < start:
+        return (f"the server certificate is not valid until {start:%Y-%m-%d %H:%M} UTC: PCs "
+                "will refuse it until then (is this machine's clock behind?)")
+    if now >= end:
+        return (f"the server certificate expired on {end:%Y-%m-%d}: every PC's handshake fails "
+                "until it is renewed")
+    days = (end - now).days
+    if days < EXPIRY_WARNING_DAYS:
+        return f"the server certificate expires in {days} days ({end:%Y-%m-%d}): renew it"
+    return None

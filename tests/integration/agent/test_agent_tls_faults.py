@@ -86,3 +86,27 @@ def test_a_server_of_another_school_is_named_as_the_wrong_collector(
     collector.start()
     said = tls_failure(state, ship, caplog)
     assert "is not this school's collector" in said
+
+
+@pytest.mark.parametrize(("shift", "said"), [
+    (-10, "the server certificate expired on"),
+    (10, "is not valid until"),
+])  # fmt: skip
+def test_the_collector_says_at_start_when_its_certificate_is_out_of_date(
+    collector: CollectorHarness, caplog: pytest.LogCaptureFixture, shift: int, said: str,
+) -> None:
+    collector.stop()
+    reissue(collector, shift)
+    with caplog.at_level("WARNING", logger="collector.app"):
+        collector.start()
+    [record] = [r for r in caplog.records if r.getMessage().startswith("collector.certificate")]
+    assert said in record.getMessage()
+
+
+def test_a_certificate_near_its_end_is_warned_of_weeks_ahead(collector: CollectorHarness) -> None:
+    from collector import pki
+
+    end = x509.load_pem_x509_certificate(collector.data.server_cert.read_bytes())
+    assert pki.certificate_warning(collector.data) is None  # a fresh one: years left
+    weeks_before = end.not_valid_after_utc - dt.timedelta(days=20)
+    assert "expires in 20 days" in (pki.certificate_warning(collector.data, weeks_before) or "")
