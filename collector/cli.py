@@ -130,6 +130,16 @@ def _when(ms: int | None) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def cmd_rotate_cert(args: argparse.Namespace) -> int:
+    data = _data(args)
+    cert = pki.rotate(data)
+    print(f"renewed {data.server_cert} (valid until {cert.not_valid_after_utc:%Y-%m-%d}; the old "
+          f"pair kept as *.old): restart the collector (systemctl restart safeguard-collector) "
+          "to use it; PCs trust the school's CA, so none needs enrolling again")  # fmt: skip
+    log.info("collector.certificate_rotated until=%s", cert.not_valid_after_utc.date())
+    return 0
+
+
 def cmd_revoke(args: argparse.Namespace) -> int:
     result = _ask(_data(args), "revoke", {"agent_id": args.agent, "reason": args.reason})
     if not result["revoked"]:
@@ -341,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--name", action="append", help="a host name or IP agents use (repeatable)")
     c.add_argument("--exist-ok", action="store_true", help="succeed if already initialised")
     c.set_defaults(func=cmd_init)
+    c = command("rotate-cert", "renew the TLS server certificate from the school's CA "
+                "(no PC needs enrolling again); restart serve to use it")
+    c.set_defaults(func=cmd_rotate_cert)
     c = command("token", "print an enrolment token")
     c.add_argument("--ttl", type=parse_duration, default=parse_duration("24h"))
     c.add_argument("--uses", type=int, default=1, help="how many PCs may enrol with it")

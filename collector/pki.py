@@ -84,20 +84,8 @@ def create(data: DataDir, school: str, names: list[str]) -> None:
         .sign(ca_key, hashes.SHA256())
     )
 
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{school} collector")]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365 * SERVER_YEARS))
-        .add_extension(_san(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{school} collector")])
+    server_key, server_cert = _server_certificate(ca_key, ca_name, subject, _san(names), now)
 
     policy_key = Ed25519PrivateKey.generate()
     write_secret(data.ca_key, _pem_key(ca_key))
@@ -111,6 +99,49 @@ def create(data: DataDir, school: str, names: list[str]) -> None:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         ),
     )
+
+
+ServerPair = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
+
+
+def _server_certificate(ca_key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
+                        subject: x509.Name, names: x509.SubjectAlternativeName,
+                        now: dt.datetime) -> ServerPair:  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365 * SERVER_YEARS))
+        .add_extension(names, critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def rotate(data: DataDir) -> x509.Certificate:
+    """A new server key and certificate from the school's CA, for the same names: PCs trust
+    the CA, not the certificate, so none needs enrolling again. The old pair is kept beside
+    (``*.old``) until the next rotation."""
+    ca_key = serialization.load_pem_private_key(data.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{data.ca_key} is not the CA's EC key")
+    ca = x509.load_pem_x509_certificate(data.ca_cert.read_bytes())
+    old = x509.load_pem_x509_certificate(data.server_cert.read_bytes())
+    names = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    key, cert = _server_certificate(ca_key, ca.subject, old.subject, names,
+                                    dt.datetime.now(dt.UTC))  # fmt: skip
+    for path in (data.server_key, data.server_cert):
+        path.with_name(path.name + ".old").write_bytes(path.read_bytes())
+        path.with_name(path.name + ".old").chmod(path.stat().st_mode & 0o777)
+    write_secret(data.server_key, _pem_key(key))
+    write_public(data.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+    return cert
 
 
 def load_policy_key(data: DataDir) -> Ed25519PrivateKey:

@@ -110,3 +110,26 @@ def test_a_certificate_near_its_end_is_warned_of_weeks_ahead(collector: Collecto
     assert pki.certificate_warning(collector.data) is None  # a fresh one: years left
     weeks_before = end.not_valid_after_utc - dt.timedelta(days=20)
     assert "expires in 20 days" in (pki.certificate_warning(collector.data, weeks_before) or "")
+
+
+def test_rotate_cert_renews_an_expired_certificate_and_pcs_ship_without_enrolling_again(
+    collector: CollectorHarness, state: StateDir, ship: Ship,
+) -> None:
+    from collector import cli
+    from protos import events_pb2
+    from tests.integration.agent.conftest import wait_until
+
+    collector.stop()
+    reissue(collector, -10)  # expired: every PC's handshake fails
+    assert cli.main(["rotate-cert", "--data", str(collector.data_dir)]) == 0
+    renewed = x509.load_pem_x509_certificate(collector.data.server_cert.read_bytes())
+    assert renewed.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
+    assert collector.data.server_cert.with_name(collector.data.server_cert.name + ".old").exists()
+    collector.start()
+    from agent.identity import load_identity
+
+    box = Outbox.open(state.outbox, load_identity(state).agent_id)
+    box.put(events_pb2.Event(severity=1, test_alert=events_pb2.TestAlert(note="after rotation")))
+    with ship(state, box):
+        wait_until(lambda: box.counts().pending + box.counts().unacked == 0, what="acked")
+    assert collector.count() >= 1
