@@ -239,13 +239,14 @@ def _status(args: argparse.Namespace) -> int:
 
     state = StateDir(args.state)
     ident = load_identity(state)
-    from agent.outbox import Outbox
+    from agent.outbox import Counts, Outbox
+    from agent.outbox_file import CorruptOutbox
 
-    outbox = Outbox.open(state.outbox, ident.agent_id)
+    damaged = ""
     try:
-        counts = outbox.counts()
-    finally:
-        outbox.close()
+        counts = Outbox.peek(state.outbox)  # read-only: status changes nothing
+    except CorruptOutbox as exc:
+        damaged, counts = str(exc), Counts(0, 0, None, None)
     head = counts.head
     print(f"agent_id:     {ident.agent_id}")
     print(f"collector:    {ident.collector}")
@@ -258,6 +259,10 @@ def _status(args: argparse.Namespace) -> int:
     print(f"dropped:      {counts.dropped}  (given up at the outbox's bound, oldest and least"
           " severe first; each counted in a DROPPED event)")
     print(f"policy_version: {_policy_version(state)}")
+    if damaged:
+        print(f"outbox:       DAMAGED ({damaged}); the service keeps it aside and starts a new "
+              "one when it next starts, and reports that to the collector")  # fmt: skip
+        return 1
     return 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Self
 
 from agent.outbox_bound import drop_over_bound, new_event_id
-from agent.outbox_file import BUSY_TIMEOUT_MS, connect_or_recover
+from agent.outbox_file import BUSY_TIMEOUT_MS, CorruptOutbox, connect_or_recover, probe
 from protos import envelope, events_pb2
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,23 @@ class Outbox:
                 )
             )
         return box
+
+    @staticmethod
+    def peek(path: Path) -> Counts:
+        """The counts, read-only (``safeguard-agent status``): a missing file is not made, a
+        damaged one is not set aside (the service does that, and records it, when it starts);
+        CorruptOutbox says what is wrong with it."""
+        reason = probe(path)
+        if reason is not None:
+            raise CorruptOutbox(reason)
+        if not path.exists():
+            return Counts(0, 0, None, None)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=BUSY_TIMEOUT_MS / 1000)  # fmt: skip
+        try:
+            return Outbox(conn, "", 0).counts()
+        finally:
+            conn.close()
 
     def close(self) -> None:
         with self._lock:

@@ -52,7 +52,7 @@ def connect_or_recover(path: Path) -> tuple[sqlite3.Connection, Path | None]:
 
     Returns the connection and where a corrupt file was kept (None when it was healthy).
     """
-    reason = _probe(path)
+    reason = probe(path)
     if reason is None:
         try:
             return _connect_patiently(path), None
@@ -94,7 +94,7 @@ def set_aside(path: Path) -> Path:
     return kept
 
 
-def _probe(path: Path) -> str | None:
+def probe(path: Path) -> str | None:
     """Why the file is corrupt, or None. Read-only, so SQLite neither checkpoints nor deletes
     the -wal of a damaged file before it is set aside: the technician gets it as it was."""
     try:

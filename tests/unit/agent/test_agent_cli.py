@@ -172,6 +172,32 @@ def test_status_shows_identity_and_outbox(
     assert "pending:      1" in out and "running:      no" in out
 
 
+def test_status_is_read_only_and_names_a_damaged_outbox_without_setting_it_aside(
+    enrolled: StateDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "test-alert", "--state", str(enrolled.root))
+    raw = enrolled.outbox.read_bytes()
+    enrolled.outbox.write_bytes(raw[:100] + b"\xff" * 4000 + raw[4100:])  # pages damaged
+    def files() -> list[str]:  # (SQLite's -wal and -shm side files may appear: no data)
+        return sorted(p.name for p in enrolled.root.iterdir() if not p.name.endswith("-shm")
+                      and not p.name.endswith("-wal"))  # fmt: skip
+
+    before = files()
+    code, out, _ = run(capsys, "status", "--state", str(enrolled.root))
+    assert code == 1 and "outbox:       DAMAGED" in out
+    assert files() == before  # nothing set aside
+    assert enrolled.outbox.read_bytes()[:100] == raw[:100]
+
+
+def test_status_of_an_agent_that_never_ran_makes_no_outbox(
+    enrolled: StateDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    enrolled.outbox.unlink(missing_ok=True)
+    code, out, _ = run(capsys, "status", "--state", str(enrolled.root))
+    assert code == 0 and "pending:      0" in out
+    assert not enrolled.outbox.exists()
+
+
 def test_the_module_runs_as_a_program_without_tracebacks(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
