@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -23,16 +21,6 @@ from tests import agentsim
 from tests.harness import CollectorHarness
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[CollectorHarness]:
-    harness = CollectorHarness(tmp_path / "collector")
-    harness.start()
-    try:
-        yield harness
-    finally:
-        harness.stop()
 
 
 def wait_until(condition: Any, what: str) -> None:
