@@ -83,6 +83,18 @@ def measure(pids: list[int], seconds: float, work: object = None) -> tuple[float
     return 100 * (cpu1 - cpu0) / (time.monotonic() - t0), peak / 2**20
 
 
+def settle(pids: list[int], quiet_pct: float = 2.0, longest_s: float = 180.0) -> None:
+    """Wait until start-up work is over (compiling the policy takes seconds of CPU and would
+    otherwise fall into the idle phase): two 2-second spans in a row under ``quiet_pct``."""
+    procs = [psutil.Process(p) for p in pids]
+    deadline, quiet = time.monotonic() + longest_s, 0
+    while quiet < 2 and time.monotonic() < deadline:
+        before = sum(sum(p.cpu_times()[:2]) for p in procs)
+        time.sleep(2)
+        used = sum(sum(p.cpu_times()[:2]) for p in procs) - before
+        quiet = quiet + 1 if 100 * used / 2 < quiet_pct else 0
+
+
 def queued_keywords(outbox: Path) -> int:
     db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True, timeout=5)
     try:
@@ -139,7 +151,7 @@ def main() -> None:
         if args.semantic == "on":  # the model fetched and the bank embedded (minutes, cold)
             wait_for(lambda: "semantic.ready" in (procs.logs / "agent.err").read_text(), 900)
         pids = procs.pids()
-        time.sleep(5)  # let start-up work (policy fetch, first scans) settle
+        settle(pids)  # start-up work (policy fetch, compiling the matcher, first scans)
         rows = [("idle", *measure(pids, args.seconds))]
 
         def slow() -> None:  # 10 characters a second
@@ -188,7 +200,7 @@ def main() -> None:
         wait_for(lambda: "state=running" in started.read_text())
         if args.semantic == "on":
             wait_for(lambda: "semantic.ready" in started.read_text(), 900)
-        time.sleep(5)
+        settle(procs.pids())
         rows.append(("idle, restarted", *measure(procs.pids(), args.seconds)))
         rows.append(("typing, restarted", *measure(procs.pids(), args.seconds, slow)))
         split_later = {name: psutil.Process(pid).memory_info().rss / 2**20
