@@ -103,10 +103,15 @@ class Outbox:
             raise CorruptOutbox(reason)
         if not path.exists():
             return Counts(0, 0, None, None)
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                               timeout=BUSY_TIMEOUT_MS / 1000)  # fmt: skip
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)  # fmt: skip
+        except sqlite3.Error as exc:
+            raise CorruptOutbox(f"cannot be read: {exc}") from None
         try:
             return Outbox(conn, "", 0).counts()
+        except sqlite3.Error as exc:  # e.g. a file with no tables yet
+            raise CorruptOutbox(f"cannot be read: {exc}") from None
         finally:
             conn.close()
 

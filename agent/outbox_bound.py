@@ -6,7 +6,8 @@ Everything dropped is counted, per severity, in a single AgentStatus(DROPPED) ev
 the queue (`is_counter = 1`), which is never dropped itself; once it is chained and shipped, the
 next drop starts a new one. It runs inside the caller's write transaction. The outbox also
 keeps a running total (`meta.dropped_total`, for `safeguard-agent status`), and the log says
-what was dropped at most once a minute, not once per event (a burst once wrote 10,007 lines).
+what was dropped at the first drop and then once a minute or per 1,000 drops, not once per
+event (a burst once wrote 10,007 lines).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from protos import envelope, events_pb2
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 60.0
+LOG_EVERY_N = 1000  # drops: a burst is seen in the log as it happens, not only a minute later
 _unlogged = {"count": 0, "at": -LOG_EVERY_S}  # drops since the last log line, and when it was
 
 
@@ -67,7 +69,7 @@ def drop_over_bound(conn: sqlite3.Connection, max_pending: int) -> int:
     )
     _unlogged["count"] += len(victims)
     now = time.monotonic()
-    if now - _unlogged["at"] >= LOG_EVERY_S:
+    if now - _unlogged["at"] >= LOG_EVERY_S or _unlogged["count"] >= LOG_EVERY_N:
         log.warning("outbox.dropped count=%d since_last_line_s=%.0f pending_counter=%d",
                     _unlogged["count"], min(now - _unlogged["at"], LOG_EVERY_S * 60),
                     counter.status.count)  # fmt: skip

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import socket
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -127,7 +129,9 @@ def _server_certificate(ca_key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
 def rotate(data: DataDir) -> x509.Certificate:
     """A new server key and certificate from the school's CA, for the same names: PCs trust
     the CA, not the certificate, so none needs enrolling again. The old pair is kept beside
-    (``*.old``) until the next rotation."""
+    (``*.old``) until the next rotation. Run as root (the data folder is the service
+    account's), the new files are given to the old ones' owner, or the service could not
+    read its own key; both are written in full before either replaces the old."""
     ca_key = serialization.load_pem_private_key(data.ca_key.read_bytes(), password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{data.ca_key} is not the CA's EC key")
@@ -136,11 +140,21 @@ def rotate(data: DataDir) -> x509.Certificate:
     names = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     key, cert = _server_certificate(ca_key, ca.subject, old.subject, names,
                                     dt.datetime.now(dt.UTC))  # fmt: skip
-    for path in (data.server_key, data.server_cert):
-        path.with_name(path.name + ".old").write_bytes(path.read_bytes())
-        path.with_name(path.name + ".old").chmod(path.stat().st_mode & 0o777)
-    write_secret(data.server_key, _pem_key(key))
-    write_public(data.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+    owner = data.server_key.stat()
+
+    def beside(path: Path, suffix: str) -> Path:
+        return path.with_name(path.name + suffix)
+
+    staged = [(data.server_key, write_secret, _pem_key(key)),
+              (data.server_cert, write_public, cert.public_bytes(serialization.Encoding.PEM))]
+    for path, write, new in staged:
+        write(beside(path, ".old"), path.read_bytes())
+        write(beside(path, ".new"), new)
+        for made in (beside(path, ".old"), beside(path, ".new")):
+            if os.geteuid() == 0:
+                os.chown(made, owner.st_uid, owner.st_gid)
+    for path, _, _ in staged:
+        beside(path, ".new").replace(path)
     return cert
 
 

@@ -109,21 +109,17 @@ STOP_WAIT_S = 15.0
 
 def _stop_by_hand(role: str, env: Path) -> list[str]:
     """Stop processes running from the role's venv that the service manager does not know
-    (started by hand): SIGTERM, then SIGKILL after STOP_WAIT_S. Returns what would not stop."""
+    (started by hand): SIGTERM, then SIGKILL after STOP_WAIT_S. Returns what would not stop.
+
+    A process counts when the program it runs is in a venv's bin folder under ``env``: its
+    first argument, or its second after a Python interpreter (`python .../bin/safeguard-
+    collector`). A viewer or a copy of a file there (`less`, `tail`, `rsync`) does not, and
+    neither does the installer or any process it runs under (sudo, the shell)."""
     prefixes = {f"{env}/"}
     with contextlib.suppress(OSError):
         prefixes.add(f"{env.resolve()}/")
-    ours = {os.getpid(), os.getppid()}  # the installer may itself run from that venv
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) in ours:
-            continue
-        try:
-            args = (proc / "cmdline").read_bytes().split(b"\0")[:3]
-        except OSError:
-            continue
-        if any(a.decode(errors="replace").startswith(tuple(prefixes)) for a in args):
-            pids.append(int(proc.name))
+    ours = _ancestors()  # the installer may itself run from that venv
+    pids = [pid for pid in _pids() if pid not in ours and _runs_from(pid, tuple(prefixes))]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -131,14 +127,43 @@ def _stop_by_hand(role: str, env: Path) -> list[str]:
     while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        if _runs_from(pid, tuple(prefixes)):  # still the same program, not a reused pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     if pids:
         print(f"stopped {len(pids)} {role} process(es) started by hand (pids "
               f"{', '.join(map(str, pids))})")  # fmt: skip
         log.info("uninstall.stopped_by_hand role=%s pids=%s", role, pids)
     time.sleep(0.2 if left else 0)
     return [f"{role} process {p} (it would not stop)" for p in left if _alive(p)]
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _ancestors() -> set[int]:
+    """This process and every one above it."""
+    out, pid = set(), os.getpid()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return out
+
+
+def _runs_from(pid: int, prefixes: tuple[str, ...]) -> bool:
+    try:
+        args = [a.decode(errors="replace")
+                for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2]]  # fmt: skip
+    except OSError:
+        return False
+    program = args[0] if args else ""
+    if Path(program).name.startswith("python") and len(args) > 1 and args[1].startswith(prefixes):
+        program = args[1]
+    return program.startswith(prefixes) and "/bin/" in program
 
 
 def _alive(pid: int) -> bool:

@@ -133,3 +133,21 @@ def test_rotate_cert_renews_an_expired_certificate_and_pcs_ship_without_enrollin
     with ship(state, box):
         wait_until(lambda: box.counts().pending + box.counts().unacked == 0, what="acked")
     assert collector.count() >= 1
+
+
+def test_rotate_cert_run_as_root_leaves_the_files_to_the_service_account(tmp_path: Path) -> None:
+    import os
+
+    from collector import pki
+
+    data = init_data(tmp_path / "collector")
+    owner = 65534 if os.geteuid() == 0 else os.geteuid()  # nobody: the service account here
+    for path in (data.server_key, data.server_cert):
+        if os.geteuid() == 0:
+            os.chown(path, owner, owner)
+    pki.rotate(data)
+    for path in (data.server_key, data.server_cert,
+                 data.server_key.with_name(data.server_key.name + ".old")):  # fmt: skip
+        assert path.stat().st_uid == owner, path
+    assert data.server_key.stat().st_mode & 0o777 == 0o600
+    assert not data.server_key.with_name(data.server_key.name + ".new").exists()

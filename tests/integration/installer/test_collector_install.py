@@ -227,6 +227,7 @@ def test_uninstall_purge_stops_a_collector_started_by_hand_and_never_tracebacks(
     # process run from the role's venv (a stand-in that just waits).
     python = root / "opt/safeguard/collector/current/bin/python"
     by_hand = subprocess.Popen([str(python), "-c", "import time; time.sleep(600)"])
+    viewer = subprocess.Popen(["tail", "-f", str(python)], stdout=subprocess.DEVNULL)  # a bystander
     try:
         # The account is still in use as userdel sees it: reported, not a traceback.
         def busy(layout: object, name: str) -> None:
@@ -241,8 +242,11 @@ def test_uninstall_purge_stops_a_collector_started_by_hand_and_never_tracebacks(
         assert "started by hand" in out
         assert "could not remove: the account" in err and "currently used" in err
         assert "Traceback" not in out + err
+        assert viewer.poll() is None  # a program that only reads a file there is left alone
         left = listing(root)
         assert not any(p.startswith(("opt", "etc/safeguard", "var")) for p in left)  # the rest went
     finally:
-        if by_hand.poll() is None:
-            by_hand.kill()
+        for proc in (by_hand, viewer):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()

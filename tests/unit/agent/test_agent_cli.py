@@ -189,6 +189,14 @@ def test_status_is_read_only_and_names_a_damaged_outbox_without_setting_it_aside
     assert enrolled.outbox.read_bytes()[:100] == raw[:100]
 
 
+def test_status_of_an_outbox_file_with_no_tables_says_so_without_a_traceback(
+    enrolled: StateDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    enrolled.outbox.write_bytes(b"")
+    code, out, _ = run(capsys, "status", "--state", str(enrolled.root))
+    assert code == 1 and "outbox:       DAMAGED (cannot be read" in out
+
+
 def test_status_of_an_agent_that_never_ran_makes_no_outbox(
     enrolled: StateDir, capsys: pytest.CaptureFixture[str]
 ) -> None:
