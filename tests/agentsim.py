@@ -146,3 +146,16 @@ class Session:
         self._q.put(None)
         for _ in self._answers:
             pass
+
+
+def resend(
+    stub: ingest_pb2_grpc.CollectorStub,
+    agent: SimAgent,
+    *batches: tuple[int, bytes, list[bytes]],
+) -> tuple[int, list[int]]:
+    """Reconnect, as an agent does after a failed stream, and send the batches again (each
+    ``record(n)[:3]``). Returns the head the Welcome gave and each batch's acked seq."""
+    again = Session(stub, agent)
+    acks = [again.send(agent.batch(again.welcome.nonce, *args)).ack.last_seq for args in batches]
+    again.close()
+    return again.welcome.last_seq, acks

@@ -72,11 +72,7 @@ def test_a_failed_commit_fails_its_stream_and_every_batch_after_it_and_loses_not
     assert collector.count(agent.agent_id) == 0
     assert collector.tampering() == []
     # Space is back: the agent reconnects, is told the head, and sends both again.
-    again = agentsim.Session(stub, agent)
-    assert again.welcome.last_seq == 0
-    assert again.send(agent.batch(again.welcome.nonce, *first_args)).ack.last_seq == 3
-    assert again.send(agent.batch(again.welcome.nonce, *second_args)).ack.last_seq == 6
-    again.close()
+    assert agentsim.resend(stub, agent, first_args, second_args) == (0, [3, 6])
     assert [e["seq"] for e in collector.events(agent.agent_id)] == [1, 2, 3, 4, 5, 6]
     assert collector.tampering() == []
 

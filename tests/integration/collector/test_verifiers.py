@@ -130,11 +130,7 @@ def test_a_verifier_killed_holding_a_batch_loses_nothing_and_forges_no_gap(
     verifiers = collector.running.verifiers
     wait_for(lambda: verifiers.restarts == 1 and len(verifiers.pids()) == 2,
              "the dead verifier's replacement")
-    again = agentsim.Session(stub, agent)
-    assert again.welcome.last_seq == 0
-    assert again.send(agent.batch(again.welcome.nonce, *first_args)).ack.last_seq == 3
-    assert again.send(agent.batch(again.welcome.nonce, *second_args)).ack.last_seq == 6
-    again.close()
+    assert agentsim.resend(stub, agent, first_args, second_args) == (0, [3, 6])
     assert [e["seq"] for e in collector.events(agent.agent_id)] == [1, 2, 3, 4, 5, 6]
     assert collector.tampering() == []
     assert doomed not in verifiers.pids() and len(verifiers.pids()) == 2
