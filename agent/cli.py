@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("run", "Run the agent: record events, ship them, send heartbeats.")
     p.add_argument("--heartbeat", type=_positive, default=60.0, metavar="SECONDS")
+    p.add_argument("--keep-acked-days", type=_positive, default=7.0, metavar="DAYS",
+                   help="keep acknowledged events this long, to send again to a collector "
+                   "restored from a backup (default 7)")  # fmt: skip
+    p.add_argument("--keep-acked-events", type=int, default=20_000, metavar="N",
+                   help="and at most this many of them (default 20000)")
     p.set_defaults(log_level="info")
 
     p.add_argument(
@@ -195,7 +200,9 @@ def _run(args: argparse.Namespace) -> int:
     from agent.identity import StateDir
     from agent.service import Service, ServiceConfig
 
-    config = ServiceConfig(heartbeat_s=args.heartbeat, keyboard_socket=args.keyboard_socket)
+    config = ServiceConfig(heartbeat_s=args.heartbeat, keyboard_socket=args.keyboard_socket,
+                           keep_acked_s=args.keep_acked_days * 86_400,
+                           max_kept=args.keep_acked_events)  # fmt: skip
     return Service(StateDir(args.state), config).run(stop)
 
 
@@ -255,6 +262,8 @@ def _status(args: argparse.Namespace) -> int:
     print(f"pending:      {counts.pending}  (queued, not yet chained)")
     print(f"unacked:      {counts.unacked}  (chained and signed, waiting for the collector)")
     print(f"acked_seq:    {counts.base[0] if counts.base else 'none (never connected)'}")
+    print(f"kept:         {counts.kept}  (acknowledged, kept to send again to a collector "
+          "restored from a backup)")  # fmt: skip
     print(f"chain_head:   {f'{head[0]} {head[1].hex()}' if head else 'none'}")
     print(f"dropped:      {counts.dropped}  (given up at the outbox's bound, oldest and least"
           " severe first; each counted in a DROPPED event)")

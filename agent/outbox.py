@@ -4,12 +4,18 @@ Two tables, one SQLite file in WAL mode:
 
     queued   events put but not yet chained: (id, event_id, severity, body) where body is the
              serialised Event without seq. Bounded by max_pending (see _enforce_bound).
-    chained  events given a seq and hashed into the chain: (seq, event_id, raw, hash). `raw` is
-             envelope.event_bytes(event) and is what gets signed, shipped and re-sent, byte for
-             byte, until the collector acknowledges it; then the row is deleted.
+    chained  events given a seq and hashed into the chain: (seq, event_id, raw, hash, acked_ms).
+             `raw` is envelope.event_bytes(event) and is what gets signed, shipped and re-sent,
+             byte for byte, until the collector acknowledges it.
     meta     agent_id, and the chain's base: (seq, hash) of the last event the collector has
              (acknowledged, or adopted from its Welcome). No base yet means a fresh outbox,
              which waits for the collector's Welcome before it chains anything.
+
+Acknowledged events are *kept* (chained rows at or below the base, with the time of their
+ack) for `keep_acked_s` (7 days) and at most `max_kept` of them, and they are the first to go
+at the outbox's bound. A collector restored from a backup, or one that lost its newest commits,
+says so in its Welcome (a head behind our base): the base moves back to its head and the kept
+events after it are sent again, byte for byte, so nothing it had acknowledged is lost.
 
 Durability: synchronous=FULL, so each commit fsyncs the WAL and survives a power cut, not just a
 crash of this process (NORMAL would survive the crash but may lose the last commits on power
@@ -35,6 +41,8 @@ from protos import envelope, events_pb2
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PENDING = 50_000
+DEFAULT_KEEP_ACKED_S = 7 * 86_400
+DEFAULT_MAX_KEPT = 20_000  # a week of a busy PC's events; a few MB
 MAX_EVENT_BYTES = 256 * 1024  # far above any real event; keeps every event shippable
 
 
@@ -56,6 +64,7 @@ class Counts:
     base: tuple[int, bytes] | None  # last seq the collector holds, as far as we know
     head: tuple[int, bytes] | None  # last seq chained here
     dropped: int = 0  # events given up at the bound since the outbox was made
+    kept: int = 0  # acknowledged, kept to send again to a collector restored from a backup
 
 
 class Outbox:
@@ -65,19 +74,36 @@ class Outbox:
     writers wait for each other through SQLite's busy timeout.
     """
 
-    def __init__(self, conn: sqlite3.Connection, agent_id: str, max_pending: int) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        agent_id: str,
+        max_pending: int,
+        keep_acked_s: float = DEFAULT_KEEP_ACKED_S,
+        max_kept: int = DEFAULT_MAX_KEPT,
+    ) -> None:
         self._conn = conn
         self._agent_id = agent_id
         self._max_pending = max_pending
+        self._keep_acked_ms = int(keep_acked_s * 1000)
+        self._max_kept = max_kept
         self._lock = threading.RLock()
         self._changed = threading.Event()
         self._seen_version = self._data_version()
 
     @classmethod
-    def open(cls, path: Path, agent_id: str, *, max_pending: int = DEFAULT_MAX_PENDING) -> Self:
+    def open(
+        cls,
+        path: Path,
+        agent_id: str,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        keep_acked_s: float = DEFAULT_KEEP_ACKED_S,
+        max_kept: int = DEFAULT_MAX_KEPT,
+    ) -> Self:
         """Open (or create) the outbox. A corrupt file is set aside and a new one started."""
         conn, kept_aside = connect_or_recover(path)
-        box = cls(conn, agent_id, max_pending)
+        box = cls(conn, agent_id, max_pending, keep_acked_s, max_kept)
         try:
             box._claim(agent_id)
         except BaseException:
@@ -159,15 +185,38 @@ class Outbox:
                 self._set_base(last_seq, head_hash)
                 return
             if last_seq < base[0]:
-                # The collector lost events it had acknowledged (restored from backup?).
-                # They are gone here too; it will see the gap and record it.
-                log.error("chain.collector_behind collector=%d acked=%d", last_seq, base[0])
+                self._rewind(last_seq, head_hash, base)
                 return
             ours = self._hash_at(last_seq, base)
             if last_seq and head_hash and ours != head_hash:
                 log.error("chain.mismatch seq=%d (collector holds a different event)", last_seq)
-            self._conn.execute("DELETE FROM chained WHERE seq <= ?", (last_seq,))
+            self._mark_acked(last_seq)
             self._set_base(last_seq, ours)
+
+    def _rewind(self, last_seq: int, head_hash: bytes, base: tuple[int, bytes]) -> None:
+        """The collector holds less than it acknowledged (restored from a backup, or its last
+        commits lost): send again what we kept, from its head if we can."""
+        if last_seq == 0:
+            here: tuple[int, bytes] | None = (0, envelope.genesis(self._agent_id))
+        else:
+            row = self._conn.execute(
+                "SELECT seq, hash FROM chained WHERE seq >= ? ORDER BY seq LIMIT 1", (last_seq,)
+            ).fetchone()
+            here = None if row is None else (int(row[0]), bytes(row[1]))
+        if here is not None and here[0] == last_seq and head_hash and here[1] != head_hash:
+            log.error("chain.mismatch seq=%d (collector holds a different event); not resending",
+                      last_seq)  # fmt: skip
+            return
+        if here is None or here[0] >= base[0]:
+            log.error("chain.collector_behind collector=%d acked=%d resent=0 lost=%d (older "
+                      "than what this PC keeps; the collector records the gap)",
+                      last_seq, base[0], base[0] - last_seq)  # fmt: skip
+            return
+        lost = here[0] - last_seq
+        log.warning("chain.collector_behind collector=%d acked=%d resend_from=%d lost=%d",
+                    last_seq, base[0], here[0] + 1, lost)  # fmt: skip
+        self._conn.execute("UPDATE chained SET acked_ms = NULL WHERE seq > ?", (here[0],))
+        self._set_base(*here)
 
     def chain_pending(self, limit: int) -> int:
         """Give up to `limit` queued events their seq and hash, in one transaction."""
@@ -212,27 +261,31 @@ class Outbox:
             return prev, out
 
     def ack(self, last_seq: int) -> int:
-        """The collector committed everything up to last_seq: forget those events."""
+        """The collector committed everything up to last_seq: those events become kept."""
         with self._tx():
             row = self._conn.execute(
                 "SELECT hash FROM chained WHERE seq = ?", (last_seq,)
             ).fetchone()
             if row is None:
                 return 0
-            deleted = self._conn.execute("DELETE FROM chained WHERE seq <= ?", (last_seq,)).rowcount
+            acked = self._mark_acked(last_seq)
             self._set_base(last_seq, row[0])
-            return deleted
+            self._forget_kept(last_seq)
+            return acked
 
     # -- reading --------------------------------------------------------------------------
 
     def counts(self) -> Counts:
         with self._lock:
             (pending,) = self._conn.execute("SELECT count(*) FROM queued").fetchone()
-            (unacked,) = self._conn.execute("SELECT count(*) FROM chained").fetchone()
             base = self._base()
+            (unacked,) = self._conn.execute(
+                "SELECT count(*) FROM chained WHERE seq > ?", (-1 if base is None else base[0],)
+            ).fetchone()
+            (chained,) = self._conn.execute("SELECT count(*) FROM chained").fetchone()
             row = self._conn.execute("SELECT value FROM meta WHERE key='dropped_total'").fetchone()
             return Counts(pending, unacked, base, None if base is None else self._head(base),
-                          int(row[0]) if row else 0)  # fmt: skip
+                          int(row[0]) if row else 0, chained - unacked)  # fmt: skip
 
     def wait_for_work(self, timeout: float, poll: float = 0.2) -> bool:
         """Until timeout: True as soon as this or another process commits to the outbox."""
@@ -269,6 +322,23 @@ class Outbox:
         if owner != agent_id:
             raise OutboxError(f"the outbox belongs to agent {owner}, not {agent_id}")
 
+    def _mark_acked(self, last_seq: int) -> int:
+        return self._conn.execute(
+            "UPDATE chained SET acked_ms = ? WHERE seq <= ? AND acked_ms IS NULL",
+            (time.time_ns() // 1_000_000, last_seq),
+        ).rowcount
+
+    def _forget_kept(self, base_seq: int) -> None:
+        """Kept events older than the window, or beyond max_kept, go (oldest first)."""
+        cutoff = time.time_ns() // 1_000_000 - self._keep_acked_ms
+        (old,) = self._conn.execute(
+            "SELECT max(seq) FROM chained WHERE acked_ms IS NOT NULL AND acked_ms <= ?", (cutoff,)
+        ).fetchone()
+        # Seqs are contiguous, so the oldest to keep is base - max_kept + 1.
+        upto = min(base_seq, max(base_seq - self._max_kept, -1 if old is None else int(old)))
+        if upto >= 0:
+            self._conn.execute("DELETE FROM chained WHERE seq <= ?", (upto,))
+
     def _base(self) -> tuple[int, bytes] | None:
         row = self._conn.execute(
             "SELECT (SELECT value FROM meta WHERE key='base_seq'),"
@@ -290,6 +360,8 @@ class Outbox:
     def _hash_at(self, seq: int, base: tuple[int, bytes]) -> bytes:
         if seq == base[0]:
             return base[1]
+        if seq == 0:
+            return envelope.genesis(self._agent_id)
         row = self._conn.execute("SELECT hash FROM chained WHERE seq = ?", (seq,)).fetchone()
         if row is None:
             raise OutboxError(f"no chained event {seq} (base {base[0]})")

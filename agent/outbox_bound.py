@@ -1,7 +1,9 @@
 """What the outbox gives up when it is full, and the one event that counts what it gave up.
 
-Past `max_pending` queued events (the collector unreachable for days), the oldest event of the
-lowest severity goes first: a heartbeat from Monday before a severity-5 detection from today.
+Past `max_pending` queued events (the collector unreachable for days), events already
+acknowledged and only kept in case the collector is restored from a backup go first (they
+count against the same bound); then the oldest event of the lowest severity: a heartbeat from
+Monday before a severity-5 detection from today.
 Everything dropped is counted, per severity, in a single AgentStatus(DROPPED) event waiting in
 the queue (`is_counter = 1`), which is never dropped itself; once it is chained and shipped, the
 next drop starts a new one. It runs inside the caller's write transaction. The outbox also
@@ -30,11 +32,20 @@ def new_event_id() -> str:
 
 
 def drop_over_bound(conn: sqlite3.Connection, max_pending: int) -> int:
-    """Drop queued events beyond max_pending (the counter not included); return how many."""
+    """Drop queued events beyond max_pending (the counter not included); return how many.
+    Kept (acknowledged) events count against the bound and are forgotten first, uncounted:
+    the collector has them."""
     lo, hi = conn.execute("SELECT min(id), max(id) FROM queued WHERE is_counter = 0").fetchone()
-    if hi is None or hi - lo + 1 <= max_pending:  # ids only grow: a cheap upper bound on count
+    kept_from, base = conn.execute(
+        "SELECT (SELECT min(seq) FROM chained), (SELECT value FROM meta WHERE key='base_seq')"
+    ).fetchone()
+    kept = 0 if kept_from is None or base is None else max(0, int(base) - kept_from + 1)
+    if hi is None or hi - lo + 1 + kept <= max_pending:  # ids only grow: a cheap upper bound
         return 0
     (n,) = conn.execute("SELECT count(*) FROM queued WHERE is_counter = 0").fetchone()
+    if kept and n + kept > max_pending:  # seqs are contiguous: keep the newest `room` of them
+        room = max(0, max_pending - n)
+        conn.execute("DELETE FROM chained WHERE seq <= ?", (int(base) - room,))
     if n <= max_pending:
         return 0
     victims = conn.execute(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 15_000  # other writers (test-alert, the shipper) hold the lock for milliseconds
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS chained (
     hash BLOB NOT NULL                      -- envelope.link(previous hash, raw)
 ) STRICT;
 """
+# Version 2: acknowledged events are kept for a while (agent/outbox.py, "kept"), with the time
+# of their acknowledgement, so a collector that lost its newest commits can be sent them again.
+_MIGRATIONS = {
+    2: """
+ALTER TABLE chained ADD COLUMN acked_ms INTEGER;  -- NULL: not acknowledged yet
+CREATE INDEX IF NOT EXISTS chained_kept ON chained (acked_ms) WHERE acked_ms IS NOT NULL;
+""",
+}
 
 
 class CorruptOutbox(Exception):
@@ -124,6 +132,26 @@ def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
     return isinstance(code, int) and (code & 0xFF) in _CORRUPT_CODES
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION in one write transaction, reading the version inside
+    it (another process may have migrated the file meanwhile)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        scripts = [_SCHEMA] if version == 0 else []
+        scripts += [_MIGRATIONS[v] for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1)]
+        for script in scripts:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     if not path.exists():
         # Event contents are sensitive: create the file (and so its -wal, -shm) owner-only.
@@ -146,10 +174,7 @@ def _connect(path: Path) -> sqlite3.Connection:
                 f"outbox schema {version} is newer than this agent understands ({SCHEMA_VERSION})"
             )
         if version < SCHEMA_VERSION:
-            # One script, one transaction (executescript would commit any open one first).
-            conn.executescript(
-                f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
-            )
+            _migrate(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
         if _is_corrupt(exc):

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent import __version__
 from agent.identity import StateDir, load_ca, load_identity, load_key
-from agent.outbox import DEFAULT_MAX_PENDING, Outbox
+from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PENDING, Outbox
 from agent.policy import ActivePolicy, PolicyHolder
 from agent.policy_fetch import FetchConfig, PolicyFetcher
 from agent.ratecap import RateConfig, RateGate
@@ -46,6 +46,8 @@ class ServiceConfig:
     heartbeat_s: float = 60.0
     flush_s: float = 5.0  # on shutdown, how long the shipper may keep shipping
     max_pending: int = DEFAULT_MAX_PENDING
+    keep_acked_s: float = DEFAULT_KEEP_ACKED_S  # acknowledged events kept for a restored collector
+    max_kept: int = DEFAULT_MAX_KEPT
     policy_interval_s: float = 900.0  # periodic policy check (a Welcome also triggers one)
     policy_retry_s: float = 30.0
     keyboard_socket: Path | None = None  # None: $SAFEGUARD_KEYBOARD_SOCKET or /run/...
@@ -87,7 +89,9 @@ class Service:
             ident = load_identity(state)
             key = load_key(state, ident)
             ca_pem = load_ca(state, ident)
-            outbox = Outbox.open(state.outbox, ident.agent_id, max_pending=self._config.max_pending)
+            outbox = Outbox.open(state.outbox, ident.agent_id, max_pending=self._config.max_pending,
+                                 keep_acked_s=self._config.keep_acked_s,
+                                 max_kept=self._config.max_kept)  # fmt: skip
             try:
                 holder = PolicyHolder(
                     state.root / "policy.json",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 import time
@@ -183,3 +184,30 @@ def test_agent_killed_mid_write_and_mid_ship_loses_and_repeats_nothing(site: Sit
     assert len(got) == len(set(got))
     assert wanted <= set(got)  # a put killed before it printed may also have committed
     assert site.tampering() == ""
+
+
+def test_a_collector_restored_from_an_older_copy_gets_back_what_it_had_acknowledged(
+    site: Site, tmp_path: Path
+) -> None:
+    site.start_agent()
+    before = queue(site.state, site.agent_id, 50)
+    wait_until(lambda: len(site.test_alerts()) == 50, what="the first 50")
+    site.collector.stop()
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for part in site.data.glob("collector.duckdb*"):
+        shutil.copy2(part, backup / part.name)
+    site.collector.start()
+    after = queue(site.state, site.agent_id, 20)  # acknowledged, so the PC no longer needs them
+    wait_until(lambda: len(site.test_alerts()) == 70, what="20 more")
+    site.collector.stop()
+    for part in site.data.glob("collector.duckdb*"):
+        part.unlink()
+    for part in backup.iterdir():
+        shutil.copy2(part, site.data / part.name)  # the older copy, as a restore puts it back
+    site.collector.start()
+    wanted = before | after
+    wait_until(lambda: len(site.test_alerts()) >= len(wanted), what="the 20 again")
+    got = [e["event"]["event_id"] for e in site.test_alerts()]
+    assert len(got) == len(set(got)) and set(got) == wanted
+    assert site.tampering() == ""  # no gap recorded against the PC

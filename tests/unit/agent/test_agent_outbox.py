@@ -131,19 +131,100 @@ def test_a_collector_ahead_of_a_stale_outbox_is_followed(
     assert box.counts().base == (9, head) and box.counts().unacked == 0
 
 
-def test_a_collector_behind_what_it_acknowledged_is_reported_not_hidden(
-    box: Outbox, caplog: pytest.LogCaptureFixture
-) -> None:
-    for i in range(3):
+def _acked_box(tmp_path: Path, n: int, **kw: float) -> Outbox:
+    box = Outbox.open(tmp_path / "kept.sqlite", AGENT, **kw)  # type: ignore[arg-type]
+    for i in range(n):
         box.put(alert(str(i)))
     box.resume(0, b"")
-    box.chain_pending(10)
-    box.ack(2)
+    box.chain_pending(n)
+    box.ack(n)
+    return box
+
+
+def test_acknowledged_events_are_kept_and_sent_again_to_a_collector_that_lost_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = _acked_box(tmp_path, 5)
+    assert box.counts().kept == 5 and box.counts().unacked == 0
+    _, rows = box.chained_after(0, 10, 1 << 20)
+    with caplog.at_level(logging.WARNING):
+        box.resume(2, rows[1].hash)  # restored from a backup that holds seqs 1-2
+    assert "chain.collector_behind collector=2 acked=5 resend_from=3 lost=0" in caplog.text
+    assert box.counts().base == (2, rows[1].hash) and box.counts().unacked == 3
+    prev, again = box.chained_after(2, 10, 1 << 20)
+    assert prev == rows[1].hash and [r.raw for r in again] == [r.raw for r in rows[2:]]
+    box.ack(5)
+    assert box.counts().unacked == 0 and box.counts().kept == 5
+
+
+def test_a_collector_that_lost_everything_gets_everything_kept_again(tmp_path: Path) -> None:
+    box = _acked_box(tmp_path, 3)
+    box.resume(0, b"")  # a new database (recover) or a backup from before this PC's first event
+    assert box.counts().base == (0, envelope.genesis(AGENT)) and box.counts().unacked == 3
+
+
+def test_a_collector_behind_with_a_different_history_is_reported_not_resent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = _acked_box(tmp_path, 3)
     base = box.counts().base
     with caplog.at_level(logging.ERROR):
         box.resume(1, b"\x01" * 32)
-    assert "chain.collector_behind" in caplog.text
-    assert box.counts().base == base and box.counts().unacked == 1
+    assert "chain.mismatch seq=1" in caplog.text
+    assert box.counts().base == base and box.counts().unacked == 0
+
+
+def test_a_collector_behind_what_is_kept_gets_what_is_left(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = _acked_box(tmp_path, 10, max_kept=4)  # seqs 7-10 kept
+    assert box.counts().kept == 4
+    with caplog.at_level(logging.WARNING):
+        box.resume(2, b"\x02" * 32)
+    # 3-7 are gone here too (7's hash is the prev of 8): the collector sees, and records, that gap
+    assert "chain.collector_behind collector=2 acked=10 resend_from=8 lost=5" in caplog.text
+    assert box.counts().base is not None and box.counts().base[0] == 7
+    assert box.counts().unacked == 3
+
+
+def test_kept_events_older_than_the_window_are_forgotten(tmp_path: Path) -> None:
+    box = _acked_box(tmp_path, 3, keep_acked_s=0)
+    assert box.counts().kept == 0  # forgotten at the ack that made them kept
+    box.resume(1, b"\x01" * 32)  # nothing to resend: reported, the base stays
+    assert box.counts().base is not None and box.counts().base[0] == 3
+
+
+def test_kept_events_go_first_at_the_bound(tmp_path: Path) -> None:
+    box = _acked_box(tmp_path, 3, max_pending=4)
+    for i in range(3):
+        box.put(alert(f"new {i}"))
+    counts = box.counts()
+    assert counts.pending == 3 and counts.kept == 1 and counts.dropped == 0
+    _, rows = box.chained_after(0, 10, 1 << 20)
+    assert [r.seq for r in rows] == [3]  # the newest kept event stays
+
+
+def test_an_outbox_of_the_previous_schema_is_upgraded_with_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY NOT NULL) STRICT;"
+        "CREATE TABLE queued (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,"
+        " severity INTEGER NOT NULL, body BLOB NOT NULL, is_counter INTEGER NOT NULL DEFAULT 0)"
+        " STRICT;"
+        "CREATE TABLE chained (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE,"
+        " raw BLOB NOT NULL, hash BLOB NOT NULL) STRICT;"
+        "INSERT INTO meta VALUES ('base_seq', 0), ('base_hash', x'00');"
+        "INSERT INTO chained VALUES (1, 'e1', x'01', x'02');"
+        "PRAGMA user_version = 1;"
+    )
+    conn.execute("INSERT INTO meta VALUES ('agent_id', ?)", (AGENT,))
+    conn.commit()
+    conn.close()
+    box = Outbox.open(path, AGENT)
+    assert box.counts().unacked == 1 and box.counts().kept == 0
+    box.ack(1)
+    assert box.counts().kept == 1
 
 
 def test_a_welcome_without_a_head_hash_is_refused(box: Outbox) -> None:
