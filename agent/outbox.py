@@ -36,6 +36,8 @@ from typing import Self
 
 from agent.outbox_bound import drop_over_bound, new_event_id
 from agent.outbox_file import BUSY_TIMEOUT_MS, CorruptOutbox, connect_or_recover, probe
+from agent.outbox_wal import WalDamage, put_back
+from agent.outbox_wal import inspect as inspect_wal
 from protos import envelope, events_pb2
 
 log = logging.getLogger(__name__)
@@ -102,28 +104,44 @@ class Outbox:
         max_kept: int = DEFAULT_MAX_KEPT,
     ) -> Self:
         """Open (or create) the outbox. A corrupt file is set aside and a new one started."""
-        conn, kept_aside = connect_or_recover(path)
-        box = cls(conn, agent_id, max_pending, keep_acked_s, max_kept)
+        opened = connect_or_recover(path)
+        box = cls(opened.conn, agent_id, max_pending, keep_acked_s, max_kept)
         try:
             box._claim(agent_id)
         except BaseException:
-            conn.close()
+            opened.conn.close()
             raise
-        if kept_aside is not None:
-            box.put(
-                events_pb2.Event(
-                    status=events_pb2.AgentStatus(
-                        kind=events_pb2.AgentStatus.OUTBOX_RECOVERED, detail=str(kept_aside)
-                    )
-                )
-            )
+        if opened.kept_aside is not None:
+            box._recovered(str(opened.kept_aside))
+        elif opened.wal_damage is not None:
+            box._put_back(opened.wal_damage, opened.wal_kept)
         return box
+
+    def _put_back(self, damage: WalDamage, kept: Path | None) -> None:
+        with self._tx():
+            back = put_back(self._conn, damage, self._agent_id)
+        detail = (f"{damage.describe()}; put back {back.recovered} event(s) read from its "
+                  f"frames ({back.rechained} in their chain, {back.requeued} queued again)"
+                  + (f"; {damage.unreadable_rows} too big to read" if damage.unreadable_rows
+                     else "") + f"; the damaged -wal is kept as {kept}")  # fmt: skip
+        log.error("outbox.wal_recovered rechained=%d requeued=%d skipped_acked=%d unreadable=%d",
+                  back.rechained, back.requeued, back.skipped, damage.unreadable_rows)  # fmt: skip
+        self._recovered(detail, count=back.recovered)
+
+    def _recovered(self, detail: str, count: int = 0) -> None:
+        status = events_pb2.AgentStatus(kind=events_pb2.AgentStatus.OUTBOX_RECOVERED,
+                                        detail=detail, count=count)  # fmt: skip
+        self.put(events_pb2.Event(status=status))
 
     @staticmethod
     def peek(path: Path) -> Counts:
         """The counts, read-only (``safeguard-agent status``): a missing file is not made, a
         damaged one is not set aside (the service does that, and records it, when it starts);
         CorruptOutbox says what is wrong with it."""
+        damage = inspect_wal(Path(f"{path}-wal"))  # first: opening it would rebuild the -shm
+        if damage is not None:
+            raise CorruptOutbox(f"{damage.describe()}; the service reads back what it can and "
+                                "reports it when it next starts")  # fmt: skip
         reason = probe(path)
         if reason is not None:
             raise CorruptOutbox(reason)

@@ -3,7 +3,9 @@
 A corrupt outbox must never stop the agent: the damaged file (with its -wal and -shm, which
 belong to it and would otherwise be replayed into the new file) is renamed
 `outbox.sqlite.corrupt-<UTC time>` for a technician to look at, and a new outbox is started.
-The caller records that it happened as an AgentStatus(OUTBOX_RECOVERED) event.
+The caller records that it happened as an AgentStatus(OUTBOX_RECOVERED) event. A damaged
+`-wal` (agent/outbox_wal.py) is found before SQLite replays it, copied aside as
+`outbox.sqlite-wal.damaged-<UTC time>`, and what it lost is put back by the caller.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from agent.outbox_wal import WalDamage
+from agent.outbox_wal import inspect as inspect_wal
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +62,34 @@ class CorruptOutbox(Exception):
     """The file is not a usable SQLite database."""
 
 
-def connect_or_recover(path: Path) -> tuple[sqlite3.Connection, Path | None]:
-    """Connect to the outbox; if it is corrupt, set it aside and start afresh.
+@dataclass(frozen=True)
+class Opened:
+    conn: sqlite3.Connection
+    kept_aside: Path | None  # where a corrupt file was kept (None when it was healthy)
+    wal_damage: WalDamage | None  # committed transactions SQLite did not replay
+    wal_kept: Path | None  # a copy of the damaged -wal, as it was
 
-    Returns the connection and where a corrupt file was kept (None when it was healthy).
-    """
+
+def connect_or_recover(path: Path) -> Opened:
+    """Connect to the outbox; if it is corrupt, set it aside and start afresh. A damaged -wal
+    is read (and copied aside) before SQLite opens it and drops what follows the damage."""
+    wal = Path(f"{path}-wal")
+    damage = inspect_wal(wal)
+    wal_kept = None
+    if damage is not None:
+        wal_kept = _unused_name(wal.with_name(f"{wal.name}.damaged-{_stamp()}"))
+        shutil.copy2(wal, wal_kept)
+        log.error("outbox.wal_damaged detail=%r readable_rows=%d kept=%s", damage.describe(),
+                  len(damage.rows), wal_kept)  # fmt: skip
     reason = probe(path)
     if reason is None:
         try:
-            return _connect_patiently(path), None
+            return Opened(_connect_patiently(path), None, damage, wal_kept)
         except CorruptOutbox as exc:  # found by the writable connection after all
             reason = str(exc)
     kept = set_aside(path)
     log.error("outbox.corrupt reason=%s kept=%s", reason, kept)
-    return _connect_patiently(path), kept
+    return Opened(_connect_patiently(path), kept, damage, wal_kept)
 
 
 def _connect_patiently(path: Path) -> sqlite3.Connection:
@@ -88,13 +109,20 @@ def _connect_patiently(path: Path) -> sqlite3.Connection:
         time.sleep(0.01)
 
 
-def set_aside(path: Path) -> Path:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    kept = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
+def _stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _unused_name(wanted: Path) -> Path:
+    """`wanted`, or `wanted-1`, `-2`... so nothing kept earlier is overwritten."""
+    kept, n = wanted, 1
     while any(Path(f"{kept}{s}").exists() for s in _SIDE_FILES):
-        kept = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
+        kept, n = wanted.with_name(f"{wanted.name}-{n}"), n + 1
+    return kept
+
+
+def set_aside(path: Path) -> Path:
+    kept = _unused_name(path.with_name(f"{path.name}.corrupt-{_stamp()}"))
     for suffix in _SIDE_FILES:
         part = Path(f"{path}{suffix}")
         if part.exists():

@@ -1,0 +1,270 @@
+"""A damaged outbox `-wal`: what SQLite will not replay, and getting those events back.
+
+SQLite replays the write-ahead log frame by frame and stops, silently, at the first frame whose
+checksum fails: every transaction committed after it is dropped as if it never happened (one
+damaged frame once lost 199 of 400 events without a word). Before the outbox opens the file,
+`inspect` reads the log itself, as the format defines it (sqlite.org/fileformat2.html, "WAL
+file format"), and finds committed frames of the current log that lie past a bad one. Their page
+images are usually intact, and the outbox's rows are small, so `lost_rows` reads the event rows
+out of the table leaf pages of those frames; the outbox puts back the ones it no longer has
+(agent/outbox.py). What cannot be read is counted, and the damaged log is kept for a technician.
+
+A torn write at a power cut is not damage: with synchronous=FULL a transaction counts as
+committed only once its commit frame is on disk, and a torn, uncommitted tail has no commit
+frame of the current log after the bad frame.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protos import envelope, events_pb2
+
+_MAGIC = (0x377F0682, 0x377F0683)  # checksums little-endian, big-endian
+_HEADER = 32
+_FRAME_HEADER = 24
+_EVENT_ID_LEN = 32  # agent.outbox_bound.new_event_id: 16 random bytes as hex
+
+
+@dataclass(frozen=True)
+class LostRow:
+    table: str  # "queued" or "chained"
+    rowid: int  # queued.id or chained.seq
+    event_id: str
+    values: tuple[object, ...]  # the row's columns after the rowid alias and event_id
+
+
+@dataclass
+class WalDamage:
+    """A log with committed frames SQLite will not replay."""
+
+    first_bad_frame: int  # 0-based
+    frames: int  # frames of the current log in the file
+    lost_commits: int  # committed transactions past the bad frame
+    rows: dict[tuple[str, str], LostRow] = field(default_factory=dict)  # newest version seen
+    unreadable_rows: int = 0  # rows too big to read from one page (overflow)
+
+    def describe(self) -> str:
+        return (
+            f"the -wal was damaged at frame {self.first_bad_frame + 1} of {self.frames}: "
+            f"{self.lost_commits} committed transaction(s) after it were not replayed"
+        )
+
+
+def inspect(wal: Path, page_size_hint: int = 4096) -> WalDamage | None:
+    """The damage in a -wal file, or None when SQLite will replay all it commits."""
+    try:
+        data = wal.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(data) < _HEADER + _FRAME_HEADER:
+        return None
+    magic, _version, page_size, _ckpt, salt1, salt2, c1, c2 = struct.unpack(">8I", data[:32])
+    header_ok = magic in _MAGIC and _valid_page_size(page_size)
+    big_endian = magic == _MAGIC[1]
+    if header_ok:
+        header_ok = _checksum(data[:24], (0, 0), big_endian) == (c1, c2)
+    if not header_ok:
+        # SQLite ignores the whole log. Its frames still name their log by their salts.
+        page_size = page_size if _valid_page_size(page_size) else page_size_hint
+        salt1, salt2 = struct.unpack(">2I", data[_HEADER + 8 : _HEADER + 16])
+        big_endian = magic != _MAGIC[0]
+    frame_size = _FRAME_HEADER + page_size
+    sums = (c1, c2)
+    frames: list[tuple[int, int, bytes]] = []  # (page number, commit size, page) of this log
+    first_bad: int | None = None if header_ok else 0
+    for offset in range(_HEADER, len(data) - frame_size + 1, frame_size):
+        head = data[offset : offset + _FRAME_HEADER]
+        page_no, commit, s1, s2, f1, f2 = struct.unpack(">6I", head)
+        if (s1, s2) != (salt1, salt2):
+            if first_bad is None:
+                break  # the end of this log; older logs' frames follow
+            continue
+        page = data[offset + _FRAME_HEADER : offset + frame_size]
+        if first_bad is None:
+            sums = _checksum(head[:8] + page, sums, big_endian)
+            if sums != (f1, f2):
+                first_bad = len(frames)
+        frames.append((page_no, commit, page))
+    if first_bad is None:
+        return None
+    lost = frames[first_bad:]
+    last_commit = max((i for i, (_, commit, _) in enumerate(lost) if commit), default=-1)
+    if last_commit < 0:
+        return None  # a torn, uncommitted tail: nothing committed is lost
+    damage = WalDamage(first_bad, len(frames), sum(1 for _, c, _ in lost if c))
+    for page_no, _, page in lost[: last_commit + 1]:
+        _read_leaf(page, page_no, page_size, damage)
+    return damage
+
+
+def _valid_page_size(size: int) -> bool:
+    return 512 <= size <= 65536 and size & (size - 1) == 0
+
+
+def _checksum(data: bytes, sums: tuple[int, int], big_endian: bool) -> tuple[int, int]:
+    s0, s1 = sums
+    words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
+
+
+def _read_leaf(page: bytes, page_no: int, usable: int, damage: WalDamage) -> None:
+    """Every outbox event row in a table leaf page (anything else is skipped)."""
+    start = 100 if page_no == 1 else 0  # page 1 begins with the database header
+    if len(page) < start + 8 or page[start] != 0x0D:
+        return
+    (cells,) = struct.unpack(">H", page[start + 3 : start + 5])
+    limit = usable - 35  # the most payload a table leaf cell keeps on its page
+    for i in range(cells):
+        at = start + 8 + 2 * i
+        if at + 2 > len(page):
+            return
+        (cell,) = struct.unpack(">H", page[at : at + 2])
+        try:
+            size, pos = _varint(page, cell)
+            rowid, pos = _varint(page, pos)
+            if size > limit:
+                event_id = _event_id_of(page[pos : pos + limit])
+                damage.unreadable_rows += event_id is not None
+                continue
+            row = _record(page[pos : pos + size])
+        except (IndexError, ValueError, struct.error):
+            continue  # not a cell after all (the page is not ours, or is garbage)
+        lost = _as_event_row(rowid, row)
+        if lost is not None:
+            damage.rows[(lost.table, lost.event_id)] = lost
+
+
+def _as_event_row(rowid: int, row: list[object]) -> LostRow | None:
+    """queued: (id, event_id, severity, body, is_counter); chained: (seq, event_id, raw, hash
+    [, acked_ms]). The rowid alias is stored as NULL."""
+    if len(row) < 4 or row[0] is not None or not _is_event_id(row[1]):
+        return None
+    event_id = str(row[1])
+    if len(row) == 5 and isinstance(row[2], int) and isinstance(row[3], bytes):
+        return LostRow("queued", rowid, event_id, tuple(row[2:]))
+    if isinstance(row[2], bytes) and isinstance(row[3], bytes) and len(row[3]) == 32:
+        return LostRow("chained", rowid, event_id, tuple(row[2:]) + (None,) * (5 - len(row)))
+    return None
+
+
+def _is_event_id(value: object) -> bool:
+    return (isinstance(value, str) and len(value) == _EVENT_ID_LEN
+            and all(c in "0123456789abcdef" for c in value))  # fmt: skip
+
+
+def _event_id_of(local: bytes) -> str | None:
+    try:
+        row = _record(local, partial=True)
+    except (IndexError, ValueError, struct.error):
+        return None
+    return str(row[1]) if len(row) > 1 and _is_event_id(row[1]) else None
+
+
+def _record(payload: bytes, partial: bool = False) -> list[object]:
+    header_size, pos = _varint(payload, 0)
+    types: list[int] = []
+    while pos < header_size:
+        serial, pos = _varint(payload, pos)
+        types.append(serial)
+    values: list[object] = []
+    body = header_size
+    for serial in types:
+        size = _serial_size(serial)
+        if body + size > len(payload):
+            if partial:
+                return values
+            raise ValueError("record runs past its cell")
+        chunk = payload[body : body + size]
+        body += size
+        if serial == 0:
+            values.append(None)
+        elif serial <= 6:
+            values.append(int.from_bytes(chunk, "big", signed=True))
+        elif serial == 7:
+            values.append(struct.unpack(">d", chunk)[0])
+        elif serial in (8, 9):
+            values.append(serial - 8)
+        elif serial >= 12 and serial % 2 == 0:
+            values.append(bytes(chunk))
+        elif serial >= 13:
+            values.append(chunk.decode("utf-8"))
+        else:
+            raise ValueError(f"reserved serial type {serial}")
+    return values
+
+
+def _serial_size(serial: int) -> int:
+    if serial < 12:
+        return (0, 1, 2, 3, 4, 6, 8, 8, 0, 0, 0, 0)[serial]
+    return (serial - 12) // 2 if serial % 2 == 0 else (serial - 13) // 2
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    for i in range(9):
+        byte = data[pos + i]
+        if i == 8:
+            return (value << 8) | byte, pos + 9
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, pos + i + 1
+    raise ValueError("unreachable")
+
+
+@dataclass(frozen=True)
+class PutBack:
+    rechained: int  # chained events put back as they were (same seq, bytes and hash)
+    requeued: int  # events queued again (their chain position is gone)
+    skipped: int  # acknowledged events the collector already holds
+
+    @property
+    def recovered(self) -> int:
+        return self.rechained + self.requeued
+
+
+def put_back(conn: sqlite3.Connection, damage: WalDamage, agent_id: str) -> PutBack:
+    """Put the lost rows the outbox no longer has back into it (inside the caller's write
+    transaction). Chained events that continue the surviving chain go back unchanged, so the
+    collector sees the same bytes (a duplicate of what it may already hold); others are queued
+    again under their event_id, so they are chained anew and never counted twice."""
+    have = {i for (i,) in conn.execute("SELECT event_id FROM queued UNION "
+                                       "SELECT event_id FROM chained")}  # fmt: skip
+    lost = [r for r in damage.rows.values() if r.event_id not in have]
+    chained = sorted((r for r in lost if r.table == "chained"), key=lambda r: r.rowid)
+    taken = {r.event_id for r in chained}
+    base = conn.execute(
+        "SELECT (SELECT value FROM meta WHERE key='base_seq'),"
+        " (SELECT value FROM meta WHERE key='base_hash')"
+    ).fetchone()
+    top = conn.execute("SELECT seq, hash FROM chained ORDER BY seq DESC LIMIT 1").fetchone()
+    head = top if top is not None else base
+    rechained = skipped = 0
+    again: list[tuple[str, int, bytes]] = []
+    for row in chained:
+        raw, digest, acked_ms = row.values[0], row.values[1], row.values[2]
+        assert isinstance(raw, bytes) and isinstance(digest, bytes)
+        follows = head[0] is not None and row.rowid == int(head[0]) + 1
+        if follows and envelope.link(bytes(head[1]), raw) == digest:
+            conn.execute("INSERT INTO chained(seq, event_id, raw, hash) VALUES (?, ?, ?, ?)",
+                         (row.rowid, row.event_id, raw, digest))  # fmt: skip
+            head, rechained = (row.rowid, digest), rechained + 1
+        elif acked_ms is not None:
+            skipped += 1
+        else:
+            event = events_pb2.Event.FromString(raw)
+            event.ClearField("seq")
+            again.append((row.event_id, event.severity, envelope.event_bytes(event)))
+    for row in sorted((r for r in lost if r.table == "queued"), key=lambda r: r.rowid):
+        if row.event_id not in taken:
+            severity, body = row.values[0], row.values[1]
+            assert isinstance(severity, int) and isinstance(body, bytes)
+            again.append((row.event_id, severity, body))
+    conn.executemany("INSERT INTO queued(event_id, severity, body) VALUES (?, ?, ?)", again)
+    return PutBack(rechained, len(again), skipped)

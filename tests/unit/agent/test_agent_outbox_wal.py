@@ -1,0 +1,156 @@
+"""A damaged outbox -wal: SQLite drops every commit after a bad frame without a word; the
+outbox finds them, puts the events back and says what happened (issue 15, finding 4)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import struct
+from pathlib import Path
+
+import pytest
+
+from agent.outbox import Outbox
+from agent.outbox_file import CorruptOutbox
+from protos import envelope, events_pb2
+
+pytestmark = pytest.mark.unit
+
+AGENT = "ag-test0000000000000001"
+FRAME_HEADER, WAL_HEADER = 24, 32
+
+
+def snapshot_with_wal(tmp_path: Path, n: int = 150) -> tuple[Path, list[str]]:
+    """An outbox whose recent commits are all still in its -wal (as after a kill -9):
+    n events put (ids in order), the first 100 chained, the first 50 acknowledged."""
+    live = tmp_path / "live"
+    live.mkdir()
+    box = Outbox.open(live / "outbox.sqlite", AGENT)
+    ids = [box.put(events_pb2.Event(severity=2, test_alert=events_pb2.TestAlert(note=str(i))))
+           for i in range(n)]  # fmt: skip
+    box.resume(0, b"")
+    box.chain_pending(100)
+    box.ack(50)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for part in live.iterdir():  # the files as a killed agent leaves them
+        shutil.copy2(part, copy / part.name)
+    box.close()
+    assert (copy / "outbox.sqlite-wal").stat().st_size > 100_000
+    return copy / "outbox.sqlite", ids
+
+
+def frames(wal: Path) -> list[tuple[int, int]]:
+    """(offset, page number) of each frame of the current log."""
+    data = wal.read_bytes()
+    page_size = struct.unpack(">I", data[8:12])[0]
+    salts = data[16:24]
+    out = []
+    for offset in range(WAL_HEADER, len(data) - FRAME_HEADER - page_size + 1,
+                        FRAME_HEADER + page_size):  # fmt: skip
+        if data[offset + 8 : offset + 16] != salts:
+            break
+        out.append((offset, struct.unpack(">I", data[offset : offset + 4])[0]))
+    return out
+
+
+def damage(wal: Path, offset: int, length: int = 64) -> None:
+    data = bytearray(wal.read_bytes())
+    for i in range(offset, offset + length):
+        data[i] ^= 0xFF
+    wal.write_bytes(bytes(data))
+
+
+def ids_in(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {i for (i,) in conn.execute("SELECT event_id FROM queued UNION "
+                                           "SELECT event_id FROM chained")}  # fmt: skip
+    finally:
+        conn.close()
+
+
+def plain_sqlite_keeps(path: Path, tmp: Path) -> set[str]:
+    """What SQLite alone makes of the files (on a copy): the loss this module prevents."""
+    tmp.mkdir()
+    for part in path.parent.glob(path.name + "*"):
+        shutil.copy2(part, tmp / part.name)
+    try:
+        return ids_in(tmp / path.name)
+    except sqlite3.OperationalError:  # not even the tables: they were made in the log
+        return set()
+
+
+def recovered_events(box: Outbox) -> list[events_pb2.AgentStatus]:
+    rows = box._conn.execute("SELECT body FROM queued").fetchall()
+    events = [events_pb2.Event.FromString(b) for (b,) in rows]
+    return [e.status for e in events
+            if e.status.kind == events_pb2.AgentStatus.OUTBOX_RECOVERED]  # fmt: skip
+
+
+def test_a_damaged_frame_mid_log_loses_nothing_and_is_reported(tmp_path: Path) -> None:
+    path, order = snapshot_with_wal(tmp_path)
+    ids = set(order)
+    wal = Path(f"{path}-wal")
+    log = frames(wal)
+    later = {page for _, page in log[len(log) // 2 + 1 :]}
+    offset = next(o for o, page in log[len(log) // 2 :] if page in later)  # a page written again
+    damage(wal, offset + FRAME_HEADER + 1000)
+    lost_to_sqlite = ids - plain_sqlite_keeps(path, tmp_path / "plain")
+    assert len(lost_to_sqlite) > 10  # the finding: these went without a word
+
+    before = {p.name: p.read_bytes() for p in path.parent.iterdir()}
+    with pytest.raises(CorruptOutbox, match="-wal was damaged at frame"):
+        Outbox.peek(path)  # status says so, and changes nothing
+    assert {p.name: p.read_bytes() for p in path.parent.iterdir()} == before
+
+    box = Outbox.open(path, AGENT)
+    try:
+        assert ids <= ids_in(path)
+        [status] = recovered_events(box)
+        assert "committed transaction(s) after it were not replayed" in status.detail
+        assert status.count >= len(lost_to_sqlite)
+        rows = box._conn.execute("SELECT seq, raw, hash FROM chained ORDER BY seq").fetchall()
+        assert envelope.verify_stored_chain(AGENT, rows) == len(rows)  # the chain is whole
+    finally:
+        box.close()
+    [kept] = path.parent.glob("outbox.sqlite-wal.damaged-*")
+    assert kept.read_bytes() == before["outbox.sqlite-wal"]
+
+
+def test_a_damaged_log_header_loses_nothing(tmp_path: Path) -> None:
+    path, order = snapshot_with_wal(tmp_path)
+    damage(Path(f"{path}-wal"), 16, 4)  # salt-1: SQLite then ignores the whole log
+    assert plain_sqlite_keeps(path, tmp_path / "plain") == set()
+    box = Outbox.open(path, AGENT)
+    try:
+        # The 50 acknowledged are the collector's; the chain's base went with the log, so the
+        # rest are queued again, to follow the collector's head at the next Welcome.
+        assert set(order[50:]) <= ids_in(path) and not set(order[:50]) & ids_in(path)
+        [status] = recovered_events(box)
+        assert status.count == 100
+    finally:
+        box.close()
+
+
+def test_a_torn_uncommitted_tail_is_not_damage(tmp_path: Path) -> None:
+    path, _ = snapshot_with_wal(tmp_path)
+    wal = Path(f"{path}-wal")
+    offset, _ = frames(wal)[-1]
+    data = wal.read_bytes()
+    wal.write_bytes(data[: offset + FRAME_HEADER + 100])  # the last frame half written
+    box = Outbox.open(path, AGENT)
+    try:
+        assert recovered_events(box) == []
+    finally:
+        box.close()
+
+
+def test_a_healthy_log_is_left_alone(tmp_path: Path) -> None:
+    path, order = snapshot_with_wal(tmp_path)
+    box = Outbox.open(path, AGENT)
+    try:
+        assert recovered_events(box) == [] and set(order) <= ids_in(path)
+        assert not list(path.parent.glob("*.damaged-*"))
+    finally:
+        box.close()
