@@ -25,9 +25,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import duckdb
 import pyarrow as pa
 
 from collector import event_table, verify
+from collector.storage_health import StorageHealth
 from collector.store import AgentRecord, Store, now_ms
 from collector.verify import VerifiedBatch
 from protos import envelope, ingest_pb2
@@ -108,6 +110,7 @@ class Ingestor:
         # the next one would be placed against the head before the lost one, stored as a
         # "gap" and acknowledged, and the agent would delete the lost batch's events.
         self._failed_streams: dict[bytes, None] = {}
+        self.storage = StorageHealth()  # a failed commit opens an outage; the next commit ends it
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._judged: queue.Queue[Committed | None] = queue.Queue(JUDGE_BACKLOG)
@@ -199,6 +202,8 @@ class Ingestor:
         try:
             result = job.fn(self.store)
         except BaseException as exc:  # handed to the caller, who decides what it means
+            if isinstance(exc, duckdb.IOException | OSError):  # e.g. an audit row, disk full
+                self.storage.failed(storage_fault(exc))
             _settle(job.future, exc)
             return
         if job.changes_agents:
@@ -389,7 +394,9 @@ class Ingestor:
             failed = CommitFailed(f"{why}: nothing of the batch was stored; send it again")
             for fut, _ in group.answers:
                 _settle(fut, failed)
+            self.storage.failed(why)
             return
+        self.storage.wrote()
         for agent_id, (seq, h) in group.heads.items():
             rec = self.agents[agent_id]
             rec.last_seq, rec.head_hash, rec.last_seen_ms = seq, h, now

@@ -3,7 +3,9 @@
 The message says only how severe it is and where to look: "A severity 5 incident needs review"
 and a link to the console. No pupil name, machine, term or site travels by email or webhook;
 the DSL reads those after logging in. Sending happens on its own thread, so a slow mail server
-never holds up the writer.
+never holds up the writer. The same channel carries the collector's own alarms (it cannot
+write its database, and when it can again: collector/storage_health.py), whatever their
+severity threshold, since a collector that stores nothing hides every incident.
 
 Configured in DATA/console.toml:
 
@@ -77,10 +79,25 @@ def message(cfg: NotifyConfig, incident_id: int, severity: int) -> tuple[str, st
     return subject, body
 
 
+@dataclass(frozen=True)
+class Notice:
+    subject: str
+    body: str
+    link: str
+    severity: int  # 0: the collector's own alarm, not an incident
+    what: str  # for the log: "incident=12" or "storage"
+
+
+def incident_notice(cfg: NotifyConfig, incident_id: int, severity: int) -> Notice:
+    subject, body = message(cfg, incident_id, severity)
+    link = f"{cfg.base_url.rstrip('/')}/incidents/{incident_id}"
+    return Notice(subject, body, link, severity, f"incident={incident_id}")
+
+
 class Notifier:
     def __init__(self, cfg: NotifyConfig) -> None:
         self.cfg = cfg
-        self._q: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[Notice | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="notify", daemon=True)
         self.sent = 0
         self.failed = 0
@@ -97,33 +114,34 @@ class Notifier:
     def __call__(self, incident_id: int, severity: int) -> None:
         """Queue a notice (from the writer thread); returns at once."""
         if self.cfg.enabled and severity >= self.cfg.min_severity:
-            self._q.put((incident_id, severity))
+            self._q.put(incident_notice(self.cfg, incident_id, severity))
+
+    def alarm(self, subject: str, body: str) -> None:
+        """The collector's own alarm (no pupil detail in it), sent whatever min_severity is."""
+        if self.cfg.enabled:
+            link = self.cfg.base_url.rstrip("/") + "/"
+            self._q.put(Notice(subject, f"{body}\n\n{link}\n", link, 0, "storage"))
 
     def _run(self) -> None:
-        while (item := self._q.get()) is not None:
-            incident_id, severity = item
-            subject, body = message(self.cfg, incident_id, severity)
+        while (notice := self._q.get()) is not None:
             for name, send in (("email", self._email), ("webhook", self._webhook)):
                 try:
-                    if send(subject, body, incident_id, severity):
+                    if send(notice):
                         self.sent += 1
-                        log.info("notify.sent via=%s incident=%d", name, incident_id)
+                        log.info("notify.sent via=%s %s", name, notice.what)
                 except (OSError, smtplib.SMTPException) as exc:
                     self.failed += 1
-                    log.warning(
-                        "notify.failed via=%s incident=%d error=%s",
-                        name,
-                        incident_id,
-                        type(exc).__name__,
-                    )
+                    log.warning("notify.failed via=%s %s error=%s", name, notice.what,
+                                type(exc).__name__)  # fmt: skip
 
-    def _email(self, subject: str, body: str, incident_id: int, severity: int) -> bool:
+    def _email(self, notice: Notice) -> bool:
         cfg = self.cfg
         if not (cfg.smtp_host and cfg.email_to):
             return False
         msg = EmailMessage()
-        msg["Subject"], msg["From"], msg["To"] = subject, cfg.email_from, ", ".join(cfg.email_to)
-        msg.set_content(body)
+        msg["Subject"], msg["From"] = notice.subject, cfg.email_from
+        msg["To"] = ", ".join(cfg.email_to)
+        msg.set_content(notice.body)
         with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as smtp:
             if cfg.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
@@ -133,11 +151,11 @@ class Notifier:
             smtp.send_message(msg)
         return True
 
-    def _webhook(self, subject: str, body: str, incident_id: int, severity: int) -> bool:
+    def _webhook(self, notice: Notice) -> bool:
         if not self.cfg.webhook_url:
             return False
-        link = f"{self.cfg.base_url.rstrip('/')}/incidents/{incident_id}"
-        payload = {"text": f"{subject}: {link}", "severity": severity, "link": link}
+        payload = {"text": f"{notice.subject}: {notice.link}", "severity": notice.severity,
+                   "link": notice.link}  # fmt: skip
         if not self.cfg.webhook_url.startswith(("https://", "http://")):
             raise OSError("webhook_url must be http(s)")
         req = urllib.request.Request(  # noqa: S310 -- scheme checked above

@@ -27,7 +27,7 @@ from aiohttp import web
 from collector import accounts, audit
 from collector.accounts import ROLES, Account
 from collector.console.config import ConsoleConfig
-from collector.console.sessions import ENDED, Session, Sessions, Throttle
+from collector.console.sessions import ENDED, SESSION, Session, Sessions, Throttle
 from collector.incidents.runtime import IncidentRuntime
 from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.ingest import Ingestor
@@ -110,11 +110,12 @@ class Console:
     def render(
         self, request: web.Request, name: str, status: int = 200, **ctx: Any
     ) -> web.Response:
-        session: Session = request["session"]
+        session: Session = request[SESSION]
         flash, session.flash = session.flash, []
         html = self.env.get_template(name).render(
-            me=session.account, csrf=session.csrf, flash=flash, path=request.path, **ctx
-        )
+            me=session.account, csrf=session.csrf, flash=flash, path=request.path,
+            storage=self.ingestor.storage.outage, **ctx,
+        )  # fmt: skip
         return web.Response(text=html, content_type="text/html", status=status)
 
     def deny(
@@ -139,9 +140,9 @@ class Console:
         fresh = session is None
         if session is None:
             session = self.sessions.new()
-        request["session"] = session
+        request[SESSION] = session
         resp = await self._answer(request, handler, session)
-        current: Session = request["session"]
+        current: Session = request[SESSION]
         if fresh or current is not session:
             resp.set_cookie(
                 self.cookie,
@@ -171,8 +172,8 @@ class Console:
             if now is None or now.stamp != stamp:  # disabled, or the password changed since
                 log.info("console.session_ended user=%s", username)
                 self.sessions.drop(session)
-                request["session"] = self.sessions.new()
-                request["session"].flash.append(ENDED)
+                request[SESSION] = self.sessions.new()
+                request[SESSION].flash.append(ENDED)
                 return web.Response(status=303, headers={"Location": "/login"})
             session.account = now
         if request.method == "POST":

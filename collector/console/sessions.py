@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiohttp import web
+
 from collector.accounts import Account
 
 Clock = Callable[[], float]
@@ -119,3 +121,15 @@ class Throttle:
     def succeeded(self, *keys: str) -> None:
         for key in keys:
             self._fails.pop(key, None)
+
+
+# Where the middleware puts the request's session (a typed key: aiohttp 3.14 warns on strings).
+SESSION: web.RequestKey[Session] = web.RequestKey("session", Session)
+
+
+def account_of(request: web.Request) -> Account:
+    """The signed-in account of a page the middleware lets only signed-in requests reach."""
+    account = request[SESSION].account
+    if account is None:
+        raise web.HTTPSeeOther("/login")
+    return account

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from collector import accounts
 from collector.accounts import Account, AccountError
+from collector.console.sessions import SESSION, account_of
 from collector.store import Store
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ USERNAME = r"{username:[a-z][a-z0-9._-]{1,39}}"
 
 def routes(app: web.Application, c: Console) -> None:
     def manager(request: web.Request) -> Account:
-        me: Account = request["session"].account
+        me = account_of(request)
         if not me.can("manage_accounts"):
             raise web.HTTPForbidden(text="Your role cannot manage accounts.")
         return me
@@ -37,7 +38,7 @@ def routes(app: web.Application, c: Console) -> None:
         request: web.Request, me: Account, action: str, username: str, why: str
     ) -> web.StreamResponse:
         await c.record(me, f"{action}_refused", f"user:{username}", why)
-        request["session"].flash.append(f"{why[0].upper()}{why[1:]}.")
+        request[SESSION].flash.append(f"{why[0].upper()}{why[1:]}.")
         raise web.HTTPSeeOther("/accounts")
 
     def shown_once(
@@ -139,7 +140,7 @@ def routes(app: web.Application, c: Console) -> None:
         ended = c.sessions.end_user(username)
         log.info("console.user_disabled by=%s user=%s sessions_ended=%d", me.username, username,
                  ended)  # fmt: skip
-        request["session"].flash.append(
+        request[SESSION].flash.append(
             f"Disabled {username}." + (f" {ended} open session(s) ended." if ended else "")
         )
         raise web.HTTPSeeOther("/accounts")

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from collector import accounts
 from collector.accounts import Account, AccountError
+from collector.console.sessions import SESSION, account_of
 from collector.store import Store
 
 if TYPE_CHECKING:
@@ -29,11 +30,11 @@ HOME = {
 
 def routes(app: web.Application, c: Console) -> None:
     async def home(request: web.Request) -> web.StreamResponse:
-        me = request["session"].account
+        me = account_of(request)
         raise web.HTTPSeeOther(HOME[me.role])
 
     async def login_form(request: web.Request) -> web.StreamResponse:
-        if request["session"].account is not None:
+        if request[SESSION].account is not None:
             raise web.HTTPSeeOther("/")
         return c.render(request, "login.html", error="", username="")
 
@@ -74,7 +75,7 @@ def routes(app: web.Application, c: Console) -> None:
                 error="That username and password do not match.",
             )
         c.throttle.succeeded(keys[0], keys[2])
-        request["session"] = c.sessions.login(request["session"], account)
+        request[SESSION] = c.sessions.login(request[SESSION], account)
 
         def logged_in(s: Store) -> None:
             with s.transaction():
@@ -85,28 +86,28 @@ def routes(app: web.Application, c: Console) -> None:
         await c.write(logged_in)
         log.info("console.login user=%s role=%s", account.username, account.role)
         if account.must_change:
-            request["session"].flash.append(
+            request[SESSION].flash.append(
                 "You logged in with a temporary password. Choose your own to continue."
             )
             raise web.HTTPSeeOther("/password")
         raise web.HTTPSeeOther(HOME[account.role])
 
     async def logout(request: web.Request) -> web.StreamResponse:
-        session = request["session"]
+        session = request[SESSION]
         if session.account is not None:
             await c.record(session.account, "logout", "console")
         c.sessions.drop(session)
-        request["session"] = c.sessions.new()
+        request[SESSION] = c.sessions.new()
         raise web.HTTPSeeOther("/login")
 
     async def password_form(request: web.Request) -> web.StreamResponse:
-        me: Account = request["session"].account
+        me = account_of(request)
         await c.record(me, "view_password_change", f"user:{me.username}")
         return c.render(request, "password.html", error="")
 
     async def password_change(request: web.Request) -> web.StreamResponse:
-        session = request["session"]
-        me: Account = session.account
+        session = request[SESSION]
+        me = account_of(request)
         form = await request.post()
         current = str(form.get("current", ""))[:200]
         new, again = str(form.get("new", ""))[:200], str(form.get("again", ""))[:200]
@@ -146,7 +147,7 @@ def routes(app: web.Application, c: Console) -> None:
         changed = await c.write(store)
         c.throttle.succeeded(key)
         # A fresh session id for the new credentials; every other session of this account ends.
-        request["session"] = fresh = c.sessions.login(session, changed)
+        request[SESSION] = fresh = c.sessions.login(session, changed)
         ended = c.sessions.end_user(me.username, keep=fresh)
         log.info("console.password_changed user=%s other_sessions_ended=%d", me.username, ended)
         fresh.flash.append(

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from collector import exports
 from collector.accounts import Account
+from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
 from collector.incidents.triage import TriageError
 from collector.store import Store
@@ -58,7 +59,7 @@ def page_link(f: queries.Filters, page: int) -> str:
 
 def routes(app: web.Application, c: Console) -> None:
     def staff(request: web.Request, what: str = "incidents") -> Account:
-        me: Account = request["session"].account
+        me = account_of(request)
         if not me.can(what):
             raise web.HTTPForbidden(text="Your role cannot see incidents.")
         return me
@@ -104,10 +105,10 @@ def routes(app: web.Application, c: Console) -> None:
         try:
             done = await c.write(lambda s: fn(s, me, form))
         except TriageError as exc:
-            request["session"].flash.append(str(exc))
+            request[SESSION].flash.append(str(exc))
         else:
             if isinstance(done, str):
-                request["session"].flash.append(done)
+                request[SESSION].flash.append(done)
         raise web.HTTPSeeOther(f"/incidents/{iid}")
 
     async def status(request: web.Request) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from collector import enrolment, policy, reports, retention
 from collector.accounts import Account
+from collector.console.sessions import SESSION, account_of
 from collector.store import Store, now_ms
 
 if TYPE_CHECKING:
@@ -53,13 +54,13 @@ def agents_view(con: duckdb.DuckDBPyConnection, silent_ms: int) -> dict[str, Any
 
 def routes(app: web.Application, c: Console) -> None:
     def need(request: web.Request, what: str) -> Account:
-        me: Account = request["session"].account
+        me = account_of(request)
         if not me.can(what):
             raise web.HTTPForbidden(text="Your role cannot see this page.")
         return me
 
     async def flash_back(request: web.Request, to: str, text: str) -> web.StreamResponse:
-        request["session"].flash.append(text)
+        request[SESSION].flash.append(text)
         raise web.HTTPSeeOther(to)
 
     # -- technician ------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Candidates that are not about a pupil: tampering records, silent agents; and re-running.
+"""Candidates that are not about a pupil: tampering records, silent agents, the collector's
+own storage outages; and re-running.
 
 Tampering records come from the ingest path (a gap, a fork, a replay, a bad signature); the
 engine turns each new one into a candidate. A silent agent (nothing received for longer than
@@ -12,6 +13,7 @@ from typing import Any
 
 from collector.incidents.engine import THROUGH_KEY, Engine
 from collector.incidents.signals import Signal
+from collector.storage_health import Outage
 from collector.store import Store, now_ms
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ _WHAT = {
     "flood": "refused batches sent over and over (counted on one record)",
 }
 CHUNK = 50_000
+STORAGE_SEVERITY = 3  # monitoring was at risk; the PCs kept the events, so none is missing
 
 
 def tampering(engine: Engine, store: Store) -> list[int]:
@@ -145,6 +148,22 @@ def silent_agents(engine: Engine, store: Store, now: int | None = None) -> list[
     with store.transaction():
         touched = engine.place(store, signals, notify=True)
     log.info("incidents.silent agents=%d", len(signals))
+    return touched
+
+
+def storage_outage(engine: Engine, store: Store, outage: Outage) -> list[int]:
+    """One candidate for a time the collector could not write its database (recorded once it
+    can): the DSL sees when monitoring was at risk, and why."""
+    assert outage.ended_ms is not None
+    minutes = max(1, (outage.ended_ms - outage.since_ms) // 60_000)
+    signal = Signal(
+        "", 0, "", outage.since_ms, "collector", "storage", "storage", STORAGE_SEVERITY,
+        f"the collector could not write its database for {minutes} minute(s) ({outage.why}); "
+        f"{outage.failed_commits} write(s) failed; PCs kept their events and sent them again",
+    )  # fmt: skip
+    with store.transaction():
+        touched = engine.place(store, [signal], notify=False)  # the alarm has gone already
+    log.info("incidents.storage_outage minutes=%d", minutes)
     return touched
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 
 from collector import audit, policy, retention
@@ -14,6 +15,7 @@ from collector.incidents.engine import Engine
 from collector.ingest import Committed, Ingestor
 from collector.notify import Notifier
 from collector.paths import DataDir
+from collector.storage_health import Outage
 from collector.store import Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ class IncidentRuntime:
         self.engine = Engine(self.rules, notify=self.notifier, notify_at=cfg.notify.min_severity)
         self._task: asyncio.Task[None] | None = None
         self._behind = False  # the hook failed: judge from the stored mark next time
+        ingestor.storage.listeners.append(self._storage_changed)
 
     def start(self) -> None:
         """Call before agents can connect: events stored but not judged when the collector
@@ -56,6 +59,26 @@ class IncidentRuntime:
         except Exception:
             self._behind = True
             raise  # the writer logs it; the events are stored and will be judged
+
+    def _storage_changed(self, outage: Outage) -> None:
+        """On the writer thread: alarm at once when writes start failing (no write needed);
+        once they work again, say so and record the outage as a candidate."""
+        if outage.ended_ms is None:
+            self.notifier.alarm(
+                "Safeguarding: the collector cannot store events",
+                f"Since {_utc(outage.since_ms)} the safeguarding collector cannot write its "
+                f"database: {outage.why}. Each PC keeps its events and sends them again once "
+                "the collector can store them; nothing is lost while the PCs have room. Free "
+                "space (or fix the disk) on the collector. The console says so until then.",
+            )
+            return
+        self.notifier.alarm(
+            "Safeguarding: the collector stores events again",
+            f"The collector could not write its database from {_utc(outage.since_ms)} to "
+            f"{_utc(outage.ended_ms)} ({outage.why}); it stores events again and the PCs are "
+            "sending what they kept.",
+        )
+        self.ingestor.call(lambda store: coverage.storage_outage(self.engine, store, outage))
 
     def _refresh(self) -> None:
         """On the writer thread: judge events by the policy the agents run, from the moment
@@ -107,3 +130,7 @@ class IncidentRuntime:
     def close(self) -> None:
         """After the writer has stopped: send what is queued, then stop the notifier."""
         self.notifier.stop()
+
+
+def _utc(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
