@@ -334,6 +334,16 @@ def render(
     return pdf(rec), "application/pdf"
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> str:
+    """A cell a spreadsheet shows as text, never runs: one that begins like a formula gets a
+    leading apostrophe (OWASP's rule for CSV injection). Pupils and PCs choose these strings."""
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _csv(rec: dict[str, Any]) -> str:
     out = io.StringIO()
     w = csv.writer(out)
@@ -343,7 +353,7 @@ def _csv(rec: dict[str, Any]) -> str:
             value = proof_summary(value)
         if isinstance(value, list | dict):
             value = json.dumps(value)
-        w.writerow([key, value])
+        w.writerow([spreadsheet_safe(key), spreadsheet_safe(value)])
     return out.getvalue()
 
 

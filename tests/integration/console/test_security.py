@@ -189,3 +189,24 @@ def test_blocked_usb_becomes_a_candidate(console: ConsoleHarness) -> None:
     agent.ship(usb(events_pb2.UsbDecision.INSERTED_BLOCKED))
     [row] = console.op("incidents")["rows"]
     assert row["kind"] == "usb" and row["severity"] == 3 and "blocked" in row["summary"]
+
+
+def test_a_csv_export_cannot_carry_a_spreadsheet_formula(console: ConsoleHarness) -> None:
+    import csv
+    import io
+
+    agent = Agent.enrol(console)
+    agent.ship(keyword("bullying", ["nobody likes you"], account="=HYPERLINK(\"http://x\")",
+                       context="@SUM(1+1) nobody likes you"))  # fmt: skip
+    [row] = console.op("incidents")["rows"]
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    status, body, kind = dsl.get_bytes(f"/incidents/{row['id']}/export.csv")
+    assert status == 200 and kind.startswith("text/csv")
+    cells = [cell for line in csv.reader(io.StringIO(body.decode())) for cell in line]
+    assert "'=HYPERLINK(\"http://x\")" in cells  # shown as text, not run
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    status, pdf, kind = dsl.get_bytes(f"/incidents/{row['id']}/export.pdf")
+    assert status == 200 and pdf.startswith(b"%PDF")
+    for active in (b"/JavaScript", b"/JS ", b"/OpenAction", b"/Launch", b"/EmbeddedFile", b"/AA"):
+        assert active not in pdf  # no active content in the PDF either
