@@ -68,12 +68,20 @@ class NotifyConfig:
         return bool((self.smtp_host and self.email_to) or self.webhook_url)
 
 
-def message(cfg: NotifyConfig, incident_id: int, severity: int) -> tuple[str, str]:
-    """Subject and body: severity and a link, nothing else."""
+def message(
+    cfg: NotifyConfig, incident_id: int, severity: int, previous: int = 0
+) -> tuple[str, str]:
+    """Subject and body: severity and a link, nothing else. `previous`: the severity the DSL
+    was told before, for a candidate that has since risen."""
     link = f"{cfg.base_url.rstrip('/')}/incidents/{incident_id}"
-    subject = f"Safeguarding: a severity {severity} incident needs review"
+    if previous:
+        subject = f"Safeguarding: an incident rose to severity {severity} (from {previous})"
+        first = f"An incident you were told of at severity {previous} is now severity {severity}."
+    else:
+        subject = f"Safeguarding: a severity {severity} incident needs review"
+        first = f"A severity {severity} incident needs review."
     body = (
-        f"A severity {severity} incident needs review.\n\n{link}\n\n"
+        f"{first}\n\n{link}\n\n"
         "Log in to the safeguarding console to see it. This message holds no details on purpose.\n"
     )
     return subject, body
@@ -88,8 +96,10 @@ class Notice:
     what: str  # for the log: "incident=12" or "storage"
 
 
-def incident_notice(cfg: NotifyConfig, incident_id: int, severity: int) -> Notice:
-    subject, body = message(cfg, incident_id, severity)
+def incident_notice(
+    cfg: NotifyConfig, incident_id: int, severity: int, previous: int = 0
+) -> Notice:
+    subject, body = message(cfg, incident_id, severity, previous)
     link = f"{cfg.base_url.rstrip('/')}/incidents/{incident_id}"
     return Notice(subject, body, link, severity, f"incident={incident_id}")
 
@@ -111,10 +121,10 @@ class Notifier:
             self._q.put(None)
             self._thread.join(self.cfg.timeout_s * 2)
 
-    def __call__(self, incident_id: int, severity: int) -> None:
+    def __call__(self, incident_id: int, severity: int, previous: int = 0) -> None:
         """Queue a notice (from the writer thread); returns at once."""
         if self.cfg.enabled and severity >= self.cfg.min_severity:
-            self._q.put(incident_notice(self.cfg, incident_id, severity))
+            self._q.put(incident_notice(self.cfg, incident_id, severity, previous))
 
     def alarm(self, subject: str, body: str) -> None:
         """The collector's own alarm (no pupil detail in it), sent whatever min_severity is."""

@@ -206,4 +206,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE accounts ADD COLUMN last_login_ms BIGINT;
     UPDATE accounts SET password_changed_ms = created_ms;
     """,
+    # 4: escalation notifies again (issue 16): the severity the DSL was last told of, so a
+    # candidate that rises past it is sent again with its new severity.
+    """
+    ALTER TABLE incidents ADD COLUMN notified_severity UTINYINT DEFAULT 0;
+    UPDATE incidents SET notified_severity = severity WHERE notified_ms IS NOT NULL;
+    """,
 ]

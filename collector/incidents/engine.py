@@ -28,7 +28,8 @@ from protos import events_pb2
 
 log = logging.getLogger(__name__)
 
-Notify = Callable[[int, int], None]  # (incident id, severity)
+# (incident id, severity[, the severity the DSL was told before, when it rose past it])
+Notify = Callable[..., None]
 SUMMARY_CAP = 300
 
 
@@ -46,7 +47,7 @@ class Candidate:
     categories: set[str]
     summary: list[str]
     event_count: int
-    notified: bool
+    notified_severity: int  # what the DSL was last told (0: never)
     new: bool = False
     escalation: str = ""
     signals: list[Signal] = field(default_factory=list)
@@ -197,16 +198,18 @@ class Engine:
         insert(store, fresh)
         write(store, [c for c in touched if not c.new])
         for cand in touched:
-            if (
-                notify
-                and self.notify
-                and cand.severity >= self.notify_at
-                and not (cand.notified)
-            ):
+            told = cand.notified_severity
+            if notify and self.notify and cand.severity >= max(self.notify_at, told + 1):
+                # Told again when it rises past what the DSL was told: "now severity 5".
                 con.execute(
-                    "UPDATE incidents SET notified_ms = ? WHERE id = ?", [now_ms(), cand.id]
+                    "UPDATE incidents SET notified_ms = ?, notified_severity = ? WHERE id = ?",
+                    [now_ms(), cand.severity, cand.id],
                 )
-                self.notify(cand.id, cand.severity)
+                cand.notified_severity = cand.severity
+                if told:
+                    self.notify(cand.id, cand.severity, told)
+                else:
+                    self.notify(cand.id, cand.severity)
         if touched:
             log.info("incidents.placed signals=%d candidates=%d new=%d", len(signals),
                      len(touched), len(fresh))  # fmt: skip
@@ -219,7 +222,7 @@ def find_open(
     """The latest open candidate of each (kind, machine, account) seen since since_ms."""
     rows = store.con.execute(
         "SELECT id, kind, agent_id, account, first_ms, last_ms, base_severity, severity, "
-        "category, categories, summary, event_count, notified_ms IS NOT NULL FROM incidents "
+        "category, categories, summary, event_count, coalesce(notified_severity, 0) FROM incidents "
         "WHERE status <> 'closed' AND last_ms >= ? "
         "AND list_contains(?, kind || chr(31) || agent_id || chr(31) || account) "
         "ORDER BY last_ms",
@@ -242,7 +245,7 @@ def _candidate(row: tuple[Any, ...]) -> Candidate:
         set(filter(None, row[9].split(","))),
         row[10].split("; ") if row[10] else [],
         row[11],
-        bool(row[12]),
+        int(row[12]),
     )
 
 
@@ -250,7 +253,7 @@ def new_candidate(s: Signal) -> Candidate:
     """A candidate that starts with this signal; its id comes from `reserve_ids`."""
     return Candidate(
         0, s.kind, s.agent_id, s.account, s.observed_ms, s.observed_ms, s.severity, s.severity,
-        s.category, set(), [], 0, False, new=True,
+        s.category, set(), [], 0, 0, new=True,
     )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import pytest
 from collector import audit, retention
 from collector.incidents import config, coverage
 from collector.incidents.engine import Engine
-from collector.notify import Notifier, NotifyConfig
+from collector.notify import Notifier, NotifyConfig, message
 from collector.store import Store
 from protos import envelope, events_pb2
 from tests.integration.console.support import Agent, ConsoleHarness, keyword, wait_for
@@ -258,6 +258,19 @@ def test_the_notify_threshold_is_the_schools_min_severity(store: Store) -> None:
     engine.process(store, _rows(keyword("self_harm", ["x"], account="pupil.b", at_ms=T0)),
                    notify=True)  # fmt: skip
     assert [s for _, s in told] == [4]  # self-harm is 4: below the old fixed 5, told now
+
+
+def test_a_candidate_that_rises_past_what_the_dsl_was_told_is_sent_again(store: Store) -> None:
+    told: list[tuple[Any, ...]] = []
+    engine = Engine(config.EngineRules(config.DEFAULT_INCIDENTS),
+                    notify=lambda *args: told.append(args), notify_at=4)  # fmt: skip
+    for category, at in (("self_harm", T0), ("self_harm", T0 + 1000), ("suicide", T0 + 2000)):
+        engine.process(store, _rows(keyword(category, ["x"], account="pupil.b", at_ms=at)),
+                       notify=True)  # fmt: skip
+    iid = told[0][0]
+    assert told == [(iid, 4), (iid, 5, 4)]  # once at 4, not again at 4, then again at 5
+    text = message(NotifyConfig(), iid, 5, 4)[0]
+    assert "rose to severity 5 (from 4)" in text
 
 
 def test_retention_keeps_the_batches_evidence_needs_and_the_evidence_still_verifies(
