@@ -40,6 +40,10 @@ HERE = Path(__file__).resolve().parent
 READERS = 4
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = ("/login", "/static/")
+# What a page raises when a query or form value makes no sense (too large for DuckDB's BIGINT,
+# a date out of range, a string that is not UTF-8): a 400 for the sender, not a 500.
+ODD_INPUT = (ValueError, OverflowError, UnicodeError, duckdb.ConversionException,
+             duckdb.OutOfRangeException, duckdb.InvalidInputException)  # fmt: skip
 # All an account with a temporary password may reach until it has chosen its own.
 WHILE_TEMPORARY = ("/password", "/logout", "/static/")
 CSP = (
@@ -132,7 +136,12 @@ class Console:
         views_incidents.routes(app, self)
         views_school.routes(app, self)
         app.router.add_static("/static/", HERE / "static", show_index=False)
+        app.on_response_prepare.append(self._no_banner)
         return app
+
+    @staticmethod
+    async def _no_banner(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.pop("Server", None)  # aiohttp names itself and its version
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -196,6 +205,15 @@ class Console:
             return await handler(request)
         except web.HTTPException as exc:  # redirects and refusals: answer with a response
             return web.Response(status=exc.status, headers=exc.headers, text=exc.text)
+        except ODD_INPUT as exc:  # a value no page can use: say so, never a 500
+            log.info("console.bad_request path=%s error=%s", request.path, type(exc).__name__)
+            return self.render(request, "error.html", status=400, message=(
+                "The request had a value the console cannot use (a number too large, a date "
+                "that does not exist, ...). Go back and try again."))  # fmt: skip
+        except Exception:  # a bug: logged, and answered with the headers like any page
+            log.exception("console.error path=%s", request.path)
+            return self.render(request, "error.html", status=500,
+                               message="Something went wrong; it has been logged.")  # fmt: skip
 
     async def _check_post(self, request: web.Request, session: Session) -> web.Response | None:
         origin = request.headers.get("Origin")

@@ -30,11 +30,19 @@ def _date(text: str) -> dt.date | None:
         return None
 
 
+MAX_PAGE = 100_000  # far past any real list; a bigger number is someone's experiment
+
+
+def _number(text: str) -> int | None:
+    """An ASCII whole number of sane size, or None (str.isdigit also takes "²" and "٣")."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
 def filters(q: Any) -> queries.Filters:
-    sev = q.get("severity", "")
-    page = q.get("page", "0")
+    sev = _number(q.get("severity", ""))
+    page = _number(q.get("page", "0"))
     return queries.Filters(
-        severity=int(sev) if sev.isdigit() and 1 <= int(sev) <= 5 else None,
+        severity=sev if sev is not None and 1 <= sev <= 5 else None,
         category=q.get("category", "")[:40],
         status=q.get("status", "open")
         if q.get("status", "open") in ("", "open", *triage.STATUSES)
@@ -43,7 +51,7 @@ def filters(q: Any) -> queries.Filters:
         machine=q.get("machine", "")[:64],
         since=_date(q.get("since", "")),
         until=_date(q.get("until", "")),
-        page=int(page) if page.isdigit() else 0,
+        page=min(page or 0, MAX_PAGE),
     )
 
 
@@ -65,10 +73,10 @@ def routes(app: web.Application, c: Console) -> None:
         return me
 
     def incident_id(request: web.Request) -> int:
-        try:
-            return int(request.match_info["id"])
-        except ValueError:
-            raise web.HTTPNotFound() from None
+        number = _number(request.match_info["id"])
+        if number is None:
+            raise web.HTTPNotFound()
+        return number
 
     async def listing(request: web.Request) -> web.StreamResponse:
         me = staff(request)

@@ -237,6 +237,8 @@ def routes(app: web.Application, c: Console) -> None:
             start = dt.date.fromisoformat(request.query.get("week", ""))
         except ValueError:
             start = today - dt.timedelta(days=today.weekday() + 7)
+        if not dt.date(2000, 1, 1) <= start <= dt.date(2999, 12, 24):  # a week that can end
+            start = today - dt.timedelta(days=today.weekday() + 7)
         await c.record(me, "view_report", "weekly", start.isoformat())
         rep = await c.read(lambda con: reports.weekly(con, start))
         return c.render(request, "weekly.html", r=rep, dt=dt)
