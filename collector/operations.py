@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
 from google.protobuf import json_format
 
-from collector import enrolment, evidence, policy
+from collector import db_check, enrolment, evidence, policy
 from collector.console import operations as console_operations
 from collector.paths import DataDir
-from collector.store import Store
+from collector.store import Store, damaged
 from protos import events_pb2
 
 Operation = Callable[[Store, DataDir, dict[str, Any]], Any]
@@ -90,5 +91,10 @@ OPERATIONS.update(console_operations.OPERATIONS)
 def run(store: Store, data: DataDir, op: str, args: dict[str, Any]) -> Any:
     if op not in OPERATIONS:
         raise ValueError(f"unknown operation {op!r}")
-    return OPERATIONS[op](store, data, args)
+    try:
+        return OPERATIONS[op](store, data, args)
+    except duckdb.Error as exc:
+        if db_check.is_damage(exc):  # a damaged block met on the way: say so, not a traceback
+            raise damaged(store.path, f"a read failed ({str(exc).splitlines()[0]})") from None
+        raise
 
