@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from collector import admin, app, operations, pki, policy, salvage
+from collector import admin, app, backup, operations, pki, policy, salvage
 from collector.paths import DataDir, make_private_dir
 from collector.store import DatabaseError, Store
 
@@ -75,11 +75,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask(data: DataDir, op: str, op_args: dict[str, Any]) -> Any:
+def _ask(data: DataDir, op: str, op_args: dict[str, Any], timeout: float = 120.0) -> Any:
     """Through the running collector if there is one, else straight from the database."""
     if data.admin_socket.exists():
         try:
-            return admin.request(data.admin_socket, op, op_args)
+            return admin.request(data.admin_socket, op, op_args, timeout)
         except (ConnectionRefusedError, FileNotFoundError):
             pass  # a socket left behind by a collector that was killed
         except admin.AdminError as exc:
@@ -223,6 +223,54 @@ def cmd_recover(args: argparse.Namespace) -> int:
               "events lost)")  # fmt: skip
     print("start the collector: each PC sends again what it still holds after the head it is "
           "told; what a PC no longer holds is only in the file kept aside")  # fmt: skip
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    data = _data(args)
+    folder = Path(args.to).resolve()
+    if folder.is_relative_to(data.root):
+        raise CliError(f"put the backup outside the data folder {data.root} (another disk, "
+                       "ideally)")  # fmt: skip
+    try:
+        _ask(data, "backup", {"to": str(folder)}, timeout=BACKUP_TIMEOUT_S)
+        files = backup.add_node_files(data, folder)
+        counts = backup.table_counts(folder / backup.DATABASE)
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    backup.write_manifest(data, folder, counts)
+    print(f"backed up {data.root} to {folder} (the database and {files} node files: keys, "
+          "certificates, policy, enrolment journal; keep it as secret as the data folder)")
+    print("checked: the backup opens and every table reads in full; "
+          + ", ".join(f"{n} {c:,}" for n, c in counts.items() if c))  # fmt: skip
+    return 0
+
+
+BACKUP_TIMEOUT_S = 6 * 3600  # the running collector copies the database before it answers
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    data = DataDir(Path(args.data).resolve())
+    _refuse_while_serving(data, "restore")
+    try:
+        result = backup.restore(data, Path(args.source).resolve())
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    made = _when(result["manifest"].get("made_ms"))
+    print(f"restored {data.database} from the backup made {made} UTC: "
+          + ", ".join(f"{n} {c:,}" for n, c in result["rows"].items() if c))  # fmt: skip
+    if result["aside"]:
+        print(f"the database it replaced is kept aside: {result['aside']}")
+    if result["node_files"]:
+        print(f"{result['node_files']} node files (keys, certificates, policy) came from the "
+              "backup; those already here were kept")  # fmt: skip
+    for what in ("enrolled", "revoked"):
+        if ids := result[f"{what}_since"]:
+            print(f"{len(ids)} agents {what} since the backup (from {data.agents_journal}): "
+                  f"{', '.join(ids)}")  # fmt: skip
+    print("start the collector: each PC is told the head this database holds and sends again "
+          "the events it still holds after it (PCs keep acknowledged events for a while); "
+          "what a PC no longer holds is recorded against it as a gap")  # fmt: skip
     return 0
 
 
@@ -443,6 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = pol_sub.add_parser("show", help="print the current policy version")
     c.add_argument("--data", required=True, help="the collector's data folder")
     c.set_defaults(func=cmd_policy_show)
+    c = command("backup", "copy the database (consistently, also while serve runs) and the "
+                "node's keys, certificates and policy into a new folder, and check the copy")
+    c.add_argument("--to", required=True, help="a new folder for the backup (0700)")
+    c.set_defaults(func=cmd_backup)
+    c = command("restore", "put a backup in place (serve stopped); the current database is kept "
+                "aside")
+    c.add_argument("--from", dest="source", required=True, help="the folder `backup` made")
+    c.set_defaults(func=cmd_restore)
     c = command("recover", "keep a damaged database aside and copy what still reads into a "
                 "new one; PCs send the rest again")
     c.set_defaults(func=cmd_recover)

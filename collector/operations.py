@@ -7,12 +7,13 @@ Each operation takes the Store and returns plain JSON-able data, so the admin so
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import duckdb
 from google.protobuf import json_format
 
-from collector import db_check, enrolment, evidence, policy
+from collector import backup, db_check, enrolment, evidence, policy
 from collector.console import operations as console_operations
 from collector.paths import DataDir
 from collector.store import Store, damaged
@@ -75,7 +76,12 @@ def op_count(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     return {"events": store.count_events(args.get("agent_id"))}
 
 
+def op_backup(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return backup.snapshot(store, Path(args["to"]))
+
+
 OPERATIONS: dict[str, Operation] = {
+    "backup": op_backup,
     "token": op_token,
     "agents": op_agents,
     "revoke": op_revoke,
