@@ -19,6 +19,7 @@ from typing import Any
 from collector import operations
 from collector.ingest import Ingestor
 from collector.paths import DataDir
+from collector.store import DatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ async def _answer(line: bytes, data: DataDir, ingestor: Ingestor) -> dict[str, A
                 changes_agents=op in operations.CHANGES_AGENTS,
             )
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, DatabaseError) as exc:
         return {"error": str(exc)}
     return {"result": result}
 

@@ -87,7 +87,9 @@ async def start(
     """Start the collector; with `web` ("HOST:PORT") also the DSL console. The console uses
     TLS (the collector's certificate) unless it listens on loopback only, or web_tls says."""
     cfg = console_config.load(data)
-    store = Store(data.database, threads=DUCKDB_THREADS)
+    # Every table read in full before anything listens: a damaged database is refused here,
+    # before a batch could be acknowledged into it (collector/db_check.py).
+    store = Store(data.database, threads=DUCKDB_THREADS, check=True)
     ingestor = Ingestor(store)
     ingestor.start()
     incidents = IncidentRuntime(ingestor, cfg, data)

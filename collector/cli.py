@@ -11,9 +11,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from collector import admin, app, enrolment, operations, pki, policy
+from collector import admin, app, backup, operations, pki, policy, salvage
 from collector.paths import DataDir, make_private_dir
-from collector.store import DatabaseError, Store, now_ms
+from collector.store import DatabaseError, Store
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask(data: DataDir, op: str, op_args: dict[str, Any]) -> Any:
+def _ask(data: DataDir, op: str, op_args: dict[str, Any], timeout: float = 120.0) -> Any:
     """Through the running collector if there is one, else straight from the database."""
     if data.admin_socket.exists():
         try:
-            return admin.request(data.admin_socket, op, op_args)
+            return admin.request(data.admin_socket, op, op_args, timeout)
         except (ConnectionRefusedError, FileNotFoundError):
             pass  # a socket left behind by a collector that was killed
         except admin.AdminError as exc:
@@ -181,27 +181,96 @@ def cmd_tampering(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_while_serving(data: DataDir, what: str) -> None:
+    if data.admin_socket.exists():
+        try:
+            admin.request(data.admin_socket, "count", {}, timeout=10)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return  # a socket left behind by a collector that was killed
+        except admin.AdminError:
+            pass
+        raise CliError(f"the collector is running on {data.root}; stop it first "
+                       f"(systemctl stop safeguard-collector), then {what}")  # fmt: skip
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     data = _data(args)
+    _refuse_while_serving(data, "run recover again")
     try:
-        Store(data.database).close()
-        print(f"{data.database} opens cleanly; nothing to recover")
+        Store(data.database, check=True).close()
+        print(f"{data.database} opens cleanly and every table reads in full; nothing to recover")
         return 0
-    except DatabaseError:
-        pass
-    aside = data.database.with_name(f"{data.database.name}.corrupt-{now_ms()}")
-    data.database.rename(aside)
-    wal = data.database.with_name(data.database.name + ".wal")
-    if wal.exists():
-        wal.rename(aside.with_name(aside.name + ".wal"))
-    store = Store(data.database)
+    except DatabaseError as exc:
+        if "in use" in str(exc):
+            raise
+    result = salvage.recover(data)
+    print(f"kept the damaged database aside, untouched: {result.aside}")
+    if not result.opened:
+        print(f"nothing of it could be read ({result.why_not});")
+        print(f"started a new database with {result.agents} enrolled agents from "
+              f"{data.agents_journal}")  # fmt: skip
+    for t in result.tables:
+        held = f", {t.held_back:,} held back past a lost stretch" if t.held_back else ""
+        print(f"  {t.name}: {t.copied:,} rows salvaged, {t.lost:,} lost{held}")
+    if result.unattributed:
+        print(f"  {result.unattributed:,} lost event rows could not be tied to a PC; if their PC "
+              "still holds them it does not know to send them")  # fmt: skip
+    for h in result.heads:
+        if h.before is not None and h.before == h.after:
+            continue
+        was = "unknown" if h.before is None else f"{h.before:,}"
+        print(f"  agent {h.agent_id}: head set to seq {h.after:,} (was {was}; {h.lost:,} of its "
+              "events lost)")  # fmt: skip
+    print("start the collector: each PC sends again what it still holds after the head it is "
+          "told; what a PC no longer holds is only in the file kept aside")  # fmt: skip
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    data = _data(args)
+    folder = Path(args.to).resolve()
+    if folder.is_relative_to(data.root):
+        raise CliError(f"put the backup outside the data folder {data.root} (another disk, "
+                       "ideally)")  # fmt: skip
     try:
-        count = enrolment.replay_journal(store, data)
-    finally:
-        store.close()
-    print(f"kept the unreadable database aside as {aside}")
-    print(f"started a new database with {count} enrolled agents from {data.agents_journal};")
-    print("agents resend what they still hold; earlier history is in the file kept aside")
+        _ask(data, "backup", {"to": str(folder)}, timeout=BACKUP_TIMEOUT_S)
+        files = backup.add_node_files(data, folder)
+        counts = backup.table_counts(folder / backup.DATABASE)
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    backup.write_manifest(data, folder, counts)
+    print(f"backed up {data.root} to {folder} (the database and {files} node files: keys, "
+          "certificates, policy, enrolment journal; keep it as secret as the data folder)")
+    print("checked: the backup opens and every table reads in full; "
+          + ", ".join(f"{n} {c:,}" for n, c in counts.items() if c))  # fmt: skip
+    return 0
+
+
+BACKUP_TIMEOUT_S = 6 * 3600  # the running collector copies the database before it answers
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    data = DataDir(Path(args.data).resolve())
+    _refuse_while_serving(data, "restore")
+    try:
+        result = backup.restore(data, Path(args.source).resolve())
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    made = _when(result["manifest"].get("made_ms"))
+    print(f"restored {data.database} from the backup made {made} UTC: "
+          + ", ".join(f"{n} {c:,}" for n, c in result["rows"].items() if c))  # fmt: skip
+    if result["aside"]:
+        print(f"the database it replaced is kept aside: {result['aside']}")
+    if result["node_files"]:
+        print(f"{result['node_files']} node files (keys, certificates, policy) came from the "
+              "backup; those already here were kept")  # fmt: skip
+    for what in ("enrolled", "revoked"):
+        if ids := result[f"{what}_since"]:
+            print(f"{len(ids)} agents {what} since the backup (from {data.agents_journal}): "
+                  f"{', '.join(ids)}")  # fmt: skip
+    print("start the collector: each PC is told the head this database holds and sends again "
+          "the events it still holds after it (PCs keep acknowledged events for a while); "
+          "what a PC no longer holds is recorded against it as a gap")  # fmt: skip
     return 0
 
 
@@ -422,7 +491,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = pol_sub.add_parser("show", help="print the current policy version")
     c.add_argument("--data", required=True, help="the collector's data folder")
     c.set_defaults(func=cmd_policy_show)
-    c = command("recover", "keep an unreadable database aside and start a new one")
+    c = command("backup", "copy the database (consistently, also while serve runs) and the "
+                "node's keys, certificates and policy into a new folder, and check the copy")
+    c.add_argument("--to", required=True, help="a new folder for the backup (0700)")
+    c.set_defaults(func=cmd_backup)
+    c = command("restore", "put a backup in place (serve stopped); the current database is kept "
+                "aside")
+    c.add_argument("--from", dest="source", required=True, help="the folder `backup` made")
+    c.set_defaults(func=cmd_restore)
+    c = command("recover", "keep a damaged database aside and copy what still reads into a "
+                "new one; PCs send the rest again")
     c.set_defaults(func=cmd_recover)
     return p
 

@@ -147,10 +147,10 @@ def journal(data: DataDir, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def replay_journal(store: Store, data: DataDir) -> int:
-    """Re-register journalled agents in a new database (after `recover`). Returns the count."""
+def journalled_agents(data: DataDir) -> dict[str, dict[str, Any]]:
+    """Every agent the journal enrolled, as agents-table rows, revocations applied."""
     if not data.agents_journal.exists():
-        return 0
+        return {}
     agents: dict[str, dict[str, Any]] = {}
     for line in data.agents_journal.read_text().splitlines():
         record = json.loads(line)
@@ -159,10 +159,34 @@ def replay_journal(store: Store, data: DataDir) -> int:
         elif record["op"] == "revoke" and record["agent_id"] in agents:
             agents[record["agent_id"]]["revoked_ms"] = record["revoked_ms"]
             agents[record["agent_id"]]["revoked_reason"] = record["reason"]
+    for rec in agents.values():
+        rec.pop("op")
+        rec["public_key"] = bytes.fromhex(rec["public_key"])
+        rec["head_hash"] = envelope.genesis(rec["agent_id"])
+    return agents
+
+
+def replay_journal(store: Store, data: DataDir) -> int:
+    """Re-register journalled agents in a new database (after `recover`). Returns the count."""
+    agents = journalled_agents(data)
     with store.transaction():
         for rec in agents.values():
-            rec.pop("op")
-            rec["public_key"] = bytes.fromhex(rec["public_key"])
-            rec["head_hash"] = envelope.genesis(rec["agent_id"])
             store.insert_agent(rec)
     return len(agents)
+
+
+def reconcile_journal(store: Store, data: DataDir) -> tuple[list[str], list[str]]:
+    """Bring an older database (a restored backup) up to the journal: enrol the agents
+    enrolled since, at the start of their chains, and revoke those revoked since. Returns
+    (enrolled, revoked) agent ids."""
+    known = store.agent_records()
+    added, revoked = [], []
+    with store.transaction():
+        for agent_id, rec in journalled_agents(data).items():
+            if agent_id not in known:
+                store.insert_agent(rec)
+                added.append(agent_id)
+            elif rec.get("revoked_ms") and known[agent_id].revoked_ms is None:
+                store.revoke_agent(agent_id, rec["revoked_reason"], rec["revoked_ms"])
+                revoked.append(agent_id)
+    return added, revoked

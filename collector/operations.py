@@ -7,14 +7,16 @@ Each operation takes the Store and returns plain JSON-able data, so the admin so
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import duckdb
 from google.protobuf import json_format
 
-from collector import enrolment, evidence, policy
+from collector import backup, db_check, enrolment, evidence, policy
 from collector.console import operations as console_operations
 from collector.paths import DataDir
-from collector.store import Store
+from collector.store import Store, damaged
 from protos import events_pb2
 
 Operation = Callable[[Store, DataDir, dict[str, Any]], Any]
@@ -74,7 +76,12 @@ def op_count(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     return {"events": store.count_events(args.get("agent_id"))}
 
 
+def op_backup(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    return backup.snapshot(store, Path(args["to"]))
+
+
 OPERATIONS: dict[str, Operation] = {
+    "backup": op_backup,
     "token": op_token,
     "agents": op_agents,
     "revoke": op_revoke,
@@ -90,5 +97,10 @@ OPERATIONS.update(console_operations.OPERATIONS)
 def run(store: Store, data: DataDir, op: str, args: dict[str, Any]) -> Any:
     if op not in OPERATIONS:
         raise ValueError(f"unknown operation {op!r}")
-    return OPERATIONS[op](store, data, args)
+    try:
+        return OPERATIONS[op](store, data, args)
+    except duckdb.Error as exc:
+        if db_check.is_damage(exc):  # a damaged block met on the way: say so, not a traceback
+            raise damaged(store.path, f"a read failed ({str(exc).splitlines()[0]})") from None
+        raise
 

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from collector import event_table
+from collector import db_check, event_table
 from collector.event_table import EVENT_SCHEMA
 from collector.schema import MIGRATIONS
 
@@ -30,6 +30,17 @@ MEMORY_LIMIT = "256MB"
 
 class DatabaseError(RuntimeError):
     """The database cannot be used; the message says why and what to do."""
+
+
+def damaged(path: Path, what: str) -> DatabaseError:
+    """The one message for a damaged database: what failed, and the two ways out."""
+    return DatabaseError(
+        f"{path} is damaged: {what}. The collector will not serve it, since it would "
+        "acknowledge batches it cannot keep. Restore the latest backup (`safeguard-collector "
+        f"restore --data {path.parent} --from BACKUP`), or run `safeguard-collector recover "
+        f"--data {path.parent}` to keep this file aside, copy what still reads into a new "
+        "database and have the PCs send the rest again."
+    )
 
 
 def now_ms() -> int:
@@ -78,9 +89,13 @@ _BATCH_SCHEMA = pa.schema(
 
 
 class Store:
-    def __init__(self, path: Path, read_only: bool = False, threads: int | None = None) -> None:
-        """`threads`: DuckDB's worker threads (default: one per core)."""
+    def __init__(
+        self, path: Path, read_only: bool = False, threads: int | None = None, check: bool = False
+    ) -> None:
+        """`threads`: DuckDB's worker threads (default: one per core). `check`: read every
+        table in full first (collector/db_check.py) and refuse a damaged database."""
         self.path = path
+        self.checked: db_check.Checked | None = None
         config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": MEMORY_LIMIT}
         if threads is not None:
             config["threads"] = threads
@@ -92,13 +107,17 @@ class Store:
                     f"{path} is in use by another process (is `safeguard-collector serve` "
                     "running without its admin socket?)"
                 ) from None
-            raise DatabaseError(
-                f"{path} cannot be opened: {exc}. It has been left untouched. Restore a backup, "
-                "or run `safeguard-collector recover --data DIR` to keep it aside and start a "
-                "new database with the enrolled agents."
-            ) from None
+            raise damaged(path, f"it cannot be opened ({_first_line(exc)})") from None
         except duckdb.Error as exc:
+            if db_check.is_damage(exc) or "wal" in str(exc).lower():
+                raise damaged(path, f"it cannot be opened ({_first_line(exc)})") from None
             raise DatabaseError(f"{path} cannot be opened: {exc}") from None
+        if check:
+            found = db_check.full_read(self.con)
+            if isinstance(found, db_check.Damage):
+                self.con.close()
+                raise damaged(path, f"reading table {found.table} failed ({found.error})")
+            self.checked = found
         if not read_only:
             self.migrate()
         path.chmod(0o600)
@@ -341,6 +360,10 @@ class Store:
                 "SELECT count(*) FROM events WHERE agent_id = ?", [agent_id]
             ).fetchone()
         return int(row[0]) if row else 0
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0]
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

@@ -111,7 +111,7 @@ def test_a_corrupt_database_is_refused_kept_and_recovered(data: Path) -> None:
     assert "cannot be opened" in refused.stderr and "recover" in refused.stderr
     assert db.read_bytes().startswith(b"this is not a database")  # left untouched
     out = run("safeguard-collector", "recover", "--data", data).stdout
-    kept = [p for p in data.iterdir() if ".corrupt-" in p.name]
+    kept = [p for p in data.iterdir() if ".damaged-" in p.name]
     assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not")
     assert "1 enrolled agents" in out
     # The agent is still enrolled and can ship into the new database.
