@@ -107,8 +107,6 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 90.0) -> N
         time.sleep(0.2)
 
 
-@pytest.mark.xfail(strict=True, reason="needs agents to keep acknowledged events and resend "
-                   "from the Welcome's head (the agent retention work, merged separately)")
 def test_nothing_acknowledged_since_the_backup_is_lost_with_a_real_agent(tmp_path: Path) -> None:
     data, state = tmp_path / "collector", tmp_path / "agent"
     run("safeguard-collector", "init", "--data", data)
