@@ -206,4 +206,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE accounts ADD COLUMN last_login_ms BIGINT;
     UPDATE accounts SET password_changed_ms = created_ms;
     """,
+    # 4: clocks (collector/clock.py). The PC's clock against the collector's, measured when a
+    # stream opens: the last skew on the agent's record, and on each event stored from a
+    # session whose skew was beyond the setting (NULL: within it, or not measured), so the
+    # console can show the event's time corrected by it beside the PC's own.
+    """
+    ALTER TABLE agents ADD COLUMN clock_skew_ms BIGINT;
+    ALTER TABLE agents ADD COLUMN clock_measured_ms BIGINT;
+    ALTER TABLE events ADD COLUMN clock_skew_ms BIGINT;
+    """,
 ]
