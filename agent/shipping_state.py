@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,9 @@ class ShippingState:
     def _write(self) -> None:
         temp = self.path.with_name(self.path.name + ".tmp")
         try:
-            temp.write_text(json.dumps(self._doc), encoding="utf-8")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(json.dumps(self._doc))
             temp.replace(self.path)
         except OSError as exc:  # a full disk: status shows less, shipping goes on
             log.warning("shipping_state.not_written path=%s detail=%s", self.path, exc)
