@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.identity import StateDir
 from collector.store import Store
 from tests.conftest import require_tool
 from tests.processes import BIN, CollectorProcess, run
@@ -64,10 +65,12 @@ class Site:
             )  # fmt: skip
 
     def stop_agent(self) -> None:
-        if self.agent is not None:  # faketime waits for its child: stop both, as a group
+        if self.agent is not None:  # faketime and the agent under it: stop both, as a group
             os.killpg(self.agent.pid, signal.SIGTERM)
             self.agent.wait(60)
             self.agent = None
+            # faketime may exit before the agent has: wait for the agent to let go of its folder
+            wait_until(lambda: not StateDir(self.state).is_locked(), "the agent stopped")
 
     def status(self) -> str:
         return run("safeguard-agent", "status", "--state", self.state, check=False).stdout
