@@ -268,6 +268,10 @@ def _status(args: argparse.Namespace) -> int:
     print(f"dropped:      {counts.dropped}  (given up at the outbox's bound, oldest and least"
           " severe first; each counted in a DROPPED event)")
     print(f"policy_version: {_policy_version(state)}")
+    from agent import shipping_state
+
+    for line in shipping_state.status_lines(shipping_state.read(state.shipping)):
+        print(line)
     if damaged:
         print(f"outbox:       DAMAGED ({damaged}); the service keeps it aside and starts a new "
               "one when it next starts, and reports that to the collector")  # fmt: skip

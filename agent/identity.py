@@ -87,6 +87,11 @@ class StateDir:
         return self.root / "outbox.sqlite"
 
     @property
+    def shipping(self) -> Path:
+        """What the shipper last met (agent/shipping_state.py), for `status`."""
+        return self.root / "shipping.json"
+
+    @property
     def lock_file(self) -> Path:
         return self.root / "run.lock"
 

@@ -5,6 +5,10 @@ signature verifies with the policy key it was given at enrolment and its version
 what it has, and keeps the last good bundle on disk (state/policy.json), re-verified at every
 start, so neither editing files nor blocking the network turns monitoring off. Until the first
 bundle arrives the policy shipped with the agent applies.
+
+Exemption windows are judged by `clock` (the service gives agent/clock.py's: the PC's clock
+corrected by the skew the collector measured), so a PC whose clock is hours off neither ends
+an exemption early nor keeps one alive after it ended.
 """
 
 from __future__ import annotations
@@ -36,10 +40,15 @@ class ActivePolicy:
     _compiled: dict[str, Compiled] = field(default_factory=dict, repr=False)
     _shared: dict[tuple[object, ...], Compiled] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
+
+    def now(self) -> datetime:
+        """The time exemption windows are judged by."""
+        return self.clock()
 
     def compiled(self, profile: str, now: datetime | None = None) -> Compiled:
         """The matcher for a profile; recompiled when an exemption starts or ends."""
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         with self._lock:
             found = self._compiled.get(profile)
             if found is None or (found.valid_until is not None and now >= found.valid_until):
@@ -52,7 +61,9 @@ class ActivePolicy:
 class PolicyHolder:
     """The current policy for every sensor; replaced only by a verified, newer bundle."""
 
-    def __init__(self, last_good: Path, public_key: Ed25519PublicKey) -> None:
+    def __init__(self, last_good: Path, public_key: Ed25519PublicKey,
+                 clock: Callable[[], datetime] | None = None) -> None:  # fmt: skip
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._path = last_good
         self._key = public_key
         self._lock = threading.Lock()
@@ -73,8 +84,8 @@ class PolicyHolder:
         else:
             self.load_error = None
         if saved is None:
-            return ActivePolicy(0, load_policy())
-        return ActivePolicy(saved.version, saved.policy)
+            return ActivePolicy(0, load_policy(), clock=self._clock)
+        return ActivePolicy(saved.version, saved.policy, clock=self._clock)
 
     def current(self) -> ActivePolicy:
         return self._active
@@ -94,7 +105,7 @@ class PolicyHolder:
             installed = self._active.version
             verified = bundles.verify_bundle(data, self._key, installed=installed)
             bundles.save_last_good(self._path, verified)
-            self._active = ActivePolicy(verified.version, verified.policy)
+            self._active = ActivePolicy(verified.version, verified.policy, clock=self._clock)
         log.info("policy.applied version=%d previous=%d", verified.version, installed)
         for listener in self._listeners:
             listener(self._active)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.clock import AgentClock
 from agent.policy import PolicyHolder
 from agent.transport import secure_channel
 from protos import envelope, events_pb2, ingest_pb2, ingest_pb2_grpc
@@ -57,8 +57,12 @@ class PolicyFetcher:
     """Keeps the holder's policy current; every outcome is an AgentStatus for the DSL."""
 
     def __init__(
-        self, holder: PolicyHolder, emit: Emit, config: FetchConfig, key: Ed25519PrivateKey
+        self, holder: PolicyHolder, emit: Emit, config: FetchConfig, key: Ed25519PrivateKey,
+        clock: AgentClock | None = None,
     ) -> None:
+        """clock: the time a request is signed with is the PC's clock corrected by the skew
+        the collector measured, which refuses a request more than 15 minutes from its own."""
+        self.clock = clock or AgentClock()
         self._holder = holder
         self.key = key  # requests are signed: only enrolled agents read the policy
         self._emit = emit
@@ -94,7 +98,7 @@ class PolicyFetcher:
         """One FetchPolicy call. False if the collector could not be asked (retry sooner)."""
         self.fetches += 1
         have = self._holder.version
-        unix_ms = time.time_ns() // 1_000_000
+        unix_ms = self.clock.unix_ms()
         signature = self.key.sign(
             envelope.policy_request_payload(self.config.agent_id, str(have), unix_ms)
         )

@@ -16,12 +16,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.clock import AgentClock
 from agent.memory import give_back_memory
 from agent.policy import ActivePolicy
 from agent.transport import secure_channel
@@ -97,7 +97,7 @@ class SemanticStage:
     def judge_for(self, active: ActivePolicy, profile: str) -> SemanticJudge | None:
         if self.wanted(active) is None:
             return None
-        now = datetime.now(UTC)
+        now = active.now()  # exemptions by the corrected clock, as the patterns' (agent/policy.py)
         with self._lock:
             judge = self._judges.get((active.version, profile))
             if judge is not None and (judge.valid_until is None or now < judge.valid_until):
@@ -136,7 +136,8 @@ class ModelFetcher:
     def __init__(self, stage: SemanticStage, emit: Emit, address: str, ca_pem: bytes,
                  agent_id: str, key: Ed25519PrivateKey,
                  current: Callable[[], ActivePolicy] | None = None, retry_s: float = 60.0,
-                 timeout_s: float = 60.0) -> None:  # fmt: skip
+                 timeout_s: float = 60.0, clock: AgentClock | None = None) -> None:  # fmt: skip
+        self._clock = clock or AgentClock()  # signs requests by the collector's time
         self._stage = stage
         self._current = current  # the policy in force, for preparing the stage
         self._emit = emit
@@ -175,7 +176,7 @@ class ModelFetcher:
                 stub = ingest_pb2_grpc.CollectorStub(channel)
                 while not self._stop.is_set():
                     offset = part.stat().st_size if part.exists() else 0
-                    unix_ms = time.time_ns() // 1_000_000
+                    unix_ms = self._clock.unix_ms()
                     request = ingest_pb2.ModelRequest(
                         agent_id=self._agent, sha256=sha, offset=offset, unix_ms=unix_ms,
                         signature=self._key.sign(envelope.model_request_payload(

@@ -26,6 +26,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]  # stubs: types-psut
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent import __version__
+from agent.clock import AgentClock
 from agent.identity import StateDir, load_ca, load_identity, load_key
 from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PENDING, Outbox
 from agent.policy import ActivePolicy, PolicyHolder
@@ -35,6 +36,7 @@ from agent.semantic import ModelFetcher, SemanticStage
 from agent.sensors import SensorContext
 from agent.sensors.registry import SENSORS, SensorSettings, SensorSpec
 from agent.shipper import Shipper, ShipperConfig
+from agent.shipping_state import ShippingState
 from agent.supervisor import Supervisor
 from protos import events_pb2
 
@@ -80,6 +82,7 @@ class Service:
         self.fetcher: PolicyFetcher | None = None
         self.shipper: Shipper | None = None
         self.semantic: SemanticStage | None = None
+        self.clock: AgentClock | None = None
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set. Raises StateError / OutboxError before anything starts."""
@@ -93,9 +96,13 @@ class Service:
                                  keep_acked_s=self._config.keep_acked_s,
                                  max_kept=self._config.max_kept)  # fmt: skip
             try:
+                shipping = ShippingState(state.shipping)
+                clock = AgentClock(*(shipping.clock() or ()))  # corrected before a Welcome too
+                self.clock = clock
                 holder = PolicyHolder(
                     state.root / "policy.json",
                     Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key)),
+                    clock=clock.now,
                 )
                 self.holder = holder
                 fetcher = PolicyFetcher(
@@ -109,6 +116,7 @@ class Service:
                         retry_s=self._config.policy_retry_s,
                     ),
                     key,
+                    clock=clock,
                 )
 
                 self.fetcher = fetcher
@@ -125,6 +133,8 @@ class Service:
                     ),
                     policy_version=lambda: str(holder.version),
                     on_policy_version=fetcher.announce,
+                    clock=clock,
+                    state=shipping,
                 )
                 self.shipper = shipper
                 self._serve(stop, outbox, shipper, holder, fetcher)
@@ -186,7 +196,7 @@ class Service:
         self.semantic = stage = SemanticStage(self._state.root / "models", outbox.put)
         cfg = policies.config
         models = ModelFetcher(stage, outbox.put, cfg.address, cfg.ca_pem, cfg.agent_id,
-                              policies.key, holder.current)  # fmt: skip
+                              policies.key, holder.current, clock=policies.clock)  # fmt: skip
         holder.subscribe(lambda active: models.want(stage.wanted(active)))
         models.want(stage.wanted(holder.current()))
         threading.Thread(target=models.run, name="model-fetch", daemon=True).start()

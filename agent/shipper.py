@@ -28,10 +28,13 @@ from dataclasses import dataclass
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.clock import AgentClock
 from agent.outbox import Outbox, OutboxError
+from agent.shipping_state import ShippingState
 from agent.tls_explain import explain_tls
 from agent.transport import MAX_MESSAGE_BYTES, secure_channel
 from protos import envelope, ingest_pb2, ingest_pb2_grpc
+from protos.skew import describe
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +105,16 @@ class Shipper:
         config: ShipperConfig,
         policy_version: Callable[[], str] | None = None,
         on_policy_version: Callable[[str], None] | None = None,
+        clock: AgentClock | None = None,
+        state: ShippingState | None = None,
     ) -> None:
         """policy_version: what Hello reports (default: config.policy_version);
         on_policy_version: told the collector's newest published policy version, from each
-        Welcome and each ack (the policy fetcher fetches when it is newer than its own)."""
+        Welcome and each ack (the policy fetcher fetches when it is newer than its own);
+        clock: given the skew each Welcome reports (agent/clock.py);
+        state: told each failure and each opened session, for `safeguard-agent status`."""
+        self.clock = clock or AgentClock()
+        self._state = state
         self._policy_version = policy_version or (lambda: config.policy_version)
         self._on_policy_version = on_policy_version
         self._outbox = outbox
@@ -142,6 +151,8 @@ class Shipper:
                 delay, why = None, type(exc).__name__
             if delay is None:
                 delay = self.backoff.next_delay()
+            if self._state is not None and not self._stop.is_set():
+                self._state.error(why, _wall_ms())
             log.info("ship.retry in_s=%.1f why=%s", delay, why)
             self._stop.wait(delay)
 
@@ -161,7 +172,8 @@ class Shipper:
         )
 
         def requests() -> Iterator[ingest_pb2.AgentMessage]:
-            yield hello
+            hello.hello.unix_ms = _wall_ms()  # the PC's own clock, as it goes: the collector
+            yield hello  # measures the skew against it (never the corrected clock)
             while (message := sends.get()) is not None:
                 yield message
 
@@ -199,6 +211,7 @@ class Shipper:
         sends.put(ingest_pb2.AgentMessage(proof=ingest_pb2.Proof(signature=proof)))
         welcome = self._await(responses, "welcome").welcome
         self._outbox.resume(welcome.last_seq, welcome.head_hash)
+        self._clock_measured(welcome)
         if self._on_policy_version is not None:
             self._on_policy_version(welcome.policy_version)
         self.connected = True
@@ -243,6 +256,21 @@ class Shipper:
                 raise SessionEnded(f"no ack for seq {in_flight[0].first_seq} in time")
             if not handled:
                 self._outbox.wait_for_work(cfg.poll_s, poll=cfg.poll_s)
+
+    def _clock_measured(self, welcome: ingest_pb2.Welcome) -> None:
+        """Take the skew the collector measured; say so once per session when it is beyond
+        the collector's limit (the collector flags this PC's events meanwhile)."""
+        skew = welcome.clock_skew_ms if welcome.clock_measured else None
+        limit = welcome.clock_skew_limit_ms or self.clock.limit_ms
+        if skew is not None:
+            self.clock.measured(skew, limit)
+            if self.clock.skewed:
+                log.warning("clock.skewed skew_s=%d limit_s=%d (this PC's clock is %s of the "
+                            "collector's: set the PC's clock / NTP; its events are flagged and "
+                            "exemptions are judged by the collector's time)", skew // 1000,
+                            limit // 1000, describe(skew))  # fmt: skip
+        if self._state is not None:
+            self._state.session(_wall_ms(), skew, limit)
 
     def _past_flush(self) -> bool:
         return self._stop.is_set() and time.monotonic() >= self._flush_until
@@ -338,6 +366,12 @@ class Shipper:
             raise SessionEnded(f"TLS: {tls}")
         if code == grpc.StatusCode.UNAVAILABLE:
             log.warning("ship.unavailable collector=%s detail=%s", self._cfg.address, details)
-        elif code != grpc.StatusCode.CANCELLED or not self._stop.is_set():
+            raise SessionEnded(f"the collector at {self._cfg.address} is unavailable: "
+                               f"{details[:300]}")  # fmt: skip
+        if code != grpc.StatusCode.CANCELLED or not self._stop.is_set():
             log.error("ship.failed code=%s detail=%s", code.name if code else "?", details)
-        raise SessionEnded(f"stream ended: {code.name if code else '?'}")
+        raise SessionEnded(f"stream ended: {code.name if code else '?'} {details[:300]}".strip())
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000

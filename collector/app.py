@@ -98,7 +98,9 @@ async def start(
     console: Console | None = None
     try:
         await checkers.start()
-        grpc_server, port = await server.start(data, ingestor, checkers, listen)
+        grpc_server, port = await server.start(
+            data, ingestor, checkers, listen, cfg.clock_skew_limit_ms
+        )
         admin_server = await admin.serve(data, ingestor)
         if web is not None:
             host, _, web_port = web.rpartition(":")

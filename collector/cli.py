@@ -14,6 +14,7 @@ from typing import Any
 from collector import admin, app, backup, operations, pki, policy, salvage
 from collector.paths import DataDir, make_private_dir
 from collector.store import DatabaseError, Store
+from protos.skew import describe as describe_skew
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ def cmd_agents(args: argparse.Namespace) -> int:
     for r in rows:
         seen = _when(r["last_seen_ms"])
         state = "revoked" if r["revoked_ms"] else "active"
+        if r.get("clock_skewed"):
+            state += (f", clock {describe_skew(r['clock_skew_ms'])} (measured "
+                      f"{_when(r['clock_measured_ms'])}: set the PC's clock, NTP)")  # fmt: skip
         print(
             f"{r['agent_id']:25} {r['hostname'][:20]:20} {r['version'][:8]:8} {seen:20} "
             f"{r['last_seq']:>8}  {(r['head_hash'] or '')[:8].lower()} {state}"

@@ -25,6 +25,7 @@ EVENT_COLUMNS = (
     "received_ms",
     "raw",
     "hash",
+    "clock_skew_ms",  # the session's measured skew when beyond the setting, else null
 )
 _EVENT_TYPES = (
     pa.string(),
@@ -37,18 +38,20 @@ _EVENT_TYPES = (
     pa.int64(),
     pa.binary(),
     pa.binary(),
+    pa.int64(),
 )
 EVENT_SCHEMA = pa.schema(list(zip(EVENT_COLUMNS, _EVENT_TYPES, strict=True)))
 ROWS_SCHEMA = EVENT_SCHEMA.append(pa.field("judge", pa.bool_()))  # as a verifier hands them over
 RECEIVED = EVENT_COLUMNS.index("received_ms")
+SKEW = EVENT_COLUMNS.index("clock_skew_ms")
 # Kinds the incident engine makes signals of (collector/incidents/signals.py); heartbeats set
 # an agent's health instead.
 SIGNAL_KINDS = frozenset({"keyword", "url", "usb", "test_alert", "status"})
 
 
 def from_checked(checked: envelope.CheckedBatch) -> pa.Table:
-    """The rows a checked batch would store, and `judge`; received_ms is 0 until the writer
-    stamps it."""
+    """The rows a checked batch would store, and `judge`; received_ms is 0 (and
+    clock_skew_ms null) until the writer stamps them."""
     f = checked.fields
     n = len(f.seq)
     judge = [k in SIGNAL_KINDS for k in f.kind]
@@ -66,15 +69,21 @@ def from_checked(checked: envelope.CheckedBatch) -> pa.Table:
         pa.repeat(pa.scalar(0, pa.int64()), n),
         pa.array(checked.batch.events, pa.binary()),
         pa.array(checked.hashes, pa.binary()),
+        pa.nulls(n, pa.int64()),
         pa.array(judge, pa.bool_()),
     ]
     return pa.Table.from_arrays(columns, schema=ROWS_SCHEMA)
 
 
-def stamp_received(table: pa.Table, received_ms: int) -> pa.Table:
-    """The same rows, received by the collector at received_ms."""
+def stamp_received(table: pa.Table, received_ms: int, skew_ms: int | None = None) -> pa.Table:
+    """The same rows, received by the collector at received_ms, from a session whose clock
+    skew was beyond the setting (skew_ms) or not (None)."""
     column = pa.array([received_ms] * table.num_rows, pa.int64())
-    return table.set_column(RECEIVED, EVENT_SCHEMA.field(RECEIVED), column)
+    table = table.set_column(RECEIVED, EVENT_SCHEMA.field(RECEIVED), column)
+    if skew_ms is None:
+        return table
+    skews = pa.array([skew_ms] * table.num_rows, pa.int64())
+    return table.set_column(SKEW, EVENT_SCHEMA.field(SKEW), skews)
 
 
 def stored_columns(rows: pa.Table) -> pa.Table:

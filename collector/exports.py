@@ -34,6 +34,14 @@ from protos import envelope
 SCHEMA = "safeguard-monitor/cpoms-incident/v1"
 
 
+def _pdf_time(e: dict[str, Any]) -> str:
+    """The PC's time; for a skewed PC also the collector's (the PC's clock was off)."""
+    if e.get("time_corrected") is None:
+        return str(e["time"])
+    return (f"{e['time']} (PC clock, {e['clock_skew_s']:+.0f} s off); "
+            f"{e['time_corrected']} by the collector's clock")  # fmt: skip
+
+
 def _iso(ms: int | None) -> str:
     if not ms:
         return ""
@@ -240,7 +248,11 @@ def _event_line(s: dict[str, Any]) -> dict[str, Any]:
         (ev[k] for k in ("keyword", "url", "usb", "test_alert") if k in ev), {}
     )
     return {
-        "time": _iso(s["observed_ms"]),
+        "time": _iso(s["observed_ms"]),  # the PC's clock
+        # Set when the PC's clock was beyond the limit: its time by the collector's clock.
+        "clock_skew_s": None if s.get("clock_skew_ms") is None else s["clock_skew_ms"] / 1000,
+        "time_corrected": None if s.get("corrected_ms") is None else _iso(s["corrected_ms"]),
+        "received": _iso(s["received_ms"]) if s.get("received_ms") else None,
         "source": s["source"],
         "category": s["category"],
         "severity": s["severity"],
@@ -417,8 +429,9 @@ def pdf(rec: dict[str, Any]) -> bytes:
             if x
         )
         ev_rows.append(
-            [p(e["time"]), p(f"{e['source']} / {e['category']}"), p(detail), p(e["hash"][:16])]
-        )
+            [p(_pdf_time(e)), p(f"{e['source']} / {e['category']}"), p(detail),
+             p(e["hash"][:16])]
+        )  # fmt: skip
     story.append(_table(ev_rows, [34 * mm, 30 * mm, 78 * mm, 28 * mm], header=True))
     story += [Spacer(1, 4 * mm), Paragraph("Actions and follow-up", st["Heading2"])]
     act_rows = [[p("When"), p("By"), p("What"), p("Due / done")]]

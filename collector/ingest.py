@@ -29,6 +29,7 @@ import duckdb
 import pyarrow as pa
 
 from collector import event_table, verify
+from collector.clock import SessionClock
 from collector.storage_health import StorageHealth
 from collector.store import AgentRecord, Store, now_ms
 from collector.verify import VerifiedBatch
@@ -57,6 +58,7 @@ class _BatchJob:
     checked: VerifiedBatch
     nonce: bytes
     future: Future[ingest_pb2.CollectorMessage]
+    clock: SessionClock | None = None  # the stream's measured clock
 
 
 @dataclass
@@ -86,6 +88,7 @@ class _Group:
     flooded: dict[str, int] = field(default_factory=dict)  # agent -> records only counted
     answers: list[tuple[Future[Any], Any]] = field(default_factory=list)
     streams: set[bytes] = field(default_factory=set)  # nonces of the streams of its batches
+    clocks: dict[str, SessionClock] = field(default_factory=dict)  # newly measured, per agent
     events: int = 0
 
 
@@ -145,9 +148,12 @@ class Ingestor:
             self._judge_store = None
 
     # -- called from any thread -----------------------------------------------------------
-    def submit(self, checked: VerifiedBatch, nonce: bytes) -> Future[ingest_pb2.CollectorMessage]:
+    def submit(
+        self, checked: VerifiedBatch, nonce: bytes, clock: SessionClock | None = None
+    ) -> Future[ingest_pb2.CollectorMessage]:
+        """A verified batch from the stream with this nonce and this measured clock."""
         fut: Future[ingest_pb2.CollectorMessage] = Future()
-        self._jobs.put(_BatchJob(checked, nonce, fut))
+        self._jobs.put(_BatchJob(checked, nonce, fut, clock))
         return fut
 
     def submit_unsigned(
@@ -322,7 +328,10 @@ class Ingestor:
             return True
         start = placement.store_from
         rows = checked.rows.slice(start) if start else checked.rows
-        group.rows.append(event_table.stamp_received(rows, now))
+        clock = job.clock
+        group.rows.append(event_table.stamp_received(rows, now, clock.flag if clock else None))
+        if clock is not None and clock.measured_ms != rec.clock_measured_ms:
+            group.clocks[agent_id] = clock  # a new stream's measurement: onto the record
         b = checked.batch
         group.batches.append(
             (
@@ -377,6 +386,10 @@ class Ingestor:
                     self.store.set_heads(
                         [(seq, h, now, agent) for agent, (seq, h) in group.heads.items()]
                     )
+                if group.clocks:
+                    self.store.set_clocks(
+                        [(c.skew_ms, c.measured_ms, a) for a, c in group.clocks.items()]
+                    )
                 if group.tampering:
                     self.store.add_tampering(group.tampering)
                 if group.flooded:
@@ -400,6 +413,9 @@ class Ingestor:
         for agent_id, (seq, h) in group.heads.items():
             rec = self.agents[agent_id]
             rec.last_seq, rec.head_hash, rec.last_seen_ms = seq, h, now
+        for agent_id, clock in group.clocks.items():
+            rec = self.agents[agent_id]
+            rec.clock_skew_ms, rec.clock_measured_ms = clock.skew_ms, clock.measured_ms
         self.committed_events += group.events
         self.commits += 1
         for fut, answer in group.answers:

@@ -13,7 +13,8 @@ from typing import Any
 import duckdb
 from google.protobuf import json_format
 
-from collector import backup, db_check, enrolment, evidence, policy
+from collector import backup, clock, db_check, enrolment, evidence, policy
+from collector.console import config as console_config
 from collector.console import operations as console_operations
 from collector.paths import DataDir
 from collector.store import Store, damaged
@@ -30,7 +31,20 @@ def op_token(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
 
 
 def op_agents(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
-    return store.list_agents()
+    """Each agent, with `clock_skewed`: its last measured clock beyond the limit."""
+    limit = clock_limit_ms(data)
+    rows = store.list_agents()
+    for r in rows:
+        r["clock_skewed"] = clock.skewed(r["clock_skew_ms"], limit)
+    return rows
+
+
+def clock_limit_ms(data: DataDir) -> int:
+    """console.toml's clock_skew_minutes (a damaged file: the default; `serve` says why)."""
+    try:
+        return console_config.load(data).clock_skew_limit_ms
+    except ValueError:
+        return clock.DEFAULT_LIMIT_MS
 
 
 def op_revoke(store: Store, data: DataDir, args: dict[str, Any]) -> Any:

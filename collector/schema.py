@@ -206,7 +206,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE accounts ADD COLUMN last_login_ms BIGINT;
     UPDATE accounts SET password_changed_ms = created_ms;
     """,
-    # 4: escalation notifies again (issue 16): the severity the DSL was last told of, so a
+    # 4: clocks (collector/clock.py). The PC's clock against the collector's, measured when a
+    # stream opens: the last skew on the agent's record, and on each event stored from a
+    # session whose skew was beyond the setting (NULL: within it, or not measured), so the
+    # console can show the event's time corrected by it beside the PC's own.
+    """
+    ALTER TABLE agents ADD COLUMN clock_skew_ms BIGINT;
+    ALTER TABLE agents ADD COLUMN clock_measured_ms BIGINT;
+    ALTER TABLE events ADD COLUMN clock_skew_ms BIGINT;
+    """,
+    # 5: escalation notifies again (issue 16): the severity the DSL was last told of, so a
     # candidate that rises past it is sent again with its new severity.
     """
     ALTER TABLE incidents ADD COLUMN notified_severity UTINYINT DEFAULT 0;

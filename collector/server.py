@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
-from collector import enrolment, models, policy
+from collector import clock, enrolment, models, policy
 from collector.ingest import CommitFailed, Ingestor
 from collector.paths import DataDir
 from collector.store import now_ms
@@ -85,8 +85,10 @@ class Budget:
 
 
 class CollectorService(ingest_pb2_grpc.CollectorServicer):
-    def __init__(self, data: DataDir, ingestor: Ingestor, verifiers: Verifiers) -> None:
+    def __init__(self, data: DataDir, ingestor: Ingestor, verifiers: Verifiers,
+                 clock_limit_ms: int = clock.DEFAULT_LIMIT_MS) -> None:  # fmt: skip
         self.data = data
+        self.clock_limit_ms = clock_limit_ms
         self.ingestor = ingestor
         self.verifiers = verifiers
         self.budget = Budget(QUEUED_EVENTS)
@@ -193,6 +195,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         if first is None or first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a stream starts with Hello")
         hello = first.hello
+        measured = clock.measure(hello.unix_ms, now_ms(), self.clock_limit_ms)
         rec = self.ingestor.agents.get(hello.agent_id)
         if rec is None:
             await context.abort(
@@ -219,6 +222,10 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         log.info(
             "stream.open agent=%s host=%s last_seq=%d", rec.agent_id, hello.hostname, rec.last_seq
         )
+        if measured.flag is not None:
+            log.warning("stream.clock_skewed agent=%s host=%s skew_s=%d (%s; its events are "
+                        "flagged)", rec.agent_id, hello.hostname, measured.flag // 1000,
+                        clock.describe(measured.flag))  # fmt: skip
         yield ingest_pb2.CollectorMessage(
             welcome=ingest_pb2.Welcome(
                 nonce=nonce,
@@ -226,13 +233,16 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
                 head_hash=rec.head_hash,
                 collector_version=VERSION,
                 policy_version=policy.current_version(self.data),
+                clock_skew_ms=measured.skew_ms or 0,
+                clock_measured=measured.skew_ms is not None,
+                clock_skew_limit_ms=self.clock_limit_ms,
             )
         )
         pending: asyncio.Queue[asyncio.Future[ingest_pb2.CollectorMessage] | None] = asyncio.Queue(
             IN_FLIGHT
         )
         reader = asyncio.create_task(
-            self._read_batches(messages, rec.agent_id, rec.public_key, nonce, pending)
+            self._read_batches(messages, rec.agent_id, rec.public_key, nonce, measured, pending)
         )
         try:
             while (answer := await pending.get()) is not None:
@@ -282,6 +292,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         agent_id: str,
         key_raw: bytes,
         nonce: bytes,
+        measured: clock.SessionClock,
         pending: asyncio.Queue[asyncio.Future[ingest_pb2.CollectorMessage] | None],
     ) -> None:
         messages = aiter(requests)
@@ -306,7 +317,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
                 await self.budget.acquire(n)
                 handed: asyncio.Future[bool] = loop.create_future()
                 answer = asyncio.ensure_future(
-                    self._check(message, agent_id, key_raw, nonce, previous, handed)
+                    self._check(message, agent_id, key_raw, nonce, measured, previous, handed)
                 )
                 answer.add_done_callback(functools.partial(self._settled, n))
                 previous = handed
@@ -325,6 +336,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         agent_id: str,
         key_raw: bytes,
         nonce: bytes,
+        measured: clock.SessionClock,
         previous: asyncio.Future[bool] | None,
         handed: asyncio.Future[bool],
     ) -> ingest_pb2.CollectorMessage:
@@ -349,7 +361,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
             if previous is not None and not await previous:
                 raise VerifierUnavailable("an earlier batch on this stream was not checked")
             if isinstance(outcome, VerifiedBatch):
-                future = self.ingestor.submit(outcome, nonce)
+                future = self.ingestor.submit(outcome, nonce, measured)
             else:
                 reason, _, detail = str(outcome).partition(": ")
                 future = self.ingestor.submit_unsigned(batch, agent_id, reason, detail)
@@ -361,7 +373,8 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
 
 
 async def start(
-    data: DataDir, ingestor: Ingestor, verifiers: Verifiers, listen: str
+    data: DataDir, ingestor: Ingestor, verifiers: Verifiers, listen: str,
+    clock_limit_ms: int = clock.DEFAULT_LIMIT_MS,
 ) -> tuple[grpc.aio.Server, int]:
     """Start the TLS gRPC server; returns it and the port it bound (listen may use port 0)."""
     server = grpc.aio.server(
@@ -372,7 +385,7 @@ async def start(
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
     )
-    service = CollectorService(data, ingestor, verifiers)
+    service = CollectorService(data, ingestor, verifiers, clock_limit_ms)
     ingest_pb2_grpc.add_CollectorServicer_to_server(service, server)
     credentials = grpc.ssl_server_credentials(
         [(data.server_key.read_bytes(), data.server_cert.read_bytes())]

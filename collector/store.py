@@ -56,6 +56,8 @@ class AgentRecord:
     last_seq: int
     head_hash: bytes
     last_seen_ms: int | None
+    clock_skew_ms: int | None = None  # the PC's clock minus ours, as last measured
+    clock_measured_ms: int | None = None
 
 
 _BATCH_COLUMNS = (
@@ -174,15 +176,16 @@ class Store:
 
     def agent_records(self) -> dict[str, AgentRecord]:
         rows = self.con.execute(
-            "SELECT agent_id, public_key, hostname, revoked_ms, last_seq, head_hash, last_seen_ms "
-            "FROM agents"
+            "SELECT agent_id, public_key, hostname, revoked_ms, last_seq, head_hash, last_seen_ms, "
+            "clock_skew_ms, clock_measured_ms FROM agents"
         ).fetchall()
         return {r[0]: AgentRecord(*r) for r in rows}
 
     def list_agents(self) -> list[dict[str, Any]]:
         cur = self.con.execute(
             "SELECT agent_id, hostname, os, version, enrolled_ms, last_seen_ms, last_seq, "
-            "lower(hex(head_hash)) AS head_hash, revoked_ms, revoked_reason FROM agents "
+            "lower(hex(head_hash)) AS head_hash, revoked_ms, revoked_reason, clock_skew_ms, "
+            "clock_measured_ms FROM agents "
             "ORDER BY hostname, agent_id"
         )
         return _dicts(cur)
@@ -216,7 +219,8 @@ class Store:
     def append_events(self, rows: pa.Table | dict[str, list[Any]]) -> None:
         """Rows with collector/event_table.py's columns, as a table or as lists."""
         if isinstance(rows, dict):
-            rows = pa.Table.from_pydict(rows, schema=EVENT_SCHEMA)
+            n = len(next(iter(rows.values()), []))
+            rows = pa.Table.from_pydict({"clock_skew_ms": [None] * n, **rows}, schema=EVENT_SCHEMA)
         self._insert_arrow("events", event_table.stored_columns(rows))
 
     def append_batches(self, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -233,6 +237,16 @@ class Store:
             "agents",
             {"last_seq": pa.array(cols[0], pa.uint64()), "head_hash": list(cols[1]),
              "last_seen_ms": list(cols[2]), "agent_id": list(cols[3])},
+            key="agent_id",
+        )  # fmt: skip
+
+    def set_clocks(self, rows: Sequence[tuple[int | None, int, str]]) -> None:
+        """(clock_skew_ms, clock_measured_ms, agent_id) for each agent measured anew."""
+        cols = list(zip(*rows, strict=True))
+        self.update_rows(
+            "agents",
+            {"clock_skew_ms": pa.array(cols[0], pa.int64()),
+             "clock_measured_ms": pa.array(cols[1], pa.int64()), "agent_id": list(cols[2])},
             key="agent_id",
         )  # fmt: skip
 

@@ -97,10 +97,17 @@ class Hello(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
     HOSTNAME_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    UNIX_MS_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     agent_version: _builtins.str
     hostname: _builtins.str
     policy_version: _builtins.str
+    unix_ms: _builtins.int
+    """The agent's wall clock (Unix ms) as it sends Hello; the collector compares it with its own
+    clock as it reads it (the skew: see Welcome). Measured here, not from events' observed
+    times, which may be days old when an offline PC ships; not signed, as the stream is TLS
+    and proves the agent's key before anything it says is used.
+    """
     def __init__(
         self,
         *,
@@ -108,10 +115,11 @@ class Hello(_message.Message):
         agent_version: _builtins.str = ...,
         hostname: _builtins.str = ...,
         policy_version: _builtins.str = ...,
+        unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "hostname", b"hostname", "policy_version", b"policy_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "hostname", b"hostname", "policy_version", b"policy_version", "unix_ms", b"unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -173,6 +181,9 @@ class Welcome(_message.Message):
     HEAD_HASH_FIELD_NUMBER: _builtins.int
     COLLECTOR_VERSION_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    CLOCK_SKEW_MS_FIELD_NUMBER: _builtins.int
+    CLOCK_MEASURED_FIELD_NUMBER: _builtins.int
+    CLOCK_SKEW_LIMIT_MS_FIELD_NUMBER: _builtins.int
     nonce: _builtins.bytes
     last_seq: _builtins.int
     """highest seq stored for this agent (0: none)"""
@@ -181,6 +192,14 @@ class Welcome(_message.Message):
     collector_version: _builtins.str
     policy_version: _builtins.str
     """newest published policy, so the agent knows to fetch"""
+    clock_skew_ms: _builtins.int
+    """The agent's clock minus the collector's, measured from Hello (positive: the PC is ahead).
+    The agent corrects its clock by it where a window matters (exemptions, signed requests).
+    """
+    clock_measured: _builtins.bool
+    """false: the Hello carried no clock (an older agent)"""
+    clock_skew_limit_ms: _builtins.int
+    """beyond this the collector flags the agent's events"""
     def __init__(
         self,
         *,
@@ -189,10 +208,13 @@ class Welcome(_message.Message):
         head_hash: _builtins.bytes = ...,
         collector_version: _builtins.str = ...,
         policy_version: _builtins.str = ...,
+        clock_skew_ms: _builtins.int = ...,
+        clock_measured: _builtins.bool = ...,
+        clock_skew_limit_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collector_version", b"collector_version", "head_hash", b"head_hash", "last_seq", b"last_seq", "nonce", b"nonce", "policy_version", b"policy_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clock_measured", b"clock_measured", "clock_skew_limit_ms", b"clock_skew_limit_ms", "clock_skew_ms", b"clock_skew_ms", "collector_version", b"collector_version", "head_hash", b"head_hash", "last_seq", b"last_seq", "nonce", b"nonce", "policy_version", b"policy_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

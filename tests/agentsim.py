@@ -68,6 +68,7 @@ class SimAgent:
     head: bytes = b""
     raws: list[bytes] = field(default_factory=list)
     hashes: list[bytes] = field(default_factory=list)
+    clock_offset_ms: int | None = None  # None: Hello says no clock (an agent before clocks)
 
     def __post_init__(self) -> None:
         self.head = self.head or envelope.genesis(self.agent_id)
@@ -87,9 +88,10 @@ class SimAgent:
         return envelope.genesis(self.agent_id)
 
     def hello(self) -> ingest_pb2.AgentMessage:
-        return ingest_pb2.AgentMessage(
-            hello=ingest_pb2.Hello(agent_id=self.agent_id, agent_version="sim", hostname="sim")
-        )
+        hello = ingest_pb2.Hello(agent_id=self.agent_id, agent_version="sim", hostname="sim")
+        if self.clock_offset_ms is not None:
+            hello.unix_ms = time.time_ns() // 1_000_000 + self.clock_offset_ms
+        return ingest_pb2.AgentMessage(hello=hello)
 
     def batch(
         self,

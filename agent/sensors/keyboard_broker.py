@@ -329,11 +329,11 @@ class _Matcher:
         self._lookup = lookup
         self._active: ActivePolicy | None = None
         self._found: Compiled | None = None
-        self._until = 0.0  # time.time() after which the lookup is made again
+        self._until = 0.0  # the policy's clock (Unix s) after which the lookup is made again
 
     def __call__(self) -> Compiled | None:
         active = self._ctx.policy()
-        if active is not self._active or time.time() >= self._until:
+        if active is not self._active or active.now().timestamp() >= self._until:
             found = self._lookup()
             edge = found.valid_until if found is not None else None
             self._active, self._found = active, found

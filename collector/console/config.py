@@ -5,6 +5,7 @@ session_idle_minutes = 30
 session_max_hours = 10
 rules = "/etc/safeguard/policy"     # a policy folder (default: the packaged rules/lists)
 silent_check_seconds = 60
+clock_skew_minutes = 5              # a PC's clock further off than this is flagged
 
 [notify]                            # see collector/notify.py
 """
@@ -26,6 +27,11 @@ class ConsoleConfig:
     session_max_hours: int = 10
     rules: str = ""
     silent_check_seconds: float = 60.0
+    clock_skew_minutes: float = 5.0
+
+    @property
+    def clock_skew_limit_ms(self) -> int:
+        return int(self.clock_skew_minutes * 60_000)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     @property

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from aiohttp import web
 
-from collector import enrolment, policy, reports, retention
+from collector import clock, enrolment, policy, reports, retention
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.store import Store, now_ms
@@ -24,14 +24,18 @@ def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def agents_view(con: duckdb.DuckDBPyConnection, silent_ms: int) -> dict[str, Any]:
+def agents_view(con: duckdb.DuckDBPyConnection, silent_ms: int,
+                clock_limit_ms: int = clock.DEFAULT_LIMIT_MS) -> dict[str, Any]:  # fmt: skip
+    """Coverage: expected machines (not revoked), those reporting (not silent), and of those
+    the degraded ones (a clock beyond the limit: their events' times need correcting)."""
     rows = _dicts(
         con.execute(
             "SELECT a.agent_id, a.hostname, a.os, a.version, a.enrolled_ms, a.last_seen_ms, "
             "a.revoked_ms, a.revoked_reason, h.heartbeat_ms, h.agent_version, h.policy_version, "
             "h.sensors, h.outbox_pending, h.dropped, coalesce(m.room, '') AS room, "
             "coalesce(m.site, '') AS site, coalesce(m.grp, '') AS grp, "
-            "coalesce(a.last_seen_ms, a.enrolled_ms) < ? AS silent "
+            "coalesce(a.last_seen_ms, a.enrolled_ms) < ? AS silent, a.clock_skew_ms, "
+            "a.clock_measured_ms "
             "FROM agents a LEFT JOIN agent_health h USING (agent_id) "
             "LEFT JOIN machines m USING (agent_id) ORDER BY a.hostname, a.agent_id",
             [now_ms() - silent_ms],
@@ -43,12 +47,17 @@ def agents_view(con: duckdb.DuckDBPyConnection, silent_ms: int) -> dict[str, Any
             "ORDER BY created_ms DESC LIMIT 20"
         )
     )
+    for r in rows:
+        skewed = clock.skewed(r["clock_skew_ms"], clock_limit_ms)
+        r["clock"] = clock.describe(r["clock_skew_ms"]) if skewed else ""
     active = [r for r in rows if not r["revoked_ms"]]
+    reporting = [r for r in active if not r["silent"]]
     return {
         "agents": rows,
         "tokens": tokens,
         "expected": len(active),
-        "reporting": sum(1 for r in active if not r["silent"]),
+        "reporting": len(reporting),
+        "degraded": sum(1 for r in reporting if r["clock"]),
     }
 
 
@@ -67,7 +76,7 @@ def routes(app: web.Application, c: Console) -> None:
     async def agents(request: web.Request) -> web.StreamResponse:
         need(request, "agents")
         silent = c.incidents.rules.incidents.silent_agent_minutes * 60_000
-        view = await c.read(lambda con: agents_view(con, silent))
+        view = await c.read(lambda con: agents_view(con, silent, c.cfg.clock_skew_limit_ms))
         return c.render(request, "agents.html", now=now_ms(), token=None, **view)
 
     async def token(request: web.Request) -> web.StreamResponse:
@@ -90,7 +99,7 @@ def routes(app: web.Application, c: Console) -> None:
 
         made = await c.write(make)
         silent = c.incidents.rules.incidents.silent_agent_minutes * 60_000
-        view = await c.read(lambda con: agents_view(con, silent))
+        view = await c.read(lambda con: agents_view(con, silent, c.cfg.clock_skew_limit_ms))
         return c.render(request, "agents.html", now=now_ms(), token=made["token"], **view)
 
     async def revoke(request: web.Request) -> web.StreamResponse:

@@ -11,6 +11,7 @@ import duckdb
 from google.protobuf import json_format
 
 from protos import events_pb2
+from protos.skew import describe as describe_skew
 
 PAGE = 50
 
@@ -137,23 +138,29 @@ def evidence(con: duckdb.DuckDBPyConnection, incident_id: int) -> list[dict[str,
         )
     )
     wanted = [(s["agent_id"], s["seq"]) for s in sigs if s["seq"] is not None]
-    stored: dict[tuple[str, int], tuple[bytes, bytes, int]] = {}
+    stored: dict[tuple[str, int], tuple[bytes, bytes, int, int | None]] = {}
     for agent_id in {a for a, _ in wanted}:
         seqs = [q for a, q in wanted if a == agent_id]
-        for seq, raw, digest, received in con.execute(
-            "SELECT seq, raw, hash, received_ms FROM events WHERE agent_id = ? "
+        for seq, raw, digest, received, skew in con.execute(
+            "SELECT seq, raw, hash, received_ms, clock_skew_ms FROM events WHERE agent_id = ? "
             "AND seq BETWEEN ? AND ? AND list_contains(?, seq)",
             [agent_id, min(seqs), max(seqs), seqs],
         ).fetchall():
-            stored[(agent_id, seq)] = (raw, digest, received)
+            stored[(agent_id, seq)] = (raw, digest, received, skew)
     for s in sigs:
         got = stored.get((s["agent_id"], s["seq"]))
         s["event"], s["hash"], s["received_ms"] = {}, "", None
+        # A skewed PC's time, corrected by the skew measured when it shipped (see
+        # collector/clock.py); None when its clock was within the limit.
+        s["clock_skew_ms"] = s["corrected_ms"] = None
         if got:
             ev = events_pb2.Event()
             ev.ParseFromString(got[0])
             s["event"] = json_format.MessageToDict(ev, preserving_proto_field_name=True)
             s["hash"], s["received_ms"] = got[1].hex(), got[2]
+            if got[3] is not None:
+                s["clock_skew_ms"], s["corrected_ms"] = got[3], s["observed_ms"] - got[3]
+                s["clock"] = describe_skew(got[3])
     return sigs
 
 

@@ -71,7 +71,10 @@ def test_a_sessions_matcher_is_looked_up_again_only_when_it_could_change() -> No
 
     from agent.sensors.keyboard_broker import _Matcher
 
-    policy = [object()]
+    def new_policy() -> Any:  # a policy judges exemption edges by its (corrected) clock
+        return SimpleNamespace(now=lambda: datetime.now(UTC))
+
+    policy = [new_policy()]
     lookups: list[Any] = []
     until: list[datetime | None] = [None]
 
@@ -83,10 +86,10 @@ def test_a_sessions_matcher_is_looked_up_again_only_when_it_could_change() -> No
     matcher = _Matcher(ctx, lookup)
     first = matcher()
     assert all(matcher() is first for _ in range(100)) and len(lookups) == 1
-    policy[0] = object()  # a new policy arrived
+    policy[0] = new_policy()  # a new policy arrived
     assert matcher() is not first and len(lookups) == 2
     until[0] = datetime.now(UTC) - timedelta(seconds=1)  # an exemption edge, already passed
-    policy[0] = object()
+    policy[0] = new_policy()
     matcher()
     matcher()
     assert len(lookups) == 4  # asked again each time until the lookup gives a later edge

@@ -148,7 +148,8 @@ def _stored_chain(store: Store, agent_id: str, batches: list[tuple[int, int]]) -
     hashes = envelope.chain(envelope.genesis(agent_id), raws)
     for seq, (raw, h) in enumerate(zip(raws, hashes, strict=True), start=1):
         store.con.execute(
-            "INSERT INTO events VALUES (?, ?, ?, 'keyword', 3, 'pupil.amy', 1, 1, ?, ?)",
+            "INSERT INTO events (agent_id, seq, event_id, kind, severity, account, observed_ms, "
+            "received_ms, raw, hash) VALUES (?, ?, ?, 'keyword', 3, 'pupil.amy', 1, 1, ?, ?)",
             [agent_id, seq, f"e{seq}", raw, h],
         )
     for first, last in batches:
