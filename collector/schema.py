@@ -221,4 +221,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE incidents ADD COLUMN notified_severity UTINYINT DEFAULT 0;
     UPDATE incidents SET notified_severity = severity WHERE notified_ms IS NOT NULL;
     """,
+    # 6: incident records under the chain discipline (collector/records.py): every change to an
+    # incident, append-only and chained. `fields` is NULL once retention purges the incident
+    # (its hash stays in `fields_hash`, which the chain covers).
+    """
+    CREATE TABLE incident_log (
+        seq          BIGINT PRIMARY KEY,
+        incident_id  BIGINT NOT NULL,
+        at_ms        BIGINT NOT NULL,
+        actor        VARCHAR NOT NULL,
+        kind         VARCHAR NOT NULL,
+        fields       VARCHAR,
+        fields_hash  VARCHAR NOT NULL,
+        prev_hash    BLOB NOT NULL,
+        hash         BLOB NOT NULL
+    );
+    """,
 ]

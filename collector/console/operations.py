@@ -77,7 +77,7 @@ def op_incidents(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
 
 def op_incidents_rerun(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     rules, _ = config.for_collector(data, console_config.load(data).rules_dir)
-    result = coverage.rerun(Engine(rules), store)
+    result = coverage.rerun(Engine(rules, record_key=audit.load_key(data)), store)
     _audit(data).append(
         store,
         _actor(args),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from collector import exports
+from collector import exports, records
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
@@ -102,7 +102,10 @@ def routes(app: web.Application, c: Console) -> None:
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
             raise web.HTTPNotFound(text="No such incident.")
-        return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat())
+        # The record is checked at every view: what the page shows must be what was recorded.
+        record = await c.read(lambda con: records.check(con, c.audit.key, iid))
+        return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat(),
+                        record_ok=record.ok, record=exports.record_summary(record))  # fmt: skip
 
     async def act(
         request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage"

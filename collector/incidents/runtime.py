@@ -8,7 +8,7 @@ import contextlib
 import datetime as dt
 import logging
 
-from collector import audit, policy, retention
+from collector import audit, policy, records, retention
 from collector.console.config import ConsoleConfig
 from collector.incidents import config, coverage
 from collector.incidents.engine import Engine
@@ -28,7 +28,8 @@ class IncidentRuntime:
         self.data = data
         self.rules, self._version = config.for_collector(data, cfg.rules_dir)
         self.notifier = Notifier(cfg.notify)
-        self.engine = Engine(self.rules, notify=self.notifier, notify_at=cfg.notify.min_severity)
+        self.engine = Engine(self.rules, notify=self.notifier, notify_at=cfg.notify.min_severity,
+                             record_key=audit.load_key(data))  # fmt: skip
         self._task: asyncio.Task[None] | None = None
         self._behind = False  # the hook failed: judge from the stored mark next time
         ingestor.storage.listeners.append(self._storage_changed)
@@ -37,6 +38,10 @@ class IncidentRuntime:
         """Call before agents can connect: events stored but not judged when the collector
         last stopped are judged first, so no later commit moves the mark past them."""
         self.notifier.start()
+        key = audit.load_key(self.data)
+        adopted = self.ingestor.call(lambda store: records.adopt_missing(store, key)).result()
+        if adopted:
+            log.warning("records.adopted incidents=%d (made before incident records)", adopted)
         try:
             self.ingestor.call(lambda store: coverage.catch_up(self.engine, store)).result()
         except Exception:  # never keep the agents out: judge it with the first commit

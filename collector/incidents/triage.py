@@ -9,7 +9,9 @@ the one who asked, confirms it.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+from collector import records
 from collector.accounts import Account
 from collector.audit import Audit
 from collector.store import Store, now_ms
@@ -41,15 +43,23 @@ def _status(store: Store, incident_id: int) -> str:
 
 def _action(
     store: Store, incident_id: int, who: Account, kind: str, text: str, due: dt.date | None = None
-) -> None:
-    store.con.execute(
+) -> dict[str, Any]:
+    """Add an action row; returns its fields for the incident's record entry."""
+    action_id = store.one(
         "INSERT INTO incident_actions (incident_id, kind, text, due_date, by_user, at_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         [incident_id, kind, text[:MAX_TEXT], due, who.username, now_ms()],
     )
     store.con.execute(
         "UPDATE incidents SET triaged = true, updated_ms = ? WHERE id = ?", [now_ms(), incident_id]
     )
+    return records.action_fields(int(action_id), kind, text[:MAX_TEXT], due, who.username)
+
+
+def _record(audit: Audit, store: Store, who: Account, incident_id: int, kind: str,
+            fields: dict[str, Any]) -> None:  # fmt: skip
+    """The incident's record entry for this step (collector/records.py)."""
+    records.append(store, audit.key, [records.Entry(incident_id, kind, fields, who.username)])
 
 
 def _need(who: Account, what: str) -> None:
@@ -68,7 +78,10 @@ def set_status(store: Store, audit: Audit, who: Account, incident_id: int, statu
             "WHERE id = ?",
             [status, incident_id],
         )
-        _action(store, incident_id, who, "status", f"{STATUSES[old]} -> {STATUSES[status]}")
+        change = f"{STATUSES[old]} -> {STATUSES[status]}"
+        action = _action(store, incident_id, who, "status", change)
+        _record(audit, store, who, incident_id, "status",
+                {"status": status, "outcome": "", "closed_by": "", **action})  # fmt: skip
         audit.append(store, who.username, "status", f"incident:{incident_id}", f"{old}->{status}")
 
 
@@ -90,37 +103,47 @@ def record_outcome(
             raise TriageError("a referral is waiting for confirmation: a second senior member "
                               "of staff confirms it, or it is withdrawn, first")  # fmt: skip
         if outcome in REFERRALS:
-            store.con.execute(
+            referral_id = store.one(
                 "INSERT INTO referrals (incident_id, outcome, note, requested_by, requested_ms) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 [incident_id, outcome, note[:MAX_TEXT], who.username, now_ms()],
             )
             store.con.execute(
                 "UPDATE incidents SET status = 'in_review' WHERE id = ?", [incident_id]
             )
-            _action(
+            action = _action(
                 store,
                 incident_id,
                 who,
                 "referral",
                 f"{OUTCOMES[outcome]} requested; needs a second senior member of staff. " + note,
             )
+            referral = {"id": int(referral_id), "outcome": outcome, "note": note[:MAX_TEXT],
+                        "requested_by": who.username, "state": "pending"}  # fmt: skip
+            _record(audit, store, who, incident_id, "referral_requested",
+                    {"status": "in_review", "referral": referral, **action})  # fmt: skip
             audit.append(
                 store, who.username, "referral_requested", f"incident:{incident_id}", outcome
             )
             return "awaiting confirmation"
-        _close(store, incident_id, outcome, note, who)
+        _record(audit, store, who, incident_id, "closed",
+                _close(store, incident_id, outcome, note, who))  # fmt: skip
         audit.append(store, who.username, "closed", f"incident:{incident_id}", outcome)
         return "closed"
 
 
-def _close(store: Store, incident_id: int, outcome: str, note: str, who: Account) -> None:
+def _close(
+    store: Store, incident_id: int, outcome: str, note: str, who: Account
+) -> dict[str, Any]:
     store.con.execute(
         "UPDATE incidents SET status = 'closed', outcome = ?, outcome_note = ?, closed_by = ?, "
         "closed_ms = ? WHERE id = ?",
         [outcome, note[:MAX_TEXT], who.username, now_ms(), incident_id],
     )
-    _action(store, incident_id, who, "outcome", f"Closed: {OUTCOMES[outcome]}. {note}".strip())
+    action = _action(store, incident_id, who, "outcome",
+                     f"Closed: {OUTCOMES[outcome]}. {note}".strip())  # fmt: skip
+    return {"status": "closed", "outcome": outcome, "outcome_note": note[:MAX_TEXT],
+            "closed_by": who.username, **action}  # fmt: skip
 
 
 def confirm_referral(store: Store, audit: Audit, who: Account, referral_id: int) -> int:
@@ -144,7 +167,10 @@ def confirm_referral(store: Store, audit: Audit, who: Account, referral_id: int)
             "WHERE id = ?",
             [who.username, now_ms(), referral_id],
         )
-        _close(store, incident_id, outcome, note, who)
+        closed = _close(store, incident_id, outcome, note, who)
+        referral = {"id": referral_id, "state": "confirmed", "confirmed_by": who.username}
+        _record(audit, store, who, incident_id, "referral_confirmed",
+                {**closed, "referral": referral})  # fmt: skip
         audit.append(
             store,
             who.username,
@@ -165,7 +191,10 @@ def withdraw_referral(store: Store, audit: Audit, who: Account, referral_id: int
         ).fetchone()
         if row is None:
             raise TriageError("no referral waiting for confirmation")
-        _action(store, row[0], who, "referral", "Referral request withdrawn")
+        action = _action(store, row[0], who, "referral", "Referral request withdrawn")
+        referral = {"id": referral_id, "state": "withdrawn", "confirmed_by": who.username}
+        _record(audit, store, who, int(row[0]), "referral_withdrawn",
+                {"referral": referral, **action})  # fmt: skip
         audit.append(store, who.username, "referral_withdrawn", f"incident:{row[0]}")
         return int(row[0])
 
@@ -185,7 +214,8 @@ def add_note(
     kind = "follow_up" if due else "note"
     with store.transaction():
         _status(store, incident_id)
-        _action(store, incident_id, who, kind, text.strip(), due)
+        _record(audit, store, who, incident_id, kind,
+                _action(store, incident_id, who, kind, text.strip(), due))  # fmt: skip
         audit.append(
             store, who.username, kind, f"incident:{incident_id}", due.isoformat() if due else ""
         )
@@ -201,5 +231,6 @@ def complete_action(store: Store, audit: Audit, who: Account, action_id: int) ->
         ).fetchone()
         if row is None:
             raise TriageError("no open follow-up action with that number")
+        _record(audit, store, who, int(row[0]), "follow_up_done", {"done": action_id})
         audit.append(store, who.username, "follow_up_done", f"incident:{row[0]}", str(action_id))
         return int(row[0])
