@@ -24,7 +24,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from collector import evidence, records
+from collector import anchors, evidence, records
 from collector.accounts import Account
 from collector.audit import Audit
 from collector.incidents.triage import OUTCOMES, STATUSES
@@ -351,11 +351,20 @@ def record(
 
 
 def render(
-    inc: dict[str, Any], fmt: str, who: Account, con: duckdb.DuckDBPyConnection | None = None
+    inc: dict[str, Any],
+    fmt: str,
+    who: Account,
+    con: duckdb.DuckDBPyConnection | None = None,
+    checkpoint: anchors.Checkpoint | None = None,
 ) -> tuple[bytes, str]:
     """The export in `fmt`; with `con` (the database), the chain proof's material is read and
-    checked again now, so the record carries what a third party needs to re-verify it."""
+    checked again now, so the record carries what a third party needs to re-verify it. With a
+    checkpoint, the audit and record chains' signed heads go with it: a copy off the host that
+    `safeguard-collector verify --head` holds the chains to later."""
     rec = record(inc, who, chain_proof(con, inc) if con is not None else None)
+    if checkpoint is not None:
+        rec["chain_checkpoint"] = checkpoint.to_json()
+        rec["chain_checkpoint_line"] = checkpoint.line()
     if fmt == "json":
         return json.dumps(rec, indent=2).encode(), "application/json"
     if fmt == "csv":
@@ -468,6 +477,8 @@ def pdf(rec: dict[str, Any]) -> bytes:
         Spacer(1, 6 * mm),
         Paragraph(f"Exported by {_esc(rec['exported_by'])} at {rec['exported_at']}.", small),
     ]
+    if rec.get("chain_checkpoint_line"):  # a copy of the chains' heads that leaves the host
+        story.append(Paragraph(_esc(rec["chain_checkpoint_line"]), small))
     doc.build(story)
     return buf.getvalue()
 

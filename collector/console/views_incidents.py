@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from collector import exports, records
+from collector import anchors, exports, records
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
@@ -186,7 +186,9 @@ def routes(app: web.Application, c: Console) -> None:
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
             raise web.HTTPNotFound(text="No such incident.")
-        body, ctype = await c.read(lambda con: exports.render(inc, fmt, me, con))
+        body, ctype = await c.read(
+            lambda con: exports.render(inc, fmt, me, con, anchors.make(c.data, con))
+        )
         return web.Response(
             body=body,
             content_type=ctype,

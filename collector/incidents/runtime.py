@@ -8,7 +8,7 @@ import contextlib
 import datetime as dt
 import logging
 
-from collector import audit, policy, records, retention
+from collector import anchors, audit, policy, records, retention
 from collector.console.config import ConsoleConfig
 from collector.incidents import config, coverage
 from collector.incidents.engine import Engine
@@ -32,6 +32,7 @@ class IncidentRuntime:
                              record_key=audit.load_key(data))  # fmt: skip
         self._task: asyncio.Task[None] | None = None
         self._behind = False  # the hook failed: judge from the stored mark next time
+        self.chain_problems: list[str] = []  # the audit/record chains lack what a checkpoint saw
         ingestor.storage.listeners.append(self._storage_changed)
 
     def start(self) -> None:
@@ -48,6 +49,7 @@ class IncidentRuntime:
             log.exception("incidents.catch_up_failed")
             self._behind = True
         self.ingestor.after_commit.append(self._on_commit)
+        self.check_chains_now()
         self._task = asyncio.get_running_loop().create_task(self._checks())
         log.info("incidents.started rules=%r", self.rules.source)
 
@@ -112,8 +114,26 @@ class IncidentRuntime:
             self.ingestor.call(lambda s: retention.purge_if_due(s, audit.Audit(key)))
         )
 
+    def check_chains_now(self) -> list[str]:
+        """Hold the chains against the last checkpoint and write a new one if they hold (on
+        the writer thread). A problem stays on every console page until it is acknowledged."""
+        try:
+            found = self.ingestor.call(lambda s: anchors.refresh(self.data, s.con)).result()
+        except Exception:
+            log.exception("anchors.check_failed")
+            return self.chain_problems
+        if found and found != self.chain_problems:
+            for problem in found:
+                log.error("anchors.chain_cut problem=%r", problem)
+        self.chain_problems = found
+        return found
+
     async def _checks(self) -> None:
         while True:
+            try:
+                await asyncio.to_thread(self.check_chains_now)
+            except Exception:
+                log.exception("anchors.check_failed")
             try:
                 await self.check_silent()
             except Exception:
@@ -131,9 +151,11 @@ class IncidentRuntime:
                 await self._task
         if self._on_commit in self.ingestor.after_commit:
             self.ingestor.after_commit.remove(self._on_commit)
+        await asyncio.to_thread(self.check_chains_now)  # the last checkpoint, at stop
 
     def close(self) -> None:
-        """After the writer has stopped: send what is queued, then stop the notifier."""
+        """After the writer has stopped: send what is queued, then stop the notifier (the
+        chains' last checkpoint is written by `stop`, while the writer still runs)."""
         self.notifier.stop()
 
 
