@@ -8,13 +8,12 @@ by default, and Python's timed waits on it then never return.
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
 
 def libfaketime() -> Path | None:
     """The multi-threaded libfaketime the `faketime` command preloads, if installed."""
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"))
     return Path(found[0]) if found else None
 
 

@@ -35,18 +35,27 @@ class Tmpfs:
     def fill(self) -> int:
         """Write a ballast file until the filesystem is full; returns its size in bytes."""
         written = 0
-        with self.ballast.open("wb") as out:
+        try:
+            fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                return 0  # full already
+            raise
+        try:
             for chunk in (1 << 20, 1 << 12, 1):  # big steps first, then to the last byte
                 block = b"\0" * chunk
                 while True:
                     try:
-                        out.write(block)
-                        out.flush()
+                        done = os.write(fd, block)
                     except OSError as exc:
                         if exc.errno != errno.ENOSPC:
                             raise
                         break
-                    written += chunk
+                    written += done
+                    if done < chunk:
+                        break
+        finally:
+            os.close(fd)
         return written
 
     def free(self) -> None:

@@ -40,8 +40,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str | Path, stdin: str | None = None, timeout: float = 300) -> str:
-    result = subprocess.run([str(BIN / str(args[0])), *map(str, args[1:])], input=stdin,
-                            capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+    argv = [str(BIN / str(args[0])), *map(str, args[1:])]
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
+                            check=False)  # fmt: skip
     if result.returncode != 0:
         raise AssertionError(f"{args[:2]} exited {result.returncode}: {result.stderr[-2000:]}")
     return result.stdout
@@ -80,7 +81,8 @@ class Collector:
         self.port = int(match.group(1))
         self.starts += 1
         # Nobody reads its stdout from here on; a full pipe must not stall it.
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
+        self._drain.start()
 
     def kill(self) -> None:
         self._end(kill=True)
@@ -97,6 +99,9 @@ class Collector:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(30)
+        self._drain.join(30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.proc = None
 
     def tail(self, chars: int = 3000) -> str:
@@ -238,7 +243,7 @@ class ChaosSite:
         for part in (self.agent, self.collector):
             if part is not None:
                 with contextlib.suppress(Exception):
-                    part.stop()
+                    part.kill()  # the count is done; a graceful stop only costs time
         if self.proxy is not None:
             self.proxy.close()
         if self.partition is not None:
