@@ -75,6 +75,8 @@ class Proxy:
             self._changed.notify_all()
             self._close_pairs(only=None)
         with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close does not
+        with contextlib.suppress(OSError):
             self._listener.close()
         self._acceptor.join(10)
 

@@ -214,6 +214,7 @@ class ChaosSite:
         self.produced: set[str] = set()
         self.in_doubt = 0
         self.allowed_lost: set[str] = set()  # only damage that destroyed a row's every copy
+        self.dropped: set[str] = set()  # or the outbox's bound (bench/chaos.py's outage)
         self.writers: list[Writer] = []
         self.partition: Partition | None = None
         self.mounts: dict[str, Tmpfs] = {}
