@@ -1,14 +1,15 @@
 """The chaos suite's short run: a few rounds of each fault on real processes, each test ending
 with every event the PC committed stored once, and no tampering record against the PC.
-Every run has a fixed seed and a fresh one (printed; CHAOS_SEED repeats it). The long run is
-bench/chaos.py."""
+Each fault has its own test with a fixed seed; one test draws from all of them with a fresh
+seed each run (printed; CHAOS_SEED=N repeats a run). The long run is bench/chaos.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.chaos import faults
+from tests.chaos import damage, faults
 from tests.chaos.netfilter import Partition
+from tests.chaos.site import rounds
 from tests.conftest import require
 from tests.e2e.chaos.conftest import MakeSite
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def test_collector_killed_at_random_moments(make_site: MakeSite) -> None:
     site = make_site()
-    for _ in range(4):
+    for _ in range(3):
         faults.kill_collector(site)
     site.check(site.settle())
 
@@ -80,4 +81,36 @@ def test_the_collector_restored_from_an_older_copy(make_site: MakeSite) -> None:
     site = make_site()
     for _ in range(2):
         faults.restore_collector(site)
+    site.check(site.settle())
+
+
+# Not with the PC's disk small: see the xfail below (a damaged -wal on a full disk).
+MIXED = [kind for kind in faults.FAULTS if kind != "agent_disk_full"]
+
+
+@pytest.mark.random_seed
+def test_faults_of_every_kind_drawn_at_random(make_site: MakeSite) -> None:
+    require(Partition.unavailable() is None, "no nftables partition here")
+    site = make_site(collector_disk_mb=160, clock=True)
+    for kind in rounds(site.rng, MIXED, 8):
+        faults.FAULTS[kind](site)
+    site.check(site.settle())
+
+
+@pytest.mark.xfail(strict=True, reason="finding: the agent will not start while a damaged -wal "
+                   "cannot be copied aside (full disk): it exits 1 with a raw OSError")
+def test_a_damaged_wal_on_a_full_disk_does_not_stop_the_agent(make_site: MakeSite) -> None:
+    site = make_site(agent_disk_mb=64)
+    assert site.agent is not None
+    site.wait_for_writes(200)
+    site.agent.kill()
+    site.wait_for_writes(300)
+    site.stop_writers()
+    wal = site.outbox.with_name(site.outbox.name + "-wal")
+    assert damage.flip(wal, site.outbox, site.rng, 2, "superseded") is not None
+    site.mounts["agent"].fill()
+    site.agent.start()
+    started = site.log_count("agent.started")
+    site.wait(lambda: site.log_count("agent.started") > started, 120, "the agent to start")
+    site.mounts["agent"].free()
     site.check(site.settle())
