@@ -84,21 +84,18 @@ def test_the_collector_restored_from_an_older_copy(make_site: MakeSite) -> None:
     site.check(site.settle())
 
 
-# Not with the PC's disk small: see the xfail below (a damaged -wal on a full disk).
-MIXED = [kind for kind in faults.FAULTS if kind != "agent_disk_full"]
+MIXED = list(faults.FAULTS)
 
 
 @pytest.mark.random_seed
 def test_faults_of_every_kind_drawn_at_random(make_site: MakeSite) -> None:
     require(Partition.unavailable() is None, "no nftables partition here")
-    site = make_site(collector_disk_mb=160, clock=True)
+    site = make_site(collector_disk_mb=160, agent_disk_mb=64, clock=True)
     for kind in rounds(site.rng, MIXED, 8):
         faults.FAULTS[kind](site)
     site.check(site.settle())
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the agent will not start while a damaged -wal "
-                   "cannot be copied aside (full disk): it exits 1 with a raw OSError")
 def test_a_damaged_wal_on_a_full_disk_does_not_stop_the_agent(make_site: MakeSite) -> None:
     site = make_site(agent_disk_mb=64)
     assert site.agent is not None
