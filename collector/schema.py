@@ -237,4 +237,9 @@ MIGRATIONS: list[str] = [
         hash         BLOB NOT NULL
     );
     """,
+    # 7: who made each console account (collector/incidents/triage.py: an account its maker
+    # created cannot be the second person on the maker's referral). '' for accounts made before.
+    """
+    ALTER TABLE accounts ADD COLUMN created_by VARCHAR DEFAULT '';
+    """,
 ]

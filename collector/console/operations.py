@@ -34,6 +34,7 @@ def op_user_add(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
             args["role"],
             args["password"],
             must_change=must_change,
+            created_by=_actor(args),
         )
         detail = f"role={acc.role}" + (" temporary" if must_change else "")
         _audit(data).append(store, _actor(args), "user_added", f"user:{acc.username}", detail)

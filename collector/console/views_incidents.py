@@ -139,7 +139,8 @@ def routes(app: web.Application, c: Console) -> None:
             return (
                 "Closed."
                 if result == "closed"
-                else "Referral recorded: a second senior member of staff must confirm it."
+                else "Referral recorded as made, and the incident closed with it; a second "
+                "senior member of staff confirms it."
             )
 
         return await act(request, run)

@@ -58,7 +58,7 @@ TAMPERING = {
     "the pupil": ("UPDATE incidents SET account = 'pupil.dan'", "account is 'pupil.dan'"),
     "the severity": ("UPDATE incidents SET severity = 1", "severity is 1"),
     "the outcome": ("UPDATE incidents SET outcome = 'no_concern'", "outcome is 'no_concern'"),
-    "closed_by": ("UPDATE incidents SET closed_by = 'dsl'", "closed_by is 'dsl'"),
+    "closed_by": ("UPDATE incidents SET closed_by = 'head'", "closed_by is 'head'"),
     "a note": ("UPDATE incident_actions SET text = 'nothing to see' WHERE kind = 'note'",
                "text is 'nothing to see'"),
     "confirmed_by": ("UPDATE referrals SET confirmed_by = 'dsl'", "confirmed_by is 'dsl'"),
