@@ -208,11 +208,8 @@ def _compare_actions(con: duckdb.DuckDBPyConnection, iid: int, state: Expected,
         if want is None or "text" not in want:
             result.faults.append(f"incident {iid}: {kind} {aid} by {by_user} is not in the record")
             continue
-        got = {"kind": kind, "text": text, "due": _norm(due), "by": by_user}
-        for name, value in got.items():
-            if _norm(want.get(name)) != value:
-                result.faults.append(f"incident {iid}: {kind} {aid}'s {name} is {value!r} but "
-                                     f"the record says {want.get(name)!r}")  # fmt: skip
+        got = {"kind": kind, "text": text, "due": due, "by": by_user}
+        _differences(f"incident {iid}: {kind} {aid}'s", got, want, result)
         if bool(done) != bool(want.get("done")):
             result.faults.append(f"incident {iid}: follow-up {aid} is "
                                  f"{'done' if done else 'open'} but the record says "
@@ -235,13 +232,19 @@ def _compare_referrals(con: duckdb.DuckDBPyConnection, iid: int, state: Expected
             continue
         got = {"outcome": outcome, "note": note, "requested_by": requested_by,
                "confirmed_by": confirmed_by, "state": ref_state}  # fmt: skip
-        for name, value in got.items():
-            if _norm(want.get(name)) != _norm(value):
-                result.faults.append(f"incident {iid}: referral {rid}'s {name} is {value!r} "
-                                     f"but the record says {want.get(name)!r}")  # fmt: skip
+        _differences(f"incident {iid}: referral {rid}'s", got, want, result)
     for rid in state.referrals:
         if rid not in found:
             result.faults.append(f"incident {iid}: referral {rid} was deleted")
+
+
+def _differences(what: str, got: dict[str, Any], want: dict[str, Any],
+                 result: RecordCheck) -> None:  # fmt: skip
+    """Name each field of a row that is not what its record says."""
+    for name, value in got.items():
+        if _norm(want.get(name)) != _norm(value):
+            result.faults.append(f"{what} {name} is {value!r} but the record says "
+                                 f"{want.get(name)!r}")  # fmt: skip
 
 
 def _norm(value: Any) -> Any:
