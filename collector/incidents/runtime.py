@@ -27,7 +27,7 @@ class IncidentRuntime:
         self.cfg = cfg
         self.data = data
         self.rules, self._version = config.for_collector(data, cfg.rules_dir)
-        self.notifier = Notifier(cfg.notify)
+        self.notifier = Notifier(cfg.notify, checkpoint=lambda: _checkpoint_line(data))
         self.engine = Engine(self.rules, notify=self.notifier, notify_at=cfg.notify.min_severity,
                              record_key=audit.load_key(data))  # fmt: skip
         self._task: asyncio.Task[None] | None = None
@@ -161,3 +161,8 @@ class IncidentRuntime:
 
 def _utc(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _checkpoint_line(data: DataDir) -> str | None:
+    checkpoint = anchors.load(data)
+    return checkpoint.line() if checkpoint is not None else None

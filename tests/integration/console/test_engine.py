@@ -206,7 +206,7 @@ def test_a_severe_candidate_reaches_the_dsl_by_email_and_webhook(store: Store) -
             smtp_port=smtp_port,
             webhook_url=f"http://127.0.0.1:{hook.server_address[1]}/hook",
         )
-        notifier = Notifier(cfg)
+        notifier = Notifier(cfg, checkpoint=lambda: "Chain checkpoint: audit:5:3fa9")
         notifier.start()
         engine = Engine(config.EngineRules(config.DEFAULT_INCIDENTS), notify=notifier)
         engine.process(store, _rows(keyword("bullying", ["x"], at_ms=T0)), notify=True)
@@ -233,6 +233,7 @@ def test_a_severe_candidate_reaches_the_dsl_by_email_and_webhook(store: Store) -
     text = str(mail)
     assert "severity 5 incident needs review" in text
     assert "https://console.school.example/incidents/2" in text
+    assert "Chain checkpoint: audit:5:3fa9" in text  # a copy of the chains' heads leaves by mail
     for secret in ("pupil.dan", "end it all", "suicide"):
         assert secret not in text and secret not in json.dumps(Hook.received[0])
     assert Hook.received[0]["severity"] == 5
