@@ -394,7 +394,8 @@ class Outbox:
     def _head(self, base: tuple[int, bytes]) -> tuple[int, bytes]:
         row = self._conn.execute("SELECT seq, hash FROM chained ORDER BY seq DESC LIMIT 1")
         last = row.fetchone()
-        return base if last is None else (int(last[0]), bytes(last[1]))
+        # Kept rows (at or below the base) are history: the chain goes on from the base.
+        return base if last is None or last[0] <= base[0] else (int(last[0]), bytes(last[1]))
 
     def _hash_at(self, seq: int, base: tuple[int, bytes]) -> bytes:
         if seq == base[0]:

@@ -6,9 +6,13 @@ collector's Ed25519 policy key (the key PCs already trust for policies). It is k
 
 - beside the database, in DATA/anchors.json, rewritten every minute by the running collector
   (only after the chains are checked against the previous one), and at stop;
-- off the host, in every incident export and in the weekly report: a copy the school holds
-  elsewhere (a CPOMS attachment, a governors' pack) that `safeguard-collector verify --head`
-  checks later.
+- off the host, in every incident export, the weekly report and each notification email: a
+  copy the school holds elsewhere (a CPOMS attachment, a governors' pack) that
+  `safeguard-collector verify --head` checks later;
+- on every PC: each Welcome gives the agent the latest checkpoint, the agent keeps it
+  (STATE/shipping.json) and hands it back in its next Hello, and the collector holds its
+  chains to it (collector/server.py). To cut the chains unseen one would have to reach every
+  PC that saw a later checkpoint.
 
 Attacker model: someone who can write the database file (a technician's mistake, a restored
 backup, a rogue admin with file access) but not the key. Such a person can edit, delete or
@@ -56,14 +60,18 @@ class Checkpoint:
     heads: dict[str, Head]
     at_ms: int
     signature: str = ""  # base64 Ed25519 over payload()
+    # Checkpoints made before this (a restore acknowledged since) are not held against the
+    # chains: PCs hand back the one they kept until they are given a newer one.
+    acknowledged_ms: int = 0
 
     def payload(self) -> bytes:
         body = {name: h.text() for name, h in sorted(self.heads.items())}
-        return json.dumps({"at_ms": self.at_ms, "heads": body}, sort_keys=True).encode()
+        signed = {"at_ms": self.at_ms, "heads": body, "acknowledged_ms": self.acknowledged_ms}
+        return json.dumps(signed, sort_keys=True).encode()
 
     def to_json(self) -> dict[str, Any]:
         return {"at_ms": self.at_ms, "heads": {k: h.text() for k, h in self.heads.items()},
-                "signature": self.signature}  # fmt: skip
+                "signature": self.signature, "acknowledged_ms": self.acknowledged_ms}  # fmt: skip
 
     def line(self) -> str:
         """One line for a report or an export's footer."""
@@ -86,10 +94,14 @@ def hash_at(con: duckdb.DuckDBPyConnection, name: str, seq: int) -> str | None:
     return None if row is None else bytes(row[0]).hex()
 
 
-def make(data: DataDir, con: duckdb.DuckDBPyConnection) -> Checkpoint:
-    unsigned = Checkpoint(heads(con), now_ms())
+def make(data: DataDir, con: duckdb.DuckDBPyConnection, acknowledged_ms: int = 0) -> Checkpoint:
+    """A new checkpoint of the chains now (acknowledged_ms: carried over from the last)."""
+    if not acknowledged_ms and (last := load(data)) is not None:
+        acknowledged_ms = last.acknowledged_ms
+    unsigned = Checkpoint(heads(con), now_ms(), acknowledged_ms=acknowledged_ms)
     signature = pki.load_policy_key(data).sign(unsigned.payload())
-    return Checkpoint(unsigned.heads, unsigned.at_ms, base64.b64encode(signature).decode())
+    return Checkpoint(unsigned.heads, unsigned.at_ms, base64.b64encode(signature).decode(),
+                      acknowledged_ms)  # fmt: skip
 
 
 def parse(value: dict[str, Any]) -> Checkpoint:
@@ -97,7 +109,8 @@ def parse(value: dict[str, Any]) -> Checkpoint:
     for name, text in value["heads"].items():
         seq, _, digest = str(text).partition(":")
         hs[str(name)] = Head(int(seq), digest)
-    return Checkpoint(hs, int(value["at_ms"]), str(value.get("signature", "")))
+    return Checkpoint(hs, int(value["at_ms"]), str(value.get("signature", "")),
+                      int(value.get("acknowledged_ms", 0)))  # fmt: skip
 
 
 def signed_by_collector(data: DataDir, cp: Checkpoint) -> bool:

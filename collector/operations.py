@@ -17,7 +17,7 @@ from collector import anchors, audit, backup, checkup, clock, db_check, enrolmen
 from collector.console import config as console_config
 from collector.console import operations as console_operations
 from collector.paths import DataDir
-from collector.store import Store, damaged
+from collector.store import Store, damaged, now_ms
 from protos import events_pb2
 
 Operation = Callable[[Store, DataDir, dict[str, Any]], Any]
@@ -106,7 +106,7 @@ def op_acknowledge_restore(store: Store, data: DataDir, args: dict[str, Any]) ->
         f"reason={args.get('reason', '')!r} checkpoint_was=[{before}] chains_now=[{now}] "
         f"problems={len(found)}",
     )  # fmt: skip
-    anchors.save(data, anchors.make(data, store.con))
+    anchors.save(data, anchors.make(data, store.con, acknowledged_ms=now_ms()))
     return {"problems": found, "checkpoint_was": before, "chains_now": now}
 
 

@@ -16,7 +16,7 @@ from collector.ingest import Committed, Ingestor
 from collector.notify import Notifier
 from collector.paths import DataDir
 from collector.storage_health import Outage
-from collector.store import Store
+from collector.store import Store, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ class IncidentRuntime:
         self._task: asyncio.Task[None] | None = None
         self._behind = False  # the hook failed: judge from the stored mark next time
         self.chain_problems: list[str] = []  # the audit/record chains lack what a checkpoint saw
+        self._witnessed: dict[str, tuple[int, list[str]]] = {}  # agent -> (when, problems)
+        self._last_found: list[str] = []
         ingestor.storage.listeners.append(self._storage_changed)
 
     def start(self) -> None:
@@ -114,6 +116,24 @@ class IncidentRuntime:
             self.ingestor.call(lambda s: retention.purge_if_due(s, audit.Audit(key)))
         )
 
+    def witnessed(self, agent_id: str, problems: list[str]) -> None:
+        """A PC handed back a checkpoint the chains no longer reach (collector/server.py)."""
+        for problem in problems:
+            log.error("anchors.witness_disagrees agent=%s problem=%r", agent_id, problem)
+        self._witnessed[agent_id] = (now_ms(), problems)
+        self.chain_problems = self._problems(self._last_found)
+
+    def _problems(self, found: list[str]) -> list[str]:
+        """What the checkpoint beside the database says, and what PCs' kept copies say (until
+        a restore is acknowledged after them)."""
+        current = anchors.load(self.data)
+        acknowledged = current.acknowledged_ms if current is not None else 0
+        out = list(found)
+        for agent_id, (at, problems) in sorted(self._witnessed.items()):
+            if at > acknowledged:
+                out += [f"PC {agent_id} kept a checkpoint that says: {p}" for p in problems]
+        return out
+
     def check_chains_now(self) -> list[str]:
         """Hold the chains against the last checkpoint and write a new one if they hold (on
         the writer thread). A problem stays on every console page until it is acknowledged."""
@@ -122,11 +142,12 @@ class IncidentRuntime:
         except Exception:
             log.exception("anchors.check_failed")
             return self.chain_problems
-        if found and found != self.chain_problems:
+        if found and found != self._last_found:
             for problem in found:
                 log.error("anchors.chain_cut problem=%r", problem)
-        self.chain_problems = found
-        return found
+        self._last_found = found
+        self.chain_problems = self._problems(found)
+        return self.chain_problems
 
     async def _checks(self) -> None:
         while True:

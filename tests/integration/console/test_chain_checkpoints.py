@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.console.support import Client, ConsoleHarness
+from tests.integration.console.support import Client, ConsoleHarness, wait_for
 from tests.integration.console.test_incident_records import worked_incident
 from tests.processes import BIN
 
@@ -86,3 +86,38 @@ def test_a_restore_on_purpose_is_acknowledged_in_the_audit_log(console: ConsoleH
     dsl.login("dsl")
     page = dsl.get("/audit")[1]
     assert "restore_acknowledged" in page and re.search(r"restored Monday&#39;s backup", page)
+
+
+def test_every_pc_keeps_a_checkpoint_and_hands_it_back(console: ConsoleHarness) -> None:
+    from protos import ingest_pb2_grpc
+    from tests import agentsim
+
+    worked_incident(console)
+    runtime = console.running.incidents
+    assert runtime is not None and runtime.check_chains_now() == []
+    stub = ingest_pb2_grpc.CollectorStub(agentsim.channel(console.address, console.ca_path))
+    pc = agentsim.SimAgent(*agentsim.enrol(stub, console.new_token()))
+    session = agentsim.Session(stub, pc)
+    kept = session.welcome.checkpoint  # what the agent keeps in STATE/shipping.json
+    session.close()
+    assert kept == (console.data.root / "anchors.json").read_bytes()
+    # Someone cuts the chains' ends and rolls the checkpoint beside the database back too.
+    cut = "DELETE FROM incident_log WHERE seq > (SELECT max(seq) - 2 FROM incident_log)"
+    console.with_store(lambda s: s.con.execute(cut))
+    (console.data.root / "anchors.json").unlink()
+    assert runtime.check_chains_now() == []  # the file alone can no longer tell
+    pc.witnessed = kept
+    agentsim.Session(stub, pc).close()  # the PC's next connection hands its copy back
+    wait_for(lambda: any(pc.agent_id in p for p in runtime.chain_problems))
+    assert "newest entries are missing" in " ".join(runtime.chain_problems)
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    assert f"PC {pc.agent_id} kept a checkpoint" in dsl.get("/incidents")[1]
+    # A restore made on purpose is acknowledged: the PCs' older copies no longer count.
+    done = subprocess.run([str(BIN / "safeguard-collector"), "acknowledge-restore", "--data",
+                           str(console.data.root), "--reason", "test"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert runtime.check_chains_now() == []
+    agentsim.Session(stub, pc).close()
+    assert runtime.check_chains_now() == []
