@@ -117,7 +117,11 @@ class Agent:
         self.clock: Clock | None = None
 
     def start(self) -> None:
-        args = ["run", "--state", str(self.state), "--log-level", "info"]
+        # The writer puts far more events than a PC records in a week, and a restore may bring
+        # back a copy from many rounds ago: keep every acknowledged event, so what is tested is
+        # the resend, not the bound (tests/unit/agent/test_agent_outbox.py tests the bound).
+        args = ["run", "--state", str(self.state), "--log-level", "info",
+                "--keep-acked-events", "100000000"]  # fmt: skip
         env = dict(os.environ)
         if self.clock is None:
             argv = [str(BIN / "safeguard-agent"), *args]
