@@ -1,8 +1,10 @@
-"""The DSL's web console: aiohttp on the collector's own asyncio loop, Jinja2 templates.
+"""The DSL's web console: aiohttp on a thread and event loop of its own, Jinja2 templates.
 
-Reads run on worker threads with `Store.reader()` connections (never on the loop); writes go
-through the single writer (`Ingestor.call`). Every page needs a logged-in account with the
-right role; every POST needs the session's CSRF token; pages are never cached. Each request
+The console never shares the loop that takes agents' batches (issue 16: a flood of web requests
+once delayed ingest). Reads run on worker threads with `Store.reader()` connections (never on a
+loop); writes go through the single writer (`Ingestor.call`). Every page needs a logged-in
+account with the right role; every POST needs the session's CSRF token (before login, a signed
+token the browser keeps: nothing is stored for a visitor); pages are never cached. Each request
 re-reads its account, so a disabled account or a changed password ends older sessions at once,
 and an account with a temporary password reaches nothing but the change-password page.
 """
@@ -14,7 +16,9 @@ import datetime as dt
 import hmac
 import logging
 import queue
+import secrets
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,11 +31,11 @@ from aiohttp import web
 from collector import accounts, audit
 from collector.accounts import ROLES, Account
 from collector.console.config import ConsoleConfig
-from collector.console.sessions import ENDED, SESSION, Session, Sessions, Throttle
+from collector.console.sessions import ENDED, SESSION, PreLogin, Session, Sessions, Throttle
 from collector.incidents.runtime import IncidentRuntime
 from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.ingest import Ingestor
-from collector.paths import DataDir
+from collector.paths import DataDir, write_secret
 from collector.store import Store
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,15 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+def load_key(data: DataDir) -> bytes:
+    """The key that signs pre-login form tokens (made on first use, owner-only)."""
+    path = data.root / "secrets" / "console.key"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        write_secret(path, secrets.token_bytes(32))
+    return path.read_bytes()
 
 
 def when(ms: int | None) -> str:
@@ -76,8 +89,10 @@ class Console:
         )
         self.audit = audit.Audit(audit.load_key(data))
         self.sessions = Sessions(cfg.session_idle_minutes * 60, cfg.session_max_hours * 3600)
+        self.prelogin = PreLogin(load_key(data))
         self.throttle = Throttle()
         self.cookie = "__Host-sg_session" if tls else "sg_session"
+        self.pre_cookie = "__Host-sg_form" if tls else "sg_form"
         self.pool = ThreadPoolExecutor(READERS, thread_name_prefix="console-read")
         self._readers: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
         self.env = jinja2.Environment(
@@ -91,6 +106,8 @@ class Console:
         )
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="console", daemon=True)
 
     # -- database ----------------------------------------------------------------------------
     async def read(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
@@ -146,21 +163,28 @@ class Console:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         session = self.sessions.get(request.cookies.get(self.cookie))
-        fresh = session is None
-        if session is None:
-            session = self.sessions.new()
+        ended, issued = None, None
+        if session is not None and session.account is None:  # ended elsewhere: say why, once
+            ended, session = session, None
+        if session is None:  # not logged in: nothing is stored for this request
+            token = request.cookies.get(self.pre_cookie)
+            if not self.prelogin.valid(token):
+                token = issued = self.prelogin.issue()
+            session = PreLogin.visitor(str(token))
+            if ended is not None:
+                session.flash = ended.flash
         request[SESSION] = session
         resp = await self._answer(request, handler, session)
         current: Session = request[SESSION]
-        if fresh or current is not session:
-            resp.set_cookie(
-                self.cookie,
-                current.id,
-                httponly=True,
-                secure=self.tls,
-                samesite="Strict",
-                path="/",
-            )
+        if ended is not None and not session.flash:  # its message has been shown
+            self.sessions.drop(ended)
+        cookie = {"httponly": True, "secure": self.tls, "samesite": "Strict", "path": "/"}
+        if current.id and current is not session:
+            resp.set_cookie(self.cookie, current.id, **cookie)  # type: ignore[arg-type]
+        elif session.id and not current.id:
+            resp.del_cookie(self.cookie, path="/")  # logged out
+        if issued is not None and not current.id:
+            resp.set_cookie(self.pre_cookie, issued, **cookie)  # type: ignore[arg-type]
         h = resp.headers
         h["Content-Security-Policy"] = CSP
         h["X-Content-Type-Options"] = "nosniff"
@@ -180,9 +204,7 @@ class Console:
             now = await self.read(lambda con: accounts.get(con, username))
             if now is None or now.stamp != stamp:  # disabled, or the password changed since
                 log.info("console.session_ended user=%s", username)
-                self.sessions.drop(session)
-                request[SESSION] = self.sessions.new()
-                request[SESSION].flash.append(ENDED)
+                session.account, session.flash = None, [ENDED]  # kept to say why, then dropped
                 return web.Response(status=303, headers={"Location": "/login"})
             session.account = now
         if request.method == "POST":
@@ -232,10 +254,26 @@ class Console:
         return None
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        self.loop.close()
+
+    async def _on_own_loop(self, coro: Awaitable[T]) -> T:
+        async def run() -> T:
+            return await coro
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), self.loop))
+
     async def start(self, host: str, port: int) -> int:
+        """Open the readers, then serve on the console's own thread and loop."""
         readers = await self.write(lambda s: [s.reader() for _ in range(READERS)])
         for con in readers:
             self._readers.put(con)
+        self._thread.start()
+        return await self._on_own_loop(self._serve(host, port))
+
+    async def _serve(self, host: str, port: int) -> int:
         self.runner = web.AppRunner(self.build(), access_log=None)
         await self.runner.setup()
         ctx = None
@@ -252,8 +290,13 @@ class Console:
         return self.port
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+        if self._thread.is_alive():
+            if self.runner is not None:
+                await self._on_own_loop(self.runner.cleanup())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            await asyncio.to_thread(self._thread.join, 30)
+        else:
+            self.loop.close()
         self.pool.shutdown(wait=True)
         while not self._readers.empty():
             self._readers.get().close()

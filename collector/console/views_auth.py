@@ -12,7 +12,7 @@ from aiohttp import web
 
 from collector import accounts
 from collector.accounts import Account, AccountError
-from collector.console.sessions import SESSION, account_of
+from collector.console.sessions import SESSION, PreLogin, account_of
 from collector.store import Store
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def routes(app: web.Application, c: Console) -> None:
         if session.account is not None:
             await c.record(session.account, "logout", "console")
         c.sessions.drop(session)
-        request[SESSION] = c.sessions.new()
+        request[SESSION] = PreLogin.visitor("")  # logged out: the middleware clears the cookie
         raise web.HTTPSeeOther("/login")
 
     async def password_form(request: web.Request) -> web.StreamResponse:

@@ -140,3 +140,32 @@ def test_recurrences_and_fixed_severities_come_from_the_policy(tmp_path: Path) -
     assert (rec.category, rec.days, rec.within_days) == ("grooming", 3, 14)
     shipped = config.load()
     assert shipped.usb_blocked_severity == 3 and shipped.recurrences[0].days == 2
+
+
+def test_the_session_store_is_bounded_and_evicts_the_least_recently_used() -> None:
+    from collector.accounts import Account
+
+    now = [0.0]
+    s = Sessions(idle_s=600, max_s=3600, clock=lambda: now[0], bound=3)
+    a, b, c = (s.login(s.new(), Account(n, n, "dsl")) for n in ("a", "b", "c"))
+    now[0] = 1
+    assert s.get(a.id) is a  # a used again: b is now the stalest
+    d = s.login(s.new(), Account("d", "d", "dsl"))
+    assert len(s) == 3 and s.get(b.id) is None
+    assert all(s.get(x.id) is x for x in (a, c, d))
+
+
+def test_pre_login_tokens_are_signed_and_expire() -> None:
+    from collector.console.sessions import PreLogin
+
+    now = [1_000_000.0]
+    p = PreLogin(b"k" * 32, clock=lambda: now[0])
+    token = p.issue()
+    assert p.valid(token)
+    assert not PreLogin(b"x" * 32, clock=lambda: now[0]).valid(token)  # another key
+    issued, nonce, mac = token.split(".")
+    assert not p.valid(f"{int(issued) + 1}.{nonce}.{mac}")  # changed
+    for odd in ("", "a.b", "a.b.c", "١٢.b.c", "x" * 500):
+        assert not p.valid(odd)
+    now[0] += PreLogin.MAX_AGE_S + 1
+    assert not p.valid(token)
