@@ -12,9 +12,12 @@ and an account with a temporary password reaches nothing but the change-password
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import datetime as dt
 import hmac
 import logging
+import os
 import queue
 import secrets
 import ssl
@@ -30,7 +33,10 @@ from aiohttp import web
 
 from collector import accounts, audit
 from collector.accounts import ROLES, Account
+from collector.console import client_address
+from collector.console.admission import Pacer
 from collector.console.config import ConsoleConfig
+from collector.console.refusals import Refusals
 from collector.console.sessions import ENDED, SESSION, PreLogin, Session, Sessions, Throttle
 from collector.incidents.runtime import IncidentRuntime
 from collector.incidents.triage import OUTCOMES, STATUSES
@@ -42,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 READERS = 4
+NICE = 10  # the console thread's niceness: below ingest's
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC = ("/login", "/static/")
 # What a page raises when a query or form value makes no sense (too large for DuckDB's BIGINT,
@@ -50,6 +57,14 @@ ODD_INPUT = (ValueError, OverflowError, UnicodeError, duckdb.ConversionException
              duckdb.OutOfRangeException, duckdb.InvalidInputException)  # fmt: skip
 # All an account with a temporary password may reach until it has chosen its own.
 WHILE_TEMPORARY = ("/password", "/logout", "/static/")
+# All an account that needs a second factor may reach until it has set one up.
+WHILE_ENROLLING = ("/two-factor", "/logout", "/static/")
+# Why a request was refused, when a status alone does not say (a form's token, its origin).
+REFUSAL: web.RequestKey[str] = web.RequestKey("refusal", str)
+REFUSED = {403: "forbidden", 429: "throttled", 503: "busy"}
+# Whether this request's handler wrote its own audit row (set by Console.record; one context
+# per request task, so a page that says nothing gets a plain "view" row from the middleware).
+_recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("recorded", default=False)
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -90,7 +105,11 @@ class Console:
         self.audit = audit.Audit(audit.load_key(data))
         self.sessions = Sessions(cfg.session_idle_minutes * 60, cfg.session_max_hours * 3600)
         self.prelogin = PreLogin(load_key(data))
+        self.proxies = client_address.networks(cfg.trusted_proxies)
         self.throttle = Throttle()
+        self.pacer = Pacer()
+        self.refusals = Refusals()
+        self._flusher: asyncio.Task[None] | None = None
         self.cookie = "__Host-sg_session" if tls else "sg_session"
         self.pre_cookie = "__Host-sg_form" if tls else "sg_form"
         self.pool = ThreadPoolExecutor(READERS, thread_name_prefix="console-read")
@@ -125,7 +144,13 @@ class Console:
 
     async def record(self, who: Account, action: str, target: str, detail: str = "") -> None:
         """An audit row, written before the page that it records is shown."""
+        _recorded.set(True)
         await self.write(lambda s: self.audit.append(s, who.username, action, target, detail))
+
+    def client_address(self, request: web.Request) -> str:
+        """The sender's address; behind a trusted proxy, the one it forwarded for."""
+        forwarded = request.headers.get("X-Forwarded-For")
+        return client_address.client(request.remote, forwarded, self.proxies)
 
     # -- pages -------------------------------------------------------------------------------
     def render(
@@ -145,13 +170,20 @@ class Console:
         return self.render(request, "error.html", status=403, message=why)
 
     def build(self) -> web.Application:
-        from collector.console import views_accounts, views_auth, views_incidents, views_school
+        from collector.console import (
+            views_accounts,
+            views_auth,
+            views_incidents,
+            views_school,
+            views_two_factor,
+        )
 
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
         views_auth.routes(app, self)
         views_accounts.routes(app, self)
         views_incidents.routes(app, self)
         views_school.routes(app, self)
+        views_two_factor.routes(app, self)
         app.router.add_static("/static/", HERE / "static", show_index=False)
         app.on_response_prepare.append(self._no_banner)
         return app
@@ -174,7 +206,14 @@ class Console:
             if ended is not None:
                 session.flash = ended.flash
         request[SESSION] = session
-        resp = await self._answer(request, handler, session)
+        if not session.id and not await self.pacer.admit():
+            resp: web.StreamResponse = web.Response(
+                status=503, headers={"Retry-After": "5"},
+                text="The console is busy. Try again in a few seconds.")  # fmt: skip
+        else:
+            _recorded.set(False)
+            resp = await self._answer(request, handler, session)
+        await self._audit_request(request, resp)
         current: Session = request[SESSION]
         if ended is not None and not session.flash:  # its message has been shown
             self.sessions.drop(ended)
@@ -195,6 +234,40 @@ class Console:
         if self.tls:
             h["Strict-Transport-Security"] = "max-age=31536000"
         return resp
+
+    async def _audit_request(self, request: web.Request, resp: web.StreamResponse) -> None:
+        """Every page shown to an account is an audit row (pages that say more write their
+        own); every refusal is counted (Refusals: one row per address a minute at most)."""
+        me = request[SESSION].account
+        if resp.status in REFUSED:
+            kind = request.get(REFUSAL) or REFUSED[resp.status]
+            source = self.client_address(request)
+            rows = self.refusals.note(source, kind, me.username if me else "", request.path)
+            if rows:
+                await self._write_rows(rows)
+        elif (me is not None and resp.status == 200 and request.method in ("GET", "HEAD")
+              and not request.path.startswith("/static/") and not _recorded.get()):  # fmt: skip
+            target = request.path + (f"?{request.query_string}" if request.query_string else "")
+            await self.record(me, "view", target[:200])
+
+    async def _write_rows(self, rows: list[tuple[str, str, str, str]]) -> None:
+        def append(s: Store) -> None:
+            with s.transaction():
+                for row in rows:
+                    self.audit.append(s, *row)
+
+        await self.write(append)
+
+    async def _flush_refusals(self) -> None:
+        """Counts of repeated refusals go in once their minute is over, flood or no flood."""
+        while True:
+            await asyncio.sleep(15)
+            rows = self.refusals.flush()
+            if rows:
+                try:
+                    await self._write_rows(rows)
+                except Exception:  # the writer's failure is reported by the writer
+                    log.warning("console.refusals_not_written rows=%d", len(rows))
 
     async def _answer(
         self, request: web.Request, handler: Handler, session: Session
@@ -223,6 +296,12 @@ class Console:
                     message="Refused: choose your own password first (Change password).",
                 )
             return web.Response(status=303, headers={"Location": "/password"})
+        if (me is not None and not me.must_change and me.must_enrol
+                and not request.path.startswith(WHILE_ENROLLING)):  # fmt: skip
+            if request.method not in ("GET", "HEAD"):
+                return self.render(request, "error.html", status=403,
+                                   message="Refused: set up two-factor sign-in first.")  # fmt: skip
+            return web.Response(status=303, headers={"Location": "/two-factor"})
         try:
             return await handler(request)
         except web.HTTPException as exc:  # redirects and refusals: answer with a response
@@ -241,11 +320,13 @@ class Console:
         origin = request.headers.get("Origin")
         if origin and origin != "null" and origin.split("://", 1)[-1] != request.host:
             log.warning("console.csrf_refused reason=origin path=%s", request.path)
+            request[REFUSAL] = "csrf_origin"
             return web.Response(status=403, text="Refused: this form came from another site.")
         form = await request.post()
         token = form.get("csrf")
         if not isinstance(token, str) or not hmac.compare_digest(token, session.csrf):
             log.warning("console.csrf_refused reason=token path=%s", request.path)
+            request[REFUSAL] = "csrf_token"
             return web.Response(
                 status=403,
                 text="Refused: the form's security token is missing or out of date. "
@@ -255,6 +336,10 @@ class Console:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _run_loop(self) -> None:
+        # Ingest first: when the cores are busy, the scheduler gives this thread what is left
+        # (bench/results/console_flood.md). Linux sets the niceness of one thread by its id.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
         self.loop.close()
@@ -286,11 +371,14 @@ class Console:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_refusals())
         log.info("console.started host=%s port=%d tls=%s", host, self.port, self.tls)
         return self.port
 
     async def stop(self) -> None:
         if self._thread.is_alive():
+            if self._flusher is not None:
+                self.loop.call_soon_threadsafe(self._flusher.cancel)
             if self.runner is not None:
                 await self._on_own_loop(self.runner.cleanup())
             self.loop.call_soon_threadsafe(self.loop.stop)
