@@ -3,6 +3,7 @@ with and without clients hammering the console with cookie-less requests (issue 
 
     .venv/bin/python bench/bench_console_flood.py                  # 10,000 events/s, 16 clients
     .venv/bin/python bench/bench_console_flood.py --seconds 20 --rounds 2
+    .venv/bin/python bench/bench_console_flood.py --collector-code /tmp/main-src   # another tree
 
 Starts `safeguard-collector serve --web 127.0.0.1:0` as its own process, enrols simulated agents
 (real keys, real signatures, real TLS gRPC) and has them ship pre-signed batches at a fixed
@@ -104,6 +105,17 @@ async def paced(
     return rtts
 
 
+def collector_command(code: str) -> list[str]:
+    """`safeguard-collector`, or the same CLI from another source tree (the venv's editable
+    install would otherwise win over PYTHONPATH)."""
+    if not code:
+        return [str(BIN / "safeguard-collector")]
+    launch = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+              f"repr(f)]; sys.path.insert(0, {code!r}); from collector.cli import main; "
+              "sys.exit(main())")  # fmt: skip
+    return [sys.executable, "-c", launch]
+
+
 def pct(xs: list[float], p: float) -> float:
     s = sorted(xs)
     return round(s[min(len(s) - 1, int(len(s) * p))] * 1000, 1)
@@ -118,15 +130,18 @@ def main() -> int:
     p.add_argument("--flood-processes", type=int, default=2)
     p.add_argument("--seconds", type=float, default=20.0, help="per phase")
     p.add_argument("--rounds", type=int, default=2, help="quiet + flooded pairs")
+    p.add_argument("--collector-code", default="", help="run the collector from this source "
+                   "tree (PYTHONPATH), e.g. an export of main, to compare with it")  # fmt: skip
     args = p.parse_args()
     batch = max(1, round(args.rate * args.interval / args.agents))
     tmp = Path(tempfile.mkdtemp(prefix="sg-flood-"))
     data = tmp / "collector"
-    subprocess.run([BIN / "safeguard-collector", "init", "--data", data], check=True,
-                   capture_output=True)
+    subprocess.run([*collector_command(args.collector_code), "init", "--data", data],
+                   check=True, capture_output=True)  # fmt: skip
     proc = subprocess.Popen(
-        [BIN / "safeguard-collector", "--log-level", "WARNING", "serve", "--data", data,
-         "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+        [*collector_command(args.collector_code), "--log-level", "WARNING", "serve", "--data",
+         data, "--listen", "127.0.0.1:0", "--web", "127.0.0.1:0"], stdout=subprocess.PIPE,
+        text=True)  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -84,6 +84,15 @@ def enrol(store: Store, username: str, secret: str, codes: list[str]) -> None:
         )
 
 
+def clear(store: Store, username: str) -> None:
+    """No second factor (a reset for someone locked out): set up again at the next login."""
+    store.con.execute(
+        "UPDATE accounts SET totp_secret = NULL, totp_last_step = NULL WHERE username = ?",
+        [username],
+    )
+    store.con.execute("DELETE FROM recovery_codes WHERE username = ?", [username])
+
+
 def enrolled(con: duckdb.DuckDBPyConnection, username: str) -> bool:
     row = con.execute(
         "SELECT totp_secret IS NOT NULL FROM accounts WHERE username = ? AND disabled_ms IS NULL",

@@ -1,7 +1,7 @@
 """Setting up two-factor sign-in: a new secret offered as an otpauth URI and as text, confirmed
 by a code from the app, then recovery codes shown once. Roles that need a second factor
 (collector/two_factor.py) reach nothing else until they have one; anyone may set up a new
-authenticator (a new phone) from here while logged in."""
+authenticator (a new phone) from here while logged in, with their password."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from collector import two_factor
+from collector import accounts, two_factor
 from collector.console.sessions import SESSION, account_of
 from collector.store import Store
 
@@ -39,7 +39,13 @@ def routes(app: web.Application, c: Console) -> None:
 
     async def confirm(request: web.Request) -> web.StreamResponse:
         session, me = request[SESSION], account_of(request)
-        code = str((await request.post()).get("code", ""))[:20]
+        form = await request.post()
+        code = str(form.get("code", ""))[:20]
+        if me.two_factor:  # replacing a factor: a session alone (say, left open) is not enough
+            password = str(form.get("password", ""))[:200]
+            if await c.read(lambda con: accounts.authenticate(con, me.username, password)) is None:
+                await c.record(me, "two_factor_refused", f"user:{me.username}", "password")
+                return offer(request, 400, "Your password is not right.")
         secret = session.enrolling
         step = two_factor.matching_step(secret, code, None) if secret else None
         if step is None:

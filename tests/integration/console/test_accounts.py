@@ -203,6 +203,10 @@ def test_a_reset_flags_the_account_and_ends_its_sessions(console: ConsoleHarness
     status, page = deputy.login("deputy", password)
     assert status == 200 and "<h1>Change password</h1>" in page
     assert users(console)["deputy"]["must_change_password"] is True
+    assert users(console)["deputy"]["two_factor"] is False  # a lost phone is reset too...
+    status, page = deputy.post("/password", {"current": password, "new": NEW, "again": NEW})
+    assert status == 200 and "<h1>Two-factor sign-in</h1>" in page  # ...and set up again
+    assert deputy.peek("/incidents") == (303, "/two-factor")
     # Your own password is changed on Change password, not reset here.
     _, page = head.post("/accounts/head/reset")
     assert "use change password" in page.lower()

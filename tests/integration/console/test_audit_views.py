@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from collector import audit
-from tests.integration.console.support import Client, ConsoleHarness
+from tests.integration.console.support import PASSWORD, Client, ConsoleHarness
 
 pytestmark = pytest.mark.integration
 
@@ -57,3 +57,21 @@ def test_a_throttled_login_is_recorded(console: ConsoleHarness) -> None:
     assert c.login("gov", "wrong password guess")[0] == 429
     [refused] = [r for r in rows(console) if r["action"] == "refused"]
     assert refused["target"] == "/login" and refused["detail"] == "kind=throttled addr=127.0.0.1"
+
+
+def test_replacing_a_second_factor_needs_the_password(console: ConsoleHarness) -> None:
+    """A session left open is not enough to put someone else's phone on the DSL's account."""
+    import re
+
+    from collector import two_factor
+
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    page = dsl.get("/two-factor")[1]
+    m = re.search(r'id="totp-secret">([A-Z2-7]+)<', page)
+    assert m and 'name="password"' in page
+    code = two_factor.current_code(m.group(1))
+    status, page = dsl.post("/two-factor", {"code": code, "password": "not my password"})
+    assert status == 400 and "password is not right" in page
+    status, page = dsl.post("/two-factor", {"code": code, "password": PASSWORD})
+    assert status == 200 and "Two-factor sign-in is set up" in page
