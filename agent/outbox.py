@@ -36,7 +36,7 @@ from typing import Self
 
 from agent.outbox_bound import drop_over_bound, new_event_id
 from agent.outbox_file import BUSY_TIMEOUT_MS, CorruptOutbox, connect_or_recover, probe
-from agent.outbox_wal import WalDamage, put_back
+from agent.outbox_wal import WalDamage, put_back, release_held
 from agent.outbox_wal import inspect as inspect_wal
 from protos import envelope, events_pb2
 
@@ -92,6 +92,7 @@ class Outbox:
         self._lock = threading.RLock()
         self._changed = threading.Event()
         self._seen_version = self._data_version()
+        self._waiting: tuple[WalDamage, Path | None] | None = None  # rows to put back
 
     @classmethod
     def open(
@@ -118,12 +119,27 @@ class Outbox:
         return box
 
     def _put_back(self, damage: WalDamage, kept: Path | None) -> None:
-        with self._tx():
-            back = put_back(self._conn, damage, self._agent_id)
+        """Put what the damaged log lost back. On a full disk it waits in memory (the log's
+        frames are overwritten by the next write) and is tried again at each put."""
+        try:
+            with self._tx():
+                back = put_back(self._conn, damage, self._agent_id)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            if self._waiting is None:
+                log.error("outbox.wal_put_back_waiting rows=%d: the PC's disk is full; the rows "
+                          "read from the damaged -wal are put back when space returns",
+                          len(damage.rows))  # fmt: skip
+            self._waiting = (damage, kept)
+            return
+        self._waiting = None
+        where = (f"the damaged -wal is kept as {kept}" if kept
+                 else "no copy of the damaged -wal could be kept (disk full)")  # fmt: skip
+        too_big = f"; {damage.unreadable_rows} too big to read" if damage.unreadable_rows else ""
         detail = (f"{damage.describe()}; put back {back.recovered} event(s) read from its "
-                  f"frames ({back.rechained} in their chain, {back.requeued} queued again)"
-                  + (f"; {damage.unreadable_rows} too big to read" if damage.unreadable_rows
-                     else "") + f"; the damaged -wal is kept as {kept}")  # fmt: skip
+                  f"frames ({back.rechained} in their chain, {back.requeued} queued again, "
+                  f"{back.held} held for the collector's head){too_big}; {where}")  # fmt: skip
         log.error("outbox.wal_recovered rechained=%d requeued=%d skipped_acked=%d unreadable=%d",
                   back.rechained, back.requeued, back.skipped, damage.unreadable_rows)  # fmt: skip
         self._recovered(detail, count=back.recovered)
@@ -167,6 +183,8 @@ class Outbox:
 
     def put(self, event: events_pb2.Event) -> str:
         """Commit one event (durably) and return its event_id. seq is assigned when chained."""
+        if self._waiting is not None:
+            self._put_back(*self._waiting)
         if not event.event_id:
             event.event_id = new_event_id()
         if not event.observed_unix_ms:
@@ -189,6 +207,7 @@ class Outbox:
     def resume(self, last_seq: int, head_hash: bytes) -> None:
         """Line the outbox up with the collector's Welcome (what it has committed)."""
         with self._tx():
+            release_held(self._conn, last_seq)
             base = self._base()
             if base is None or (last_seq > self._head(base)[0]):
                 # A fresh outbox, or one older than the collector (restored from a snapshot):
@@ -238,6 +257,8 @@ class Outbox:
 
     def chain_pending(self, limit: int) -> int:
         """Give up to `limit` queued events their seq and hash, in one transaction."""
+        if self._waiting is not None:  # first, so what it puts back can rejoin its chain
+            self._put_back(*self._waiting)
         with self._tx():
             base = self._base()
             if base is None:
@@ -373,7 +394,8 @@ class Outbox:
     def _head(self, base: tuple[int, bytes]) -> tuple[int, bytes]:
         row = self._conn.execute("SELECT seq, hash FROM chained ORDER BY seq DESC LIMIT 1")
         last = row.fetchone()
-        return base if last is None else (int(last[0]), bytes(last[1]))
+        # Kept rows (at or below the base) are history: the chain goes on from the base.
+        return base if last is None or last[0] <= base[0] else (int(last[0]), bytes(last[1]))
 
     def _hash_at(self, seq: int, base: tuple[int, bytes]) -> bytes:
         if seq == base[0]:

@@ -24,7 +24,7 @@ from agent.outbox_wal import inspect as inspect_wal
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 15_000  # other writers (test-alert, the shipper) hold the lock for milliseconds
 _CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
@@ -55,6 +55,15 @@ _MIGRATIONS = {
 ALTER TABLE chained ADD COLUMN acked_ms INTEGER;  -- NULL: not acknowledged yet
 CREATE INDEX IF NOT EXISTS chained_kept ON chained (acked_ms) WHERE acked_ms IS NOT NULL;
 """,
+    # Version 3: chained events read back from a damaged -wal that cannot rejoin the chain wait
+    # here for the collector's head (agent/outbox_wal.py, release_held).
+    3: """
+CREATE TABLE IF NOT EXISTS held (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    raw BLOB NOT NULL
+) STRICT;
+""",
 }
 
 
@@ -77,8 +86,7 @@ def connect_or_recover(path: Path) -> Opened:
     damage = inspect_wal(wal)
     wal_kept = None
     if damage is not None:
-        wal_kept = _unused_name(wal.with_name(f"{wal.name}.damaged-{_stamp()}"))
-        shutil.copy2(wal, wal_kept)
+        wal_kept = _keep_copy(wal)
         log.error("outbox.wal_damaged detail=%r readable_rows=%d kept=%s", damage.describe(),
                   len(damage.rows), wal_kept)  # fmt: skip
     reason = probe(path)
@@ -107,6 +115,24 @@ def _connect_patiently(path: Path) -> sqlite3.Connection:
             if code not in _BUSY_CODES or time.monotonic() > deadline:
                 raise
         time.sleep(0.01)
+
+
+KEPT_WAL_COPIES = 3  # damaged logs kept for a technician; older ones go
+
+
+def _keep_copy(wal: Path) -> Path | None:
+    """A copy of the damaged log, as it was; None when it cannot be made (a full disk: the rows
+    are read already, and the agent must start all the same)."""
+    kept = _unused_name(wal.with_name(f"{wal.name}.damaged-{_stamp()}"))
+    try:
+        shutil.copy2(wal, kept)
+    except OSError as exc:
+        kept.unlink(missing_ok=True)
+        log.error("outbox.wal_not_kept error=%s: no copy of the damaged -wal was kept", exc)
+        return None
+    for old in sorted(wal.parent.glob(f"{wal.name}.damaged-*"))[:-KEPT_WAL_COPIES]:
+        old.unlink(missing_ok=True)
+    return kept
 
 
 def _stamp() -> str:

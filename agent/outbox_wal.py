@@ -223,22 +223,31 @@ class PutBack:
     rechained: int  # chained events put back as they were (same seq, bytes and hash)
     requeued: int  # events queued again (their chain position is gone)
     skipped: int  # acknowledged events the collector already holds
+    held: int = 0  # chained events that may have reached the collector: see release_held
 
     @property
     def recovered(self) -> int:
-        return self.rechained + self.requeued
+        return self.rechained + self.requeued + self.held
 
 
 def put_back(conn: sqlite3.Connection, damage: WalDamage, agent_id: str) -> PutBack:
     """Put the lost rows the outbox no longer has back into it (inside the caller's write
     transaction). Chained events that continue the surviving chain go back unchanged, so the
-    collector sees the same bytes (a duplicate of what it may already hold); others are queued
-    again under their event_id, so they are chained anew and never counted twice."""
-    have = {i for (i,) in conn.execute("SELECT event_id FROM queued UNION "
-                                       "SELECT event_id FROM chained")}  # fmt: skip
-    lost = [r for r in damage.rows.values() if r.event_id not in have]
-    chained = sorted((r for r in lost if r.table == "chained"), key=lambda r: r.rowid)
+    collector sees the same bytes (a duplicate of what it may already hold). Chained events
+    that cannot rejoin the chain (an event before them is lost) may have been shipped and
+    committed although no ack was recorded: they are *held* until the collector's next Welcome
+    says how far it got (release_held). Queued events are queued again under their event_id."""
+    in_chain = {i for (i,) in conn.execute("SELECT event_id FROM chained")}
+    in_queue = {i for (i,) in conn.execute("SELECT event_id FROM queued")}
+    chained = sorted((r for r in damage.rows.values()
+                      if r.table == "chained" and r.event_id not in in_chain),
+                     key=lambda r: r.rowid)  # fmt: skip
     taken = {r.event_id for r in chained}
+    # Still queued here, but chained (and perhaps shipped and acknowledged) in the lost
+    # frames: the lost state is the newer one, so the queued copy must not be chained anew.
+    conn.executemany("DELETE FROM queued WHERE event_id = ?", [(i,) for i in taken & in_queue])
+    have = in_chain | (in_queue - taken)
+    lost = [r for r in damage.rows.values() if r.event_id not in have]
     base = conn.execute(
         "SELECT (SELECT value FROM meta WHERE key='base_seq'),"
         " (SELECT value FROM meta WHERE key='base_hash')"
@@ -247,6 +256,7 @@ def put_back(conn: sqlite3.Connection, damage: WalDamage, agent_id: str) -> PutB
     head = top if top is not None else base
     rechained = skipped = 0
     again: list[tuple[str, int, bytes]] = []
+    held: list[tuple[int, str, bytes]] = []
     for row in chained:
         raw, digest, acked_ms = row.values[0], row.values[1], row.values[2]
         assert isinstance(raw, bytes) and isinstance(digest, bytes)
@@ -258,13 +268,31 @@ def put_back(conn: sqlite3.Connection, damage: WalDamage, agent_id: str) -> PutB
         elif acked_ms is not None:
             skipped += 1
         else:
-            event = events_pb2.Event.FromString(raw)
-            event.ClearField("seq")
-            again.append((row.event_id, event.severity, envelope.event_bytes(event)))
+            held.append((row.rowid, row.event_id, raw))
     for row in sorted((r for r in lost if r.table == "queued"), key=lambda r: r.rowid):
         if row.event_id not in taken:
             severity, body = row.values[0], row.values[1]
             assert isinstance(severity, int) and isinstance(body, bytes)
             again.append((row.event_id, severity, body))
     conn.executemany("INSERT INTO queued(event_id, severity, body) VALUES (?, ?, ?)", again)
-    return PutBack(rechained, len(again), skipped)
+    conn.executemany("INSERT OR IGNORE INTO held(seq, event_id, raw) VALUES (?, ?, ?)", held)
+    return PutBack(rechained, len(again), skipped, len(held))
+
+
+def release_held(conn: sqlite3.Connection, collector_seq: int) -> int:
+    """At a Welcome (inside the caller's transaction): held events the collector has (seq at
+    or below its head) are dropped; the rest are queued again, to be chained anew. Returns how
+    many were queued."""
+    rows = conn.execute("SELECT seq, event_id, raw FROM held ORDER BY seq").fetchall()
+    if not rows:
+        return 0
+    again = []
+    for seq, event_id, raw in rows:
+        if seq > collector_seq:
+            event = events_pb2.Event.FromString(raw)
+            event.ClearField("seq")
+            again.append((event_id, event.severity, envelope.event_bytes(event)))
+    conn.executemany("INSERT OR IGNORE INTO queued(event_id, severity, body) VALUES (?, ?, ?)",
+                     again)  # fmt: skip
+    conn.execute("DELETE FROM held")
+    return len(again)

@@ -171,6 +171,9 @@ class Shipper:
             )
         )
 
+        if self._state is not None:  # the collector's chains must still reach what we saw
+            hello.hello.witnessed_checkpoint = self._state.witnessed()
+
         def requests() -> Iterator[ingest_pb2.AgentMessage]:
             hello.hello.unix_ms = _wall_ms()  # the PC's own clock, as it goes: the collector
             yield hello  # measures the skew against it (never the corrected clock)
@@ -271,6 +274,8 @@ class Shipper:
                             limit // 1000, describe(skew))  # fmt: skip
         if self._state is not None:
             self._state.session(_wall_ms(), skew, limit)
+            if welcome.checkpoint:
+                self._state.witness(welcome.checkpoint)
 
     def _past_flush(self) -> bool:
         return self._stop.is_set() and time.monotonic() >= self._flush_until

@@ -2,7 +2,8 @@
 
     state/shipping.json  {"last_error": {"at_ms", "why", "resolved_ms"} | null,
                           "last_session_ms": int | null,
-                          "clock": {"skew_ms", "limit_ms", "measured_ms"} | null}
+                          "clock": {"skew_ms", "limit_ms", "measured_ms"} | null,
+                          "checkpoint": the collector's last signed checkpoint (JSON text)}
 
 The service's shipper writes it (atomically: a temporary file, then a rename) when a session
 fails and when one opens; status reads it and never writes. A session that opens marks the
@@ -42,6 +43,17 @@ class ShippingState:
         if skew_ms is not None:
             self._doc["clock"] = {"skew_ms": skew_ms, "limit_ms": limit_ms, "measured_ms": at_ms}
         self._write()
+
+    def witness(self, checkpoint: bytes) -> None:
+        """Keep the collector's latest signed checkpoint, to hand back at the next Hello."""
+        text = checkpoint.decode("utf-8", "replace")[:4000]
+        if text and self._doc.get("checkpoint") != text:
+            self._doc["checkpoint"] = text
+            self._write()
+
+    def witnessed(self) -> bytes:
+        found = self._doc.get("checkpoint")
+        return found.encode() if isinstance(found, str) else b""
 
     def clock(self) -> tuple[int, int] | None:
         """(skew_ms, limit_ms) as last measured, if ever."""

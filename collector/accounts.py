@@ -129,9 +129,12 @@ def add(
     password: str | PasswordHash,
     *,
     must_change: bool,
+    created_by: str = "",
 ) -> Account:
     """A new account. `password` is a plain password (hashed here, on the caller's thread) or a
-    `PasswordHash` from `hash_password`; `must_change` says whether it is temporary."""
+    `PasswordHash` from `hash_password`; `must_change` says whether it is temporary;
+    `created_by`: the console account that made it ("cli:<user>" from the command line), so it
+    cannot be the second person on its maker's referral."""
     check_new(username, role)
     hashed = (password if isinstance(password, PasswordHash) else hash_password(password)).encoded
     if store.con.execute("SELECT 1 FROM accounts WHERE username = ?", [username]).fetchone():
@@ -139,9 +142,9 @@ def add(
     now = now_ms()
     store.con.execute(
         "INSERT INTO accounts (username, display_name, role, password_hash, created_ms, "
-        "disabled_ms, must_change_password, password_changed_ms) "
-        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
-        [username, display_name or username, role, hashed, now, must_change, now],
+        "disabled_ms, must_change_password, password_changed_ms, created_by) "
+        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+        [username, display_name or username, role, hashed, now, must_change, now, created_by],
     )
     return Account(username, display_name or username, role, must_change, _stamp(hashed))
 

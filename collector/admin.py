@@ -69,6 +69,13 @@ async def _answer(line: bytes, data: DataDir, ingestor: Ingestor) -> dict[str, A
     try:
         request = json.loads(line)
         op, args = request["op"], request.get("args", {})
+        if op in operations.READS:  # long reads off the writer: ingest goes on meanwhile
+            con = await asyncio.wrap_future(ingestor.call(lambda store: store.reader()))
+            try:
+                result = await asyncio.to_thread(operations.READS[op], con, data, args)
+            finally:
+                con.close()
+            return {"result": result}
         result = await asyncio.wrap_future(
             ingestor.call(
                 lambda store: operations.run(store, data, op, args),

@@ -99,7 +99,7 @@ async def start(
     try:
         await checkers.start()
         grpc_server, port = await server.start(
-            data, ingestor, checkers, listen, cfg.clock_skew_limit_ms
+            data, ingestor, checkers, listen, cfg.clock_skew_limit_ms, incidents.witnessed
         )
         admin_server = await admin.serve(data, ingestor)
         if web is not None:

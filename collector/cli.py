@@ -185,6 +185,33 @@ def cmd_tampering(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    data = _data(args)
+    parts = _ask(data, "verify", {"heads": args.head or []}, timeout=24 * 3600)
+    if args.format == "json":
+        print(json.dumps(parts, indent=1))
+    else:
+        for part in parts:
+            print(f"{'ok    ' if part['ok'] else 'FAILED'} {part['name']}: {part['checked']}")
+            for fault in part["faults"]:
+                print(f"         {fault}")
+    failed = [p["name"] for p in parts if not p["ok"]]
+    if failed and args.format == "text":
+        print(f"verify: faults in {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_acknowledge_restore(args: argparse.Namespace) -> int:
+    result = _ask(_data(args), "acknowledge_restore", {"reason": args.reason})
+    print(f"recorded in the audit log: restore acknowledged ({args.reason})")
+    print(f"  the checkpoint was: {result['checkpoint_was']}")
+    print(f"  the chains are now: {result['chains_now']}")
+    for problem in result["problems"]:
+        print(f"  accepted: {problem}")
+    print("a new checkpoint is taken; the console's warning clears within a minute")
+    return 0
+
+
 def _refuse_while_serving(data: DataDir, what: str) -> None:
     if data.admin_socket.exists():
         try:
@@ -493,6 +520,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--limit", type=int, default=100)
     c.add_argument("--format", choices=["text", "json"], default="text")
     c.set_defaults(func=cmd_events)
+    c = command("verify", "check event chains and signatures, the audit log, incident records "
+                "and the chains' checkpoints; exit 1 naming each fault")  # fmt: skip
+    c.add_argument("--head", action="append", metavar="CHAIN:SEQ:HASH",
+                   help="a checkpoint head copied from an export or report (repeatable)")
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(func=cmd_verify)
+    c = command("acknowledge-restore", "record in the audit log that a restore from backup "
+                "was made on purpose, and take a new checkpoint")  # fmt: skip
+    c.add_argument("--reason", required=True, help="why, for the audit log")
+    c.set_defaults(func=cmd_acknowledge_restore)
     c = command("tampering", "print tampering records")
     c.add_argument("--agent")
     c.add_argument("--format", choices=["text", "json"], default="text")

@@ -24,7 +24,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from collector import evidence
+from collector import anchors, evidence, records
 from collector.accounts import Account
 from collector.audit import Audit
 from collector.incidents.triage import OUTCOMES, STATUSES
@@ -146,12 +146,18 @@ def verify_incident(store: Store, audit: Audit, who: Account, incident_id: int) 
     )
     _, checks = check_incident(store.con, by_agent)
     ok, text = summary(by_agent, checks)
+    record = records.check(store.con, audit.key, incident_id)
+    if not record.ok:
+        ok, text = False, f"{text} {record_summary(record)}"
     with store.transaction():
-        store.con.execute(
+        action_id = store.one(
             "INSERT INTO incident_actions (incident_id, kind, text, by_user, at_ms) "
-            "VALUES (?, 'verification', ?, ?, ?)",
+            "VALUES (?, 'verification', ?, ?, ?) RETURNING id",
             [incident_id, text, who.username, now_ms()],
         )
+        fields = records.action_fields(action_id, "verification", text, None, who.username)
+        entry = records.Entry(incident_id, "verification", fields, who.username)
+        records.append(store, audit.key, [entry])
         audit.append(
             store,
             who.username,
@@ -160,6 +166,17 @@ def verify_incident(store: Store, audit: Audit, who: Account, incident_id: int) 
             "ok" if ok else "failed",
         )
     return text
+
+
+def record_summary(record: records.RecordCheck) -> str:
+    """One sentence on an incident's record check, naming what does not match."""
+    if record.ok:
+        return (f"Record as recorded: all {record.entries} entries of its record verify and the "
+                "incident matches them.")  # fmt: skip
+    shown = record.faults[:_MAX_PROBLEMS]
+    more = len(record.faults) - len(shown)
+    return ("Record check FAILED: " + "; ".join(shown) + (f"; and {more} more" if more else "")
+            + ".")  # fmt: skip
 
 
 def chain_proof(con: duckdb.DuckDBPyConnection, inc: dict[str, Any]) -> dict[str, Any]:
@@ -334,11 +351,20 @@ def record(
 
 
 def render(
-    inc: dict[str, Any], fmt: str, who: Account, con: duckdb.DuckDBPyConnection | None = None
+    inc: dict[str, Any],
+    fmt: str,
+    who: Account,
+    con: duckdb.DuckDBPyConnection | None = None,
+    checkpoint: anchors.Checkpoint | None = None,
 ) -> tuple[bytes, str]:
     """The export in `fmt`; with `con` (the database), the chain proof's material is read and
-    checked again now, so the record carries what a third party needs to re-verify it."""
+    checked again now, so the record carries what a third party needs to re-verify it. With a
+    checkpoint, the audit and record chains' signed heads go with it: a copy off the host that
+    `safeguard-collector verify --head` holds the chains to later."""
     rec = record(inc, who, chain_proof(con, inc) if con is not None else None)
+    if checkpoint is not None:
+        rec["chain_checkpoint"] = checkpoint.to_json()
+        rec["chain_checkpoint_line"] = checkpoint.line()
     if fmt == "json":
         return json.dumps(rec, indent=2).encode(), "application/json"
     if fmt == "csv":
@@ -451,6 +477,8 @@ def pdf(rec: dict[str, Any]) -> bytes:
         Spacer(1, 6 * mm),
         Paragraph(f"Exported by {_esc(rec['exported_by'])} at {rec['exported_at']}.", small),
     ]
+    if rec.get("chain_checkpoint_line"):  # a copy of the chains' heads that leaves the host
+        story.append(Paragraph(_esc(rec["chain_checkpoint_line"]), small))
     doc.build(story)
     return buf.getvalue()
 

@@ -13,11 +13,11 @@ from typing import Any
 import duckdb
 from google.protobuf import json_format
 
-from collector import backup, clock, db_check, enrolment, evidence, policy
+from collector import anchors, audit, backup, checkup, clock, db_check, enrolment, evidence, policy
 from collector.console import config as console_config
 from collector.console import operations as console_operations
 from collector.paths import DataDir
-from collector.store import Store, damaged
+from collector.store import Store, damaged, now_ms
 from protos import events_pb2
 
 Operation = Callable[[Store, DataDir, dict[str, Any]], Any]
@@ -94,7 +94,24 @@ def op_backup(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     return backup.snapshot(store, Path(args["to"]))
 
 
+def op_acknowledge_restore(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    """A restore from backup made on purpose: the chains are shorter than the checkpoint; say
+    so in the audit log, with the old and new heads, and take a new checkpoint."""
+    old = anchors.load(data)
+    found = anchors.problems(store.con, old) if old is not None else []
+    before = ", ".join(f"{k} {h.text()}" for k, h in old.heads.items()) if old else "none"
+    now = ", ".join(f"{k} {h.text()}" for k, h in anchors.heads(store.con).items())
+    audit.Audit(audit.load_key(data)).append(
+        store, args.get("actor") or "cli", "restore_acknowledged", "chains",
+        f"reason={args.get('reason', '')!r} checkpoint_was=[{before}] chains_now=[{now}] "
+        f"problems={len(found)}",
+    )  # fmt: skip
+    anchors.save(data, anchors.make(data, store.con, acknowledged_ms=now_ms()))
+    return {"problems": found, "checkpoint_was": before, "chains_now": now}
+
+
 OPERATIONS: dict[str, Operation] = {
+    "acknowledge_restore": op_acknowledge_restore,
     "backup": op_backup,
     "token": op_token,
     "agents": op_agents,
@@ -108,10 +125,20 @@ OPERATIONS: dict[str, Operation] = {
 OPERATIONS.update(console_operations.OPERATIONS)
 
 
+# Operations that only read, and may take long: a running collector runs them on a reader of
+# their own (collector/admin.py), so ingest goes on meanwhile.
+Reading = Callable[[duckdb.DuckDBPyConnection, DataDir, dict[str, Any]], Any]
+READS: dict[str, Reading] = {
+    "verify": lambda con, data, args: checkup.run(con, data, list(args.get("heads", []))),
+}
+
+
 def run(store: Store, data: DataDir, op: str, args: dict[str, Any]) -> Any:
-    if op not in OPERATIONS:
+    if op not in OPERATIONS and op not in READS:
         raise ValueError(f"unknown operation {op!r}")
     try:
+        if op in READS:
+            return READS[op](store.con, data, args)
         return OPERATIONS[op](store, data, args)
     except duckdb.Error as exc:
         if db_check.is_damage(exc):  # a damaged block met on the way: say so, not a traceback

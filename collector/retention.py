@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from collector import records
 from collector.audit import Audit
 from collector.store import Store, now_ms
 
@@ -77,6 +78,7 @@ def purge(store: Store, audit: Audit, actor: str, now: int | None = None) -> dic
         if ids:
             for table in ("incident_signals", "incident_actions", "referrals", "exempted_matches"):
                 con.execute(f"DELETE FROM {table} WHERE list_contains(?, incident_id)", [ids])  # noqa: S608 -- our table names
+            records.purge(store, audit.key, ids, actor)  # their record's fields go too
         # Evidence is kept, and so is every other event of a signed batch holding evidence:
         # without them the batch's chain cannot be re-derived and "verify evidence" would
         # report untouched evidence as failed.

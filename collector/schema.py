@@ -221,7 +221,28 @@ MIGRATIONS: list[str] = [
     ALTER TABLE incidents ADD COLUMN notified_severity UTINYINT DEFAULT 0;
     UPDATE incidents SET notified_severity = severity WHERE notified_ms IS NOT NULL;
     """,
-    # 6: two-factor sign-in for the console (collector/two_factor.py, issue 16): each account's
+    # 6: incident records under the chain discipline (collector/records.py): every change to an
+    # incident, append-only and chained. `fields` is NULL once retention purges the incident
+    # (its hash stays in `fields_hash`, which the chain covers).
+    """
+    CREATE TABLE incident_log (
+        seq          BIGINT PRIMARY KEY,
+        incident_id  BIGINT NOT NULL,
+        at_ms        BIGINT NOT NULL,
+        actor        VARCHAR NOT NULL,
+        kind         VARCHAR NOT NULL,
+        fields       VARCHAR,
+        fields_hash  VARCHAR NOT NULL,
+        prev_hash    BLOB NOT NULL,
+        hash         BLOB NOT NULL
+    );
+    """,
+    # 7: who made each console account (collector/incidents/triage.py: an account its maker
+    # created cannot be the second person on the maker's referral). '' for accounts made before.
+    """
+    ALTER TABLE accounts ADD COLUMN created_by VARCHAR DEFAULT '';
+    """,
+    # 8: two-factor sign-in for the console (collector/two_factor.py, issue 16): each account's
     # TOTP secret (NULL: not enrolled yet), the last time step a code was accepted for (so a
     # code cannot be used twice), and single-use recovery codes, stored as SHA-256 digests.
     """

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -16,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
-from collector import clock, enrolment, models, policy
+from collector import anchors, clock, enrolment, models, policy
 from collector.ingest import CommitFailed, Ingestor
 from collector.paths import DataDir
 from collector.store import now_ms
@@ -84,14 +85,22 @@ class Budget:
             room.set_result(None)
 
 
+# Told when a PC hands back a checkpoint the chains no longer reach: (agent, problems).
+Witness = Callable[[str, list[str]], None]
+
+
 class CollectorService(ingest_pb2_grpc.CollectorServicer):
     def __init__(self, data: DataDir, ingestor: Ingestor, verifiers: Verifiers,
-                 clock_limit_ms: int = clock.DEFAULT_LIMIT_MS) -> None:  # fmt: skip
+                 clock_limit_ms: int = clock.DEFAULT_LIMIT_MS,
+                 on_witness: Witness | None = None) -> None:  # fmt: skip
         self.data = data
+        self.on_witness = on_witness
+        self._checkpoint: tuple[float, bytes] = (0.0, b"")  # (anchors.json's mtime, bytes)
         self.clock_limit_ms = clock_limit_ms
         self.ingestor = ingestor
         self.verifiers = verifiers
         self.budget = Budget(QUEUED_EVENTS)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def Enrol(
         self,
@@ -171,6 +180,45 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         assert found is not None
         return ingest_pb2.ModelChunk(data=found[0], size=found[1])
 
+    def _latest_checkpoint(self) -> bytes:
+        """anchors.json as it is now (read again only when it changed), for the agent to keep."""
+        path = anchors.path(self.data)
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return b""
+        if mtime != self._checkpoint[0]:
+            self._checkpoint = (mtime, path.read_bytes())
+        return self._checkpoint[1]
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)  # held, so it is not collected before it ends
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hold_to(self, agent_id: str, witnessed: bytes) -> None:
+        """Hold the chains to the checkpoint a PC kept: every PC is a copy off this host."""
+        try:
+            checkpoint = anchors.parse(json.loads(witnessed))
+        except (ValueError, KeyError, TypeError):
+            log.warning("anchors.witness_unreadable agent=%s", agent_id)
+            return
+        if not anchors.signed_by_collector(self.data, checkpoint):
+            log.warning("anchors.witness_not_signed agent=%s (not a checkpoint of ours)", agent_id)
+            return
+        current = anchors.load(self.data)
+        if current is not None and checkpoint.at_ms <= current.acknowledged_ms:
+            return  # before a restore that was acknowledged: not held against the chains
+        try:
+            found = await asyncio.wrap_future(
+                self.ingestor.call(lambda store: anchors.problems(store.con, checkpoint))
+            )
+        except Exception:
+            log.exception("anchors.witness_check_failed agent=%s", agent_id)
+            return
+        if found and self.on_witness is not None:
+            self.on_witness(agent_id, found)
+
     async def Ship(
         self,
         request_iterator: AsyncIterator[ingest_pb2.AgentMessage],
@@ -226,8 +274,11 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
             log.warning("stream.clock_skewed agent=%s host=%s skew_s=%d (%s; its events are "
                         "flagged)", rec.agent_id, hello.hostname, measured.flag // 1000,
                         clock.describe(measured.flag))  # fmt: skip
+        if hello.witnessed_checkpoint and self.on_witness is not None:
+            self._background(self._hold_to(rec.agent_id, hello.witnessed_checkpoint))
         yield ingest_pb2.CollectorMessage(
             welcome=ingest_pb2.Welcome(
+                checkpoint=self._latest_checkpoint(),
                 nonce=nonce,
                 last_seq=rec.last_seq,
                 head_hash=rec.head_hash,
@@ -374,7 +425,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
 
 async def start(
     data: DataDir, ingestor: Ingestor, verifiers: Verifiers, listen: str,
-    clock_limit_ms: int = clock.DEFAULT_LIMIT_MS,
+    clock_limit_ms: int = clock.DEFAULT_LIMIT_MS, on_witness: Witness | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start the TLS gRPC server; returns it and the port it bound (listen may use port 0)."""
     server = grpc.aio.server(
@@ -385,7 +436,7 @@ async def start(
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
     )
-    service = CollectorService(data, ingestor, verifiers, clock_limit_ms)
+    service = CollectorService(data, ingestor, verifiers, clock_limit_ms, on_witness)
     ingest_pb2_grpc.add_CollectorServicer_to_server(service, server)
     credentials = grpc.ssl_server_credentials(
         [(data.server_key.read_bytes(), data.server_cert.read_bytes())]

@@ -140,6 +140,13 @@ class Store:
         (the console): DuckDB serves it concurrently with the writer, from committed data."""
         return self.con.cursor()
 
+    def one(self, sql: str, params: list[Any]) -> int:
+        """The single integer a statement returns (an INSERT ... RETURNING id)."""
+        row = self.con.execute(sql, params).fetchone()
+        if row is None:
+            raise DatabaseError(f"no row from: {sql[:60]}")
+        return int(row[0])
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.con.begin()

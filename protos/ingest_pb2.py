@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from protos import events_pb2 as protos_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/ingest.proto\x12\x0csafeguard.v1\x1a\x13protos/events.proto\"u\n\x05\x42\x61tch\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12\x11\n\tprev_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06\x65vents\x18\x04 \x03(\x0c\x12\x11\n\thead_hash\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\"2\n\x0b\x42\x61tchEvents\x12#\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x13.safeguard.v1.Event\"k\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12\x0f\n\x07unix_ms\x18\x05 \x01(\x03\"\x1a\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"\x1a\n\x05Proof\x12\x11\n\tsignature\x18\x01 \x01(\x0c\"\xbc\x01\n\x07Welcome\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x11\n\thead_hash\x18\x03 \x01(\x0c\x12\x19\n\x11\x63ollector_version\x18\x04 \x01(\t\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12\x15\n\rclock_skew_ms\x18\x06 \x01(\x03\x12\x16\n\x0e\x63lock_measured\x18\x07 \x01(\x08\x12\x1b\n\x13\x63lock_skew_limit_ms\x18\x08 \x01(\x03\"\x87\x01\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.safeguard.v1.HelloH\x00\x12$\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x13.safeguard.v1.BatchH\x00\x12$\n\x05proof\x18\x03 \x01(\x0b\x32\x13.safeguard.v1.ProofH\x00\x42\x05\n\x03msg\"B\n\x03\x41\x63k\x12\x10\n\x08last_seq\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x16\n\x0epolicy_version\x18\x03 \x01(\t\"(\n\x06Reject\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xbb\x01\n\x10\x43ollectorMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.safeguard.v1.WelcomeH\x00\x12 \n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x11.safeguard.v1.AckH\x00\x12&\n\x06reject\x18\x03 \x01(\x0b\x32\x14.safeguard.v1.RejectH\x00\x12,\n\tchallenge\x18\x04 \x01(\x0b\x32\x17.safeguard.v1.ChallengeH\x00\x42\x05\n\x03msg\"u\n\x0c\x45nrolRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\n\n\x02os\x18\x05 \x01(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\"R\n\rEnrolResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x19\n\x11policy_public_key\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ollector_id\x18\x03 \x01(\t\"[\n\rPolicyRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0chave_version\x18\x02 \x01(\t\x12\x0f\n\x07unix_ms\x18\x03 \x01(\x03\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"/\n\x0cPolicyBundle\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x62undle\x18\x02 \x01(\x0c\"d\n\x0cModelRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0f\n\x07unix_ms\x18\x04 \x01(\x03\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"(\n\nModelChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x03\x32\xa1\x02\n\tCollector\x12@\n\x05\x45nrol\x12\x1a.safeguard.v1.EnrolRequest\x1a\x1b.safeguard.v1.EnrolResponse\x12\x46\n\x04Ship\x12\x1a.safeguard.v1.AgentMessage\x1a\x1e.safeguard.v1.CollectorMessage(\x01\x30\x01\x12\x46\n\x0b\x46\x65tchPolicy\x12\x1b.safeguard.v1.PolicyRequest\x1a\x1a.safeguard.v1.PolicyBundle\x12\x42\n\nFetchModel\x12\x1a.safeguard.v1.ModelRequest\x1a\x18.safeguard.v1.ModelChunkb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13protos/ingest.proto\x12\x0csafeguard.v1\x1a\x13protos/events.proto\"u\n\x05\x42\x61tch\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12\x11\n\tprev_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06\x65vents\x18\x04 \x03(\x0c\x12\x11\n\thead_hash\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\"2\n\x0b\x42\x61tchEvents\x12#\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x13.safeguard.v1.Event\"\x89\x01\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12\x0f\n\x07unix_ms\x18\x05 \x01(\x03\x12\x1c\n\x14witnessed_checkpoint\x18\x06 \x01(\x0c\"\x1a\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\"\x1a\n\x05Proof\x12\x11\n\tsignature\x18\x01 \x01(\x0c\"\xd0\x01\n\x07Welcome\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x11\n\thead_hash\x18\x03 \x01(\x0c\x12\x19\n\x11\x63ollector_version\x18\x04 \x01(\t\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12\x15\n\rclock_skew_ms\x18\x06 \x01(\x03\x12\x16\n\x0e\x63lock_measured\x18\x07 \x01(\x08\x12\x1b\n\x13\x63lock_skew_limit_ms\x18\x08 \x01(\x03\x12\x12\n\ncheckpoint\x18\t \x01(\x0c\"\x87\x01\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.safeguard.v1.HelloH\x00\x12$\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x13.safeguard.v1.BatchH\x00\x12$\n\x05proof\x18\x03 \x01(\x0b\x32\x13.safeguard.v1.ProofH\x00\x42\x05\n\x03msg\"B\n\x03\x41\x63k\x12\x10\n\x08last_seq\x18\x01 \x01(\x04\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x16\n\x0epolicy_version\x18\x03 \x01(\t\"(\n\x06Reject\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xbb\x01\n\x10\x43ollectorMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.safeguard.v1.WelcomeH\x00\x12 \n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x11.safeguard.v1.AckH\x00\x12&\n\x06reject\x18\x03 \x01(\x0b\x32\x14.safeguard.v1.RejectH\x00\x12,\n\tchallenge\x18\x04 \x01(\x0b\x32\x17.safeguard.v1.ChallengeH\x00\x42\x05\n\x03msg\"u\n\x0c\x45nrolRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\n\n\x02os\x18\x05 \x01(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\"R\n\rEnrolResponse\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x19\n\x11policy_public_key\x18\x02 \x01(\x0c\x12\x14\n\x0c\x63ollector_id\x18\x03 \x01(\t\"[\n\rPolicyRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x14\n\x0chave_version\x18\x02 \x01(\t\x12\x0f\n\x07unix_ms\x18\x03 \x01(\x03\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"/\n\x0cPolicyBundle\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06\x62undle\x18\x02 \x01(\x0c\"d\n\x0cModelRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0f\n\x07unix_ms\x18\x04 \x01(\x03\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"(\n\nModelChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x03\x32\xa1\x02\n\tCollector\x12@\n\x05\x45nrol\x12\x1a.safeguard.v1.EnrolRequest\x1a\x1b.safeguard.v1.EnrolResponse\x12\x46\n\x04Ship\x12\x1a.safeguard.v1.AgentMessage\x1a\x1e.safeguard.v1.CollectorMessage(\x01\x30\x01\x12\x46\n\x0b\x46\x65tchPolicy\x12\x1b.safeguard.v1.PolicyRequest\x1a\x1a.safeguard.v1.PolicyBundle\x12\x42\n\nFetchModel\x12\x1a.safeguard.v1.ModelRequest\x1a\x18.safeguard.v1.ModelChunkb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,34 +36,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCH']._serialized_end=175
   _globals['_BATCHEVENTS']._serialized_start=177
   _globals['_BATCHEVENTS']._serialized_end=227
-  _globals['_HELLO']._serialized_start=229
-  _globals['_HELLO']._serialized_end=336
-  _globals['_CHALLENGE']._serialized_start=338
-  _globals['_CHALLENGE']._serialized_end=364
-  _globals['_PROOF']._serialized_start=366
-  _globals['_PROOF']._serialized_end=392
-  _globals['_WELCOME']._serialized_start=395
-  _globals['_WELCOME']._serialized_end=583
-  _globals['_AGENTMESSAGE']._serialized_start=586
-  _globals['_AGENTMESSAGE']._serialized_end=721
-  _globals['_ACK']._serialized_start=723
-  _globals['_ACK']._serialized_end=789
-  _globals['_REJECT']._serialized_start=791
-  _globals['_REJECT']._serialized_end=831
-  _globals['_COLLECTORMESSAGE']._serialized_start=834
-  _globals['_COLLECTORMESSAGE']._serialized_end=1021
-  _globals['_ENROLREQUEST']._serialized_start=1023
-  _globals['_ENROLREQUEST']._serialized_end=1140
-  _globals['_ENROLRESPONSE']._serialized_start=1142
-  _globals['_ENROLRESPONSE']._serialized_end=1224
-  _globals['_POLICYREQUEST']._serialized_start=1226
-  _globals['_POLICYREQUEST']._serialized_end=1317
-  _globals['_POLICYBUNDLE']._serialized_start=1319
-  _globals['_POLICYBUNDLE']._serialized_end=1366
-  _globals['_MODELREQUEST']._serialized_start=1368
-  _globals['_MODELREQUEST']._serialized_end=1468
-  _globals['_MODELCHUNK']._serialized_start=1470
-  _globals['_MODELCHUNK']._serialized_end=1510
-  _globals['_COLLECTOR']._serialized_start=1513
-  _globals['_COLLECTOR']._serialized_end=1802
+  _globals['_HELLO']._serialized_start=230
+  _globals['_HELLO']._serialized_end=367
+  _globals['_CHALLENGE']._serialized_start=369
+  _globals['_CHALLENGE']._serialized_end=395
+  _globals['_PROOF']._serialized_start=397
+  _globals['_PROOF']._serialized_end=423
+  _globals['_WELCOME']._serialized_start=426
+  _globals['_WELCOME']._serialized_end=634
+  _globals['_AGENTMESSAGE']._serialized_start=637
+  _globals['_AGENTMESSAGE']._serialized_end=772
+  _globals['_ACK']._serialized_start=774
+  _globals['_ACK']._serialized_end=840
+  _globals['_REJECT']._serialized_start=842
+  _globals['_REJECT']._serialized_end=882
+  _globals['_COLLECTORMESSAGE']._serialized_start=885
+  _globals['_COLLECTORMESSAGE']._serialized_end=1072
+  _globals['_ENROLREQUEST']._serialized_start=1074
+  _globals['_ENROLREQUEST']._serialized_end=1191
+  _globals['_ENROLRESPONSE']._serialized_start=1193
+  _globals['_ENROLRESPONSE']._serialized_end=1275
+  _globals['_POLICYREQUEST']._serialized_start=1277
+  _globals['_POLICYREQUEST']._serialized_end=1368
+  _globals['_POLICYBUNDLE']._serialized_start=1370
+  _globals['_POLICYBUNDLE']._serialized_end=1417
+  _globals['_MODELREQUEST']._serialized_start=1419
+  _globals['_MODELREQUEST']._serialized_end=1519
+  _globals['_MODELCHUNK']._serialized_start=1521
+  _globals['_MODELCHUNK']._serialized_end=1561
+  _globals['_COLLECTOR']._serialized_start=1564
+  _globals['_COLLECTOR']._serialized_end=1853
 # @@protoc_insertion_point(module_scope)

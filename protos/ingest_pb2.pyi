@@ -98,6 +98,7 @@ class Hello(_message.Message):
     HOSTNAME_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_FIELD_NUMBER: _builtins.int
     UNIX_MS_FIELD_NUMBER: _builtins.int
+    WITNESSED_CHECKPOINT_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     agent_version: _builtins.str
     hostname: _builtins.str
@@ -108,6 +109,11 @@ class Hello(_message.Message):
     times, which may be days old when an offline PC ships; not signed, as the stream is TLS
     and proves the agent's key before anything it says is used.
     """
+    witnessed_checkpoint: _builtins.bytes
+    """The collector's last signed checkpoint this agent was given (a Welcome's `checkpoint`),
+    handed back so the collector can tell whether its audit and record chains still reach it:
+    every PC holds a copy of the chains' heads off the collector's host (collector/anchors.py).
+    """
     def __init__(
         self,
         *,
@@ -116,10 +122,11 @@ class Hello(_message.Message):
         hostname: _builtins.str = ...,
         policy_version: _builtins.str = ...,
         unix_ms: _builtins.int = ...,
+        witnessed_checkpoint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "hostname", b"hostname", "policy_version", b"policy_version", "unix_ms", b"unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "agent_version", b"agent_version", "hostname", b"hostname", "policy_version", b"policy_version", "unix_ms", b"unix_ms", "witnessed_checkpoint", b"witnessed_checkpoint"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -184,6 +191,7 @@ class Welcome(_message.Message):
     CLOCK_SKEW_MS_FIELD_NUMBER: _builtins.int
     CLOCK_MEASURED_FIELD_NUMBER: _builtins.int
     CLOCK_SKEW_LIMIT_MS_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     nonce: _builtins.bytes
     last_seq: _builtins.int
     """highest seq stored for this agent (0: none)"""
@@ -200,6 +208,8 @@ class Welcome(_message.Message):
     """false: the Hello carried no clock (an older agent)"""
     clock_skew_limit_ms: _builtins.int
     """beyond this the collector flags the agent's events"""
+    checkpoint: _builtins.bytes
+    """the chains' last signed checkpoint (JSON), for the agent to keep"""
     def __init__(
         self,
         *,
@@ -211,10 +221,11 @@ class Welcome(_message.Message):
         clock_skew_ms: _builtins.int = ...,
         clock_measured: _builtins.bool = ...,
         clock_skew_limit_ms: _builtins.int = ...,
+        checkpoint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clock_measured", b"clock_measured", "clock_skew_limit_ms", b"clock_skew_limit_ms", "clock_skew_ms", b"clock_skew_ms", "collector_version", b"collector_version", "head_hash", b"head_hash", "last_seq", b"last_seq", "nonce", b"nonce", "policy_version", b"policy_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "clock_measured", b"clock_measured", "clock_skew_limit_ms", b"clock_skew_limit_ms", "clock_skew_ms", b"clock_skew_ms", "collector_version", b"collector_version", "head_hash", b"head_hash", "last_seq", b"last_seq", "nonce", b"nonce", "policy_version", b"policy_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

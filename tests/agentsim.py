@@ -69,6 +69,7 @@ class SimAgent:
     raws: list[bytes] = field(default_factory=list)
     hashes: list[bytes] = field(default_factory=list)
     clock_offset_ms: int | None = None  # None: Hello says no clock (an agent before clocks)
+    witnessed: bytes = b""  # a checkpoint handed back in Hello, as an agent keeps it
 
     def __post_init__(self) -> None:
         self.head = self.head or envelope.genesis(self.agent_id)
@@ -91,6 +92,7 @@ class SimAgent:
         hello = ingest_pb2.Hello(agent_id=self.agent_id, agent_version="sim", hostname="sim")
         if self.clock_offset_ms is not None:
             hello.unix_ms = time.time_ns() // 1_000_000 + self.clock_offset_ms
+        hello.witnessed_checkpoint = self.witnessed
         return ingest_pb2.AgentMessage(hello=hello)
 
     def batch(

@@ -34,6 +34,7 @@ def op_user_add(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
             args["role"],
             args["password"],
             must_change=must_change,
+            created_by=_actor(args),
         )
         detail = f"role={acc.role}" + (" temporary" if must_change else "")
         out: dict[str, Any] = {"username": acc.username, "role": acc.role,
@@ -86,7 +87,7 @@ def op_incidents(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
 
 def op_incidents_rerun(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     rules, _ = config.for_collector(data, console_config.load(data).rules_dir)
-    result = coverage.rerun(Engine(rules), store)
+    result = coverage.rerun(Engine(rules, record_key=audit.load_key(data)), store)
     _audit(data).append(
         store,
         _actor(args),

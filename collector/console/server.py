@@ -160,7 +160,7 @@ class Console:
         flash, session.flash = session.flash, []
         html = self.env.get_template(name).render(
             me=session.account, csrf=session.csrf, flash=flash, path=request.path,
-            storage=self.ingestor.storage.outage, **ctx,
+            storage=self.ingestor.storage.outage, chains=self.incidents.chain_problems, **ctx,
         )  # fmt: skip
         return web.Response(text=html, content_type="text/html", status=status)
 

@@ -76,7 +76,8 @@ def routes(app: web.Application, c: Console) -> None:
 
         def run(s: Store) -> Account:
             with s.transaction():
-                made = accounts.add(s, username, name, role, hashed, must_change=True)
+                made = accounts.add(s, username, name, role, hashed, must_change=True,
+                                    created_by=me.username)  # fmt: skip
                 c.audit.append(
                     s, me.username, "user_added", f"user:{username}", f"role={role} temporary"
                 )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from collector import exports
+from collector import anchors, exports, records
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
@@ -102,7 +102,10 @@ def routes(app: web.Application, c: Console) -> None:
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
             raise web.HTTPNotFound(text="No such incident.")
-        return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat())
+        # The record is checked at every view: what the page shows must be what was recorded.
+        record = await c.read(lambda con: records.check(con, c.audit.key, iid))
+        return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat(),
+                        record_ok=record.ok, record=exports.record_summary(record))  # fmt: skip
 
     async def act(
         request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage"
@@ -136,7 +139,8 @@ def routes(app: web.Application, c: Console) -> None:
             return (
                 "Closed."
                 if result == "closed"
-                else "Referral recorded: a second senior member of staff must confirm it."
+                else "Referral recorded as made, and the incident closed with it; a second "
+                "senior member of staff confirms it."
             )
 
         return await act(request, run)
@@ -183,7 +187,9 @@ def routes(app: web.Application, c: Console) -> None:
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
             raise web.HTTPNotFound(text="No such incident.")
-        body, ctype = await c.read(lambda con: exports.render(inc, fmt, me, con))
+        body, ctype = await c.read(
+            lambda con: exports.render(inc, fmt, me, con, anchors.make(c.data, con))
+        )
         return web.Response(
             body=body,
             content_type=ctype,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from aiohttp import web
 
-from collector import clock, enrolment, policy, reports, retention
+from collector import anchors, clock, enrolment, policy, reports, retention
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.store import Store, now_ms
@@ -250,7 +250,8 @@ def routes(app: web.Application, c: Console) -> None:
             start = today - dt.timedelta(days=today.weekday() + 7)
         await c.record(me, "view_report", "weekly", start.isoformat())
         rep = await c.read(lambda con: reports.weekly(con, start))
-        return c.render(request, "weekly.html", r=rep, dt=dt)
+        checkpoint = await c.read(lambda con: anchors.make(c.data, con))
+        return c.render(request, "weekly.html", r=rep, dt=dt, checkpoint=checkpoint.line())
 
     async def governors(request: web.Request) -> web.StreamResponse:
         me = need(request, "governors")

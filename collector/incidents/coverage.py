@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from collector import records
 from collector.incidents.engine import THROUGH_KEY, Engine
 from collector.incidents.signals import Signal
 from collector.storage_health import Outage
@@ -178,6 +179,10 @@ def rerun(engine: Engine, store: Store) -> dict[str, int]:
             "(SELECT id FROM incidents WHERE NOT triaged)"
         )
         con.execute("DELETE FROM exempted_matches")
+        gone = [r[0] for r in con.execute("SELECT id FROM incidents WHERE NOT triaged").fetchall()]
+        if engine.record_key is not None:  # superseded in the record, never rewritten
+            gone_entries = [records.Entry(i, "rebuilt_away", {}, "rerun") for i in gone]
+            records.append(store, engine.record_key, gone_entries)
         con.execute("DELETE FROM incidents WHERE NOT triaged")
         con.execute("DELETE FROM settings WHERE key = 'engine.tampering_seen'")
     cur = store.reader()

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collector import records
 from collector.incidents import escalate
 from collector.incidents.config import EngineRules
 from collector.incidents.signals import Dropped, Health, Signal, classify
@@ -50,6 +51,7 @@ class Candidate:
     notified_severity: int  # what the DSL was last told (0: never)
     new: bool = False
     escalation: str = ""
+    was: tuple[str, int] | None = None  # (category, severity) as stored, for the record
     signals: list[Signal] = field(default_factory=list)
 
     def add(self, s: Signal) -> None:
@@ -78,10 +80,17 @@ def rows_to_judge(events: pa.Table) -> list[tuple[str, int, str, int, bytes]]:
 
 class Engine:
     def __init__(
-        self, rules: EngineRules, notify: Notify | None = None, notify_at: int = 5
+        self,
+        rules: EngineRules,
+        notify: Notify | None = None,
+        notify_at: int = 5,
+        record_key: bytes | None = None,
     ) -> None:
+        """record_key: chain each candidate's creation and changes into its record
+        (collector/records.py); None only in tests of the engine alone."""
         self.rules = rules
         self.notify = notify
+        self.record_key = record_key
         self.notify_at = notify_at  # a candidate at or above this severity reaches the DSL
         self.last_ms = 0.0  # how long the last commit's work took, for the log and the bench
 
@@ -197,6 +206,8 @@ class Engine:
             escalate.apply(self.rules, store, cand)
         insert(store, fresh)
         write(store, [c for c in touched if not c.new])
+        if self.record_key is not None:
+            records.append(store, self.record_key, record_entries(touched))
         for cand in touched:
             told = cand.notified_severity
             if notify and self.notify and cand.severity >= max(self.notify_at, told + 1):
@@ -246,6 +257,7 @@ def _candidate(row: tuple[Any, ...]) -> Candidate:
         row[10].split("; ") if row[10] else [],
         row[11],
         int(row[12]),
+        was=(row[8], row[7]),
     )
 
 
@@ -275,6 +287,21 @@ def record_exempted(store: Store, matches: list[tuple[Signal, Candidate | None]]
             "exemption": [s.exemption for s in signals],
             "incident_id": [c.id if c else None for _, c in matches],
         })  # fmt: skip
+
+
+def record_entries(touched: list[Candidate]) -> list[records.Entry]:
+    """A new candidate's creation, and a stored one's change of category or severity."""
+    out = []
+    for c in touched:
+        if c.new:
+            out.append(records.Entry(c.id, "created", {
+                "kind": c.kind, "agent_id": c.agent_id, "account": c.account,
+                "category": c.category, "severity": c.severity, "status": "new"}))  # fmt: skip
+        elif c.was != (c.category, c.severity):
+            out.append(records.Entry(c.id, "changed",
+                                     {"category": c.category, "severity": c.severity}))  # fmt: skip
+        c.was = (c.category, c.severity)
+    return out
 
 
 def insert(store: Store, cands: list[Candidate]) -> None:

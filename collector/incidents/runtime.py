@@ -8,7 +8,7 @@ import contextlib
 import datetime as dt
 import logging
 
-from collector import audit, policy, retention
+from collector import anchors, audit, policy, records, retention
 from collector.console.config import ConsoleConfig
 from collector.incidents import config, coverage
 from collector.incidents.engine import Engine
@@ -16,7 +16,7 @@ from collector.ingest import Committed, Ingestor
 from collector.notify import Notifier
 from collector.paths import DataDir
 from collector.storage_health import Outage
-from collector.store import Store
+from collector.store import Store, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +27,31 @@ class IncidentRuntime:
         self.cfg = cfg
         self.data = data
         self.rules, self._version = config.for_collector(data, cfg.rules_dir)
-        self.notifier = Notifier(cfg.notify)
-        self.engine = Engine(self.rules, notify=self.notifier, notify_at=cfg.notify.min_severity)
+        self.notifier = Notifier(cfg.notify, checkpoint=lambda: _checkpoint_line(data))
+        self.engine = Engine(self.rules, notify=self.notifier, notify_at=cfg.notify.min_severity,
+                             record_key=audit.load_key(data))  # fmt: skip
         self._task: asyncio.Task[None] | None = None
         self._behind = False  # the hook failed: judge from the stored mark next time
+        self.chain_problems: list[str] = []  # the audit/record chains lack what a checkpoint saw
+        self._witnessed: dict[str, tuple[int, list[str]]] = {}  # agent -> (when, problems)
+        self._last_found: list[str] = []
         ingestor.storage.listeners.append(self._storage_changed)
 
     def start(self) -> None:
         """Call before agents can connect: events stored but not judged when the collector
         last stopped are judged first, so no later commit moves the mark past them."""
         self.notifier.start()
+        key = audit.load_key(self.data)
+        adopted = self.ingestor.call(lambda store: records.adopt_missing(store, key)).result()
+        if adopted:
+            log.warning("records.adopted incidents=%d (made before incident records)", adopted)
         try:
             self.ingestor.call(lambda store: coverage.catch_up(self.engine, store)).result()
         except Exception:  # never keep the agents out: judge it with the first commit
             log.exception("incidents.catch_up_failed")
             self._behind = True
         self.ingestor.after_commit.append(self._on_commit)
+        self.check_chains_now()
         self._task = asyncio.get_running_loop().create_task(self._checks())
         log.info("incidents.started rules=%r", self.rules.source)
 
@@ -107,8 +116,45 @@ class IncidentRuntime:
             self.ingestor.call(lambda s: retention.purge_if_due(s, audit.Audit(key)))
         )
 
+    def witnessed(self, agent_id: str, problems: list[str]) -> None:
+        """A PC handed back a checkpoint the chains no longer reach (collector/server.py)."""
+        for problem in problems:
+            log.error("anchors.witness_disagrees agent=%s problem=%r", agent_id, problem)
+        self._witnessed[agent_id] = (now_ms(), problems)
+        self.chain_problems = self._problems(self._last_found)
+
+    def _problems(self, found: list[str]) -> list[str]:
+        """What the checkpoint beside the database says, and what PCs' kept copies say (until
+        a restore is acknowledged after them)."""
+        current = anchors.load(self.data)
+        acknowledged = current.acknowledged_ms if current is not None else 0
+        out = list(found)
+        for agent_id, (at, problems) in sorted(self._witnessed.items()):
+            if at > acknowledged:
+                out += [f"PC {agent_id} kept a checkpoint that says: {p}" for p in problems]
+        return out
+
+    def check_chains_now(self) -> list[str]:
+        """Hold the chains against the last checkpoint and write a new one if they hold (on
+        the writer thread). A problem stays on every console page until it is acknowledged."""
+        try:
+            found = self.ingestor.call(lambda s: anchors.refresh(self.data, s.con)).result()
+        except Exception:
+            log.exception("anchors.check_failed")
+            return self.chain_problems
+        if found and found != self._last_found:
+            for problem in found:
+                log.error("anchors.chain_cut problem=%r", problem)
+        self._last_found = found
+        self.chain_problems = self._problems(found)
+        return self.chain_problems
+
     async def _checks(self) -> None:
         while True:
+            try:
+                await asyncio.to_thread(self.check_chains_now)
+            except Exception:
+                log.exception("anchors.check_failed")
             try:
                 await self.check_silent()
             except Exception:
@@ -126,11 +172,18 @@ class IncidentRuntime:
                 await self._task
         if self._on_commit in self.ingestor.after_commit:
             self.ingestor.after_commit.remove(self._on_commit)
+        await asyncio.to_thread(self.check_chains_now)  # the last checkpoint, at stop
 
     def close(self) -> None:
-        """After the writer has stopped: send what is queued, then stop the notifier."""
+        """After the writer has stopped: send what is queued, then stop the notifier (the
+        chains' last checkpoint is written by `stop`, while the writer still runs)."""
         self.notifier.stop()
 
 
 def _utc(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _checkpoint_line(data: DataDir) -> str | None:
+    checkpoint = anchors.load(data)
+    return checkpoint.line() if checkpoint is not None else None

@@ -2,14 +2,19 @@
 transaction with the audit row that records it.
 
 new -> in_review -> closed, with an outcome. A referral outcome (police, LADO, Prevent/Channel,
-IWF) is first *requested*; the candidate closes only when a second senior member of staff, not
-the one who asked, confirms it.
+IWF) is recorded as made at once, and the candidate closes with it: a referral is never held
+back waiting for anyone. A second senior member of staff then confirms it. Two people means two
+people: not the one who made it, nor an account made after it, nor one the maker created
+(collector/accounts.py keeps who created each account). A school with one DSL confirms with the
+head.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
+from collector import records
 from collector.accounts import Account
 from collector.audit import Audit
 from collector.store import Store, now_ms
@@ -41,15 +46,23 @@ def _status(store: Store, incident_id: int) -> str:
 
 def _action(
     store: Store, incident_id: int, who: Account, kind: str, text: str, due: dt.date | None = None
-) -> None:
-    store.con.execute(
+) -> dict[str, Any]:
+    """Add an action row; returns its fields for the incident's record entry."""
+    action_id = store.one(
         "INSERT INTO incident_actions (incident_id, kind, text, due_date, by_user, at_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         [incident_id, kind, text[:MAX_TEXT], due, who.username, now_ms()],
     )
     store.con.execute(
         "UPDATE incidents SET triaged = true, updated_ms = ? WHERE id = ?", [now_ms(), incident_id]
     )
+    return records.action_fields(int(action_id), kind, text[:MAX_TEXT], due, who.username)
+
+
+def _record(audit: Audit, store: Store, who: Account, incident_id: int, kind: str,
+            fields: dict[str, Any]) -> None:  # fmt: skip
+    """The incident's record entry for this step (collector/records.py)."""
+    records.append(store, audit.key, [records.Entry(incident_id, kind, fields, who.username)])
 
 
 def _need(who: Account, what: str) -> None:
@@ -68,83 +81,91 @@ def set_status(store: Store, audit: Audit, who: Account, incident_id: int, statu
             "WHERE id = ?",
             [status, incident_id],
         )
-        _action(store, incident_id, who, "status", f"{STATUSES[old]} -> {STATUSES[status]}")
+        change = f"{STATUSES[old]} -> {STATUSES[status]}"
+        action = _action(store, incident_id, who, "status", change)
+        _record(audit, store, who, incident_id, "status",
+                {"status": status, "outcome": "", "closed_by": "", **action})  # fmt: skip
         audit.append(store, who.username, "status", f"incident:{incident_id}", f"{old}->{status}")
 
 
 def record_outcome(
     store: Store, audit: Audit, who: Account, incident_id: int, outcome: str, note: str
 ) -> str:
-    """Close with an outcome, or for a referral ask for the second confirmation. Returns what
-    happened: "closed" or "awaiting confirmation"."""
+    """Close with an outcome; a referral is recorded as made and waits for a second senior
+    member of staff to confirm it. Returns "closed" or "awaiting confirmation"."""
     _need(who, "triage")
     if outcome not in OUTCOMES:
         raise TriageError("choose an outcome")
     with store.transaction():
         if _status(store, incident_id) == "closed":
             raise TriageError("this incident is closed; reopen it first")
-        pending = store.con.execute(
-            "SELECT 1 FROM referrals WHERE incident_id = ? AND state = 'pending'", [incident_id]
-        ).fetchone()
-        if pending:  # closing another way would leave it to overwrite the outcome later
-            raise TriageError("a referral is waiting for confirmation: a second senior member "
-                              "of staff confirms it, or it is withdrawn, first")  # fmt: skip
         if outcome in REFERRALS:
-            store.con.execute(
+            referral_id = store.one(
                 "INSERT INTO referrals (incident_id, outcome, note, requested_by, requested_ms) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
                 [incident_id, outcome, note[:MAX_TEXT], who.username, now_ms()],
             )
-            store.con.execute(
-                "UPDATE incidents SET status = 'in_review' WHERE id = ?", [incident_id]
-            )
-            _action(
+            made = _action(
                 store,
                 incident_id,
                 who,
                 "referral",
-                f"{OUTCOMES[outcome]} requested; needs a second senior member of staff. " + note,
+                f"{OUTCOMES[outcome]} made; a second senior member of staff confirms it. " + note,
             )
+            closed = _close(store, incident_id, outcome, note, who)
+            referral = {"id": int(referral_id), "outcome": outcome, "note": note[:MAX_TEXT],
+                        "requested_by": who.username, "state": "pending"}  # fmt: skip
+            _record(audit, store, who, incident_id, "referral_requested",
+                    {"referral": referral, **made})  # fmt: skip
+            _record(audit, store, who, incident_id, "closed", closed)
             audit.append(
-                store, who.username, "referral_requested", f"incident:{incident_id}", outcome
+                store, who.username, "referral_made", f"incident:{incident_id}", outcome
             )
             return "awaiting confirmation"
-        _close(store, incident_id, outcome, note, who)
+        _record(audit, store, who, incident_id, "closed",
+                _close(store, incident_id, outcome, note, who))  # fmt: skip
         audit.append(store, who.username, "closed", f"incident:{incident_id}", outcome)
         return "closed"
 
 
-def _close(store: Store, incident_id: int, outcome: str, note: str, who: Account) -> None:
+def _close(
+    store: Store, incident_id: int, outcome: str, note: str, who: Account
+) -> dict[str, Any]:
     store.con.execute(
         "UPDATE incidents SET status = 'closed', outcome = ?, outcome_note = ?, closed_by = ?, "
         "closed_ms = ? WHERE id = ?",
         [outcome, note[:MAX_TEXT], who.username, now_ms(), incident_id],
     )
-    _action(store, incident_id, who, "outcome", f"Closed: {OUTCOMES[outcome]}. {note}".strip())
+    action = _action(store, incident_id, who, "outcome",
+                     f"Closed: {OUTCOMES[outcome]}. {note}".strip())  # fmt: skip
+    return {"status": "closed", "outcome": outcome, "outcome_note": note[:MAX_TEXT],
+            "closed_by": who.username, **action}  # fmt: skip
 
 
 def confirm_referral(store: Store, audit: Audit, who: Account, referral_id: int) -> int:
-    """The second senior member of staff confirms; the incident closes. Returns its id."""
+    """The second senior member of staff confirms a referral already made. Returns the
+    incident's id."""
     _need(who, "confirm_referral")
     with store.transaction():
         row = store.con.execute(
-            "SELECT incident_id, outcome, note, requested_by FROM referrals "
+            "SELECT incident_id, outcome, requested_by, requested_ms FROM referrals "
             "WHERE id = ? AND state = 'pending'",
             [referral_id],
         ).fetchone()
         if row is None:
             raise TriageError("no referral waiting for confirmation")
-        incident_id, outcome, note, requested_by = row
-        if requested_by == who.username:
-            raise TriageError(
-                "a referral needs a second member of staff: someone else must confirm it"
-            )
+        incident_id, outcome, requested_by, requested_ms = row
+        _second_person(store, who, requested_by, int(requested_ms))
         store.con.execute(
             "UPDATE referrals SET state = 'confirmed', confirmed_by = ?, confirmed_ms = ? "
             "WHERE id = ?",
             [who.username, now_ms(), referral_id],
         )
-        _close(store, incident_id, outcome, note, who)
+        text = f"{OUTCOMES[outcome]} confirmed by a second senior member of staff"
+        action = _action(store, incident_id, who, "referral", text)
+        referral = {"id": referral_id, "state": "confirmed", "confirmed_by": who.username}
+        _record(audit, store, who, incident_id, "referral_confirmed",
+                {**action, "referral": referral})  # fmt: skip
         audit.append(
             store,
             who.username,
@@ -153,6 +174,28 @@ def confirm_referral(store: Store, audit: Audit, who: Account, referral_id: int)
             f"{outcome} requested_by={requested_by}",
         )
         return int(incident_id)
+
+
+def _second_person(store: Store, who: Account, requested_by: str, requested_ms: int) -> None:
+    """Refuse a confirmation that is not a second, independent person."""
+    if requested_by == who.username:
+        raise TriageError(
+            "a referral needs a second member of staff: someone else must confirm it"
+        )
+    row = store.con.execute(
+        "SELECT created_ms, coalesce(created_by, '') FROM accounts WHERE username = ?",
+        [who.username],
+    ).fetchone()
+    if row is None:
+        raise TriageError("your account is not known")
+    created_ms, created_by = int(row[0]), str(row[1])
+    if created_ms >= requested_ms:
+        raise TriageError("an account made after the referral cannot confirm it: the second "
+                          "person must be one who was already on the team")  # fmt: skip
+    if created_by == requested_by:
+        raise TriageError(f"{requested_by} made this account, so it cannot confirm "
+                          f"{requested_by}'s referral: ask another senior member of staff (a "
+                          "school with one DSL confirms with the head)")  # fmt: skip
 
 
 def withdraw_referral(store: Store, audit: Audit, who: Account, referral_id: int) -> int:
@@ -165,7 +208,18 @@ def withdraw_referral(store: Store, audit: Audit, who: Account, referral_id: int
         ).fetchone()
         if row is None:
             raise TriageError("no referral waiting for confirmation")
-        _action(store, row[0], who, "referral", "Referral request withdrawn")
+        # Recorded as made in error: the incident opens again for its real outcome.
+        store.con.execute(
+            "UPDATE incidents SET status = 'in_review', outcome = '', closed_by = '', "
+            "closed_ms = NULL WHERE id = ?",
+            [row[0]],
+        )
+        action = _action(store, row[0], who, "referral", "Referral withdrawn (recorded in "
+                         "error); the incident is open again")  # fmt: skip
+        referral = {"id": referral_id, "state": "withdrawn", "confirmed_by": who.username}
+        _record(audit, store, who, int(row[0]), "referral_withdrawn",
+                {"referral": referral, "status": "in_review", "outcome": "", "closed_by": "",
+                 **action})  # fmt: skip
         audit.append(store, who.username, "referral_withdrawn", f"incident:{row[0]}")
         return int(row[0])
 
@@ -185,7 +239,8 @@ def add_note(
     kind = "follow_up" if due else "note"
     with store.transaction():
         _status(store, incident_id)
-        _action(store, incident_id, who, kind, text.strip(), due)
+        _record(audit, store, who, incident_id, kind,
+                _action(store, incident_id, who, kind, text.strip(), due))  # fmt: skip
         audit.append(
             store, who.username, kind, f"incident:{incident_id}", due.isoformat() if due else ""
         )
@@ -201,5 +256,6 @@ def complete_action(store: Store, audit: Audit, who: Account, action_id: int) ->
         ).fetchone()
         if row is None:
             raise TriageError("no open follow-up action with that number")
+        _record(audit, store, who, int(row[0]), "follow_up_done", {"done": action_id})
         audit.append(store, who.username, "follow_up_done", f"incident:{row[0]}", str(action_id))
         return int(row[0])

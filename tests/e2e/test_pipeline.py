@@ -97,6 +97,9 @@ def test_a_test_alert_is_listed_by_the_collector_with_its_chain_verified(site: S
     assert alert["chain"] == "verified"
     text = run("safeguard-collector", "events", "--data", site.data).stdout
     assert "test_alert" in text and "chain=verified" in text
+    # The PC keeps the collector's signed checkpoint of its chains, to hand back next time.
+    kept = json.loads((site.state / "shipping.json").read_text())["checkpoint"]
+    assert json.loads(kept)["heads"]["audit"]
 
 
 def test_collector_down_while_the_agent_keeps_producing_then_back(site: Site) -> None:

@@ -4,6 +4,8 @@ signed detections, and a small cookie-keeping HTTP client that submits forms as 
 from __future__ import annotations
 
 import http.cookiejar
+import http.server
+import json
 import os
 import re
 import time
@@ -13,6 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from collector import two_factor
 from protos import envelope, events_pb2, ingest_pb2_grpc
@@ -344,3 +347,18 @@ __all__ = [
     "usb",
     "wait_for",
 ]
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver: each POSTed JSON body lands in `received`."""
+
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -19,7 +19,7 @@ from collector.incidents.engine import Engine
 from collector.notify import Notifier, NotifyConfig, message
 from collector.store import Store
 from protos import envelope, events_pb2
-from tests.integration.console.support import Agent, ConsoleHarness, keyword, wait_for
+from tests.integration.console.support import Agent, ConsoleHarness, Hook, keyword, wait_for
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000
@@ -178,19 +178,6 @@ def test_a_running_collector_purges_by_itself(console: ConsoleHarness) -> None:
                          for e in console.with_store(lambda s: audit.read(s.con))))  # fmt: skip
 
 
-class _Hook(http.server.BaseHTTPRequestHandler):
-    received: ClassVar[list[dict[str, object]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_a_severe_candidate_reaches_the_dsl_by_email_and_webhook(store: Store) -> None:
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Message
@@ -208,7 +195,8 @@ def test_a_severe_candidate_reaches_the_dsl_by_email_and_webhook(store: Store) -
         smtp_port = probe.getsockname()[1]
     smtp = Controller(Keep(), hostname="127.0.0.1", port=smtp_port)
     smtp.start()
-    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    Hook.received.clear()
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     try:
         cfg = NotifyConfig(
@@ -218,7 +206,7 @@ def test_a_severe_candidate_reaches_the_dsl_by_email_and_webhook(store: Store) -
             smtp_port=smtp_port,
             webhook_url=f"http://127.0.0.1:{hook.server_address[1]}/hook",
         )
-        notifier = Notifier(cfg)
+        notifier = Notifier(cfg, checkpoint=lambda: "Chain checkpoint: audit:5:3fa9")
         notifier.start()
         engine = Engine(config.EngineRules(config.DEFAULT_INCIDENTS), notify=notifier)
         engine.process(store, _rows(keyword("bullying", ["x"], at_ms=T0)), notify=True)
@@ -235,7 +223,7 @@ def test_a_severe_candidate_reaches_the_dsl_by_email_and_webhook(store: Store) -
             ),
             notify=True,
         )
-        wait_for(lambda: len(mails) == 1 and len(_Hook.received) == 1)
+        wait_for(lambda: len(mails) == 1 and len(Hook.received) == 1)
         notifier.stop()
     finally:
         smtp.stop()
@@ -245,9 +233,10 @@ def test_a_severe_candidate_reaches_the_dsl_by_email_and_webhook(store: Store) -
     text = str(mail)
     assert "severity 5 incident needs review" in text
     assert "https://console.school.example/incidents/2" in text
+    assert "Chain checkpoint: audit:5:3fa9" in text  # a copy of the chains' heads leaves by mail
     for secret in ("pupil.dan", "end it all", "suicide"):
-        assert secret not in text and secret not in json.dumps(_Hook.received[0])
-    assert _Hook.received[0]["severity"] == 5
+        assert secret not in text and secret not in json.dumps(Hook.received[0])
+    assert Hook.received[0]["severity"] == 5
 
 
 def test_the_notify_threshold_is_the_schools_min_severity(store: Store) -> None:

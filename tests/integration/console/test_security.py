@@ -9,7 +9,14 @@ import pytest
 
 from collector import audit
 from collector.store import Store
-from tests.integration.console.support import Agent, Client, ConsoleHarness, keyword, usb
+from tests.integration.console.support import (
+    PASSWORD,
+    Agent,
+    Client,
+    ConsoleHarness,
+    keyword,
+    usb,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -166,29 +173,67 @@ def test_the_audit_chain_detects_an_edited_row(console: ConsoleHarness, incident
     assert not check.ok and check.first_bad is not None and check.first_bad <= 3
 
 
-def test_a_referral_needs_a_second_senior_person(console: ConsoleHarness, incident: int) -> None:
+def test_a_referral_is_made_at_once_and_needs_a_second_senior_person(
+    console: ConsoleHarness, incident: int
+) -> None:
+    from collector import accounts
+    from collector.incidents import triage
+
+    # Made before the referral by the DSL herself (a deputy account for a colleague).
+    console.with_store(lambda s: accounts.add(
+        s, "own.deputy", "Her Deputy", "deputy_dsl", PASSWORD, must_change=False, created_by="dsl"
+    ))  # fmt: skip
     dsl = Client(console.url)
     dsl.login("dsl")
     _, page = dsl.post(f"/incidents/{incident}/outcome", {"outcome": "referred_lado", "note": ""})
-    assert "second senior member of staff must confirm" in page
+    assert "Referral recorded as made" in page  # never held back waiting for anyone
+    [row] = console.op("incidents", status="closed")["rows"]
+    assert row["outcome"] == "referred_lado"
     rid = int(re.search(r"/referrals/(\d+)/withdraw", page).group(1))  # type: ignore[union-attr]
     assert "Confirm referral" not in page
     # The same person cannot confirm their own referral, even by posting the form directly.
     _, page = dsl.post(f"/incidents/{incident}/referrals/{rid}/confirm")
     assert "someone else must confirm" in page
-    assert console.op("incidents")["rows"][0]["status"] == "in_review"
-    # Nor can the incident be closed another way while the referral waits.
-    _, page = dsl.post(f"/incidents/{incident}/outcome", {"outcome": "no_concern", "note": ""})
-    assert "a referral is waiting for confirmation" in page
-    assert console.op("incidents")["rows"][0]["status"] == "in_review"
     # A technician is not senior staff.
     tech = Client(console.url)
     tech.login("tech")
     assert tech.post(f"/incidents/{incident}/referrals/{rid}/confirm")[0] == 403
+    # Nor is an account the DSL made, nor one made after the referral (her second login).
+    console.add_user("late.deputy", "deputy_dsl", must_change=False)
+
+    def confirm_as(username: str) -> str:
+        def run(s: Store) -> str:
+            who = accounts.get(s.con, username)
+            assert who is not None
+            try:
+                triage.confirm_referral(s, audit.Audit(audit.load_key(console.data)), who, rid)
+            except triage.TriageError as exc:
+                return str(exc)
+            return "confirmed"
+
+        return console.with_store(run)
+
+    assert "dsl made this account" in confirm_as("own.deputy")
+    assert "an account made after the referral cannot confirm it" in confirm_as("late.deputy")
     deputy = Client(console.url)
     deputy.login("deputy")
     _, page = deputy.post(f"/incidents/{incident}/referrals/{rid}/confirm")
+    assert "confirmed by a second senior member of staff" in page
     assert "Referred: LADO" in page and "Closed" in page
+
+
+def test_a_school_with_one_dsl_confirms_with_the_head(
+    console: ConsoleHarness, incident: int
+) -> None:
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    _, page = dsl.post(f"/incidents/{incident}/outcome", {"outcome": "referred_police",
+                                                          "note": "999 called"})  # fmt: skip
+    rid = int(re.search(r"/referrals/(\d+)/withdraw", page).group(1))  # type: ignore[union-attr]
+    head = Client(console.url)
+    head.login("head")
+    _, page = head.post(f"/incidents/{incident}/referrals/{rid}/confirm")
+    assert "confirmed by a second senior member of staff" in page
 
 
 def test_blocked_usb_becomes_a_candidate(console: ConsoleHarness) -> None:

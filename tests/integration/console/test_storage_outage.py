@@ -8,12 +8,11 @@ chaos suite."""
 from __future__ import annotations
 
 import http.server
-import json
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import duckdb
 import grpc
@@ -21,34 +20,22 @@ import pytest
 
 from protos import ingest_pb2_grpc
 from tests import agentsim
-from tests.integration.console.support import Client, ConsoleHarness, wait_for
+from tests.integration.console.support import Client, ConsoleHarness, Hook, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-class _Hook(http.server.BaseHTTPRequestHandler):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Hook.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def hook() -> Iterator[str]:
-    _Hook.received.clear()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    Hook.received.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/hook"
     finally:
         server.shutdown()
         server.server_close()
+        Hook.received.clear()
 
 
 @pytest.fixture
@@ -85,8 +72,8 @@ def test_a_collector_that_cannot_write_says_so_at_once_and_records_it_once_it_ca
         session = agentsim.Session(stub, agent)
         with pytest.raises(grpc.RpcError):
             session.send(agent.batch(session.welcome.nonce, *batch))
-        wait_for(lambda: len(_Hook.received) == 1)
-        alarm = _Hook.received[0]
+        wait_for(lambda: len(Hook.received) == 1)
+        alarm = Hook.received[0]
         assert "the collector cannot store events" in alarm["text"]
         assert alarm["link"] == "https://console.school.example/"
         page = dsl.get("/incidents")[1]
@@ -96,8 +83,8 @@ def test_a_collector_that_cannot_write_says_so_at_once_and_records_it_once_it_ca
         store.append_events = real_append  # type: ignore[method-assign]
 
     assert agentsim.resend(stub, agent, batch) == (0, [3])  # space is back: the PC resends
-    wait_for(lambda: len(_Hook.received) == 2)
-    assert "stores events again" in _Hook.received[1]["text"]
+    wait_for(lambda: len(Hook.received) == 2)
+    assert "stores events again" in Hook.received[1]["text"]
     site.settle()
     page = dsl.get("/incidents")[1]
     assert "The collector cannot store events" not in page
