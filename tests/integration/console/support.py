@@ -46,6 +46,10 @@ class ConsoleHarness(CollectorHarness):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
+    def start(self) -> None:
+        super().start()
+        PHONES[self.url] = self.phones  # the console's port changes with each start
+
     def add_staff(self) -> None:
         """One account per role, each with a password its owner chose (not flagged), so tests
         of other pages log straight in; tests of temporary passwords use `add_user`."""
@@ -62,7 +66,6 @@ class ConsoleHarness(CollectorHarness):
                        password=password, must_change=must_change)  # fmt: skip
         if done.get("otpauth_uri"):
             self.phones.secrets[username] = secret_of(done["otpauth_uri"])
-        PHONES[self.url] = self.phones
 
     @property
     def phones(self) -> Phones:
