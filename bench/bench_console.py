@@ -125,9 +125,7 @@ def main() -> None:
         t_insert, t_engine, n_inc = fill(store, args.events)
         store.close()
         harness.start()
-        harness.op(
-            "user_add", username="dsl", display_name="Bench DSL", role="dsl", password=PASSWORD
-        )
+        harness.add_user("dsl", "dsl", "Bench DSL", PASSWORD, must_change=False)
         dsl = Client(harness.url)
         dsl.login("dsl")
         ids = [

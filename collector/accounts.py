@@ -22,6 +22,7 @@ import duckdb
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from collector import two_factor
 from collector.store import Store, now_ms
 
 ROLES = {
@@ -76,6 +77,13 @@ class Account:
     # Changes whenever the password does (a digest of its hash, which has a fresh salt each
     # time), so a session made before a change can be told apart from one made after it.
     stamp: str = field(default="", repr=False, compare=False)
+    # Has a second factor (collector/two_factor.py); roles that need one and have none yet
+    # reach nothing but setting it up.
+    two_factor: bool = False
+
+    @property
+    def must_enrol(self) -> bool:
+        return self.role in two_factor.NEEDS and not self.two_factor
 
     def can(self, what: str) -> bool:
         return self.role in CAN[what]
@@ -148,12 +156,13 @@ def set_password(
     hashed = (password if isinstance(password, PasswordHash) else hash_password(password)).encoded
     row = store.con.execute(
         "UPDATE accounts SET password_hash = ?, must_change_password = ?, "
-        "password_changed_ms = ? WHERE username = ? RETURNING username, display_name, role",
+        "password_changed_ms = ? WHERE username = ? "
+        "RETURNING username, display_name, role, totp_secret IS NOT NULL",
         [hashed, must_change, now_ms(), username],
     ).fetchone()
     if row is None:
         raise AccountError(f"no account {username!r}")
-    return Account(row[0], row[1], row[2], must_change, _stamp(hashed))
+    return Account(row[0], row[1], row[2], must_change, _stamp(hashed), bool(row[3]))
 
 
 def disable(store: Store, username: str, *, keep_a_dsl: bool = True) -> bool:
@@ -192,17 +201,20 @@ def logged_in(store: Store, username: str) -> None:
 def listing(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     cur = con.execute(
         "SELECT username, display_name, role, created_ms, disabled_ms, must_change_password, "
-        "password_changed_ms, last_login_ms FROM accounts ORDER BY username"
+        "password_changed_ms, last_login_ms, totp_secret IS NOT NULL AS two_factor "
+        "FROM accounts ORDER BY username"
     )
     names = [d[0] for d in cur.description or []]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-_COLUMNS = "username, display_name, role, must_change_password, password_hash"
+_COLUMNS = (
+    "username, display_name, role, must_change_password, password_hash, totp_secret IS NOT NULL"
+)
 
 
-def _account(row: tuple[str, str, str, bool, str]) -> Account:
-    return Account(row[0], row[1], row[2], bool(row[3]), _stamp(row[4]))
+def _account(row: tuple[str, str, str, bool, str, bool]) -> Account:
+    return Account(row[0], row[1], row[2], bool(row[3]), _stamp(row[4]), bool(row[5]))
 
 
 def get(con: duckdb.DuckDBPyConnection, username: str) -> Account | None:

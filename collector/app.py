@@ -108,6 +108,8 @@ async def start(
             console = Console(data, ingestor, incidents, cfg, tls)
             await console.start(host, int(web_port))
     except BaseException:
+        if console is not None:
+            await console.stop()
         await checkers.close()
         await incidents.stop()
         ingestor.stop()

@@ -379,7 +379,8 @@ def cmd_user(args: argparse.Namespace) -> int:
             raise CliError("user add needs --role (dsl, deputy_dsl, head, technician, governor)")
         name = args.name or args.username
         password, temporary = _password(args)
-        op_args.update(role=args.role, display_name=name, password=password, must_change=temporary)
+        op_args.update(role=args.role, display_name=name, password=password, must_change=temporary,
+                       enrol_at_login=args.enrol_at_login)  # fmt: skip
     elif args.action == "passwd":
         op_args["password"], op_args["must_change"] = _password(args)
     try:
@@ -391,6 +392,10 @@ def cmd_user(args: argparse.Namespace) -> int:
         return 0
     note = " (must choose a new password at the next login)" if result.get("must_change") else ""
     print(f"{args.action}: {args.username}{note}")
+    if result.get("otpauth_uri"):  # shown once: the collector keeps no copy it can show again
+        print("two-factor sign-in (add to an authenticator app; shown this once only):")
+        print(f"otpauth URI: {result['otpauth_uri']}")
+        print("recovery codes (each works once):", " ".join(result["recovery_codes"]))
     return 0
 
 
@@ -482,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="make the password temporary: it must be changed at the next console "
         "login (default: yes with --password-file, no when typed at the prompt)",
+    )
+    c.add_argument(
+        "--enrol-at-login",
+        action="store_true",
+        help="add: no two-factor secret now; the person sets it up at their first console "
+        "login (default: print its otpauth URI and recovery codes once, for set-up from a script)",
     )
     c.set_defaults(func=cmd_user)
     c = command("incidents", "list incident candidates, or rebuild them after a rule change")

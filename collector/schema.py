@@ -242,4 +242,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE accounts ADD COLUMN created_by VARCHAR DEFAULT '';
     """,
+    # 8: two-factor sign-in for the console (collector/two_factor.py, issue 16): each account's
+    # TOTP secret (NULL: not enrolled yet), the last time step a code was accepted for (so a
+    # code cannot be used twice), and single-use recovery codes, stored as SHA-256 digests.
+    """
+    ALTER TABLE accounts ADD COLUMN totp_secret VARCHAR;
+    ALTER TABLE accounts ADD COLUMN totp_last_step BIGINT;
+    CREATE TABLE recovery_codes (
+        username   VARCHAR NOT NULL,
+        code_hash  BLOB NOT NULL,
+        used_ms    BIGINT
+    );
+    """,
 ]

@@ -175,6 +175,7 @@ def _first_admin(
         "--password-file",
         "-",
         "--must-change",  # the console makes the DSL choose their own at first login
+        "--enrol-at-login",  # and set up their second factor: no one else sees its secret
         stdin=password + "\n",
     )
     if undo_needed:  # a data folder we made is removed whole; in a kept one, disable the account

@@ -6,6 +6,7 @@ session_max_hours = 10
 rules = "/etc/safeguard/policy"     # a policy folder (default: the packaged rules/lists)
 silent_check_seconds = 60
 clock_skew_minutes = 5              # a PC's clock further off than this is flagged
+trusted_proxies = ["10.0.0.5"]      # reverse proxies whose X-Forwarded-For is believed
 
 [notify]                            # see collector/notify.py
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector.console import client_address
 from collector.notify import NotifyConfig
 from collector.paths import DataDir
 
@@ -28,6 +30,7 @@ class ConsoleConfig:
     rules: str = ""
     silent_check_seconds: float = 60.0
     clock_skew_minutes: float = 5.0
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def clock_skew_limit_ms(self) -> int:
@@ -62,4 +65,11 @@ def load(data: DataDir) -> ConsoleConfig:
         notify = NotifyConfig.from_table(dict(doc.get("notify", {})))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{file}: {exc}") from None
-    return ConsoleConfig(**head, notify=notify)
+    proxies = head.pop("trusted_proxies", [])
+    if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
+        raise ValueError(f'{file}: trusted_proxies is a list of addresses, e.g. ["10.0.0.5"]')
+    try:
+        client_address.networks(tuple(proxies))
+    except ValueError as exc:
+        raise ValueError(f"{file}: {exc}") from None
+    return ConsoleConfig(**head, trusted_proxies=tuple(proxies), notify=notify)

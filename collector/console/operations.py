@@ -7,7 +7,7 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
-from collector import accounts, audit, retention
+from collector import accounts, audit, retention, two_factor
 from collector.console import config as console_config
 from collector.incidents import config, coverage, queries
 from collector.incidents.engine import Engine
@@ -37,8 +37,17 @@ def op_user_add(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
             created_by=_actor(args),
         )
         detail = f"role={acc.role}" + (" temporary" if must_change else "")
+        out: dict[str, Any] = {"username": acc.username, "role": acc.role,
+                               "must_change": must_change}  # fmt: skip
+        # Set up now, for a script (shown this once only), unless the person will set it up
+        # at their first login (the installer's first DSL: no one else sees their secret).
+        if two_factor.needs(acc.role) and not args.get("enrol_at_login", False):
+            secret, codes = two_factor.new_secret(), two_factor.new_recovery_codes()
+            two_factor.enrol(store, acc.username, secret, codes)
+            out.update(otpauth_uri=two_factor.uri(secret, acc.username), recovery_codes=codes)
+            detail += " two_factor"
         _audit(data).append(store, _actor(args), "user_added", f"user:{acc.username}", detail)
-    return {"username": acc.username, "role": acc.role, "must_change": must_change}
+    return out
 
 
 def op_user_passwd(store: Store, data: DataDir, args: dict[str, Any]) -> Any:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from collector import accounts
+from collector import accounts, two_factor
 from collector.accounts import Account, AccountError
 from collector.console.sessions import SESSION, account_of
 from collector.store import Store
@@ -105,8 +106,12 @@ def routes(app: web.Application, c: Console) -> None:
                 if accounts.get(s.con, username) is None:
                     raise AccountError(f"no enabled account {username!r}")
                 done = accounts.set_password(s, username, hashed, must_change=True)
-                c.audit.append(s, me.username, "password_reset", f"user:{username}", "temporary")
-                return done
+                # A reset is for someone locked out: a lost phone too. They set up a new one
+                # after choosing their password.
+                two_factor.clear(s, username)
+                c.audit.append(s, me.username, "password_reset", f"user:{username}",
+                               "temporary two_factor_cleared")  # fmt: skip
+                return replace(done, two_factor=False)
 
         try:
             done = await c.write(run)

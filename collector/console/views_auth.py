@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from collector import accounts
+from collector import accounts, two_factor
 from collector.accounts import Account, AccountError
-from collector.console.sessions import SESSION, account_of
+from collector.console.sessions import SESSION, PreLogin, account_of
 from collector.store import Store
 
 if TYPE_CHECKING:
@@ -38,28 +38,62 @@ def routes(app: web.Application, c: Console) -> None:
             raise web.HTTPSeeOther("/")
         return c.render(request, "login.html", error="", username="")
 
+    async def second_factor(username: str, code: str) -> str | None:
+        """Use up a code ("totp" or "recovery"): checked on a reader first, so a wrong guess
+        costs the writer nothing; a right one is recorded there, once."""
+        if not code or not await c.read(lambda con: two_factor.check(con, username, code)):
+            return None
+        return await c.write(lambda s: two_factor.use(s, username, code))
+
+    async def past_the_throttle(
+        username: str, password: str, code: str
+    ) -> tuple[Account, str] | None:
+        """While failures hold logins back, a fresh second factor still lets its holder in: a
+        guesser (or a pupil behind the same proxy) cannot lock the DSL out. Nothing else is
+        checked, and the answer is the same whatever was wrong, so it tells a guesser nothing."""
+        factor = await second_factor(username, code)
+        if factor is None:
+            return None
+        account = await c.read(lambda con: accounts.authenticate(con, username, password))
+        return None if account is None or not account.two_factor else (account, factor)
+
+    async def credentials(
+        username: str, password: str, code: str
+    ) -> tuple[Account, str] | None:
+        account = await c.read(lambda con: accounts.authenticate(con, username, password))
+        if account is None:
+            return None
+        if not account.two_factor:
+            return account, "none"
+        factor = await second_factor(username, code)
+        return None if factor is None else (account, factor)
+
     async def login(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         username = str(form.get("username", "")).strip().lower()[:40]
         password = str(form.get("password", ""))[:200]
-        peer = request.remote or "?"
-        # This user from this address, this address, and this user from anywhere (looser):
-        # a pupil failing as "dsl" slows only their own address.
-        keys = (f"user:{username}@{peer}", f"addr:{peer}", f"wide:{username}")
+        code = str(form.get("code", "")).strip()[:40]
+        peer = c.client_address(request)
+        # This account from this address, this address, this account from anywhere, everyone:
+        # a pupil failing as "dsl" slows only their own address (Throttle).
+        keys = (f"user:{username}@{peer}", f"addr:{peer}", f"wide:{username}", "all")
         wait = c.throttle.wait(*keys)
         if wait > 0:
-            log.warning("console.login_throttled addr=%s", peer)
-            resp = c.render(
-                request,
-                "login.html",
-                status=429,
-                username=username,
-                error=f"Too many failed attempts. Try again in {math.ceil(wait)} seconds.",
-            )
-            resp.headers["Retry-After"] = str(math.ceil(wait))
-            return resp
-        account = await c.read(lambda con: accounts.authenticate(con, username, password))
-        if account is None:
+            passed = await past_the_throttle(username, password, code)
+            if passed is None:
+                log.warning("console.login_throttled addr=%s", peer)
+                resp = c.render(
+                    request,
+                    "login.html",
+                    status=429,
+                    username=username,
+                    error=f"Too many failed attempts. Try again in {math.ceil(wait)} seconds.",
+                )
+                resp.headers["Retry-After"] = str(math.ceil(wait))
+                return resp
+        else:
+            passed = await credentials(username, password, code)
+        if passed is None:
             c.throttle.failed(*keys)
             log.warning("console.login_failed addr=%s", peer)
             await c.write(
@@ -72,24 +106,36 @@ def routes(app: web.Application, c: Console) -> None:
                 "login.html",
                 status=401,
                 username=username,
-                error="That username and password do not match.",
+                error="That username, password and code do not match.",
             )
+        account, factor = passed
         c.throttle.succeeded(keys[0], keys[2])
         request[SESSION] = c.sessions.login(request[SESSION], account)
 
         def logged_in(s: Store) -> None:
             with s.transaction():
                 accounts.logged_in(s, account.username)
-                detail = f"addr={peer}" + (" temporary_password" if account.must_change else "")
+                detail = f"addr={peer} second_factor={factor}" + (
+                    " past_throttle" if wait > 0 else ""
+                ) + (" temporary_password" if account.must_change else "")
                 c.audit.append(s, account.username, "login", "console", detail)
 
         await c.write(logged_in)
-        log.info("console.login user=%s role=%s", account.username, account.role)
+        log.info("console.login user=%s role=%s second_factor=%s", account.username,
+                 account.role, factor)  # fmt: skip
+        if factor == "recovery":
+            left = await c.read(lambda con: two_factor.recovery_left(con, account.username))
+            request[SESSION].flash.append(
+                f"You used a recovery code; {left} left. Set up your authenticator again "
+                "from Two-factor if you have lost it."
+            )
         if account.must_change:
             request[SESSION].flash.append(
                 "You logged in with a temporary password. Choose your own to continue."
             )
             raise web.HTTPSeeOther("/password")
+        if account.must_enrol:
+            raise web.HTTPSeeOther("/two-factor")
         raise web.HTTPSeeOther(HOME[account.role])
 
     async def logout(request: web.Request) -> web.StreamResponse:
@@ -97,7 +143,7 @@ def routes(app: web.Application, c: Console) -> None:
         if session.account is not None:
             await c.record(session.account, "logout", "console")
         c.sessions.drop(session)
-        request[SESSION] = c.sessions.new()
+        request[SESSION] = PreLogin.visitor("")  # logged out: the middleware clears the cookie
         raise web.HTTPSeeOther("/login")
 
     async def password_form(request: web.Request) -> web.StreamResponse:
@@ -154,7 +200,7 @@ def routes(app: web.Application, c: Console) -> None:
             "Your password is changed."
             + (f" {ended} other session(s) of yours were logged out." if ended else "")
         )
-        raise web.HTTPSeeOther(HOME[changed.role])
+        raise web.HTTPSeeOther("/two-factor" if changed.must_enrol else HOME[changed.role])
 
     app.router.add_get("/", home)
     app.router.add_get("/login", login_form)

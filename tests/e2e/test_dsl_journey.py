@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import require_tool
 from tests.e2e.agent.desktop import AgentProcesses, Desktop
-from tests.e2e.console.test_console_browser import CHROMIUM_ARGS, Served
+from tests.e2e.console.test_console_browser import CHROMIUM_ARGS, Served, otpauth_secret
 from tests.integration.console.support import PASSWORD
 from tests.processes import run
 
@@ -35,10 +35,11 @@ def wait_for(check, timeout: float = 90.0, what: str = "") -> object:  # type: i
 def school(tmp_path: Path) -> Iterator[tuple[Served, Path]]:
     data = tmp_path / "collector"
     run("safeguard-collector", "init", "--data", data, "--name", "127.0.0.1")
-    run("safeguard-collector", "user", "add", "dana", "--data", data, "--role", "dsl",
-        "--name", "Dana Lead", "--password-file", "-", "--no-must-change",
-        stdin=PASSWORD + "\n")  # fmt: skip -- the first-login change is test_accounts_browser's
+    made = run("safeguard-collector", "user", "add", "dana", "--data", data, "--role", "dsl",
+               "--name", "Dana Lead", "--password-file", "-", "--no-must-change",
+               stdin=PASSWORD + "\n").stdout  # fmt: skip -- first login: test_accounts_browser
     served = Served(data)
+    served.secrets["dana"] = otpauth_secret(made)
     try:
         yield served, tmp_path
     finally:
@@ -85,6 +86,7 @@ def test_a_phrase_typed_by_a_pupil_becomes_a_closed_incident_with_its_cpoms_reco
             page.goto(served.url + "/")
             page.fill("input[name=username]", "dana")
             page.fill("input[name=password]", PASSWORD)
+            page.fill("input[name=code]", served.code("dana"))
             page.click("button:has-text('Log in')")
             row = page.locator("tr", has_text="grooming")
             expect(row.first).to_be_visible()

@@ -1,7 +1,10 @@
 """First logins in real headless Debian chromium against a real `safeguard-collector serve
---web` process: the DSL, whose password was set from a file (as the installer does), must
-choose their own before anything else; adds a deputy in the console; the deputy logs in with
-the temporary password read off the page, must change it too, and then sees the incidents."""
+--web` process: the DSL, whose password was set from a file (as the installer does) and whose
+authenticator was set up from the URI `user add` printed, must choose their own password before
+anything else; adds a deputy in the console; the deputy logs in with the temporary password
+read off the page, must change it too, then must set up two-factor sign-in from the key the
+page shows, is shown recovery codes once, and then sees the incidents; later logs in with a
+recovery code instead of the phone."""
 
 from __future__ import annotations
 
@@ -13,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from collector import two_factor
 from tests.conftest import require_tool
-from tests.e2e.console.test_console_browser import CHROMIUM_ARGS, Served
+from tests.e2e.console.test_console_browser import CHROMIUM_ARGS, Served, otpauth_secret
 from tests.integration.console.support import Agent, keyword
 from tests.processes import run
 
@@ -34,6 +38,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     ).stdout  # fmt: skip
     assert "must choose a new password at the next login" in made
     s = Served(data)
+    s.secrets["dana"] = otpauth_secret(made)
     try:
         yield s
     finally:
@@ -69,6 +74,7 @@ def test_first_logins_make_each_person_choose_their_own_password(
             page.goto(served.url + "/")
             page.fill("input[name=username]", "dana")
             page.fill("input[name=password]", FIRST)
+            page.fill("input[name=code]", served.code("dana"))
             page.click("button:has-text('Log in')")
             expect(page.locator("h1")).to_have_text("Change password")
             expect(page.locator("main")).to_contain_text("temporary password")
@@ -105,9 +111,45 @@ def test_first_logins_make_each_person_choose_their_own_password(
             page.fill("input[name=new]", DEV_OWN)
             page.fill("input[name=again]", DEV_OWN)
             page.click("main button:has-text('Change password')")
+            # A deputy reaches safeguarding records: a second factor before anything else.
+            expect(page.locator("h1")).to_have_text("Two-factor sign-in")
+            page.goto(served.url + "/incidents")
+            expect(page).to_have_url(served.url + "/two-factor")
+            secret = page.locator("#totp-secret").inner_text().strip()
+            assert secret in page.locator("#totp-uri").inner_text()
+            page.screenshot(path=str(shots / "two-factor.png"), full_page=True)
+            page.fill("input[name=code]", "000000" if two_factor.current_code(secret) != "000000"
+                      else "111111")  # fmt: skip
+            page.click("button:has-text('Confirm')")
+            expect(page.locator(".error")).to_contain_text("That code is not right")
+            page.fill("input[name=code]", two_factor.current_code(secret))
+            page.click("button:has-text('Confirm')")
+            expect(page.locator("h1")).to_have_text("Two-factor sign-in is set up")
+            recovery = page.locator(".recovery-codes code").all_inner_texts()
+            assert len(recovery) == 10
+            page.click("a:has-text('continue')")
             expect(page.locator("h1")).to_contain_text("Incident candidates")
             expect(page.locator("tr", has_text="pupil.ben")).to_contain_text("bullying")
             expect(page.locator("nav a:has-text('Accounts')")).to_have_count(0)  # a deputy
+            page.click("button:has-text('Log out')")
+
+            # The password alone is not enough now; a recovery code works once, in the phone's
+            # place.
+            page.fill("input[name=username]", "dev")
+            page.fill("input[name=password]", DEV_OWN)
+            page.click("button:has-text('Log in')")
+            expect(page.locator(".error")).to_contain_text("do not match")
+            page.fill("input[name=password]", DEV_OWN)
+            page.fill("input[name=code]", recovery[0])
+            page.click("button:has-text('Log in')")
+            expect(page.locator("h1")).to_contain_text("Incident candidates")
+            expect(page.locator(".flash")).to_contain_text("You used a recovery code; 9 left")
+            page.click("button:has-text('Log out')")
+            page.fill("input[name=username]", "dev")
+            page.fill("input[name=password]", DEV_OWN)
+            page.fill("input[name=code]", recovery[0])
+            page.click("button:has-text('Log in')")
+            expect(page.locator(".error")).to_contain_text("do not match")  # used up
         finally:
             browser.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +56,12 @@ class Served:
             raise AssertionError(f"collector did not start: {grpc_line!r} {web_line!r} {err}")
         self.address = f"127.0.0.1:{grpc_port.group(1)}"
         self.url = web.group(1)
+        self.secrets: dict[str, str] = {}  # each person's authenticator app
+
+    def code(self, username: str) -> str:
+        from collector import two_factor
+
+        return two_factor.current_code(self.secrets[username])
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -64,12 +71,20 @@ class Served:
                 s.close()
 
 
+def otpauth_secret(printed: str) -> str:
+    """The secret in the otpauth URI `safeguard-collector user add` prints once."""
+    m = re.search(r"otpauth URI: (otpauth://\S+)", printed)
+    assert m, printed
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(m.group(1)).query)["secret"][0]
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     data = tmp_path / "collector"
     run("safeguard-collector", "init", "--data", data, "--name", "127.0.0.1")
+    secrets = {}
     for user, role, name in (("dana", "dsl", "Dana Lead"), ("hana", "head", "Hana Head")):
-        run(
+        secrets[user] = otpauth_secret(run(
             "safeguard-collector",
             "user",
             "add",
@@ -84,8 +99,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
             "-",
             "--no-must-change",  # chosen by them; first login: test_accounts_browser.py
             stdin=PASSWORD + "\n",
-        )
+        ).stdout)
     s = Served(data)
+    s.secrets.update(secrets)
     try:
         yield s
     finally:
@@ -131,6 +147,7 @@ def test_dsl_triages_refers_with_a_second_person_and_exports(
             page.goto(served.url + "/")
             page.fill("input[name=username]", "dana")
             page.fill("input[name=password]", PASSWORD)
+            page.fill("input[name=code]", served.code("dana"))
             page.click("button:has-text('Log in')")
             expect(page.locator("h1")).to_contain_text("Incident candidates")
             row = page.locator("tr", has_text="pupil.amy")
@@ -157,6 +174,7 @@ def test_dsl_triages_refers_with_a_second_person_and_exports(
 
             page.fill("input[name=username]", "hana")
             page.fill("input[name=password]", PASSWORD)
+            page.fill("input[name=code]", served.code("hana"))
             page.click("button:has-text('Log in')")
             page.goto(incident_url)
             page.click("button:has-text('Confirm referral')")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from collector import two_factor
 from protos import envelope, events_pb2, ingest_pb2_grpc
 from tests import agentsim
 from tests.harness import CollectorHarness
@@ -45,6 +46,10 @@ class ConsoleHarness(CollectorHarness):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
+    def start(self) -> None:
+        super().start()
+        PHONES[self.url] = self.phones  # the console's port changes with each start
+
     def add_staff(self) -> None:
         """One account per role, each with a password its owner chose (not flagged), so tests
         of other pages log straight in; tests of temporary passwords use `add_user`."""
@@ -55,12 +60,55 @@ class ConsoleHarness(CollectorHarness):
         self, username: str, role: str, name: str = "", password: str = PASSWORD, *,
         must_change: bool,
     ) -> None:  # fmt: skip
-        self.op("user_add", username=username, display_name=name or username, role=role,
-                password=password, must_change=must_change)  # fmt: skip
+        """As `safeguard-collector user add`: roles that need a second factor get their
+        secret now, which the harness keeps as the person's phone would."""
+        done = self.op("user_add", username=username, display_name=name or username, role=role,
+                       password=password, must_change=must_change)  # fmt: skip
+        if done.get("otpauth_uri"):
+            self.phones.secrets[username] = secret_of(done["otpauth_uri"])
+
+    @property
+    def phones(self) -> Phones:
+        if not hasattr(self, "_phones"):
+            self._phones = Phones(self)
+        return self._phones
 
     def settle(self) -> None:
         """Wait until the writer has run every after-commit hook queued so far."""
         self.with_store(lambda s: None)
+
+
+def secret_of(uri: str) -> str:
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query)["secret"][0]
+
+
+class Phones:
+    """Each account's authenticator app: the code for the current time step. The console takes
+    each step's code once only, so a test that logs one account in again within the same 30 s
+    gets the next step's code (allowed for clock drift), and after that the harness sets the
+    account up again with a new secret, as a DSL with a new phone would."""
+
+    def __init__(self, harness: ConsoleHarness) -> None:
+        self.harness = harness
+        self.secrets: dict[str, str] = {}
+        self.last: dict[str, int] = {}
+
+    def code(self, username: str) -> str:
+        secret = self.secrets.get(username)
+        if secret is None:
+            return ""
+        step = int(time.time() // 30)
+        nxt = max(step, self.last.get(username, -1) + 1)
+        if nxt > step + 1:
+            secret = self.secrets[username] = two_factor.new_secret()
+            self.harness.with_store(lambda s: two_factor.enrol(s, username, secret, []))
+            nxt = step
+        self.last[username] = nxt
+        return two_factor.current_code(secret, nxt * 30.0)
+
+
+# The phones of each running console harness, by its URL (a Client knows only the URL).
+PHONES: dict[str, Phones] = {}
 
 
 def keyword(
@@ -259,9 +307,26 @@ class Client:
         )
         return self._open(req)
 
-    def login(self, username: str, password: str = PASSWORD) -> tuple[int, str]:
+    def login(
+        self, username: str, password: str = PASSWORD, code: str | None = None
+    ) -> tuple[int, str]:
+        """Log in; the second factor is the account's current code unless `code` is given."""
         self.get("/login")
-        return self.post("/login", {"username": username, "password": password})
+        if code is None:
+            phones = PHONES.get(self.base)
+            code = phones.code(username) if phones else ""
+        return self.post("/login", {"username": username, "password": password, "code": code})
+
+    def enrol(self) -> tuple[str, list[str]]:
+        """Set up two-factor sign-in from the page the console sends a new account to: the
+        secret it offers and the recovery codes it shows once."""
+        status, page = self.get("/two-factor")
+        assert status == 200, page
+        m = re.search(r'id="totp-secret">([A-Z2-7]+)<', page)
+        assert m, page
+        status, page = self.post("/two-factor", {"code": two_factor.current_code(m.group(1))})
+        assert status == 200 and "recovery codes" in page, page
+        return m.group(1), re.findall(r"<li><code>([a-z0-9-]+)</code></li>", page)
 
 
 def wait_for(predicate: object, timeout: float = 20.0) -> None:

@@ -198,11 +198,15 @@ def test_a_reset_flags_the_account_and_ends_its_sessions(console: ConsoleHarness
     status, page = head.post("/accounts/deputy/reset")
     assert status == 200 and "Password reset" in page and "1 open session(s)" in page
     password = temporary(page)
+    assert users(console)["deputy"]["two_factor"] is False  # a lost phone is reset too...
     assert deputy.peek("/incidents") == (303, "/login")
-    assert Client(console.url).login("deputy")[0] == 401  # the old password is gone
-    status, page = deputy.login("deputy", password)
+    assert Client(console.url).login("deputy", code="")[0] == 401  # the old password is gone
+    status, page = deputy.login("deputy", password, code="")
     assert status == 200 and "<h1>Change password</h1>" in page
     assert users(console)["deputy"]["must_change_password"] is True
+    status, page = deputy.post("/password", {"current": password, "new": NEW, "again": NEW})
+    assert status == 200 and "<h1>Two-factor sign-in</h1>" in page  # ...and set up again
+    assert deputy.peek("/incidents") == (303, "/two-factor")
     # Your own password is changed on Change password, not reset here.
     _, page = head.post("/accounts/head/reset")
     assert "use change password" in page.lower()

@@ -140,3 +140,95 @@ def test_recurrences_and_fixed_severities_come_from_the_policy(tmp_path: Path) -
     assert (rec.category, rec.days, rec.within_days) == ("grooming", 3, 14)
     shipped = config.load()
     assert shipped.usb_blocked_severity == 3 and shipped.recurrences[0].days == 2
+
+
+def test_the_session_store_is_bounded_and_evicts_the_least_recently_used() -> None:
+    from collector.accounts import Account
+
+    now = [0.0]
+    s = Sessions(idle_s=600, max_s=3600, clock=lambda: now[0], bound=3)
+    a, b, c = (s.login(s.new(), Account(n, n, "dsl")) for n in ("a", "b", "c"))
+    now[0] = 1
+    assert s.get(a.id) is a  # a used again: b is now the stalest
+    d = s.login(s.new(), Account("d", "d", "dsl"))
+    assert len(s) == 3 and s.get(b.id) is None
+    assert all(s.get(x.id) is x for x in (a, c, d))
+
+
+def test_pre_login_tokens_are_signed_and_expire() -> None:
+    from collector.console.sessions import PreLogin
+
+    now = [1_000_000.0]
+    p = PreLogin(b"k" * 32, clock=lambda: now[0])
+    token = p.issue()
+    assert p.valid(token)
+    assert not PreLogin(b"x" * 32, clock=lambda: now[0]).valid(token)  # another key
+    issued, nonce, mac = token.split(".")
+    assert not p.valid(f"{int(issued) + 1}.{nonce}.{mac}")  # changed
+    for odd in ("", "a.b", "a.b.c", "١٢.b.c", "x" * 500):
+        assert not p.valid(odd)
+    now[0] += PreLogin.MAX_AGE_S + 1
+    assert not p.valid(token)
+
+
+def test_failures_across_the_school_slow_everyone_without_a_second_factor() -> None:
+    t = Throttle(clock=lambda: 1000.0)
+    for n in range(100):  # one guess each from many PCs, at many accounts
+        t.failed(f"user:u{n}@10.0.{n}.1", f"addr:10.0.{n}.1", f"wide:u{n}", "all")
+    fresh = ("user:gov@10.9.9.9", "addr:10.9.9.9", "wide:gov", "all")
+    assert t.wait(*fresh) > 0
+
+
+def test_the_forwarded_address_is_believed_only_from_a_trusted_proxy() -> None:
+    from collector.console.client_address import client, networks
+
+    proxy = networks(("10.0.0.5", "192.168.0.0/24"))
+    assert client("10.0.0.5", "10.1.2.3", proxy) == "10.1.2.3"
+    assert client("10.0.0.9", "10.1.2.3", proxy) == "10.0.0.9"  # not a proxy: header ignored
+    assert client("10.0.0.5", None, proxy) == "10.0.0.5"
+    # What the client wrote itself sits to the left of what the proxies appended.
+    assert client("10.0.0.5", "6.6.6.6, 10.1.2.3", proxy) == "10.1.2.3"
+    assert client("10.0.0.5", "10.1.2.3, 192.168.0.7", proxy) == "10.1.2.3"  # two proxies
+    assert client("10.0.0.5", "10.1.2.3, junk", proxy) == "10.0.0.5"
+    assert client(None, "10.1.2.3", proxy) == "?"
+
+
+def test_visitors_are_paced_and_a_long_line_is_refused() -> None:
+    from collector.console.admission import Pacer
+
+    now = [0.0]
+    p = Pacer(rate=10, clock=lambda: now[0])
+    waits = [p.slot() for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    for _ in range(46):
+        p.slot()
+    assert p.slot() is None and p.refused == 1  # more than MAX_WAIT (5 s) in line
+    now[0] = 10.0
+    assert p.slot() == 0.0
+
+
+def test_refusals_are_written_once_per_address_a_minute_then_counted() -> None:
+    from collector.console.refusals import Refusals
+
+    now = [600.0]
+    r = Refusals(clock=lambda: now[0])
+    first = r.note("10.0.0.66", "csrf_token", "", "/login")
+    assert first == [("?", "refused", "/login", "kind=csrf_token addr=10.0.0.66")]
+    for _ in range(99):
+        assert r.note("10.0.0.66", "throttled", "", "/login") == []
+    assert r.note("10.0.0.7", "forbidden", "tech", "/incidents")[0][0] == "tech"
+    assert r.flush() == []  # the minute is not over
+    now[0] += 60
+    assert r.flush() == [("?", "refused_repeated", "console",
+                          "addr=10.0.0.66 minute=1970-01-01T00:10Z count=100 "
+                          "kinds=csrf_token:1,throttled:99")]  # fmt: skip
+    assert r.flush() == []
+
+
+def test_refusals_from_too_many_addresses_are_counted_together() -> None:
+    from collector.console.refusals import Refusals
+
+    r = Refusals(clock=lambda: 0.0)
+    r.SOURCES = 3
+    written = [r.note(f"10.0.0.{n}", "forbidden", "", "/") for n in range(10)]
+    assert sum(len(w) for w in written) == 4  # three addresses, then "*" once
