@@ -129,6 +129,7 @@ def outage(site: ChaosSite, events: int) -> tuple[float, float]:
     site.stop_writers()
     site.settle(timeout=900)  # the outage starts from a drained outbox
     site.collector.stop()
+    before = set(site.produced)
     t0 = time.monotonic()
     remaining = events
     while remaining:
@@ -140,7 +141,7 @@ def outage(site: ChaosSite, events: int) -> tuple[float, float]:
     with sqlite3.connect(f"{site.outbox.resolve().as_uri()}?mode=ro", uri=True) as conn:
         kept = {i for (i,) in conn.execute("SELECT event_id FROM queued UNION "
                                           "SELECT event_id FROM chained")}  # fmt: skip
-    site.dropped |= site.produced - kept
+    site.dropped |= (site.produced - before) - kept  # of the outage's events only
     site.allowed_lost |= site.dropped
     site.collector.start()
     t1 = time.monotonic()
