@@ -11,24 +11,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 
-from collector.paths import DataDir, write_secret
+from collector.paths import DataDir, secret_key
 from collector.store import Store, now_ms
 
 GENESIS = hashlib.sha256(b"sg-audit-v1").digest()
 
 
 def load_key(data: DataDir) -> bytes:
-    path = data.root / "secrets" / "audit.key"
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        write_secret(path, secrets.token_bytes(32))
-    return path.read_bytes()
+    return secret_key(data, "audit.key")
 
 
 def _digest(key: bytes, prev: bytes, row: tuple[Any, ...]) -> bytes:

@@ -76,6 +76,15 @@ def write_secret(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+def secret_key(data: DataDir, name: str) -> bytes:
+    """A 32-byte key in DATA/secrets/<name>, made on first use (owner-only)."""
+    path = data.root / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        write_secret(path, os.urandom(32))
+    return path.read_bytes()
+
+
 def write_public(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)

@@ -19,7 +19,6 @@ import hmac
 import logging
 import os
 import queue
-import secrets
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
@@ -41,7 +40,7 @@ from collector.console.sessions import ENDED, SESSION, PreLogin, Session, Sessio
 from collector.incidents.runtime import IncidentRuntime
 from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.ingest import Ingestor
-from collector.paths import DataDir, write_secret
+from collector.paths import DataDir, secret_key
 from collector.store import Store
 
 log = logging.getLogger(__name__)
@@ -73,11 +72,7 @@ CSP = (
 
 def load_key(data: DataDir) -> bytes:
     """The key that signs pre-login form tokens (made on first use, owner-only)."""
-    path = data.root / "secrets" / "console.key"
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        write_secret(path, secrets.token_bytes(32))
-    return path.read_bytes()
+    return secret_key(data, "console.key")
 
 
 def when(ms: int | None) -> str:
