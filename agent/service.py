@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent import __version__
 from agent.clock import AgentClock
+from agent.full_disk import SpillingPut, open_when_space
 from agent.identity import StateDir, load_ca, load_identity, load_key
 from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PENDING, Outbox
 from agent.policy import ActivePolicy, PolicyHolder
@@ -92,9 +93,15 @@ class Service:
             ident = load_identity(state)
             key = load_key(state, ident)
             ca_pem = load_ca(state, ident)
-            outbox = Outbox.open(state.outbox, ident.agent_id, max_pending=self._config.max_pending,
-                                 keep_acked_s=self._config.keep_acked_s,
-                                 max_kept=self._config.max_kept)  # fmt: skip
+            cfg = self._config
+            outbox = open_when_space(
+                lambda: Outbox.open(state.outbox, ident.agent_id, max_pending=cfg.max_pending,
+                                    keep_acked_s=cfg.keep_acked_s, max_kept=cfg.max_kept),
+                stop,
+            )
+            if outbox is None:  # stopped while the disk was full
+                return 0
+            put = SpillingPut(outbox.put)
             try:
                 shipping = ShippingState(state.shipping)
                 clock = AgentClock(*(shipping.clock() or ()))  # corrected before a Welcome too
@@ -107,7 +114,7 @@ class Service:
                 self.holder = holder
                 fetcher = PolicyFetcher(
                     holder,
-                    outbox.put,
+                    put,
                     FetchConfig(
                         address=ident.collector,
                         ca_pem=ca_pem,
@@ -137,22 +144,22 @@ class Service:
                     state=shipping,
                 )
                 self.shipper = shipper
-                self._serve(stop, outbox, shipper, holder, fetcher)
+                self._serve(stop, outbox, put, shipper, holder, fetcher)
             finally:
                 outbox.close()
         return 0
 
-    def _serve(self, stop: threading.Event, outbox: Outbox, shipper: Shipper,
+    def _serve(self, stop: threading.Event, outbox: Outbox, put: SpillingPut, shipper: Shipper,
                holder: PolicyHolder, fetcher: PolicyFetcher) -> None:  # fmt: skip
-        outbox.put(status_event(events_pb2.AgentStatus.STARTED, f"agent {__version__}"))
+        put(status_event(events_pb2.AgentStatus.STARTED, f"agent {__version__}"))
         if holder.load_error:
-            outbox.put(status_event(events_pb2.AgentStatus.POLICY_REJECTED, holder.load_error))
+            put(status_event(events_pb2.AgentStatus.POLICY_REJECTED, holder.load_error))
         shipping = threading.Thread(target=shipper.run, name="shipper", daemon=True)
         shipping.start()
         fetching = threading.Thread(target=fetcher.run, name="policy-fetch", daemon=True)
         fetching.start()
-        self.gate = gate = RateGate(outbox.put, self._config.rate)
-        stage, models = self._semantic(outbox, holder, fetcher)
+        self.gate = gate = RateGate(put, self._config.rate)
+        stage, models = self._semantic(put, holder, fetcher)
         ctx = SensorContext(emit=gate, policy=holder.current, state_dir=self._state.root,
                             semantic=lambda profile: stage.judge_for(holder.current(), profile))
         settings = SensorSettings(self._state.root, self._config.keyboard_socket)
@@ -170,9 +177,10 @@ class Service:
         try:
             while not stop.wait(self._config.heartbeat_s):
                 try:
+                    put.drain()
                     gate.flush()
-                    outbox.put(self._heartbeat(outbox, supervisor, holder))
-                except sqlite3.Error as exc:  # e.g. a full disk: keep running, try next beat
+                    put(self._heartbeat(outbox, supervisor, holder))
+                except sqlite3.Error as exc:  # keep running, try next beat
                     log.error("heartbeat.not_recorded detail=%s", exc)
         finally:
             log.info("agent.stopping flush_s=%.1f", self._config.flush_s)
@@ -180,7 +188,10 @@ class Service:
             models.stop()
             supervisor.stop()
             gate.flush()
-            outbox.put(status_event(events_pb2.AgentStatus.STOPPING))
+            put(status_event(events_pb2.AgentStatus.STOPPING))
+            if put.drain():
+                log.error("agent.stopping_with_events_in_memory count=%d: the PC's disk is "
+                          "still full; they are lost", put.waiting)  # fmt: skip
             shipper.stop(flush_s=self._config.flush_s)
             shipping.join(timeout=self._config.flush_s + 30)
             if shipping.is_alive():
@@ -190,12 +201,12 @@ class Service:
                 "agent.stopped left_pending=%d left_unacked=%d", counts.pending, counts.unacked
             )
 
-    def _semantic(self, outbox: Outbox, holder: PolicyHolder,
+    def _semantic(self, put: SpillingPut, holder: PolicyHolder,
                   policies: PolicyFetcher) -> tuple[SemanticStage, ModelFetcher]:  # fmt: skip
         """The semantic stage, and the thread that fetches the model each policy names."""
-        self.semantic = stage = SemanticStage(self._state.root / "models", outbox.put)
+        self.semantic = stage = SemanticStage(self._state.root / "models", put)
         cfg = policies.config
-        models = ModelFetcher(stage, outbox.put, cfg.address, cfg.ca_pem, cfg.agent_id,
+        models = ModelFetcher(stage, put, cfg.address, cfg.ca_pem, cfg.agent_id,
                               policies.key, holder.current, clock=policies.clock)  # fmt: skip
         holder.subscribe(lambda active: models.want(stage.wanted(active)))
         models.want(stage.wanted(holder.current()))
