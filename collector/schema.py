@@ -221,4 +221,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE incidents ADD COLUMN notified_severity UTINYINT DEFAULT 0;
     UPDATE incidents SET notified_severity = severity WHERE notified_ms IS NOT NULL;
     """,
+    # 6: nothing trusted from a PC (issue 16): an event with a field no honest agent sends (a
+    # category no policy defines, control characters, an over-long text) is stored, as signed
+    # evidence, with the field and why here; it is never judged as a detection.
+    """
+    ALTER TABLE events ADD COLUMN malformed VARCHAR;
+    """,
 ]
