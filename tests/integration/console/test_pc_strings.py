@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
-from collector import reports, vocabulary
+from collector import policy, reports, vocabulary
 from protos import events_pb2
+from rules.load import DEFAULT_DIR
 from tests.integration.console.support import Agent, Client, ConsoleHarness, keyword, url
 
 pytestmark = pytest.mark.integration
@@ -108,3 +111,26 @@ def test_a_category_made_a_candidate_before_ingest_checked_shows_as_unknown(
     status, listing = dsl.get("/incidents")
     assert status == 200 and "unknown" in listing
     _assert_clean(listing)
+
+
+def test_a_category_published_while_serving_is_known_at_once(
+    console: ConsoleHarness, tmp_path: Path
+) -> None:
+    """An agent fetches a new policy as soon as it is published and may ship events under its
+    new category on the same stream: the verifiers must know the name by then."""
+    agent = Agent.enrol(console)
+    agent.ship(keyword("grooming", ["send me a photo"]))  # the verifier has read its names
+    folder = tmp_path / "rules"
+    shutil.copytree(DEFAULT_DIR, folder)
+    (folder / "keywords" / "vaping.toml").write_text(
+        '[category]\nname = "vaping"\ntitle = "Vaping"\nenabled = true\nthreshold = 10\n'
+        'window = 15\n\n[[term]]\npattern = "vape pen"\nweight = 10\n'
+        'why = "Buying a vape under age."\nexample = "where can i get a vape pen"\n',
+        encoding="utf-8",
+    )
+    policy.publish(console.data, folder)
+    agent.ship(keyword("vaping", ["vape pen"], account="pupil.bob"))
+    assert console.tampering(agent.agent_id) == []
+    cats = console.with_store(lambda s: s.con.execute(
+        "SELECT category FROM incidents ORDER BY id").fetchall())  # fmt: skip
+    assert cats == [("grooming",), ("vaping",)]
