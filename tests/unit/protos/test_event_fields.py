@@ -37,7 +37,9 @@ def test_what_an_honest_agent_sends_passes() -> None:
     assert flaw(url, WORDS) is None
     log = events_pb2.Event(url=events_pb2.UrlDetection(list="browsing_log", url="https://a/"))
     assert flaw(log, WORDS) is None
-    sensors = [events_pb2.SensorHealth(name="usb", state="crashed")]
+    sensors = [events_pb2.SensorHealth(name="usb", state="crashed"),
+               events_pb2.SensorHealth(name="keyboard", state="degraded", detail="no helper\n"),
+               events_pb2.SensorHealth(name="browser", state="failed")]  # fmt: skip
     beat = events_pb2.Event(heartbeat=events_pb2.Heartbeat(policy_version="7", sensors=sensors))
     assert flaw(beat, WORDS) is None
 
