@@ -59,6 +59,16 @@ def shipped() -> Vocabulary:
         return Vocabulary()
 
 
+_shipped_memo: list[Vocabulary] = []
+
+
+def _shipped_cached() -> Vocabulary:
+    """The shipped policy is the same for the life of the process: load it once."""
+    if not _shipped_memo:
+        _shipped_memo.append(shipped())
+    return _shipped_memo[0]
+
+
 def read(path: Path) -> Vocabulary | None:
     """The file's vocabulary; None if it is missing or damaged."""
     try:
@@ -84,7 +94,7 @@ def add(data: DataDir, policy: Policy) -> None:
 
 def build(data: DataDir) -> Vocabulary:
     """The shipped policy's names and every published bundle's (slow: loads each one)."""
-    known = shipped()
+    known = _shipped_cached()
     key = Ed25519PublicKey.from_public_bytes(data.policy_pub.read_bytes())
     for path in sorted(data.policy_dir.glob("bundle-*.json")):
         try:
@@ -142,15 +152,6 @@ def known_categories(data: DataDir) -> frozenset[str]:
     if found is None:
         found = _shipped_cached()
     return found.all_categories
-
-
-_shipped_memo: list[Vocabulary] = []
-
-
-def _shipped_cached() -> Vocabulary:
-    if not _shipped_memo:
-        _shipped_memo.append(shipped())
-    return _shipped_memo[0]
 
 
 def shown(category: str, known: frozenset[str]) -> str:
