@@ -183,7 +183,7 @@ def alert_event(alert: Alert | SemanticAlert, window: WindowInfo, account: str, 
     )
     if isinstance(alert, SemanticAlert):
         detection.list = f"semantic/{alert.category}"
-        detection.terms.append(clean(alert.exemplar_text, fields.TERM))
+        detection.terms.append(clean(alert.exemplar_text, 200))  # a sentence, not a pattern
         detection.exemplar = alert.exemplar
         detection.similarity = alert.similarity
         severity = semantic_severity(policy, alert.category)

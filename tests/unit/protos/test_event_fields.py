@@ -29,6 +29,7 @@ def kw(**fields: object) -> events_pb2.Event:
 
 def test_what_an_honest_agent_sends_passes() -> None:
     assert flaw(kw(), WORDS) is None
+    assert flaw(kw(terms=["(i|we|ill) ...2 kill you" * 60]), WORDS) is None  # a long pattern
     assert flaw(kw(list="semantic/grooming", source="search:google"), WORDS) is None
     assert flaw(kw(source="search:unknown", exemption="ks2-history"), WORDS) is None
     url = events_pb2.Event(url=events_pb2.UrlDetection(
@@ -58,6 +59,7 @@ def test_what_an_honest_agent_sends_passes() -> None:
         (kw(context="y" * 301), "keyword.context"),
         (kw(window_title="a\x00b"), "keyword.window_title"),
         (kw(terms=["t"] * 101), "keyword.terms"),
+        (kw(terms=["t" * 4001]), "keyword.terms"),
         (kw(exemption="made-up"), "keyword.exemption"),
         (events_pb2.Event(account="a\rb", keyword=events_pb2.KeywordDetection()), "account"),
         (events_pb2.Event(url=events_pb2.UrlDetection(category="grooming", list="urls:domain")),
