@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 from agent.browser_history import BrowserProfile, Visit
 from agent.detector import WindowInfo, alert_event, severity_of
+from protos import event_fields as fields
 from protos import events_pb2
+from protos.event_fields import clean
 from rules.match import Alert
 from rules.schema import Policy, Profile
 from rules.semantic import SemanticAlert
@@ -80,7 +82,9 @@ def _url_event(visit: Visit, browser: BrowserProfile, account: str, severity: in
     return events_pb2.Event(
         severity=severity, account=account,
         url=events_pb2.UrlDetection(
-            category=category, list=list_name, url=visit.url, rule=rule,
-            browser=browser.browser, profile=browser.name, previous_urls=previous,
+            category=category, list=list_name, url=clean(visit.url, fields.URL),
+            rule=clean(rule, fields.URL), browser=clean(browser.browser, fields.BROWSER),
+            profile=clean(browser.name, fields.PROFILE),
+            previous_urls=[clean(u, fields.URL) for u in previous[-fields.PREVIOUS_URLS:]],
             visited_unix_ms=visit.visited_unix_ms, exemption=exemption),
     )  # fmt: skip

@@ -19,7 +19,9 @@ import time
 from collections.abc import Callable
 
 from agent.sensors.keyboard_keys import BACKSPACE, DELETE, ENTER, RESET, SPECIAL, WindowInfo
+from protos import event_fields as fields
 from protos import events_pb2
+from protos.event_fields import clean
 from rules.compile import Compiled
 from rules.match import Alert, Stream
 from rules.schema import Policy
@@ -168,24 +170,26 @@ def alert_event(alert: Alert | SemanticAlert, window: WindowInfo, account: str, 
                 source: str = "keyboard") -> events_pb2.Event:  # fmt: skip
     """The only way a typed-text alert leaves the detector: its capped context and no more."""
     context = " ".join(alert.context.split()[-policy.context_words :])[-policy.context_chars :]
+    # Free text as the collector accepts it (protos/event_fields.py): a pupil can put a
+    # control character in a window title; it must not make the PC look tampered with.
     detection = events_pb2.KeywordDetection(
         category=alert.category,
         score=alert.score,
-        context=context,
-        application=window.app[:200],
-        window_title=window.title[:300],
+        context=clean(context, fields.CONTEXT),
+        application=clean(window.app, fields.APPLICATION),
+        window_title=clean(window.title, fields.WINDOW_TITLE),
         source=source,
         exemption=",".join(alert.exemptions),
     )
     if isinstance(alert, SemanticAlert):
         detection.list = f"semantic/{alert.category}"
-        detection.terms.append(alert.exemplar_text[:200])
+        detection.terms.append(clean(alert.exemplar_text, 200))  # a sentence, not a pattern
         detection.exemplar = alert.exemplar
         detection.similarity = alert.similarity
         severity = semantic_severity(policy, alert.category)
     else:
         detection.list = f"keywords/{alert.category}"
-        detection.terms.extend(alert.terms)
+        detection.terms.extend(clean(t, fields.TERM) for t in alert.terms[: fields.TERMS])
         severity = severity_of(policy, alert.category, alert.score)
     return events_pb2.Event(observed_unix_ms=int(time.time() * 1000), severity=severity,
                             account=account, keyword=detection)  # fmt: skip

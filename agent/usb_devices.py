@@ -16,7 +16,9 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from protos import event_fields as fields
 from protos import events_pb2
+from protos.event_fields import clean
 from rules.schema import Policy
 from rules.usb import STORAGE, UsbDecision, UsbDevice, decide
 
@@ -179,10 +181,14 @@ def removal_event(info: UsbInfo, account: str) -> events_pb2.Event:
 
 def _message(info: UsbInfo, action: events_pb2.UsbDecision.Action.ValueType,
              rule: str) -> events_pb2.UsbDecision:  # fmt: skip
+    # The device names itself: its strings are cleaned as the collector expects
+    # (protos/event_fields.py), or a device's bell character would read as a tampered PC.
     return events_pb2.UsbDecision(
-        action=action, vendor_id=info.vendor, product_id=info.product_id, serial=info.serial,
-        manufacturer=info.manufacturer, product=info.product, interfaces=list(info.interfaces),
-        rule=rule, device_path=info.path,
+        action=action, vendor_id=info.vendor, product_id=info.product_id,
+        serial=clean(info.serial, fields.DEVICE_TEXT),
+        manufacturer=clean(info.manufacturer, fields.DEVICE_TEXT),
+        product=clean(info.product, fields.DEVICE_TEXT), interfaces=list(info.interfaces),
+        rule=clean(rule, fields.DEVICE_TEXT), device_path=clean(info.path, fields.DEVICE_PATH),
     )  # fmt: skip
 
 

@@ -58,7 +58,10 @@ def fill(store: Store, n_events: int, seed: int = 7) -> tuple[float, float, int]
     done = 0
     while done < n_events:
         n = min(CHUNK, n_events - done)
-        cols: dict[str, list[object]] = {k: [] for k in EVENT_COLUMNS}
+        # The columns it fills; append_events gives the rest (clock skew, malformed) as null.
+        cols: dict[str, list[object]] = {
+            k: [] for k in EVENT_COLUMNS if k not in ("clock_skew_ms", "malformed")
+        }
         detections = []
         for i in range(n):
             agent = rng.choice(agents)

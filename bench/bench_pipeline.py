@@ -97,7 +97,7 @@ def make_events(agent: Agent, n: int, detections: float, spread_ms: int = 0) -> 
         if every and seq % every == 0:
             event.severity = 3
             event.keyword.CopyFrom(events_pb2.KeywordDetection(
-                category="bullying", list="bullying", terms=["nobody likes you"], score=60,
+                category="bullying", list="keywords/bullying", terms=["nobody likes you"], score=60,
                 context="and honestly nobody likes you so", application="chrome",
                 window_title="Docs - Homework", source="keyboard",
             ))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from collector import admin, pki, server
+from collector import admin, pki, server, vocabulary
 from collector.console import config as console_config
 from collector.console.server import Console
 from collector.incidents.runtime import IncidentRuntime
@@ -94,7 +94,8 @@ async def start(
     ingestor.start()
     incidents = IncidentRuntime(ingestor, cfg, data)
     incidents.start()
-    checkers = Verifiers(verifiers)
+    vocabulary.ensure(data)  # the names events may carry, before a verifier needs them
+    checkers = Verifiers(verifiers, vocabulary.path_of(data))
     console: Console | None = None
     try:
         await checkers.start()

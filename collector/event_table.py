@@ -26,6 +26,7 @@ EVENT_COLUMNS = (
     "raw",
     "hash",
     "clock_skew_ms",  # the session's measured skew when beyond the setting, else null
+    "malformed",  # the field no honest agent sends, and why (protos/event_fields.py), else null
 )
 _EVENT_TYPES = (
     pa.string(),
@@ -39,6 +40,7 @@ _EVENT_TYPES = (
     pa.binary(),
     pa.binary(),
     pa.int64(),
+    pa.string(),
 )
 EVENT_SCHEMA = pa.schema(list(zip(EVENT_COLUMNS, _EVENT_TYPES, strict=True)))
 ROWS_SCHEMA = EVENT_SCHEMA.append(pa.field("judge", pa.bool_()))  # as a verifier hands them over
@@ -49,13 +51,20 @@ SKEW = EVENT_COLUMNS.index("clock_skew_ms")
 SIGNAL_KINDS = frozenset({"keyword", "url", "usb", "test_alert", "status"})
 
 
-def from_checked(checked: envelope.CheckedBatch) -> pa.Table:
+def from_checked(
+    checked: envelope.CheckedBatch, malformed: list[str | None] | None = None
+) -> pa.Table:
     """The rows a checked batch would store, and `judge`; received_ms is 0 (and
-    clock_skew_ms null) until the writer stamps them."""
+    clock_skew_ms null) until the writer stamps them. `malformed`: per event, the field that
+    breaks protos/event_fields.py's contract (None for none); such an event is never judged."""
     f = checked.fields
     n = len(f.seq)
     judge = [k in SIGNAL_KINDS for k in f.kind]
+    if malformed is not None:
+        judge = [j and m is None for j, m in zip(judge, malformed, strict=True)]
     beats = [i for i, k in enumerate(f.kind) if k == "heartbeat"]
+    if malformed is not None:
+        beats = [i for i in beats if malformed[i] is None]
     if beats:  # the latest by the agent's clock; max keeps the first of a tie: the later seq
         judge[max(reversed(beats), key=f.observed_ms.__getitem__)] = True
     columns = [
@@ -70,6 +79,7 @@ def from_checked(checked: envelope.CheckedBatch) -> pa.Table:
         pa.array(checked.batch.events, pa.binary()),
         pa.array(checked.hashes, pa.binary()),
         pa.nulls(n, pa.int64()),
+        pa.nulls(n, pa.string()) if malformed is None else pa.array(malformed, pa.string()),
         pa.array(judge, pa.bool_()),
     ]
     return pa.Table.from_arrays(columns, schema=ROWS_SCHEMA)

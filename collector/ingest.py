@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collector import event_table, verify
 from collector.clock import SessionClock
@@ -44,6 +45,7 @@ EVIDENCE_CAP = 4 * 1024 * 1024
 EVIDENCE_PER_HOUR = 10  # tampering records per agent per hour that keep the batch's bytes
 RECORDS_PER_HOUR = 100  # beyond this, an agent's tampering that hour is counted on one record
 FAILED_STREAMS_KEPT = 10_000  # streams remembered as broken by a failed commit
+MALFORMED_FIELD = "malformed_field"  # the tampering kind of an event an honest agent never sends
 
 
 class CommitFailed(RuntimeError):
@@ -328,6 +330,8 @@ class Ingestor:
             return True
         start = placement.store_from
         rows = checked.rows.slice(start) if start else checked.rows
+        if rows.column("malformed").null_count < rows.num_rows:
+            self._record_malformed(group, agent_id, rows, now)
         clock = job.clock
         group.rows.append(event_table.stamp_received(rows, now, clock.flag if clock else None))
         if clock is not None and clock.measured_ms != rec.clock_measured_ms:
@@ -350,6 +354,25 @@ class Ingestor:
         group.events += rows.num_rows
         group.answers.append((job.future, _ack(checked.last_seq)))
         return True
+
+    def _record_malformed(self, group: _Group, agent_id: str, rows: pa.Table, now: int) -> None:
+        """A tampering record for each event its verifier marked: a field no honest agent
+        sends (protos/event_fields.py). The event itself is stored with the batch (the chain
+        must not break, and it is signed evidence) and never judged; the record keeps its
+        bytes, and says which field and why without quoting it."""
+        picked = rows.filter(pc.is_valid(rows.column("malformed")))
+        for seq, why, raw in zip(
+            picked.column("seq").to_pylist(),
+            picked.column("malformed").to_pylist(),
+            picked.column("raw").to_pylist(),
+            strict=True,
+        ):
+            detail = (f"seq {seq}: {why}; the event is kept as signed evidence and is not "
+                      "judged as a detection")  # fmt: skip
+            self._record(group, (agent_id, MALFORMED_FIELD, detail, seq, seq, now,
+                                 raw[:EVIDENCE_CAP]))  # fmt: skip
+            log.warning("event.malformed_field agent=%s seq=%d field=%s", agent_id, seq,
+                        why.partition(":")[0])  # fmt: skip
 
     def _stage_unsigned(self, group: _Group, job: _UnsignedJob) -> None:
         b = job.batch

@@ -19,7 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from collector import models, pki
+from collector import models, pki, vocabulary
 from collector.paths import DataDir, write_secret
 from collector.store import Store
 from protos import ingest_pb2
@@ -134,6 +134,8 @@ def publish(
     models.copy_for(data, checked.policy, folder)  # the file the policy names, for agents
     path = data.policy_dir / f"bundle-{version:06d}.json"
     write_secret(path, raw)
+    # Its names before it is current: an agent that fetches it sends events that use them.
+    vocabulary.add(data, checked.policy)
     write_secret(_current_path(data), raw)
     _source(data).write_text(str(folder) + "\n", encoding="utf-8")
     log.info("policy.published version=%d bytes=%d rules=%s exemptions=%d", version, len(raw),

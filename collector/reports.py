@@ -16,6 +16,8 @@ from typing import Any
 import duckdb
 import matplotlib
 
+from collector import vocabulary
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
@@ -33,8 +35,23 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any]) -> list[tup
     return con.execute(sql, args).fetchall()
 
 
-def weekly(con: duckdb.DuckDBPyConnection, week_start: dt.date) -> dict[str, Any]:
-    """Monday to Sunday starting at week_start."""
+def _categories(rows: list[tuple[Any, ...]], known: frozenset[str] | None) -> list[tuple[Any, int]]:
+    """Counts by category, each category as a page may show it: one no policy defines is
+    counted under "unknown" (collector/vocabulary.py), never named. Ingest keeps such events
+    from becoming candidates; this holds even for candidates made before it did."""
+    if known is None:
+        return [(c, n) for c, n in rows]
+    merged: dict[str, int] = {}
+    for category, n in rows:
+        name = vocabulary.shown(category, known)
+        merged[name] = merged.get(name, 0) + n
+    return sorted(merged.items(), key=lambda kv: -kv[1])
+
+
+def weekly(
+    con: duckdb.DuckDBPyConnection, week_start: dt.date, known: frozenset[str] | None = None
+) -> dict[str, Any]:
+    """Monday to Sunday starting at week_start. `known`: the categories policies define."""
     lo, hi = _ms(week_start), _ms(week_start + dt.timedelta(days=7))
     by_cat = _rows(
         con,
@@ -42,6 +59,7 @@ def weekly(con: duckdb.DuckDBPyConnection, week_start: dt.date) -> dict[str, Any
         "first_ms < ? GROUP BY 1 ORDER BY 2 DESC",
         [lo, hi],
     )
+    by_cat = _categories(by_cat, known)
     by_sev = _rows(
         con,
         "SELECT severity, count(*) FROM incidents WHERE first_ms >= ? AND "
@@ -107,8 +125,12 @@ def _suppressed(rows: list[tuple[Any, int]]) -> list[tuple[Any, str]]:
     return [(key, f"fewer than {SMALL}" if 0 < n < SMALL else str(n)) for key, n in rows]
 
 
-def governors(con: duckdb.DuckDBPyConnection, weeks: int, today: dt.date) -> dict[str, Any]:
-    """Counts and trends only: no names, accounts, machines, terms or sites."""
+def governors(
+    con: duckdb.DuckDBPyConnection, weeks: int, today: dt.date,
+    known: frozenset[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Counts and trends only: no names, accounts, machines, terms or sites. `known`: the
+    categories policies define; any other is counted as "unknown"."""
     start = today - dt.timedelta(days=today.weekday()) - dt.timedelta(weeks=weeks - 1)
     lo = _ms(start)
     trend = _rows(
@@ -127,6 +149,7 @@ def governors(con: duckdb.DuckDBPyConnection, weeks: int, today: dt.date) -> dic
         "kind = 'detection' GROUP BY 1 ORDER BY 2 DESC",
         [lo],
     )
+    by_cat = _categories(by_cat, known)
     by_sev = _rows(
         con,
         "SELECT severity, count(*) FROM incidents WHERE first_ms >= ? GROUP BY 1 ORDER BY 1",

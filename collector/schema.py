@@ -254,4 +254,10 @@ MIGRATIONS: list[str] = [
         used_ms    BIGINT
     );
     """,
+    # 9: nothing trusted from a PC (issue 16): an event with a field no honest agent sends (a
+    # category no policy defines, control characters, an over-long text) is stored, as signed
+    # evidence, with the field and why here; it is never judged as a detection.
+    """
+    ALTER TABLE events ADD COLUMN malformed VARCHAR;
+    """,
 ]

@@ -227,7 +227,10 @@ class Store:
         """Rows with collector/event_table.py's columns, as a table or as lists."""
         if isinstance(rows, dict):
             n = len(next(iter(rows.values()), []))
-            rows = pa.Table.from_pydict({"clock_skew_ms": [None] * n, **rows}, schema=EVENT_SCHEMA)
+            rows = pa.Table.from_pydict(
+                {"clock_skew_ms": [None] * n, "malformed": [None] * n, **rows},
+                schema=EVENT_SCHEMA,
+            )
         self._insert_arrow("events", event_table.stored_columns(rows))
 
     def append_batches(self, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -8,7 +8,8 @@ checked on its own terms, in the order it arrived, and the answer goes back on t
 
 Frames, both ways, are a 5-byte header (status or kind, body length) and a body:
     request  kind 0, body = public key (32) | nonce (16) | Batch bytes
-    answer   OK, body = Arrow IPC stream of the batch's rows (collector/event_table.py)
+    answer   OK, body = Arrow IPC stream of the batch's rows (collector/event_table.py), each
+             event's strings checked (protos/event_fields.py; `malformed` says what broke)
              REFUSED, body = "reason: detail" (protos/envelope.py's EnvelopeError)
              FAILED, body = what went wrong here (a fault of ours, not the agent's)
 """
@@ -21,13 +22,14 @@ import os
 import signal
 import struct
 import sys
+from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from collector import event_table
-from protos import envelope, ingest_pb2
+from collector import event_table, vocabulary
+from protos import envelope, event_fields, events_pb2, ingest_pb2
 
 log = logging.getLogger("collector.verifier")
 
@@ -43,13 +45,43 @@ def request(public_key: bytes, nonce: bytes, batch: bytes) -> bytes:
     return HEADER.pack(REQUEST, KEY_LEN + len(nonce) + len(batch)) + public_key + nonce + batch
 
 
-def check(public_key: Ed25519PublicKey, nonce: bytes, batch_bytes: bytes) -> pa.Table:
-    """The rows of one batch, or EnvelopeError saying why it is refused."""
+def check(
+    public_key: Ed25519PublicKey, nonce: bytes, batch_bytes: bytes,
+    words: vocabulary.Reader | None = None,
+) -> pa.Table:  # fmt: skip
+    """The rows of one batch, or EnvelopeError saying why it is refused. Each event's strings
+    are checked against `words` (default: the shipped policy's) and the contract in
+    protos/event_fields.py; one that breaks it is marked (`malformed`), not refused: the batch
+    is signed and chained, so it is stored whole and the event kept as evidence."""
     try:
         batch = ingest_pb2.Batch.FromString(batch_bytes)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise envelope.EnvelopeError(f"malformed: the batch does not parse: {exc}") from None
-    return event_table.from_checked(envelope.check_batch(batch, public_key, nonce, batch_bytes))
+    checked = envelope.check_batch(batch, public_key, nonce, batch_bytes)
+    return event_table.from_checked(checked, malformed(checked.events, words or _shipped()))
+
+
+def malformed(events: list[events_pb2.Event], words: vocabulary.Reader) -> list[str | None] | None:
+    """Per event, the field an honest agent never sends and why; None when all are sound."""
+    known = words.current()
+    found = [event_fields.flaw(e, known) for e in events]
+    if not any(found):
+        return None
+    # A policy published since the file was last read may define the name: read it again.
+    if (fresh := words.refreshed()) is not known:
+        pairs = zip(events, found, strict=True)
+        found = [event_fields.flaw(e, fresh) if f else None for e, f in pairs]
+    return found if any(found) else None
+
+
+_default: list[vocabulary.Reader] = []
+
+
+def _shipped() -> vocabulary.Reader:
+    """A verifier run without the collector's file (tests): the shipped policy's names."""
+    if not _default:
+        _default.append(vocabulary.Reader(None))
+    return _default[0]
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -79,10 +111,12 @@ class KeyCache:
         return key
 
 
-def answer(keys: KeyCache, body: bytes) -> tuple[int, bytes]:
+def answer(
+    keys: KeyCache, body: bytes, words: vocabulary.Reader | None = None
+) -> tuple[int, bytes]:
     nonce_end = KEY_LEN + envelope.NONCE_LEN
     try:
-        table = check(keys.get(body[:KEY_LEN]), body[KEY_LEN:nonce_end], body[nonce_end:])
+        table = check(keys.get(body[:KEY_LEN]), body[KEY_LEN:nonce_end], body[nonce_end:], words)
         return OK, to_ipc(table)
     except envelope.EnvelopeError as exc:
         return REFUSED, str(exc).encode()
@@ -91,7 +125,7 @@ def answer(keys: KeyCache, body: bytes) -> tuple[int, bytes]:
         return FAILED, f"{type(exc).__name__}: {exc}".encode()
 
 
-def serve(inp: BinaryIO, out: BinaryIO) -> None:
+def serve(inp: BinaryIO, out: BinaryIO, words: vocabulary.Reader | None = None) -> None:
     """Answer requests in order until the collector closes the pipe."""
     keys = KeyCache()
     while True:
@@ -102,7 +136,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
         body = inp.read(size)
         if kind != REQUEST or len(body) < size:
             raise SystemExit(f"verifier: bad request frame (kind {kind}, {len(body)}/{size} bytes)")
-        status, reply = answer(keys, body)
+        status, reply = answer(keys, body, words)
         out.write(HEADER.pack(status, len(reply)))
         out.write(reply)
         out.flush()
@@ -120,8 +154,10 @@ def main() -> int:
     # nothing printed by a library can corrupt a frame.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    # The file of names events may carry (collector/vocabulary.py), if the collector gave one.
+    words = vocabulary.Reader(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
     with contextlib.suppress(BrokenPipeError):  # the collector went away: nothing is owed
-        serve(sys.stdin.buffer, out)
+        serve(sys.stdin.buffer, out, words)
     return 0
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -48,10 +49,12 @@ class _Child:
 
 
 class Verifiers:
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, vocabulary: Path | None = None) -> None:
+        """`vocabulary`: the file of names events may carry (collector/vocabulary.py)."""
         if count < 1:
             raise ValueError("at least one verifier process is needed")
         self.count = count
+        self._vocabulary = vocabulary
         self._children: list[_Child] = []
         self._closing = False
         self._ready = asyncio.Event()
@@ -116,6 +119,7 @@ class Verifiers:
             sys.executable,
             "-m",
             "collector.verifier_worker",
+            *([str(self._vocabulary)] if self._vocabulary is not None else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=2**22,  # buffered answers before the pipe is paused (read whole all the same)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from collector import anchors, exports, records
+from collector import anchors, exports, records, vocabulary
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
@@ -82,7 +82,11 @@ def routes(app: web.Application, c: Console) -> None:
         me = staff(request)
         f = filters(request.query)
         rows, total = await c.read(lambda con: queries.list_incidents(con, f))
-        cats = await c.read(queries.categories)
+        known = vocabulary.known_categories(c.data)
+        # Only names a policy (or the collector) gives; any other is shown as "unknown".
+        cats = sorted({vocabulary.shown(x, known) for x in await c.read(queries.categories)})
+        for row in rows:
+            row["category"] = vocabulary.shown(row["category"], known)
         await c.record(me, "view_list", "incidents", request.query_string[:200])
         return c.render(
             request,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from aiohttp import web
 
-from collector import anchors, clock, enrolment, policy, reports, retention
+from collector import anchors, clock, enrolment, policy, reports, retention, vocabulary
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.store import Store, now_ms
@@ -249,14 +249,16 @@ def routes(app: web.Application, c: Console) -> None:
         if not dt.date(2000, 1, 1) <= start <= dt.date(2999, 12, 24):  # a week that can end
             start = today - dt.timedelta(days=today.weekday() + 7)
         await c.record(me, "view_report", "weekly", start.isoformat())
-        rep = await c.read(lambda con: reports.weekly(con, start))
+        known = vocabulary.known_categories(c.data)
+        rep = await c.read(lambda con: reports.weekly(con, start, known))
         checkpoint = await c.read(lambda con: anchors.make(c.data, con))
         return c.render(request, "weekly.html", r=rep, dt=dt, checkpoint=checkpoint.line())
 
     async def governors(request: web.Request) -> web.StreamResponse:
         me = need(request, "governors")
         await c.record(me, "view_report", "governors")
-        rep = await c.read(lambda con: reports.governors(con, 12, dt.date.today()))
+        known = vocabulary.known_categories(c.data)
+        rep = await c.read(lambda con: reports.governors(con, 12, dt.date.today(), known))
         return c.render(request, "governors.html", r=rep)
 
     async def settings(request: web.Request) -> web.StreamResponse:

@@ -9,12 +9,13 @@ here mirror that file, for a policy that does not load at all.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector import policy as published
+from collector import vocabulary
 from collector.paths import DataDir
 from rules import bundle as bundles
 from rules.load import load_policy
@@ -41,12 +42,17 @@ class EngineRules:
     usb_blocked_severity: int = 3
     usb_rejected_severity: int = 4  # storage that also exposes HID or network: BadUSB
     tampering_severity: dict[str, int] = field(
-        default_factory=lambda: {"gap": 3, "fork": 4, "replay": 4, "bad_signature": 4, "flood": 4}
-    )
+        default_factory=lambda: {
+            "gap": 3, "fork": 4, "replay": 4, "bad_signature": 4, "flood": 4, "malformed_field": 4,
+        }
+    )  # fmt: skip
     silent_agent_severity: int = 2
     capture_missing_severity: int = 3  # a desktop session with no keyboard helper
     test_alert_severity: int = 1
     source: str = "built-in defaults"
+    # Categories some policy defines (collector/vocabulary.py); None: not known, take any.
+    # Ingest marks events with other names already; this keeps them off pages all the same.
+    categories: frozenset[str] | None = None
     # Severity by (category, score), filled on first use: it is asked once per detection.
     _severity_cache: dict[tuple[str, int], int] = field(
         default_factory=dict, compare=False, repr=False
@@ -63,6 +69,9 @@ class EngineRules:
             )  # fmt: skip
             self._severity_cache[key] = found
         return found
+
+    def knows(self, category: str) -> bool:
+        return self.categories is None or category in self.categories
 
 
 DEFAULT_INCIDENTS = IncidentRules(
@@ -114,7 +123,8 @@ def load(folder: Path | None = None) -> EngineRules:
         log.warning("incidents.rules_defaults reason=%s", str(exc).splitlines()[0])
         return EngineRules(DEFAULT_INCIDENTS, DEFAULT_RECURRENCES)
     where = str(folder) if folder else "the shipped policy"
-    return _rules(policy, f"{where}, version {policy.version} (not published)")
+    rules = _rules(policy, f"{where}, version {policy.version} (not published)")
+    return replace(rules, categories=vocabulary.of_policy(policy).all_categories)
 
 
 def for_collector(data: DataDir, folder: Path | None = None) -> tuple[EngineRules, str]:
@@ -122,6 +132,14 @@ def for_collector(data: DataDir, folder: Path | None = None) -> tuple[EngineRule
     against the collector's policy key), or, before anything is published, the folder
     console.toml names (default: the shipped policy). Also returns the published version
     they came from ("" for none), so a caller can tell when to load them again."""
+    rules, version = _for_collector(data, folder)
+    known = vocabulary.read(vocabulary.path_of(data))
+    if known is not None:  # every published version's, not just the newest's
+        rules = replace(rules, categories=known.all_categories | (rules.categories or frozenset()))
+    return rules, version
+
+
+def _for_collector(data: DataDir, folder: Path | None) -> tuple[EngineRules, str]:
     found = published.current(data)
     if found is None:
         return load(folder), ""
@@ -135,13 +153,17 @@ def for_collector(data: DataDir, folder: Path | None = None) -> tuple[EngineRule
         log.error("incidents.published_policy_refused version=%d reason=%s", version,
                   str(exc).splitlines()[0])  # fmt: skip
         return load(folder), str(version)
-    return _rules(bundle.policy, f"published policy version {bundle.version}"), str(version)
+    rules = _rules(bundle.policy, f"published policy version {bundle.version}")
+    return replace(rules, categories=vocabulary.of_policy(bundle.policy).all_categories), str(
+        version
+    )
 
 
 def _rules(policy: Policy, source: str) -> EngineRules:
     inc = policy.incidents
     fixed = dict(inc.fixed)
-    tampering = {k: fixed["tampering"] for k in ("fork", "replay", "bad_signature", "flood")}
+    kinds = ("fork", "replay", "bad_signature", "flood", "malformed_field")
+    tampering = {k: fixed["tampering"] for k in kinds}
     return EngineRules(
         inc,
         inc.recurrences,

@@ -25,6 +25,8 @@ _WHAT = {
     "replay": "a batch replayed from another connection",
     "bad_signature": "a batch whose signature does not verify",
     "flood": "refused batches sent over and over (counted on one record)",
+    "malformed_field": "an event with a field no genuine agent sends (kept as evidence, not "
+    "shown as a detection)",
 }
 CHUNK = 50_000
 STORAGE_SEVERITY = 3  # monitoring was at risk; the PCs kept the events, so none is missing
@@ -88,7 +90,7 @@ def catch_up(engine: Engine, store: Store) -> int:
     judged = 0
     try:
         cur.execute(
-            "SELECT agent_id, seq, kind, observed_ms, raw, received_ms FROM events "
+            "SELECT agent_id, seq, kind, observed_ms, raw, received_ms, malformed FROM events "
             "WHERE received_ms > ? ORDER BY received_ms, agent_id, seq",
             [int(row[0])],
         )
@@ -111,7 +113,10 @@ def catch_up(engine: Engine, store: Store) -> int:
             else:
                 carry = []
             judged += len(rows)
-            engine.process(store, [r[:5] for r in rows], notify=True, through_ms=rows[-1][5])
+            # A malformed event is evidence of tampering, never a detection (its record
+            # became a candidate when it was stored); the mark moves past it all the same.
+            judge = [r[:5] for r in rows if r[6] is None]
+            engine.process(store, judge, notify=True, through_ms=rows[-1][5])
     finally:
         cur.close()
     log.warning("incidents.caught_up events=%d", judged)
@@ -188,7 +193,8 @@ def rerun(engine: Engine, store: Store) -> dict[str, int]:
     cur = store.reader()
     cur.execute(
         "SELECT e.agent_id, e.seq, e.kind, e.observed_ms, e.raw FROM events e "
-        "WHERE e.kind IN ('keyword', 'url', 'usb', 'test_alert') AND NOT EXISTS (SELECT 1 FROM "
+        "WHERE e.kind IN ('keyword', 'url', 'usb', 'test_alert') AND e.malformed IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM "
         "incident_signals s WHERE s.agent_id = e.agent_id AND s.seq = e.seq) "
         "ORDER BY e.observed_ms, e.agent_id, e.seq"
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from collector.event_table import SIGNAL_KINDS
 from collector.incidents.config import EngineRules
+from collector.vocabulary import UNKNOWN
 from protos import events_pb2
 
 # Kinds worth decoding; the rest (unknown ones) are skipped without parsing.
@@ -63,6 +64,8 @@ def classify(
         k = event.keyword
         where = k.source or "keyboard"
         terms = ", ".join(k.terms[:5])
+        if not rules.knows(k.category):
+            return _unknown(rules, agent_id, seq, account, observed_ms, "keyword")
         return Signal(
             agent_id,
             seq,
@@ -77,6 +80,8 @@ def classify(
         )
     if kind == "url":
         u = event.url
+        if not rules.knows(u.category):
+            return _unknown(rules, agent_id, seq, account, observed_ms, "url")
         return Signal(
             agent_id,
             seq,
@@ -119,6 +124,17 @@ def classify(
         return Signal(agent_id, seq, account, observed_ms, "capture", kind_, kind_,
                       rules.capture_missing_severity, st.detail[:200])  # fmt: skip
     return None
+
+
+def _unknown(
+    rules: EngineRules, agent_id: str, seq: int, account: str, observed_ms: int, source: str
+) -> Signal:
+    """A detection under a category no policy defines (ingest marks these; an event stored
+    before it did may still come here): filed as "unknown", with none of the PC's strings, so
+    no name a PC chose becomes a label on a page. The DSL still sees it, and its evidence."""
+    return Signal(agent_id, seq, account, observed_ms, source, "detection", UNKNOWN,
+                  rules.severity(UNKNOWN, 0),
+                  "a detection under a category no policy defines (see its evidence)")  # fmt: skip
 
 
 def _usb(

@@ -128,7 +128,7 @@ def keyword(
         event_id=os.urandom(8).hex(),
         keyword=events_pb2.KeywordDetection(
             category=category,
-            list=category,
+            list=f"keywords/{category}",
             terms=terms,
             score=score,
             context=context,
@@ -155,7 +155,7 @@ def url(
         event_id=os.urandom(8).hex(),
         url=events_pb2.UrlDetection(
             category=category,
-            list=category,
+            list="urls:domain",
             url=address,
             rule=host,
             browser="chromium",

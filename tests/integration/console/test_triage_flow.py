@@ -94,7 +94,8 @@ def test_a_search_typed_and_seen_in_the_url_does_not_escalate_itself(
 
 def test_exempted_matches_make_no_candidate_but_are_counted(console: ConsoleHarness) -> None:
     agent = Agent.enrol(console)
-    agent.ship(keyword("violence", ["assassination"], exemption="ks2-history"))
+    # The shipped policy's exemption: an id no policy defines would be a PC's own choice.
+    agent.ship(keyword("violence", ["assassination"], exemption="ks2-history-assassinations"))
     assert console.op("incidents", status="")["total"] == 0
     dsl = Client(console.url)
     dsl.login("dsl")

@@ -107,3 +107,18 @@ def test_the_event_carries_only_the_capped_context(active: ActivePolicy) -> None
     assert (event.account, k.application, k.window_title, k.source) == (
         "pupil1", "xterm", "notes", "keyboard")  # fmt: skip
     assert event.severity == severity_of(active.policy, "violence", alert.score) >= 1
+
+
+def test_a_window_title_with_control_characters_still_makes_an_honest_event(
+    active: ActivePolicy,
+) -> None:
+    """A pupil can name a window with a bell or a terminal escape; the event must still keep
+    the contract the collector checks, or the detection would read as a tampered PC."""
+    from protos.event_fields import Vocabulary, flaw
+
+    [(alert, _)] = run(active, NOTES, "i will kill you", ENTER)
+    window = WindowInfo("xterm\x07", "\x1b]0;owned\x07" + "t" * 400, False, 1)
+    event = alert_event(alert, window, "pupil1", active.policy)
+    words = Vocabulary(categories=frozenset(c.name for c in active.policy.categories))
+    assert flaw(event, words) is None
+    assert event.keyword.window_title.startswith(" ]0;owned ")

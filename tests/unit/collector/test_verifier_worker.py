@@ -86,7 +86,7 @@ def test_a_bad_batch_is_refused_with_its_reason_and_the_next_is_still_served(
 def test_a_fault_of_ours_is_failed_not_blamed_on_the_agent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(_: object) -> None:
+    def broken(*_: object) -> None:
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(event_table, "from_checked", broken)
