@@ -106,6 +106,7 @@ def routes(app: web.Application, c: Console) -> None:
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
             raise web.HTTPNotFound(text="No such incident.")
+        _labels(inc, vocabulary.known_categories(c.data))
         # The record is checked at every view: what the page shows must be what was recorded.
         record = await c.read(lambda con: records.check(con, c.audit.key, iid))
         return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat(),
@@ -191,6 +192,7 @@ def routes(app: web.Application, c: Console) -> None:
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
             raise web.HTTPNotFound(text="No such incident.")
+        _labels(inc, vocabulary.known_categories(c.data))
         body, ctype = await c.read(
             lambda con: exports.render(inc, fmt, me, con, anchors.make(c.data, con))
         )
@@ -209,3 +211,13 @@ def routes(app: web.Application, c: Console) -> None:
     app.router.add_post("/incidents/{id}/actions/{aid}/done", action_done)
     app.router.add_post("/incidents/{id}/referrals/{rid}/{verb:confirm|withdraw}", referral)
     app.router.add_get("/incidents/{id}/export.{fmt:pdf|json|csv}", export)
+
+
+def _labels(inc: dict[str, Any], known: frozenset[str]) -> None:
+    """Categories as a page or export may name them: a candidate made before ingest checked a
+    PC's strings (migration 9) may carry one no policy defines; it is shown as "unknown"."""
+    inc["category"] = vocabulary.shown(inc["category"], known)
+    shown = {vocabulary.shown(c, known) for c in inc["categories"].split(",") if c}
+    inc["categories"] = ",".join(sorted(shown))
+    for row in (*inc["evidence"], *inc["exempted"]):
+        row["category"] = vocabulary.shown(row["category"], known)

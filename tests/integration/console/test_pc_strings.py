@@ -111,6 +111,18 @@ def test_a_category_made_a_candidate_before_ingest_checked_shows_as_unknown(
     status, listing = dsl.get("/incidents")
     assert status == 200 and "unknown" in listing
     _assert_clean(listing)
+    console.with_store(lambda s: s.con.execute(
+        "UPDATE incident_signals SET category = 'sexting<b>'"))  # fmt: skip
+    (iid,) = console.with_store(lambda s: s.con.execute("SELECT max(id) FROM incidents").fetchone())
+    status, page = dsl.get(f"/incidents/{iid}")
+    assert status == 200 and "unknown" in page
+    # The UPDATE above is itself an edit the incident's record catches and quotes (escaped):
+    # that line is the record check's, not a label.
+    check = re.search(r'<p class="record-check bad"[^>]*>(.*?)</p>', page)
+    assert check and "but the record says" in check.group(1)
+    _assert_clean(re.sub(r'<p class="record-check bad".*?</p>', "", page))
+    status, csv = dsl.get(f"/incidents/{iid}/export.csv")  # ("description" holds "script")
+    assert status == 200 and "unknown" in csv and "sexting" not in csv
 
 
 def test_a_category_published_while_serving_is_known_at_once(
