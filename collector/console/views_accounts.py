@@ -22,13 +22,13 @@ from collector.console.sessions import SESSION, account_of
 from collector.store import Store
 
 if TYPE_CHECKING:
-    from collector.console.server import Console
+    from collector.console.context import ConsoleContext
 
 log = logging.getLogger(__name__)
 USERNAME = r"{username:[a-z][a-z0-9._-]{1,39}}"
 
 
-def routes(app: web.Application, c: Console) -> None:
+def routes(app: web.Application, c: ConsoleContext) -> None:
     def manager(request: web.Request) -> Account:
         me = account_of(request)
         if not me.can("manage_accounts"):

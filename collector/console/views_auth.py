@@ -16,7 +16,7 @@ from collector.console.sessions import SESSION, PreLogin, account_of
 from collector.store import Store
 
 if TYPE_CHECKING:
-    from collector.console.server import Console
+    from collector.console.context import ConsoleContext
 
 log = logging.getLogger(__name__)
 HOME = {
@@ -28,7 +28,7 @@ HOME = {
 }
 
 
-def routes(app: web.Application, c: Console) -> None:
+def routes(app: web.Application, c: ConsoleContext) -> None:
     async def home(request: web.Request) -> web.StreamResponse:
         me = account_of(request)
         raise web.HTTPSeeOther(HOME[me.role])

@@ -20,7 +20,7 @@ from collector.incidents.triage import TriageError
 from collector.store import Store
 
 if TYPE_CHECKING:
-    from collector.console.server import Console
+    from collector.console.context import ConsoleContext
 
 
 def _date(text: str) -> dt.date | None:
@@ -65,7 +65,7 @@ def page_link(f: queries.Filters, page: int) -> str:
     return "?" + urllib.parse.urlencode({k: str(v) for k, v in params.items()})
 
 
-def routes(app: web.Application, c: Console) -> None:
+def routes(app: web.Application, c: ConsoleContext) -> None:
     def staff(request: web.Request, what: str = "incidents") -> Account:
         me = account_of(request)
         if not me.can(what):

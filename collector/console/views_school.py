@@ -16,7 +16,7 @@ from collector.console.sessions import SESSION, account_of
 from collector.store import Store, now_ms
 
 if TYPE_CHECKING:
-    from collector.console.server import Console
+    from collector.console.context import ConsoleContext
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -61,7 +61,7 @@ def agents_view(con: duckdb.DuckDBPyConnection, silent_ms: int,
     }
 
 
-def routes(app: web.Application, c: Console) -> None:
+def routes(app: web.Application, c: ConsoleContext) -> None:
     def need(request: web.Request, what: str) -> Account:
         me = account_of(request)
         if not me.can(what):
@@ -301,6 +301,6 @@ def routes(app: web.Application, c: Console) -> None:
     r.add_post("/settings/purge", purge)
 
 
-async def asyncio_call(c: Console, fn: Any, changes_agents: bool) -> Any:
+async def asyncio_call(c: ConsoleContext, fn: Any, changes_agents: bool) -> Any:
     """Like Console.write, for calls that enrol or revoke (the writer refreshes its agents)."""
     return await asyncio.wrap_future(c.ingestor.call(fn, changes_agents=changes_agents))

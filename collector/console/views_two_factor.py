@@ -15,12 +15,12 @@ from collector.console.sessions import SESSION, account_of
 from collector.store import Store
 
 if TYPE_CHECKING:
-    from collector.console.server import Console
+    from collector.console.context import ConsoleContext
 
 log = logging.getLogger(__name__)
 
 
-def routes(app: web.Application, c: Console) -> None:
+def routes(app: web.Application, c: ConsoleContext) -> None:
     from collector.console.views_auth import HOME
 
     def offer(request: web.Request, status: int = 200, error: str = "") -> web.Response:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 
 from collector import records
 from collector.incidents import escalate
+from collector.incidents.candidate import Candidate
 from collector.incidents.config import EngineRules
 from collector.incidents.signals import Dropped, Health, Signal, classify
 from collector.ingest import Committed
@@ -31,39 +31,6 @@ log = logging.getLogger(__name__)
 
 # (incident id, severity[, the severity the DSL was told before, when it rose past it])
 Notify = Callable[..., None]
-SUMMARY_CAP = 300
-
-
-@dataclass
-class Candidate:
-    id: int
-    kind: str
-    agent_id: str
-    account: str
-    first_ms: int
-    last_ms: int
-    base_severity: int
-    severity: int
-    category: str
-    categories: set[str]
-    summary: list[str]
-    event_count: int
-    notified_severity: int  # what the DSL was last told (0: never)
-    new: bool = False
-    escalation: str = ""
-    was: tuple[str, int] | None = None  # (category, severity) as stored, for the record
-    signals: list[Signal] = field(default_factory=list)
-
-    def add(self, s: Signal) -> None:
-        self.first_ms = min(self.first_ms, s.observed_ms)
-        self.last_ms = max(self.last_ms, s.observed_ms)
-        if s.severity > self.base_severity or not self.categories:
-            self.base_severity, self.category = max(self.base_severity, s.severity), s.category
-        self.categories.add(s.category)
-        if s.summary not in self.summary and len("; ".join(self.summary)) < SUMMARY_CAP:
-            self.summary.append(s.summary)
-        self.event_count += 1
-        self.signals.append(s)
 
 
 THROUGH_KEY = "engine.events_through_ms"  # events received up to here have been judged
@@ -101,10 +68,6 @@ class Engine:
         if events is not None:
             through_ms = pc.max(events.column("received_ms")).as_py()
             self.process(store, rows_to_judge(events), notify=True, through_ms=through_ms)
-        if committed.tampering_agents:
-            from collector.incidents import coverage
-
-            coverage.tampering(self, store)
         self.last_ms = (time.perf_counter() - started) * 1000
 
     def process(

@@ -14,13 +14,9 @@ on the candidate, so the DSL sees why it was raised.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from collector.incidents.candidate import Candidate
 from collector.incidents.config import EngineRules
 from collector.store import Store
-
-if TYPE_CHECKING:
-    from collector.incidents.engine import Candidate
 
 DAY_MS = 86_400_000
 

@@ -61,10 +61,10 @@ class IncidentRuntime:
             if self._behind:  # from the mark: the failed commit's events, and this one's
                 coverage.catch_up(self.engine, store)
                 self._behind = False
-                if committed.tampering_agents:
-                    coverage.tampering(self.engine, store)
-                return
-            self.engine.on_commit(store, committed)
+            else:
+                self.engine.on_commit(store, committed)
+            if committed.tampering_agents:  # new tampering records become candidates
+                coverage.tampering(self.engine, store)
         except Exception:
             self._behind = True
             raise  # the writer logs it; the events are stored and will be judged
