@@ -1,13 +1,13 @@
 """The agent's clock, corrected by the skew its collector measured.
 
 Each stream's Welcome says how far this PC's clock is from the collector's (the agent's
-Hello carries its raw wall clock; collector/clock.py). Where a time decides something, the
+Hello carries its raw wall clock; collector/intake/clock.py). Where a time decides something, the
 agent uses its clock corrected by that skew when the skew is beyond the collector's limit:
 
 - time-limited exemptions (agent/policy.py): a PC two hours fast does not end a lesson's
   exemption two hours early, and a PC a day slow does not keep last week's one alive;
 - the time in signed policy and model requests, which the collector refuses when it is more
-  than 15 minutes from its own (collector/server.py): a skewed PC still gets its policy.
+  than 15 minutes from its own (collector/intake/server.py): a skewed PC still gets its policy.
 
 Within the limit the PC's own clock is used as it is (the measurement carries the network's
 transit time). The measurement is kept on disk (agent/shipping_state.py), so a PC restarted

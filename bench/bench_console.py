@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collector.event_table import EVENT_COLUMNS  # noqa: E402
 from collector.incidents import config  # noqa: E402 -- after the path is set
 from collector.incidents.engine import Engine  # noqa: E402
-from collector.store import Store  # noqa: E402
+from collector.intake.event_table import EVENT_COLUMNS  # noqa: E402
+from collector.storage.store import Store  # noqa: E402
 from protos import envelope, events_pb2  # noqa: E402
 from tests.integration.console.support import (  # noqa: E402
     PASSWORD,

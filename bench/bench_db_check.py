@@ -1,4 +1,4 @@
-"""How long the start check (collector/db_check.py: every table read in full) takes.
+"""How long the start check (collector/storage/db_check.py: every table read in full) takes.
 
     .venv/bin/python bench/bench_db_check.py --events 50000000 --db /var/tmp/sg-db-check.duckdb
 
@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collector import app
-from collector.store import Store
+from collector.storage.store import Store
 
 CHUNK = 5_000_000
 AGENTS = 2_000

@@ -32,8 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_pipeline import Agent, machine, make_events
 
-from collector import app, event_table, schema
-from collector.store import MEMORY_LIMIT
+from collector import app
+from collector.intake import event_table
+from collector.storage import schema
+from collector.storage.store import MEMORY_LIMIT
 from protos import envelope
 
 NONCE = b"n" * envelope.NONCE_LEN

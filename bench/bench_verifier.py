@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_pipeline import Agent, machine, make_events
 
-from collector import verifier_worker
+from collector.intake import verifier_worker
 from protos import envelope
 
 NONCE = b"n" * envelope.NONCE_LEN

@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from collector import two_factor
-from collector.store import Store, now_ms
+from collector.storage.store import Store, now_ms
 
 ROLES = {
     "dsl": "Designated Safeguarding Lead",

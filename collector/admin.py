@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from collector import operations
-from collector.ingest import Ingestor
+from collector.intake.ingest import Ingestor
 from collector.paths import DataDir
-from collector.store import DatabaseError
+from collector.storage.store import DatabaseError
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 
 import grpc
 
-from collector import admin, pki, server, vocabulary
+from collector import admin, pki
 from collector.console import config as console_config
 from collector.console.server import Console
 from collector.incidents.runtime import IncidentRuntime
-from collector.ingest import Ingestor
+from collector.intake import server, vocabulary
+from collector.intake.ingest import Ingestor
+from collector.intake.verifiers import Verifiers
 from collector.paths import DataDir
-from collector.store import Store
-from collector.verifiers import Verifiers
+from collector.storage.store import Store
 
 log = logging.getLogger(__name__)
 GC_THRESHOLD = 50_000  # allocations between young collections; CPython's default is 700
@@ -88,7 +89,7 @@ async def start(
     TLS (the collector's certificate) unless it listens on loopback only, or web_tls says."""
     cfg = console_config.load(data)
     # Every table read in full before anything listens: a damaged database is refused here,
-    # before a batch could be acknowledged into it (collector/db_check.py).
+    # before a batch could be acknowledged into it (collector/storage/db_check.py).
     store = Store(data.database, threads=DUCKDB_THREADS, check=True)
     ingestor = Ingestor(store)
     ingestor.start()

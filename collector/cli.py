@@ -11,9 +11,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from collector import admin, app, backup, operations, pki, policy, salvage
+from collector import admin, app, operations, pki, policy
 from collector.paths import DataDir, make_private_dir
-from collector.store import DatabaseError, Store
+from collector.storage import backup, salvage
+from collector.storage.store import DatabaseError, Store
 from protos.skew import describe as describe_skew
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,14 @@ from typing import Any
 import duckdb
 from google.protobuf import json_format
 
-from collector import anchors, audit, backup, checkup, clock, db_check, enrolment, evidence, policy
+from collector import policy
 from collector.console import config as console_config
 from collector.console import operations as console_operations
+from collector.intake import clock, enrolment
+from collector.integrity import anchors, audit, checkup, evidence
 from collector.paths import DataDir
-from collector.store import Store, damaged, now_ms
+from collector.storage import backup, db_check
+from collector.storage.store import Store, damaged, now_ms
 from protos import events_pb2
 
 Operation = Callable[[Store, DataDir, dict[str, Any]], Any]

@@ -19,9 +19,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from collector import models, pki, vocabulary
+from collector import models, pki
+from collector.intake import vocabulary
 from collector.paths import DataDir, write_secret
-from collector.store import Store
+from collector.storage.store import Store
 from protos import ingest_pb2
 from rules import bundle as bundles
 from rules.load import DEFAULT_DIR

@@ -20,7 +20,7 @@ import time
 import duckdb
 import pyotp
 
-from collector.store import Store, now_ms
+from collector.storage.store import Store, now_ms
 
 NEEDS = frozenset({"dsl", "deputy_dsl", "head", "technician"})
 ISSUER = "Safeguarding console"

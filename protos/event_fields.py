@@ -10,7 +10,7 @@ The agent keeps to it by construction: identifiers come from its signed policy, 
 goes through `clean` (control characters become a space, then the cap). So an event that
 breaks it was not made by our agent code: the collector stores it (it is signed and chained,
 so it is evidence), files a tampering record and never judges it as a detection
-(`collector/verifier_worker.py`, `collector/ingest.py`).
+(`collector/intake/verifier_worker.py`, `collector/intake/ingest.py`).
 
 Control characters are refused rather than escaped because the stored bytes are signed: the
 collector cannot change them, only decide what it makes of them, and a bell or an ANSI escape
@@ -65,7 +65,7 @@ _INTERFACE = re.compile(r"[0-9a-fA-F*]{2}:[0-9a-fA-F*]{2}:[0-9a-fA-F*]{2}")
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """The names policies define, which an event may carry (collector/vocabulary.py builds it
+    """The names policies define, which an event may carry (collector/intake/vocabulary.py builds it
     from every policy the collector published and the one shipped with the agent)."""
 
     categories: frozenset[str] = frozenset()  # keyword categories

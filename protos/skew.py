@@ -1,5 +1,5 @@
 """Clock skew in words, the same on both sides of the wire: the collector measures a PC's
-skew from its Hello and sends it back in the Welcome (collector/clock.py, agent/clock.py)."""
+skew from its Hello and sends it back in the Welcome (collector/intake/clock.py, agent/clock.py)."""
 
 from __future__ import annotations
 

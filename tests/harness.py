@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from collector import app, operations, pki
 from collector.paths import DataDir, make_private_dir
-from collector.store import Store
+from collector.storage.store import Store
 
 T = TypeVar("T")
 

@@ -8,7 +8,7 @@ silent_check_seconds = 60
 clock_skew_minutes = 5              # a PC's clock further off than this is flagged
 trusted_proxies = ["10.0.0.5"]      # reverse proxies whose X-Forwarded-For is believed
 
-[notify]                            # see collector/notify.py
+[notify]                            # see collector/reporting/notify.py
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.console import client_address
-from collector.notify import NotifyConfig
 from collector.paths import DataDir
+from collector.reporting.notify import NotifyConfig
 
 
 @dataclass(frozen=True)

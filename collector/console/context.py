@@ -11,13 +11,13 @@ import duckdb
 from aiohttp import web
 
 from collector.accounts import Account
-from collector.audit import Audit
 from collector.console.config import ConsoleConfig
 from collector.console.sessions import Sessions, Throttle
 from collector.incidents.runtime import IncidentRuntime
-from collector.ingest import Ingestor
+from collector.intake.ingest import Ingestor
+from collector.integrity.audit import Audit
 from collector.paths import DataDir
-from collector.store import Store
+from collector.storage.store import Store
 
 T = TypeVar("T")
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
-from collector import accounts, audit, retention, two_factor
+from collector import accounts, two_factor
 from collector.console import config as console_config
 from collector.incidents import config, coverage, queries
 from collector.incidents.engine import Engine
+from collector.integrity import audit
 from collector.paths import DataDir
-from collector.store import Store
+from collector.storage import retention
+from collector.storage.store import Store
 
 
 def _audit(data: DataDir) -> audit.Audit:

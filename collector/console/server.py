@@ -30,7 +30,7 @@ import duckdb
 import jinja2
 from aiohttp import web
 
-from collector import accounts, audit
+from collector import accounts
 from collector.accounts import ROLES, Account
 from collector.console import client_address
 from collector.console.admission import Pacer
@@ -39,9 +39,10 @@ from collector.console.refusals import Refusals
 from collector.console.sessions import ENDED, SESSION, PreLogin, Session, Sessions, Throttle
 from collector.incidents.runtime import IncidentRuntime
 from collector.incidents.triage import OUTCOMES, STATUSES
-from collector.ingest import Ingestor
+from collector.intake.ingest import Ingestor
+from collector.integrity import audit
 from collector.paths import DataDir, secret_key
-from collector.store import Store
+from collector.storage.store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -13,7 +13,7 @@ from aiohttp import web
 from collector import accounts, two_factor
 from collector.accounts import Account, AccountError
 from collector.console.sessions import SESSION, PreLogin, account_of
-from collector.store import Store
+from collector.storage.store import Store
 
 if TYPE_CHECKING:
     from collector.console.context import ConsoleContext

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from collector import anchors, exports, records, vocabulary
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
 from collector.incidents.triage import TriageError
-from collector.store import Store
+from collector.intake import vocabulary
+from collector.integrity import anchors, records
+from collector.reporting import exports
+from collector.storage.store import Store
 
 if TYPE_CHECKING:
     from collector.console.context import ConsoleContext

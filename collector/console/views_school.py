@@ -10,10 +10,14 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from aiohttp import web
 
-from collector import anchors, clock, enrolment, policy, reports, retention, vocabulary
+from collector import policy
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
-from collector.store import Store, now_ms
+from collector.intake import clock, enrolment, vocabulary
+from collector.integrity import anchors
+from collector.reporting import reports
+from collector.storage import retention
+from collector.storage.store import Store, now_ms
 
 if TYPE_CHECKING:
     from collector.console.context import ConsoleContext
@@ -231,7 +235,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
 
     # -- audit, reports, retention ---------------------------------------------------------
     async def audit_view(request: web.Request) -> web.StreamResponse:
-        from collector import audit
+        from collector.integrity import audit
 
         me = need(request, "audit")
         await c.record(me, "view_audit", "audit")

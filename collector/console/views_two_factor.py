@@ -12,7 +12,7 @@ from aiohttp import web
 
 from collector import accounts, two_factor
 from collector.console.sessions import SESSION, account_of
-from collector.store import Store
+from collector.storage.store import Store
 
 if TYPE_CHECKING:
     from collector.console.context import ConsoleContext

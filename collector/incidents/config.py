@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector import policy as published
-from collector import vocabulary
+from collector.intake import vocabulary
 from collector.paths import DataDir
 from rules import bundle as bundles
 from rules.load import load_policy
@@ -50,7 +50,7 @@ class EngineRules:
     capture_missing_severity: int = 3  # a desktop session with no keyboard helper
     test_alert_severity: int = 1
     source: str = "built-in defaults"
-    # Categories some policy defines (collector/vocabulary.py); None: not known, take any.
+    # Categories some policy defines (collector/intake/vocabulary.py); None: not known, take any.
     # Ingest marks events with other names already; this keeps them off pages all the same.
     categories: frozenset[str] | None = None
     # Severity by (category, score), filled on first use: it is asked once per detection.

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from collector import records
 from collector.incidents.engine import THROUGH_KEY, Engine
 from collector.incidents.signals import Signal
-from collector.storage_health import Outage
-from collector.store import Store, now_ms
+from collector.integrity import records
+from collector.storage.storage_health import Outage
+from collector.storage.store import Store, now_ms
 
 log = logging.getLogger(__name__)
 

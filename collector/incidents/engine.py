@@ -18,13 +18,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collector import records
 from collector.incidents import escalate
 from collector.incidents.candidate import Candidate
 from collector.incidents.config import EngineRules
 from collector.incidents.signals import Dropped, Health, Signal, classify
-from collector.ingest import Committed
-from collector.store import Store, now_ms
+from collector.intake.ingest import Committed
+from collector.integrity import records
+from collector.storage.store import Store, now_ms
 from protos import events_pb2
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ _JUDGED_COLUMNS = ["agent_id", "seq", "kind", "observed_ms", "raw"]
 
 def rows_to_judge(events: pa.Table) -> list[tuple[str, int, str, int, bytes]]:
     """The rows of a commit the engine classifies: those its verifier marked `judge`
-    (collector/event_table.py), as Python tuples; the rest never leave Arrow."""
+    (collector/intake/event_table.py), as Python tuples; the rest never leave Arrow."""
     picked = events.select(_JUDGED_COLUMNS).filter(events.column("judge"))
     columns = [picked.column(c).to_pylist() for c in _JUDGED_COLUMNS]
     return list(zip(*columns, strict=True))
@@ -54,7 +54,7 @@ class Engine:
         record_key: bytes | None = None,
     ) -> None:
         """record_key: chain each candidate's creation and changes into its record
-        (collector/records.py); None only in tests of the engine alone."""
+        (collector/integrity/records.py); None only in tests of the engine alone."""
         self.rules = rules
         self.notify = notify
         self.record_key = record_key

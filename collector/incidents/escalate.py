@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collector.incidents.candidate import Candidate
 from collector.incidents.config import EngineRules
-from collector.store import Store
+from collector.storage.store import Store
 
 DAY_MS = 86_400_000
 

@@ -151,7 +151,7 @@ def evidence(con: duckdb.DuckDBPyConnection, incident_id: int) -> list[dict[str,
         got = stored.get((s["agent_id"], s["seq"]))
         s["event"], s["hash"], s["received_ms"] = {}, "", None
         # A skewed PC's time, corrected by the skew measured when it shipped (see
-        # collector/clock.py); None when its clock was within the limit.
+        # collector/intake/clock.py); None when its clock was within the limit.
         s["clock_skew_ms"] = s["corrected_ms"] = None
         if got:
             ev = events_pb2.Event()

@@ -8,15 +8,17 @@ import contextlib
 import datetime as dt
 import logging
 
-from collector import anchors, audit, policy, records, retention
+from collector import policy
 from collector.console.config import ConsoleConfig
 from collector.incidents import config, coverage
 from collector.incidents.engine import Engine
-from collector.ingest import Committed, Ingestor
-from collector.notify import Notifier
+from collector.intake.ingest import Committed, Ingestor
+from collector.integrity import anchors, audit, records
 from collector.paths import DataDir
-from collector.storage_health import Outage
-from collector.store import Store, now_ms
+from collector.reporting.notify import Notifier
+from collector.storage import retention
+from collector.storage.storage_health import Outage
+from collector.storage.store import Store, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ class IncidentRuntime:
         )
 
     def witnessed(self, agent_id: str, problems: list[str]) -> None:
-        """A PC handed back a checkpoint the chains no longer reach (collector/server.py)."""
+        """A PC handed back a checkpoint the chains no longer reach (collector/intake/server.py)."""
         for problem in problems:
             log.error("anchors.witness_disagrees agent=%s problem=%r", agent_id, problem)
         self._witnessed[agent_id] = (now_ms(), problems)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collector.event_table import SIGNAL_KINDS
 from collector.incidents.config import EngineRules
-from collector.vocabulary import UNKNOWN
+from collector.intake.event_table import SIGNAL_KINDS
+from collector.intake.vocabulary import UNKNOWN
 from protos import events_pb2
 
 # Kinds worth decoding; the rest (unknown ones) are skipped without parsing.

@@ -14,10 +14,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from collector import records
 from collector.accounts import Account
-from collector.audit import Audit
-from collector.store import Store, now_ms
+from collector.integrity import records
+from collector.integrity.audit import Audit
+from collector.storage.store import Store, now_ms
 
 STATUSES = {"new": "New", "in_review": "In review", "closed": "Closed"}
 OUTCOMES = {
@@ -61,7 +61,7 @@ def _action(
 
 def _record(audit: Audit, store: Store, who: Account, incident_id: int, kind: str,
             fields: dict[str, Any]) -> None:  # fmt: skip
-    """The incident's record entry for this step (collector/records.py)."""
+    """The incident's record entry for this step (collector/integrity/records.py)."""
     records.append(store, audit.key, [records.Entry(incident_id, kind, fields, who.username)])
 
 

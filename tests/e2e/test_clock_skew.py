@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from agent.identity import StateDir
-from collector.store import Store
+from collector.storage.store import Store
 from tests.conftest import require_tool
 from tests.processes import BIN, CollectorProcess, run
 

@@ -1,4 +1,4 @@
-"""The collector measures a PC's clock from each stream's Hello (collector/clock.py): a skew
+"""The collector measures a PC's clock from each stream's Hello (collector/intake/clock.py): a skew
 beyond the limit is told back in the Welcome, flagged on every event of that stream and on the
 agent's record, counted as degraded coverage, and an event's time is shown corrected by it.
 Real TLS gRPC and DuckDB; the agent is the protocol-level simulator with its clock offset."""
@@ -12,7 +12,7 @@ import pytest
 
 from collector.console.views_school import agents_view
 from collector.incidents import queries
-from collector.store import Store
+from collector.storage.store import Store
 from protos import ingest_pb2_grpc
 from tests import agentsim
 from tests.harness import CollectorHarness

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from collector.paths import DataDir
-from collector.store import Store
+from collector.storage.store import Store
 from protos import envelope, ingest_pb2_grpc
 from tests import agentsim
 from tests.harness import CollectorHarness

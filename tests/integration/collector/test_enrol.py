@@ -6,7 +6,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.store import Store
+from collector.storage.store import Store
 from protos import envelope, ingest_pb2, ingest_pb2_grpc
 from tests import agentsim
 from tests.harness import CollectorHarness

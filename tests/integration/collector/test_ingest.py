@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from collector import enrolment, verifier_worker
-from collector.ingest import Committed, Ingestor
+from collector.intake import enrolment, verifier_worker
+from collector.intake.ingest import Committed, Ingestor
+from collector.integrity.verify import VerifiedBatch
 from collector.paths import DataDir
-from collector.store import Store
-from collector.verify import VerifiedBatch
+from collector.storage.store import Store
 from protos import envelope
 from tests import agentsim
 from tests.harness import init_data

@@ -275,7 +275,7 @@ def test_a_flood_of_forged_batches_keeps_every_record_but_bounds_the_evidence(
 def test_an_agent_sending_refused_batches_in_a_loop_is_counted_not_stored_row_by_row(
     collector: CollectorHarness, stub: ingest_pb2_grpc.CollectorStub, agent: agentsim.SimAgent
 ) -> None:
-    from collector.ingest import RECORDS_PER_HOUR
+    from collector.intake.ingest import RECORDS_PER_HOUR
 
     forger = Ed25519PrivateKey.generate()
     first, prev, raws, _ = agent.record(1)

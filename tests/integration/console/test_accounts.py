@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from collector import audit, cli
+from collector import cli
+from collector.integrity import audit
 from tests.integration.console.support import PASSWORD, Agent, Client, ConsoleHarness, keyword
 
 pytestmark = pytest.mark.integration

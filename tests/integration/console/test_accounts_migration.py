@@ -10,8 +10,8 @@ import pytest
 from argon2 import PasswordHasher
 
 from collector import accounts
-from collector.schema import MIGRATIONS
-from collector.store import Store
+from collector.storage.schema import MIGRATIONS
+from collector.storage.store import Store
 
 pytestmark = pytest.mark.integration
 OLD = 2  # the schema version before accounts could be flagged

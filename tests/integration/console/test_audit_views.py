@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from collector import audit
+from collector.integrity import audit
 from tests.integration.console.support import PASSWORD, Client, ConsoleHarness
 
 pytestmark = pytest.mark.integration

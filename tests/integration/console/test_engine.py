@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from collector import audit, retention
 from collector.incidents import config, coverage
 from collector.incidents.engine import Engine
-from collector.notify import Notifier, NotifyConfig, message
-from collector.store import Store
+from collector.integrity import audit
+from collector.reporting.notify import Notifier, NotifyConfig, message
+from collector.storage import retention
+from collector.storage.store import Store
 from protos import envelope, events_pb2
 from tests.integration.console.support import Agent, ConsoleHarness, Hook, keyword, wait_for
 
@@ -283,9 +284,9 @@ def test_retention_keeps_the_batches_evidence_needs_and_the_evidence_still_verif
 
 
 def test_a_candidate_not_built_from_events_has_nothing_to_verify(store: Store) -> None:
-    from collector import exports
     from collector.accounts import Account
     from collector.incidents.signals import Signal
+    from collector.reporting import exports
 
     engine = Engine(config.EngineRules(config.DEFAULT_INCIDENTS))
     gap = Signal("ag-1", 0, "", T0, "tampering", "tampering", "tampering", 3, "a gap")

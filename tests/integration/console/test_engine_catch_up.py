@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from collector.incidents import coverage
-from collector.ingest import Committed
-from collector.store import Store
+from collector.intake.ingest import Committed
+from collector.storage.store import Store
 from tests.integration.console.support import Agent, ConsoleHarness, keyword
 
 pytestmark = pytest.mark.integration

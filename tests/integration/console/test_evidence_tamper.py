@@ -30,7 +30,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from collector.store import Store
+from collector.storage.store import Store
 from protos import envelope
 from tests.integration.console.support import Agent, Client, ConsoleHarness, heartbeat, keyword
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from collector import audit, records
+from collector.integrity import audit, records
 from tests.integration.console.support import Agent, Client, ConsoleHarness, keyword
 
 pytestmark = pytest.mark.integration

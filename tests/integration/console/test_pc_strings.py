@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from collector import policy, reports, vocabulary
+from collector import policy
+from collector.intake import vocabulary
+from collector.reporting import reports
 from protos import events_pb2
 from rules.load import DEFAULT_DIR
 from tests.integration.console.support import Agent, Client, ConsoleHarness, keyword, url

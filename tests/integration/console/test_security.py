@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from collector import audit
-from collector.store import Store
+from collector.integrity import audit
+from collector.storage.store import Store
 from tests.integration.console.support import (
     PASSWORD,
     Agent,
@@ -93,7 +93,7 @@ def test_a_governor_sees_counts_but_no_names(console: ConsoleHarness, incident: 
     # Nor in the weekly chart, whose bars would add up to what the tables hide.
     import datetime as dt
 
-    from collector import reports
+    from collector.reporting import reports
 
     r = console.with_store(lambda s: reports.governors(s.con, 12, dt.date.today()))
     assert [n for _, n in r["per_week"]] == [0] * 12

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from collector.server import Budget
+from collector.intake.server import Budget
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector import verifier_worker, verify
+from collector.intake import verifier_worker
+from collector.integrity import verify
 from protos import envelope, events_pb2
 
 pytestmark = pytest.mark.unit

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector import event_table
 from collector.incidents.engine import rows_to_judge
+from collector.intake import event_table
 from protos import envelope, events_pb2
 
 pytestmark = pytest.mark.unit

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from collector.intake.server import CollectorService
 from collector.paths import DataDir
-from collector.server import CollectorService
-from collector.store import AgentRecord
+from collector.storage.store import AgentRecord
 from protos import envelope, ingest_pb2
 
 pytestmark = pytest.mark.unit

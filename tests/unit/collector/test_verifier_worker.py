@@ -7,7 +7,7 @@ import io
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector import event_table, verifier_worker
+from collector.intake import event_table, verifier_worker
 from protos import envelope, events_pb2
 
 pytestmark = pytest.mark.unit

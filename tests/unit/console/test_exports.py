@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector import evidence, exports
 from collector.accounts import Account
-from collector.store import Store
+from collector.integrity import evidence
+from collector.reporting import exports
+from collector.storage.store import Store
 from protos import envelope, events_pb2
 from tests.conftest import require_tool
 

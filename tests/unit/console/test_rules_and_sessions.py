@@ -10,7 +10,7 @@ import pytest
 from collector.console.sessions import Sessions, Throttle
 from collector.incidents import config
 from collector.incidents.signals import Health, Signal, classify
-from collector.notify import NotifyConfig, message
+from collector.reporting.notify import NotifyConfig, message
 from protos import envelope, events_pb2
 
 pytestmark = pytest.mark.unit

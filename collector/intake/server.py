@@ -17,12 +17,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
-from collector import anchors, clock, enrolment, models, policy
-from collector.ingest import CommitFailed, Ingestor
+from collector import models, policy
+from collector.intake import clock, enrolment
+from collector.intake.ingest import CommitFailed, Ingestor
+from collector.intake.verifiers import Verifiers, VerifierUnavailable
+from collector.integrity import anchors
+from collector.integrity.verify import VerifiedBatch
 from collector.paths import DataDir
-from collector.store import now_ms
-from collector.verifiers import Verifiers, VerifierUnavailable
-from collector.verify import VerifiedBatch
+from collector.storage.store import now_ms
 from protos import envelope, ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)

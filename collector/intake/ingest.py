@@ -1,7 +1,7 @@
 """The single writer: verified batches in, one DuckDB transaction per group, acks out.
 
 Verifier processes check each batch on its own terms and the streams hand it here, with its
-rows already in Arrow columns (collector/verifiers.py). One thread owns the Store,
+rows already in Arrow columns (collector/intake/verifiers.py). One thread owns the Store,
 takes every batch queued since its last commit, places each against the stored chain, writes
 them all in one transaction (one Arrow table per commit, not row by row) and only then answers
 each waiting stream. Anything else that needs the database (enrolment, tokens, admin queries)
@@ -29,11 +29,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collector import event_table, verify
-from collector.clock import SessionClock
-from collector.storage_health import StorageHealth
-from collector.store import AgentRecord, Store, now_ms
-from collector.verify import VerifiedBatch
+from collector.intake import event_table
+from collector.intake.clock import SessionClock
+from collector.integrity import verify
+from collector.integrity.verify import VerifiedBatch
+from collector.storage.storage_health import StorageHealth
+from collector.storage.store import AgentRecord, Store, now_ms
 from protos import envelope, ingest_pb2
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ Each entry's hash is HMAC-SHA256 (the audit log's key, secrets/audit.key) over t
 and the entry's header, which holds the SHA-256 of its fields, not the fields: a purge deletes
 the fields of a closed incident's entries (retention applies to the record too) and the chain
 still verifies. Entries are written on the collector's writer (triage) and judge (engine)
-threads, which never run at once (collector/ingest.py: a call waits until every commit is
+threads, which never run at once (collector/intake/ingest.py: a call waits until every commit is
 judged), so the chain never forks.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import duckdb
 
-from collector.store import Store, now_ms
+from collector.storage.store import Store, now_ms
 
 GENESIS = hashlib.sha256(b"sg-incident-record-v1").digest()
 ENGINE = "engine"  # the actor of the engine's entries

@@ -206,7 +206,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE accounts ADD COLUMN last_login_ms BIGINT;
     UPDATE accounts SET password_changed_ms = created_ms;
     """,
-    # 4: clocks (collector/clock.py). The PC's clock against the collector's, measured when a
+    # 4: clocks (collector/intake/clock.py). The PC's clock against the collector's, measured when a
     # stream opens: the last skew on the agent's record, and on each event stored from a
     # session whose skew was beyond the setting (NULL: within it, or not measured), so the
     # console can show the event's time corrected by it beside the PC's own.
@@ -221,7 +221,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE incidents ADD COLUMN notified_severity UTINYINT DEFAULT 0;
     UPDATE incidents SET notified_severity = severity WHERE notified_ms IS NOT NULL;
     """,
-    # 6: incident records under the chain discipline (collector/records.py): every change to an
+    # 6: incident records under the chain discipline (collector/integrity/records.py): every
+    # change to an
     # incident, append-only and chained. `fields` is NULL once retention purges the incident
     # (its hash stays in `fields_hash`, which the chain covers).
     """

@@ -12,7 +12,7 @@ table data. What DuckDB does with damage (tried on 2.0.1, bench/results/db_check
   write after a crash. What it dropped is what agents resend from the head the collector
   tells them.
 
-Pure reading on a connection it is given; collector/store.py opens the database.
+Pure reading on a connection it is given; collector/storage/store.py opens the database.
 """
 
 from __future__ import annotations

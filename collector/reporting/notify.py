@@ -4,7 +4,7 @@ The message says only how severe it is and where to look: "A severity 5 incident
 and a link to the console. No pupil name, machine, term or site travels by email or webhook;
 the DSL reads those after logging in. Sending happens on its own thread, so a slow mail server
 never holds up the writer. The same channel carries the collector's own alarms (it cannot
-write its database, and when it can again: collector/storage_health.py), whatever their
+write its database, and when it can again: collector/storage/storage_health.py), whatever their
 severity threshold, since a collector that stores nothing hides every incident.
 
 Configured in DATA/console.toml:
@@ -109,8 +109,8 @@ class Notifier:
     def __init__(
         self, cfg: NotifyConfig, checkpoint: Callable[[], str | None] | None = None
     ) -> None:
-        """checkpoint: the chains' last signed checkpoint line (collector/anchors.py), carried
-        in every email so a copy of the heads leaves the host with each notice."""
+        """checkpoint: the chains' last signed checkpoint line (collector/integrity/anchors.py),
+        carried in every email so a copy of the heads leaves the host with each notice."""
         self.cfg = cfg
         self._checkpoint = checkpoint
         self._q: queue.SimpleQueue[Notice | None] = queue.SimpleQueue()

@@ -24,11 +24,11 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from collector import anchors, evidence, records
 from collector.accounts import Account
-from collector.audit import Audit
 from collector.incidents.triage import OUTCOMES, STATUSES
-from collector.store import Store, now_ms
+from collector.integrity import anchors, evidence, records
+from collector.integrity.audit import Audit
+from collector.storage.store import Store, now_ms
 from protos import envelope
 
 SCHEMA = "safeguard-monitor/cpoms-incident/v1"

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import matplotlib
 
-from collector import vocabulary
+from collector.intake import vocabulary
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -37,7 +37,7 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any]) -> list[tup
 
 def _categories(rows: list[tuple[Any, ...]], known: frozenset[str] | None) -> list[tuple[Any, int]]:
     """Counts by category, each category as a page may show it: one no policy defines is
-    counted under "unknown" (collector/vocabulary.py), never named. Ingest keeps such events
+    counted under "unknown" (collector/intake/vocabulary.py), never named. Ingest keeps such events
     from becoming candidates; this holds even for candidates made before it did."""
     if known is None:
         return [(c, n) for c, n in rows]

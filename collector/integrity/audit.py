@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from collector.paths import DataDir, secret_key
-from collector.store import Store, now_ms
+from collector.storage.store import Store, now_ms
 
 GENESIS = hashlib.sha256(b"sg-audit-v1").digest()
 

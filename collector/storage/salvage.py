@@ -27,9 +27,10 @@ from pathlib import Path
 
 import duckdb
 
-from collector import db_check, enrolment
+from collector.intake import enrolment
 from collector.paths import DataDir
-from collector.store import Store, now_ms
+from collector.storage import db_check
+from collector.storage.store import Store, now_ms
 from protos import envelope
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ collector's Ed25519 policy key (the key PCs already trust for policies). It is k
   `safeguard-collector verify --head` checks later;
 - on every PC: each Welcome gives the agent the latest checkpoint, the agent keeps it
   (STATE/shipping.json) and hands it back in its next Hello, and the collector holds its
-  chains to it (collector/server.py). To cut the chains unseen one would have to reach every
+  chains to it (collector/intake/server.py). To cut the chains unseen one would have to reach every
   PC that saw a later checkpoint.
 
 Attacker model: someone who can write the database file (a technician's mistake, a restored
@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector import pki
 from collector.paths import DataDir, write_secret
-from collector.store import now_ms
+from collector.storage.store import now_ms
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 The gRPC streams run on one event loop and the writer on one thread, both in one process and
 under one GIL; checking every event of every batch there capped the collector at about one
 core. Here each batch goes to the least busy of a few child processes
-(`collector/verifier_worker.py`) over a pipe, and comes back as an Arrow table the writer
+(`collector/intake/verifier_worker.py`) over a pipe, and comes back as an Arrow table the writer
 inserts as it is. A child answers in the order it was asked; the streams keep each agent's
-batches in order themselves (collector/server.py).
+batches in order themselves (collector/intake/server.py).
 
 A child that dies fails only the batches it held (their streams end with UNAVAILABLE and the
 agents send them again from their last acknowledgement) and is started again.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from collector.verifier_worker import FAILED, HEADER, OK, REFUSED, from_ipc, request
+from collector.intake.verifier_worker import FAILED, HEADER, OK, REFUSED, from_ipc, request
 from protos import envelope, ingest_pb2
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class _Child:
 
 class Verifiers:
     def __init__(self, count: int, vocabulary: Path | None = None) -> None:
-        """`vocabulary`: the file of names events may carry (collector/vocabulary.py)."""
+        """`vocabulary`: the file of names events may carry (collector/intake/vocabulary.py)."""
         if count < 1:
             raise ValueError("at least one verifier process is needed")
         self.count = count
@@ -118,7 +118,7 @@ class Verifiers:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "collector.verifier_worker",
+            "collector.intake.verifier_worker",
             *([str(self._vocabulary)] if self._vocabulary is not None else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

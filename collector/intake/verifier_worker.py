@@ -2,13 +2,13 @@
 
 Checking a batch (its signature, its chain, decoding each event) is pure Python work per
 event; in the collector's own process it held the GIL for about a third of the collector's
-time, and one process could not use a second core. `collector/verifiers.py` runs a few of
+time, and one process could not use a second core. `collector/intake/verifiers.py` runs a few of
 these and hands each batch to one. Nothing here touches the database or any state: a batch is
 checked on its own terms, in the order it arrived, and the answer goes back on the same pipe.
 
 Frames, both ways, are a 5-byte header (status or kind, body length) and a body:
     request  kind 0, body = public key (32) | nonce (16) | Batch bytes
-    answer   OK, body = Arrow IPC stream of the batch's rows (collector/event_table.py), each
+    answer   OK, body = Arrow IPC stream of the batch's rows (collector/intake/event_table.py), each
              event's strings checked (protos/event_fields.py; `malformed` says what broke)
              REFUSED, body = "reason: detail" (protos/envelope.py's EnvelopeError)
              FAILED, body = what went wrong here (a fault of ours, not the agent's)
@@ -28,7 +28,7 @@ from typing import BinaryIO
 import pyarrow as pa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from collector import event_table, vocabulary
+from collector.intake import event_table, vocabulary
 from protos import envelope, event_fields, events_pb2, ingest_pb2
 
 log = logging.getLogger("collector.verifier")
@@ -154,7 +154,8 @@ def main() -> int:
     # nothing printed by a library can corrupt a frame.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    # The file of names events may carry (collector/vocabulary.py), if the collector gave one.
+    # The file of names events may carry (collector/intake/vocabulary.py), if the collector
+    # gave one.
     words = vocabulary.Reader(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
     with contextlib.suppress(BrokenPipeError):  # the collector went away: nothing is owed
         serve(sys.stdin.buffer, out, words)

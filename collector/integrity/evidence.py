@@ -27,7 +27,7 @@ import duckdb
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from collector.store import Store
+from collector.storage.store import Store
 from protos import envelope
 
 VERIFIED = "verified"

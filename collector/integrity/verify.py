@@ -1,6 +1,6 @@
 """Does a batch continue the chain this collector holds for its agent?
 
-A verifier (`check_batch` in protos/envelope.py, run by collector/verifier_worker.py) has
+A verifier (`check_batch` in protos/envelope.py, run by collector/intake/verifier_worker.py) has
 already shown the batch is well formed and signed. Here it is placed against what is stored:
 the next link, a re-send of stored events, a gap, or a fork. Pure logic, with the stored
 hashes passed in as a function.
@@ -19,7 +19,7 @@ from protos import ingest_pb2
 @dataclass(frozen=True)
 class VerifiedBatch:
     """A signed batch whose chain holds, with the rows it would store
-    (collector/event_table.py's columns; received_ms is stamped by the writer)."""
+    (collector/intake/event_table.py's columns; received_ms is stamped by the writer)."""
 
     batch: ingest_pb2.Batch
     rows: pa.Table

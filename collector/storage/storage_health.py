@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collector.store import now_ms
+from collector.storage.store import now_ms
 
 log = logging.getLogger(__name__)
 

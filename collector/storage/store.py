@@ -18,9 +18,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from collector import db_check, event_table
-from collector.event_table import EVENT_SCHEMA
-from collector.schema import MIGRATIONS
+from collector.intake import event_table
+from collector.intake.event_table import EVENT_SCHEMA
+from collector.storage import db_check
+from collector.storage.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class Store:
         self, path: Path, read_only: bool = False, threads: int | None = None, check: bool = False
     ) -> None:
         """`threads`: DuckDB's worker threads (default: one per core). `check`: read every
-        table in full first (collector/db_check.py) and refuse a damaged database."""
+        table in full first (collector/storage/db_check.py) and refuse a damaged database."""
         self.path = path
         self.checked: db_check.Checked | None = None
         config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": MEMORY_LIMIT}
@@ -129,8 +130,8 @@ class Store:
 
     def sibling(self) -> Store:
         """A Store on a second connection to the same database, for another thread that writes
-        tables this one does not (the incident engine's, collector/ingest.py): DuckDB runs the
-        two transactions side by side."""
+        tables this one does not (the incident engine's, collector/intake/ingest.py): DuckDB runs
+        the two transactions side by side."""
         other = Store.__new__(Store)
         other.path, other.con = self.path, self.con.cursor()
         return other
@@ -224,7 +225,7 @@ class Store:
 
     # -- events and batches ---------------------------------------------------------------
     def append_events(self, rows: pa.Table | dict[str, list[Any]]) -> None:
-        """Rows with collector/event_table.py's columns, as a table or as lists."""
+        """Rows with collector/intake/event_table.py's columns, as a table or as lists."""
         if isinstance(rows, dict):
             n = len(next(iter(rows.values()), []))
             rows = pa.Table.from_pydict(

@@ -2,11 +2,12 @@
 
 - every agent's events: each batch's Ed25519 signature against the enrolled key, the stored
   bytes chaining to each batch's signed head, the batches joining into one chain
-  (collector/evidence.py), in slices so a large database is read a piece at a time;
-- the audit log's chain (collector/audit.py);
-- the incident records' chain, and every incident against its record (collector/records.py);
+  (collector/integrity/evidence.py), in slices so a large database is read a piece at a time;
+- the audit log's chain (collector/integrity/audit.py);
+- the incident records' chain, and every incident against its record
+  (collector/integrity/records.py);
 - both chains against the last checkpoint beside the database, and against any checkpoint
-  heads the operator gives from an export or report (collector/anchors.py).
+  heads the operator gives from an export or report (collector/integrity/anchors.py).
 
 It reads only, through the running collector's admin socket when `serve` runs (on a reader of
 its own, so ingest goes on) and straight from the file when it does not.
@@ -19,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from collector import anchors, audit, evidence, records
+from collector.integrity import anchors, audit, evidence, records
 from collector.paths import DataDir
 
 SLICE = 50_000  # seqs per evidence check: bounded memory however long an agent's chain is

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from collector import records
-from collector.audit import Audit
-from collector.store import Store, now_ms
+from collector.integrity import records
+from collector.integrity.audit import Audit
+from collector.storage.store import Store, now_ms
 
 log = logging.getLogger(__name__)
 DAY_MS = 86_400_000

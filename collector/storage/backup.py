@@ -24,9 +24,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from collector import enrolment
+from collector.intake import enrolment
 from collector.paths import DataDir, make_private_dir
-from collector.store import DatabaseError, Store, now_ms
+from collector.storage.store import DatabaseError, Store, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from collector.paths import DataDir
-from collector.store import Store, now_ms
+from collector.storage.store import Store, now_ms
 from protos import envelope
 
 log = logging.getLogger(__name__)
