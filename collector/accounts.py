@@ -4,6 +4,12 @@ Roles follow a school's safeguarding team: the DSL and deputy DSL triage inciden
 teacher reads them, confirms referrals and gets the weekly report; the technician runs the
 agents and never sees incident contents; governors see counts and trends, never names.
 
+A senior role (DSL, deputy DSL, head teacher) given in the console waits for a second senior
+member of staff to approve it (`approve`): until then the account cannot sign in, so one DSL
+cannot make herself a colleague to confirm her own referral. The command line (`user add`, run
+by whoever administers the server, who could edit the database anyway) sets up the first
+accounts without it; docs/console.md has the threat model.
+
 A password someone else set (a new account's, a reset one, the installer's first DSL's) is
 temporary: the account is flagged `must_change_password` and the console lets it do nothing
 but choose its own. Hashing is slow by design (about a quarter of a second), so callers on the
@@ -45,7 +51,9 @@ CAN = {
     "agents": {"technician", "dsl"},  # health, tokens, revocation, rooms
     "settings": {"dsl", "head"},  # retention periods
     "manage_accounts": {"dsl", "head"},  # add, reset, disable console accounts
+    "approve_role": {"dsl", "head"},  # the second senior who approves a senior role
 }
+SENIOR = frozenset({"dsl", "deputy_dsl", "head"})  # roles that see and decide on incidents
 MIN_PASSWORD = 12
 _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,39}$")
 # argon2id (the library's default type) at RFC 9106's second recommended setting.
@@ -80,6 +88,7 @@ class Account:
     # Has a second factor (collector/two_factor.py); roles that need one and have none yet
     # reach nothing but setting it up.
     two_factor: bool = False
+    awaiting_approval: bool = False  # a senior role no second senior has approved yet
 
     @property
     def must_enrol(self) -> bool:
@@ -130,11 +139,13 @@ def add(
     *,
     must_change: bool,
     created_by: str = "",
+    awaiting_approval: bool = False,
 ) -> Account:
     """A new account. `password` is a plain password (hashed here, on the caller's thread) or a
     `PasswordHash` from `hash_password`; `must_change` says whether it is temporary;
     `created_by`: the console account that made it ("cli:<user>" from the command line), so it
-    cannot be the second person on its maker's referral."""
+    cannot be the second person on its maker's referral; `awaiting_approval`: it cannot sign in
+    until a second senior approves it (`approve`)."""
     check_new(username, role)
     hashed = (password if isinstance(password, PasswordHash) else hash_password(password)).encoded
     if store.con.execute("SELECT 1 FROM accounts WHERE username = ?", [username]).fetchone():
@@ -142,11 +153,41 @@ def add(
     now = now_ms()
     store.con.execute(
         "INSERT INTO accounts (username, display_name, role, password_hash, created_ms, "
-        "disabled_ms, must_change_password, password_changed_ms, created_by) "
-        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
-        [username, display_name or username, role, hashed, now, must_change, now, created_by],
+        "disabled_ms, must_change_password, password_changed_ms, created_by, awaiting_approval) "
+        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+        [username, display_name or username, role, hashed, now, must_change, now, created_by,
+         awaiting_approval],
+    )  # fmt: skip
+    return Account(username, display_name or username, role, must_change, _stamp(hashed),
+                   awaiting_approval=awaiting_approval)  # fmt: skip
+
+
+def approve(store: Store, username: str, approver: Account) -> Account:
+    """A second senior approves an account's senior role: never the account itself, never the
+    one who made it. Call inside a transaction."""
+    if not approver.can("approve_role") or approver.awaiting_approval:
+        raise AccountError("only a DSL or the head teacher can approve a senior role")
+    row = store.con.execute(
+        "SELECT role, coalesce(created_by, ''), coalesce(awaiting_approval, false), disabled_ms "
+        "FROM accounts WHERE username = ?",
+        [username],
+    ).fetchone()
+    if row is None or row[3] is not None:
+        raise AccountError(f"no enabled account {username!r}")
+    role, created_by, waiting = str(row[0]), str(row[1]), bool(row[2])
+    if not waiting:
+        raise AccountError(f"{username!r} is not waiting for approval")
+    if approver.username in (username, created_by):
+        raise AccountError(f"{created_by} made this account, so a second senior member of staff "
+                           "must approve its role: another DSL or the head teacher")  # fmt: skip
+    store.con.execute(
+        "UPDATE accounts SET awaiting_approval = false, approved_by = ?, approved_ms = ? "
+        "WHERE username = ?",
+        [approver.username, now_ms(), username],
     )
-    return Account(username, display_name or username, role, must_change, _stamp(hashed))
+    account = get(store.con, username)
+    assert account is not None, role
+    return account
 
 
 def set_password(
@@ -201,33 +242,39 @@ def logged_in(store: Store, username: str) -> None:
 def listing(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     cur = con.execute(
         "SELECT username, display_name, role, created_ms, disabled_ms, must_change_password, "
-        "password_changed_ms, last_login_ms, totp_secret IS NOT NULL AS two_factor "
-        "FROM accounts ORDER BY username"
+        "password_changed_ms, last_login_ms, totp_secret IS NOT NULL AS two_factor, "
+        "coalesce(awaiting_approval, false) AS awaiting_approval, coalesce(created_by, '') "
+        "AS created_by, approved_by FROM accounts ORDER BY username"
     )
     names = [d[0] for d in cur.description or []]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 _COLUMNS = (
-    "username, display_name, role, must_change_password, password_hash, totp_secret IS NOT NULL"
+    "username, display_name, role, must_change_password, password_hash, totp_secret IS NOT NULL, "
+    "coalesce(awaiting_approval, false)"
 )
 
 
-def _account(row: tuple[str, str, str, bool, str, bool]) -> Account:
-    return Account(row[0], row[1], row[2], bool(row[3]), _stamp(row[4]), bool(row[5]))
+def _account(row: tuple[str, str, str, bool, str, bool, bool]) -> Account:
+    return Account(row[0], row[1], row[2], bool(row[3]), _stamp(row[4]), bool(row[5]),
+                   bool(row[6]))  # fmt: skip
 
 
 def get(con: duckdb.DuckDBPyConnection, username: str) -> Account | None:
-    """The enabled account as it is now (its flag and password stamp included)."""
+    """The enabled account as it is now (its flag and password stamp included); one waiting
+    for approval of its role is not (it has no session)."""
     row = con.execute(
-        f"SELECT {_COLUMNS} FROM accounts WHERE username = ? AND disabled_ms IS NULL",  # noqa: S608 -- a constant column list
+        f"SELECT {_COLUMNS} FROM accounts WHERE username = ? AND disabled_ms IS NULL "  # noqa: S608 -- a constant column list
+        "AND NOT coalesce(awaiting_approval, false)",
         [username],
     ).fetchone()
     return None if row is None else _account(row)
 
 
 def authenticate(con: duckdb.DuckDBPyConnection, username: str, password: str) -> Account | None:
-    """The account if the password is right (slow by design: one argon2id verification)."""
+    """The account if the password is right (slow by design: one argon2id verification). It
+    may be awaiting approval: the caller says so instead of signing it in."""
     row = con.execute(
         f"SELECT {_COLUMNS} FROM accounts WHERE username = ? AND disabled_ms IS NULL",  # noqa: S608 -- a constant column list
         [username],

@@ -1,10 +1,12 @@
 """Console accounts, for the DSL and the head teacher: list them, add one with a role, reset a
-password, disable an account.
+password, disable an account, approve a senior role another made.
 
 A new or reset password is temporary: made here, shown once on the page that answers the form
 (never stored in clear, logged or audited), and the account can do nothing but change it at its
 next login. A reset or a disable ends the account's sessions at once. No one disables their own
-account, and the last enabled DSL stays. Every view and action, refused ones too, is audited.
+account, and the last enabled DSL stays. A senior role given here waits for a second senior
+(never its maker) to approve it before the account can sign in. Every view and action, refused
+ones too, is audited.
 """
 
 from __future__ import annotations
@@ -74,13 +76,14 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         # argon2id takes a quarter of a second: not on the loop, not on the writer
         hashed = await asyncio.to_thread(accounts.hash_password, password)
 
+        held = role in accounts.SENIOR  # a second senior approves it before it signs in
+
         def run(s: Store) -> Account:
             with s.transaction():
                 made = accounts.add(s, username, name, role, hashed, must_change=True,
-                                    created_by=me.username)  # fmt: skip
-                c.audit.append(
-                    s, me.username, "user_added", f"user:{username}", f"role={role} temporary"
-                )
+                                    created_by=me.username, awaiting_approval=held)  # fmt: skip
+                detail = f"role={role} temporary" + (" awaiting_approval" if held else "")
+                c.audit.append(s, me.username, "user_added", f"user:{username}", detail)
                 return made
 
         try:
@@ -151,8 +154,30 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         )
         raise web.HTTPSeeOther("/accounts")
 
+    async def approve(request: web.Request) -> web.StreamResponse:
+        me = manager(request)
+        username = request.match_info["username"]
+
+        def run(s: Store) -> Account:
+            with s.transaction():
+                done = accounts.approve(s, username, me)
+                c.audit.append(s, me.username, "role_approved", f"user:{username}",
+                               f"role={done.role}")  # fmt: skip
+                return done
+
+        try:
+            done = await c.write(run)
+        except AccountError as exc:
+            return await refuse(request, me, "role_approve", username, str(exc))
+        log.info("console.role_approved by=%s user=%s role=%s", me.username, username, done.role)
+        request[SESSION].flash.append(
+            f"Approved {username} as {accounts.ROLES[done.role]}: they can sign in now."
+        )
+        raise web.HTTPSeeOther("/accounts")
+
     r = app.router
     r.add_get("/accounts", listing)
     r.add_post("/accounts", add)
     r.add_post(f"/accounts/{USERNAME}/reset", reset)
     r.add_post(f"/accounts/{USERNAME}/disable", disable)
+    r.add_post(f"/accounts/{USERNAME}/approve", approve)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from collector import accounts, two_factor
-from collector.accounts import Account, AccountError
+from collector.accounts import ROLES, Account, AccountError
 from collector.console.sessions import SESSION, PreLogin, account_of
 from collector.storage.store import Store
 
@@ -110,6 +110,16 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             )
         account, factor = passed
         c.throttle.succeeded(keys[0], keys[2])
+        if account.awaiting_approval:  # right password, but no second senior has said yes
+            await c.write(lambda s: c.audit.append(
+                s, account.username, "login_refused", "console",
+                f"addr={peer} awaiting_approval role={account.role}"))  # fmt: skip
+            return c.render(
+                request, "login.html", status=403, username=username,
+                error=f"Your account ({ROLES[account.role]}) waits for a second senior member "
+                "of staff to approve it: ask the head teacher or another DSL to approve it on "
+                "their Accounts page.",
+            )  # fmt: skip
         request[SESSION] = c.sessions.login(request[SESSION], account)
 
         def logged_in(s: Store) -> None:

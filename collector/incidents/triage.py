@@ -183,12 +183,18 @@ def _second_person(store: Store, who: Account, requested_by: str, requested_ms: 
             "a referral needs a second member of staff: someone else must confirm it"
         )
     row = store.con.execute(
-        "SELECT created_ms, coalesce(created_by, '') FROM accounts WHERE username = ?",
+        "SELECT created_ms, coalesce(created_by, ''), coalesce(approved_ms, 0) FROM accounts "
+        "WHERE username = ?",
         [who.username],
     ).fetchone()
     if row is None:
         raise TriageError("your account is not known")
-    created_ms, created_by = int(row[0]), str(row[1])
+    created_ms, created_by, approved_ms = int(row[0]), str(row[1]), int(row[2])
+    if approved_ms >= requested_ms:
+        raise TriageError(
+            "an account given its senior role after the referral cannot confirm it: the "
+            "second person must be one already on the team"
+        )
     if created_ms >= requested_ms:
         raise TriageError("an account made after the referral cannot confirm it: the second "
                           "person must be one who was already on the team")  # fmt: skip

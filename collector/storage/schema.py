@@ -261,4 +261,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE events ADD COLUMN malformed VARCHAR;
     """,
+    # 10: a senior role given in the console waits for a second senior (collector/accounts.py):
+    # until approved the account cannot sign in. Accounts made before were never held.
+    """
+    ALTER TABLE accounts ADD COLUMN awaiting_approval BOOLEAN DEFAULT false;
+    ALTER TABLE accounts ADD COLUMN approved_by VARCHAR;
+    ALTER TABLE accounts ADD COLUMN approved_ms BIGINT;
+    """,
 ]

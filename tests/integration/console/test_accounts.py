@@ -171,15 +171,31 @@ def test_the_dsl_adds_an_account_whose_password_is_shown_once(console: ConsoleHa
         "/accounts", {"username": "dev.two", "display_name": "Deb Two", "role": "deputy_dsl"}
     )
     assert status == 200 and "Account added" in page and "only time it is shown" in page
-    password = temporary(page)
+    made_page, password = page, temporary(page)
     assert len(password) >= 20
     made = users(console)["dev.two"]
     assert made["role"] == "deputy_dsl" and made["must_change_password"] is True
     _, page = dsl.get("/accounts")
     assert password not in page and "must change password" in page
+    # A senior role waits for a second senior: not even the right password signs it in yet...
+    assert "A second senior member of staff must approve this account" in made_page
     deb = Client(console.url)
     status, page = deb.login("dev.two", password)
+    assert status == 403 and "waits for a second senior member of staff" in page
+    assert "awaiting approval" in dsl.get("/accounts")[1]
+    # ...and the DSL who added it cannot approve it (no button; the form posted anyway).
+    assert "/accounts/dev.two/approve" not in dsl.get("/accounts")[1]
+    _, page = dsl.post("/accounts/dev.two/approve")
+    assert "dsl made this account" in page.lower()
+    head = Client(console.url)
+    head.login("head")
+    assert "/accounts/dev.two/approve" in head.get("/accounts")[1]
+    _, page = head.post("/accounts/dev.two/approve")
+    assert "Approved dev.two as Deputy DSL" in page and "approved by head" in page
+    status, page = deb.login("dev.two", password)
     assert status == 200 and "<h1>Change password</h1>" in page
+    _, page = head.post("/accounts/dev.two/approve")
+    assert "not waiting for approval" in page
     # Refusals come back as a message on the Accounts page; nothing is made.
     for form, why in (
         ({"username": "dev.two", "role": "head"}, "already exists"),

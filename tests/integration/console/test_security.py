@@ -222,6 +222,50 @@ def test_a_referral_is_made_at_once_and_needs_a_second_senior_person(
     assert "Referred: LADO" in page and "Closed" in page
 
 
+def test_one_dsl_cannot_make_herself_the_second_person_through_the_console(
+    console: ConsoleHarness, incident: int
+) -> None:
+    """The attack as a tester ran it: the DSL refers, adds a deputy account, signs in as it and
+    confirms. The new account cannot sign in until a second senior approves its role, and one
+    approved after the referral cannot confirm it."""
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    _, page = dsl.post(f"/incidents/{incident}/outcome", {"outcome": "referred_lado", "note": ""})
+    rid = int(re.search(r"/referrals/(\d+)/withdraw", page).group(1))  # type: ignore[union-attr]
+    _, page = dsl.post("/accounts", {"username": "my.deputy", "role": "deputy_dsl"})
+    password = re.search(r'id="temporary-password">([^<]+)<', page).group(1)  # type: ignore[union-attr]
+    me_again = Client(console.url)
+    status, page = me_again.login("my.deputy", password, code="")
+    assert status == 403 and "waits for a second senior member of staff" in page
+    _, page = me_again.post(f"/incidents/{incident}/referrals/{rid}/confirm")
+    assert "confirmed by a second" not in page and "<h1>Log in</h1>" in page
+    head = Client(console.url)
+    head.login("head")
+    head.post("/accounts/my.deputy/approve")  # the head approves the role, after the referral
+    status, page = me_again.login("my.deputy", password, code="")
+    assert status == 200
+    error = console.with_store(lambda s: _confirm(console, s, "my.deputy", rid))
+    assert "given its senior role after the referral" in error
+    refused = console.with_store(lambda s: s.con.execute(
+        "SELECT detail FROM audit WHERE action = 'login_refused'").fetchall())  # fmt: skip
+    assert refused and "awaiting_approval" in refused[0][0]
+
+
+def _confirm(console: ConsoleHarness, s: Store, username: str, rid: int) -> str:
+    from collector import accounts
+    from collector.incidents import triage
+
+    s.con.execute("UPDATE accounts SET must_change_password = false WHERE username = ?",
+                  [username])  # fmt: skip
+    who = accounts.get(s.con, username)
+    assert who is not None
+    try:
+        triage.confirm_referral(s, audit.Audit(audit.load_key(console.data)), who, rid)
+    except triage.TriageError as exc:
+        return str(exc)
+    return "confirmed"
+
+
 def test_a_school_with_one_dsl_confirms_with_the_head(
     console: ConsoleHarness, incident: int
 ) -> None:
