@@ -384,6 +384,9 @@ def cmd_user(args: argparse.Namespace) -> int:
                        enrol_at_login=args.enrol_at_login)  # fmt: skip
     elif args.action == "passwd":
         op_args["password"], op_args["must_change"] = _password(args)
+        op_args["reset_two_factor"] = args.reset_two_factor
+    elif args.reset_two_factor:
+        raise CliError("--reset-two-factor goes with user passwd")
     try:
         result = _ask(data, f"user_{args.action}", op_args)
     except ValueError as exc:  # the password rules, an unknown or existing user (no socket)
@@ -392,6 +395,8 @@ def cmd_user(args: argparse.Namespace) -> int:
         print(f"disable: {args.username} was already disabled")
         return 0
     note = " (must choose a new password at the next login)" if result.get("must_change") else ""
+    if result.get("two_factor_reset"):
+        note += " (two-factor cleared: set up again at the next login)"
     print(f"{args.action}: {args.username}{note}")
     if result.get("otpauth_uri"):  # shown once: the collector keeps no copy it can show again
         print("two-factor sign-in (add to an authenticator app; shown this once only):")
@@ -494,6 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add: no two-factor secret now; the person sets it up at their first console "
         "login (default: print its otpauth URI and recovery codes once, for set-up from a script)",
+    )
+    c.add_argument(
+        "--reset-two-factor",
+        action="store_true",
+        help="passwd: also clear the account's two-factor secret and recovery codes (a lost "
+        "phone and codes); the person sets it up again at their next login",
     )
     c.set_defaults(func=cmd_user)
     c = command("incidents", "list incident candidates, or rebuild them after a rule change")

@@ -54,16 +54,16 @@ def op_user_add(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
 
 def op_user_passwd(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     must_change = bool(args.get("must_change", False))
+    reset = bool(args.get("reset_two_factor", False))
     with store.transaction():
         accounts.set_password(store, args["username"], args["password"], must_change=must_change)
-        _audit(data).append(
-            store,
-            _actor(args),
-            "password_set",
-            f"user:{args['username']}",
-            "temporary" if must_change else "",
-        )
-    return {"username": args["username"], "must_change": must_change}
+        if reset:  # a lost phone and lost recovery codes: set up again at the next login
+            two_factor.clear(store, args["username"])
+        detail = " ".join(w for w, on in (("temporary", must_change),
+                                           ("two_factor_cleared", reset)) if on)  # fmt: skip
+        _audit(data).append(store, _actor(args), "password_set", f"user:{args['username']}",
+                            detail)  # fmt: skip
+    return {"username": args["username"], "must_change": must_change, "two_factor_reset": reset}
 
 
 def op_user_disable(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
