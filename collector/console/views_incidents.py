@@ -141,14 +141,17 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
 
         def run(s: Store, me: Account, f: Any) -> str:
             result = triage.record_outcome(
-                s, c.audit, me, iid, str(f.get("outcome", "")), str(f.get("note", ""))
-            )
-            return (
-                "Closed."
-                if result == "closed"
-                else "Referral recorded as made, and the incident closed with it; a second "
-                "senior member of staff confirms it."
-            )
+                s, c.audit, me, iid, str(f.get("outcome", "")), str(f.get("note", "")),
+                cpoms_ref=str(f.get("cpoms_ref", ""))[:200],
+                open_reason=str(f.get("open_reason", "")),
+            )  # fmt: skip
+            return {
+                "closed": "Closed.",
+                "awaiting confirmation": "Referral recorded as made, and the incident closed "
+                "with it; a second senior member of staff confirms it.",
+                "referral made, open": "Referral recorded as made; a second senior member of "
+                "staff confirms it. The incident stays open while its follow-up actions are.",
+            }[result]
 
         return await act(request, run)
 

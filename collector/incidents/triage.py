@@ -24,6 +24,8 @@ OUTCOMES = {
     "no_concern": "No concern",
     "handled_in_school": "Handled in school",
     "recorded_cpoms": "Recorded in CPOMS",
+    "referred_mash": "Referred: children's social care (MASH)",
+    "referred_early_help": "Referred: early help",
     "referred_police": "Referred: police",
     "referred_lado": "Referred: LADO",
     "referred_prevent": "Referred: Prevent/Channel",
@@ -77,28 +79,43 @@ def set_status(store: Store, audit: Audit, who: Account, incident_id: int, statu
     with store.transaction():
         old = _status(store, incident_id)
         store.con.execute(
-            "UPDATE incidents SET status = ?, closed_ms = NULL, closed_by = '', outcome = '' "
-            "WHERE id = ?",
+            "UPDATE incidents SET status = ?, closed_ms = NULL, closed_by = '', outcome = '', "
+            "cpoms_ref = '' WHERE id = ?",
             [status, incident_id],
         )
         change = f"{STATUSES[old]} -> {STATUSES[status]}"
         action = _action(store, incident_id, who, "status", change)
         _record(audit, store, who, incident_id, "status",
-                {"status": status, "outcome": "", "closed_by": "", **action})  # fmt: skip
+                {"status": status, "outcome": "", "closed_by": "", "cpoms_ref": "",
+                 **action})  # fmt: skip
         audit.append(store, who.username, "status", f"incident:{incident_id}", f"{old}->{status}")
 
 
 def record_outcome(
-    store: Store, audit: Audit, who: Account, incident_id: int, outcome: str, note: str
-) -> str:
+    store: Store, audit: Audit, who: Account, incident_id: int, outcome: str, note: str,
+    cpoms_ref: str = "", open_reason: str = "",
+) -> str:  # fmt: skip
     """Close with an outcome; a referral is recorded as made and waits for a second senior
-    member of staff to confirm it. Returns "closed" or "awaiting confirmation"."""
+    member of staff to confirm it. `cpoms_ref`: the CPOMS record's reference, for "recorded in
+    CPOMS". An incident with open follow-ups closes only when `open_reason` says why; a
+    referral is recorded as made all the same (never held back) and the incident stays open
+    until they are done. Returns "closed", "awaiting confirmation" or "referral made, open"."""
     _need(who, "triage")
     if outcome not in OUTCOMES:
         raise TriageError("choose an outcome")
+    ref = _reference(cpoms_ref) if outcome == "recorded_cpoms" else ""
+    reason = " ".join(open_reason.split())[:MAX_TEXT]
     with store.transaction():
         if _status(store, incident_id) == "closed":
             raise TriageError("this incident is closed; reopen it first")
+        still_open = _open_follow_ups(store, incident_id)
+        closes = not still_open or bool(reason)
+        if not closes and outcome not in REFERRALS:
+            raise TriageError(
+                f"{len(still_open)} follow-up action(s) are still open ("
+                + "; ".join(still_open)[:200]
+                + "): mark them done, or say why you close the incident with them open"
+            )
         if outcome in REFERRALS:
             referral_id = store.one(
                 "INSERT INTO referrals (incident_id, outcome, note, requested_by, requested_ms) "
@@ -112,34 +129,61 @@ def record_outcome(
                 "referral",
                 f"{OUTCOMES[outcome]} made; a second senior member of staff confirms it. " + note,
             )
-            closed = _close(store, incident_id, outcome, note, who)
             referral = {"id": int(referral_id), "outcome": outcome, "note": note[:MAX_TEXT],
                         "requested_by": who.username, "state": "pending"}  # fmt: skip
             _record(audit, store, who, incident_id, "referral_requested",
                     {"referral": referral, **made})  # fmt: skip
-            _record(audit, store, who, incident_id, "closed", closed)
             audit.append(
                 store, who.username, "referral_made", f"incident:{incident_id}", outcome
             )
+            if not closes:
+                return "referral made, open"
+            closed = _close(store, incident_id, outcome, note, who, ref, still_open, reason)
+            _record(audit, store, who, incident_id, "closed", closed)
             return "awaiting confirmation"
-        _record(audit, store, who, incident_id, "closed",
-                _close(store, incident_id, outcome, note, who))  # fmt: skip
+        closed = _close(store, incident_id, outcome, note, who, ref, still_open, reason)
+        _record(audit, store, who, incident_id, "closed", closed)
         audit.append(store, who.username, "closed", f"incident:{incident_id}", outcome)
         return "closed"
 
 
+def _reference(text: str) -> str:
+    """A CPOMS reference as typed: printable, one line, at most 40 characters."""
+    ref = " ".join("".join(ch for ch in text if ch.isprintable()).split())
+    if len(ref) > 40:
+        raise TriageError("a CPOMS reference is at most 40 characters")
+    return ref
+
+
+def _open_follow_ups(store: Store, incident_id: int) -> list[str]:
+    rows = store.con.execute(
+        "SELECT text FROM incident_actions WHERE incident_id = ? AND kind = 'follow_up' "
+        "AND done_ms IS NULL ORDER BY id",
+        [incident_id],
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 def _close(
-    store: Store, incident_id: int, outcome: str, note: str, who: Account
-) -> dict[str, Any]:
+    store: Store, incident_id: int, outcome: str, note: str, who: Account, cpoms_ref: str = "",
+    still_open: list[str] | None = None, reason: str = "",
+) -> dict[str, Any]:  # fmt: skip
     store.con.execute(
         "UPDATE incidents SET status = 'closed', outcome = ?, outcome_note = ?, closed_by = ?, "
-        "closed_ms = ? WHERE id = ?",
-        [outcome, note[:MAX_TEXT], who.username, now_ms(), incident_id],
+        "closed_ms = ?, cpoms_ref = ? WHERE id = ?",
+        [outcome, note[:MAX_TEXT], who.username, now_ms(), cpoms_ref, incident_id],
     )
-    action = _action(store, incident_id, who, "outcome",
-                     f"Closed: {OUTCOMES[outcome]}. {note}".strip())  # fmt: skip
-    return {"status": "closed", "outcome": outcome, "outcome_note": note[:MAX_TEXT],
-            "closed_by": who.username, **action}  # fmt: skip
+    text = f"Closed: {OUTCOMES[outcome]}. {note}".strip()
+    if cpoms_ref:
+        text += f" CPOMS reference {cpoms_ref}."
+    if still_open:
+        text += f" Closed with {len(still_open)} follow-up(s) open, because: {reason}"
+    action = _action(store, incident_id, who, "outcome", text)
+    fields = {"status": "closed", "outcome": outcome, "outcome_note": note[:MAX_TEXT],
+              "closed_by": who.username, "cpoms_ref": cpoms_ref, **action}  # fmt: skip
+    if still_open:
+        fields["closed_with_open_follow_ups"] = {"count": len(still_open), "reason": reason}
+    return fields
 
 
 def confirm_referral(store: Store, audit: Audit, who: Account, referral_id: int) -> int:

@@ -268,4 +268,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE accounts ADD COLUMN approved_by VARCHAR;
     ALTER TABLE accounts ADD COLUMN approved_ms BIGINT;
     """,
+    # 11: outcomes as schools record them (issue 17): the CPOMS record's reference when an
+    # incident is "recorded in CPOMS" ('' otherwise; covered by the incident's record).
+    """
+    ALTER TABLE incidents ADD COLUMN cpoms_ref VARCHAR DEFAULT '';
+    """,
 ]
