@@ -45,6 +45,7 @@ CAN = {
     "agents": {"technician", "dsl"},  # health, tokens, revocation, rooms
     "settings": {"dsl", "head"},  # retention periods
     "manage_accounts": {"dsl", "head"},  # add, reset, disable console accounts
+    "dpia": {"dsl", "head"},  # the DPIA draft and privacy notices, from the live settings
 }
 MIN_PASSWORD = 12
 _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,39}$")
