@@ -43,11 +43,11 @@ def pupils(s: dict[str, Any]) -> Doc:
         how.append("It also checks what a whole sentence means.")
     blocks += [Heading("How it works"), Para(" ".join(how) or "It checks very little.")]
     keeps = ["It does not keep all that you type." if types else "It does not see what you type.",
-             f"It only keeps a few words (up to {s['context_words']}) next to a word that "
-             "worries us." if types else "",
+             "It keeps only the few words near a word that worries us. That is up to "
+             f"{s['context_words']} words." if types else "",
              "It keeps a list of all the websites you visit." if full_log else
              "It does not keep a list of all the websites you visit.",
-             "It only keeps a website if it is on a list of sites that worry us." if browses
+             "It keeps a website only if it is on our list of bad sites." if browses
              and not full_log else "",
              "It does not take pictures of your screen." if not s["screenshots"] else
              "It takes pictures of your screen."]  # fmt: skip
