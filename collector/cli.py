@@ -438,6 +438,42 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dpia(args: argparse.Namespace) -> int:
+    from collector.console import config as console_config
+    from collector.privacy import dpia
+    from collector.privacy.dpia_settings import DpiaError
+    from collector.storage.retention import Periods
+
+    data = _data(args)
+    got = _ask(data, "retention", {})
+    try:
+        notify = console_config.load(data).notify
+        settings = dpia.gather(data, Periods(got["events_days"], got["incidents_days"]), notify)
+    except ValueError as exc:  # console.toml does not read
+        raise CliError(f"{exc}; mend console.toml, then run dpia again") from None
+    except DpiaError as exc:
+        raise CliError(str(exc)) from None
+    pack = dpia.build(settings, dpia.previous(data), dpia.now_text())
+    out = Path(args.out).resolve() if args.out else dpia.default_folder(data)
+    written = dpia.write(data, pack, out)
+    _ask(data, "dpia_written", {"fingerprint": pack.fingerprint, "folder": str(out)})
+    print(f"wrote the DPIA pack to {out}: {', '.join(p.name for p in written)} "
+          f"(settings fingerprint {pack.fingerprint[:16]})")  # fmt: skip
+    print(f"pupils' notice: {pack.readability.line()}")
+    if pack.changed is None:
+        print("the first pack from this collector: nothing to compare with")
+    elif not pack.changed:
+        print("no change since the last pack: the same settings")
+    else:
+        print("changed since the last pack:")
+        for line in pack.changed:
+            print(f"  - {line}")
+    if not pack.readability.passed:
+        print("safeguard-collector: warning: the pupils' notice is harder to read than KS2 "
+              "pupils can; edit notice-pupils.md before giving it out", file=sys.stderr)
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     result = _ask(_data(args), "audit_verify", {})
     if result["ok"]:
@@ -520,6 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_retention)
     c = command("audit", "verify the console's hash-chained audit log")
     c.set_defaults(func=cmd_audit)
+    c = command("dpia", "write the DPIA draft and the pupils', parents' and staff privacy "
+                "notices from the live settings, saying what changed since the last pack")
+    c.add_argument("--out", metavar="FOLDER",
+                   help="where to write the Markdown files (default: DATA/dpia)")
+    c.set_defaults(func=cmd_dpia)
     c = command("agents", "list enrolled agents")
     c.add_argument("--format", choices=["text", "json"], default="text")
     c.set_defaults(func=cmd_agents)

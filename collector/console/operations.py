@@ -117,6 +117,13 @@ def op_retention(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     return out
 
 
+def op_dpia_written(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    """`safeguard-collector dpia` wrote a pack: the audit log says who, from which settings."""
+    _audit(data).append(store, _actor(args), "dpia_written", "dpia",
+                        f"fingerprint={args['fingerprint']} folder={args['folder']}")  # fmt: skip
+    return {}
+
+
 def op_audit_verify(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     return vars(_audit(data).verify(store.con))
 
@@ -130,4 +137,5 @@ OPERATIONS = {
     "incidents_rerun": op_incidents_rerun,
     "retention": op_retention,
     "audit_verify": op_audit_verify,
+    "dpia_written": op_dpia_written,
 }

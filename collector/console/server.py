@@ -169,6 +169,7 @@ class Console:
         from collector.console import (
             views_accounts,
             views_auth,
+            views_dpia,
             views_incidents,
             views_school,
             views_two_factor,
@@ -179,6 +180,7 @@ class Console:
         views_accounts.routes(app, self)
         views_incidents.routes(app, self)
         views_school.routes(app, self)
+        views_dpia.routes(app, self)
         views_two_factor.routes(app, self)
         app.router.add_static("/static/", HERE / "static", show_index=False)
         app.on_response_prepare.append(self._no_banner)
