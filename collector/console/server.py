@@ -37,6 +37,7 @@ from collector.console.admission import Pacer
 from collector.console.config import ConsoleConfig
 from collector.console.refusals import Refusals
 from collector.console.sessions import ENDED, SESSION, PreLogin, Session, Sessions, Throttle
+from collector.incidents import concerns
 from collector.incidents.runtime import IncidentRuntime
 from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.intake.ingest import Ingestor
@@ -117,7 +118,8 @@ class Console:
         )
         self.env.filters["when"] = when
         self.env.globals.update(
-            OUTCOMES=OUTCOMES, STATUSES=STATUSES, ROLES=ROLES, MIN_PASSWORD=accounts.MIN_PASSWORD
+            OUTCOMES=OUTCOMES, STATUSES=STATUSES, ROLES=ROLES, MIN_PASSWORD=accounts.MIN_PASSWORD,
+            concern_title=concerns.title,
         )
         self.runner: web.AppRunner | None = None
         self.port = 0

@@ -29,6 +29,7 @@ class Candidate:
     escalation: str = ""
     was: tuple[str, int] | None = None  # (category, severity) as stored, for the record
     signals: list[Signal] = field(default_factory=list)
+    concern: str = ""  # collector/incidents/concerns.py: one concern per candidate
 
     def add(self, s: Signal) -> None:
         self.first_ms = min(self.first_ms, s.observed_ms)

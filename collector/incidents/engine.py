@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from collector.incidents import escalate
 from collector.incidents.candidate import Candidate
+from collector.incidents.concerns import concern_of
 from collector.incidents.config import EngineRules
 from collector.incidents.signals import Dropped, Health, Signal, classify
 from collector.intake.ingest import Committed
@@ -141,12 +142,12 @@ class Engine:
         window = self.rules.incidents.group_window_minutes * 60_000
         if not signals:
             return []
-        open_ = find_open(store, {(s.kind, s.agent_id, s.account) for s in signals},
+        open_ = find_open(store, {_key(s) for s in signals},
                           min(s.observed_ms for s in signals) - window)  # fmt: skip
         touched: list[Candidate] = []  # in the order first touched
         exempted: list[tuple[Signal, Candidate | None]] = []
         for s in signals:
-            key = (s.kind, s.agent_id, s.account)
+            key = _key(s)
             cand = open_.get(key)
             if cand is not None and s.observed_ms - cand.last_ms > window:
                 cand = None  # a new episode
@@ -190,19 +191,25 @@ class Engine:
         return [c.id for c in touched]
 
 
-def find_open(
-    store: Store, keys: set[tuple[str, str, str]], since_ms: int
-) -> dict[tuple[str, str, str], Candidate]:
-    """The latest open candidate of each (kind, machine, account) seen since since_ms."""
+Key = tuple[str, str, str, str]  # kind, machine, account, concern
+
+
+def _key(s: Signal) -> Key:
+    return (s.kind, s.agent_id, s.account, concern_of(s.kind, s.category))
+
+
+def find_open(store: Store, keys: set[Key], since_ms: int) -> dict[Key, Candidate]:
+    """The latest open candidate of each (kind, machine, account, concern) seen since since_ms.
+    Candidates made before concerns (concern '') take no new signals: see concerns.split."""
     rows = store.con.execute(
         "SELECT id, kind, agent_id, account, first_ms, last_ms, base_severity, severity, "
-        "category, categories, summary, event_count, coalesce(notified_severity, 0) FROM incidents "
-        "WHERE status <> 'closed' AND last_ms >= ? "
-        "AND list_contains(?, kind || chr(31) || agent_id || chr(31) || account) "
-        "ORDER BY last_ms",
+        "category, categories, summary, event_count, coalesce(notified_severity, 0), "
+        "coalesce(concern, '') FROM incidents WHERE status <> 'closed' AND last_ms >= ? "
+        "AND list_contains(?, kind || chr(31) || agent_id || chr(31) || account || chr(31) "
+        "|| coalesce(concern, '')) ORDER BY last_ms",
         [since_ms, ["\x1f".join(k) for k in keys]],
     ).fetchall()
-    return {(r[1], r[2], r[3]): _candidate(r) for r in rows}
+    return {(r[1], r[2], r[3], r[13]): _candidate(r) for r in rows}
 
 
 def _candidate(row: tuple[Any, ...]) -> Candidate:
@@ -221,6 +228,7 @@ def _candidate(row: tuple[Any, ...]) -> Candidate:
         row[11],
         int(row[12]),
         was=(row[8], row[7]),
+        concern=row[13],
     )
 
 
@@ -228,7 +236,7 @@ def new_candidate(s: Signal) -> Candidate:
     """A candidate that starts with this signal; its id comes from `reserve_ids`."""
     return Candidate(
         0, s.kind, s.agent_id, s.account, s.observed_ms, s.observed_ms, s.severity, s.severity,
-        s.category, set(), [], 0, 0, new=True,
+        s.category, set(), [], 0, 0, new=True, concern=concern_of(s.kind, s.category),
     )  # fmt: skip
 
 
@@ -259,7 +267,8 @@ def record_entries(touched: list[Candidate]) -> list[records.Entry]:
         if c.new:
             out.append(records.Entry(c.id, "created", {
                 "kind": c.kind, "agent_id": c.agent_id, "account": c.account,
-                "category": c.category, "severity": c.severity, "status": "new"}))  # fmt: skip
+                "category": c.category, "severity": c.severity, "status": "new",
+                "concern": c.concern}))  # fmt: skip
         elif c.was != (c.category, c.severity):
             out.append(records.Entry(c.id, "changed",
                                      {"category": c.category, "severity": c.severity}))  # fmt: skip
@@ -277,6 +286,7 @@ def insert(store: Store, cands: list[Candidate]) -> None:
         "kind": [c.kind for c in cands],
         "agent_id": [c.agent_id for c in cands],
         "account": [c.account for c in cands],
+        "concern": [c.concern for c in cands],
         "created_ms": [now] * len(cands),
         **_changing_columns(cands, now),
     })  # fmt: skip

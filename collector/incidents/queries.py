@@ -118,6 +118,7 @@ def incident(con: duckdb.DuckDBPyConnection, incident_id: int) -> dict[str, Any]
     inc["referrals"] = _dicts(
         con.execute("SELECT * FROM referrals WHERE incident_id = ? ORDER BY id", [incident_id])
     )
+    inc["related"] = related(con, inc)
     inc["exempted"] = _dicts(
         con.execute(
             "SELECT exemption, category, count(*) AS n FROM exempted_matches WHERE incident_id = ? "
@@ -126,6 +127,22 @@ def incident(con: duckdb.DuckDBPyConnection, incident_id: int) -> dict[str, Any]
         )
     )
     return inc
+
+
+RELATED_MS = 7 * 86_400_000  # candidates of the same pupil this close in time are related
+
+
+def related(con: duckdb.DuckDBPyConnection, inc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Other candidates of the same pupil within a week either side: linked, not merged (one
+    concern per candidate), newest first."""
+    if not inc.get("account"):
+        return []
+    return _dicts(con.execute(
+        "SELECT id, coalesce(concern, '') AS concern, category, severity, status, first_ms, "
+        "last_ms FROM incidents WHERE account = ? AND id <> ? AND kind = 'detection' "
+        "AND first_ms <= ? AND last_ms >= ? ORDER BY last_ms DESC LIMIT 20",
+        [inc["account"], inc["id"], inc["last_ms"] + RELATED_MS, inc["first_ms"] - RELATED_MS],
+    ))  # fmt: skip
 
 
 def evidence(con: duckdb.DuckDBPyConnection, incident_id: int) -> list[dict[str, Any]]:

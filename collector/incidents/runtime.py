@@ -11,6 +11,7 @@ import logging
 from collector import policy
 from collector.console.config import ConsoleConfig
 from collector.incidents import config, coverage
+from collector.incidents.concern_split import split_by_concern
 from collector.incidents.engine import Engine
 from collector.intake.ingest import Committed, Ingestor
 from collector.integrity import anchors, audit, records
@@ -47,6 +48,10 @@ class IncidentRuntime:
         adopted = self.ingestor.call(lambda store: records.adopt_missing(store, key)).result()
         if adopted:
             log.warning("records.adopted incidents=%d (made before incident records)", adopted)
+        try:  # candidates made before one concern per candidate (issue 17)
+            self.ingestor.call(lambda store: split_by_concern(self.engine, store)).result()
+        except Exception:  # never keep the agents out; tried again at the next start
+            log.exception("incidents.concern_split_failed")
         try:
             self.ingestor.call(lambda store: coverage.catch_up(self.engine, store)).result()
         except Exception:  # never keep the agents out: judge it with the first commit

@@ -30,7 +30,11 @@ OUTCOMES = {
     "referred_lado": "Referred: LADO",
     "referred_prevent": "Referred: Prevent/Channel",
     "referred_iwf": "Referred: IWF",
+    # Not a DSL's choice: a candidate that mixed several concerns, made before candidates held
+    # one each, is closed with this when one candidate per concern takes its events.
+    "superseded": "Superseded: split into one candidate per concern",
 }
+CHOSEN = {k: v for k, v in OUTCOMES.items() if k != "superseded"}  # what a DSL may record
 REFERRALS = frozenset(k for k in OUTCOMES if k.startswith("referred_"))
 MAX_TEXT = 4000
 
@@ -101,7 +105,7 @@ def record_outcome(
     referral is recorded as made all the same (never held back) and the incident stays open
     until they are done. Returns "closed", "awaiting confirmation" or "referral made, open"."""
     _need(who, "triage")
-    if outcome not in OUTCOMES:
+    if outcome not in CHOSEN:
         raise TriageError("choose an outcome")
     ref = _reference(cpoms_ref) if outcome == "recorded_cpoms" else ""
     reason = " ".join(open_reason.split())[:MAX_TEXT]

@@ -273,4 +273,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE incidents ADD COLUMN cpoms_ref VARCHAR DEFAULT '';
     """,
+    # 12: one concern per candidate (collector/incidents/concerns.py). '' for candidates made
+    # before: at the next start each gets its concern, or, if it mixed several and no one has
+    # triaged it, is superseded by one candidate per concern (coverage.split_by_concern).
+    """
+    ALTER TABLE incidents ADD COLUMN concern VARCHAR DEFAULT '';
+    """,
 ]
