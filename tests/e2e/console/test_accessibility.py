@@ -34,8 +34,11 @@ DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": a11y.PHONE_WIDTH, "height": 844}
 # Long, unbroken text as schools see it: tracking URLs, run-together search terms.
 LONG_URL = (
-    "https://extreme.example/recruit/join-the-movement-today/" + "x7Qa9" * 40
-    + "?utm_source=" + "z" * 120 + "&ref=classroom-laptop-17"
+    "https://extreme.example/recruit/join-the-movement-today/"
+    + "x7Qa9" * 40
+    + "?utm_source="
+    + "z" * 120
+    + "&ref=classroom-laptop-17"
 )
 LONG_TERM = "howtojoinagroupthatwantstohurtpeople" * 3
 # Page types a DSL sees, by the path that shows each; {incident} is one with the long URL.
@@ -81,8 +84,16 @@ def _fill(harness: ConsoleHarness) -> int:
     first, second = Agent.enrol(harness), Agent.enrol(harness)
     first.ship(heartbeat())
     first.ship(url("extremism", LONG_URL, account="pupil.amy"))  # 4, then 5 with the keyword
-    first.ship(keyword("extremism", [LONG_TERM], account="pupil.amy", score=25,
-                       context="how do i " + LONG_TERM + " online", source="search:google"))  # fmt: skip
+    first.ship(
+        keyword(
+            "extremism",
+            [LONG_TERM],
+            account="pupil.amy",
+            score=25,
+            context="how do i " + LONG_TERM + " online",
+            source="search:google",
+        )
+    )
     first.ship(keyword("suicide", ["end it all"], account="pupil.cal", context="i want to end it"))
     second.ship(keyword("grooming", ["our secret"], account="pupil.dee", context="keep our secret"))
     second.ship(keyword("bullying", ["loser"], account="pupil.eve", score=40, context="loser"))
@@ -93,21 +104,33 @@ def _fill(harness: ConsoleHarness) -> int:
     assert {r["severity"] for r in rows} >= {1, 2, 3, 4, 5}, rows
     dsl = Client(harness.url)
     dsl.login("dsl")
-    dsl.post(f"/agents/{first.agent_id}/place", {"room": "Year 6 classroom with a long name",
-                                                  "site": "Juniors", "grp": "ks2"})  # fmt: skip
+    dsl.post(
+        f"/agents/{first.agent_id}/place",
+        {"room": "Year 6 classroom with a long name", "site": "Juniors", "grp": "ks2"},
+    )
     dsl.post("/agents/token", {"uses": "30", "hours": "24", "note": "new laptops"})
-    dsl.post("/exemptions", {"grp": "ks2", "terms": "racism, " + LONG_TERM, "sites": LONG_URL,
-                             "start": "2026-01-05", "end": "2026-12-18",
-                             "reason": "Year 6 PSHE topic on racism and online safety"})  # fmt: skip
+    dsl.post(
+        "/exemptions",
+        {
+            "grp": "ks2",
+            "terms": "racism, " + LONG_TERM,
+            "sites": LONG_URL,
+            "start": "2026-01-05",
+            "end": "2026-12-18",
+            "reason": "Year 6 PSHE topic on racism and online safety",
+        },
+    )
     return next(int(r["id"]) for r in rows if r["category"] == "extremism")
 
 
 @pytest.fixture(scope="module")
 def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
     require_tool("chromium")
-    require(a11y.axe_script() is not None,
-            "axe-core is not installed (scripts/setup-venv agent,collector,dev installs "
-            "axe-playwright-python, which ships axe.min.js)")  # fmt: skip
+    require(
+        a11y.axe_script() is not None,
+        "axe-core is not installed (scripts/setup-venv agent,collector,dev installs "
+        "axe-playwright-python, which ships axe.min.js)",
+    )
     from playwright.sync_api import sync_playwright
 
     harness = ConsoleHarness(tmp_path_factory.mktemp("a11y") / "collector")
@@ -175,10 +198,11 @@ def test_axe_finds_nothing_serious(school: School, name: str, width: str) -> Non
     assert not problems, "\n".join(problems + a11y.describe(result["violations"]))
 
 
+@pytest.mark.parametrize("width", ["desktop", "phone"])
 @pytest.mark.parametrize("name", ALL)
-def test_no_sideways_scrolling_on_a_phone(school: School, name: str) -> None:
-    page = open_page(school, name, "phone")
-    problems = a11y.sideways(page)
+def test_no_sideways_scrolling(school: School, name: str, width: str) -> None:
+    page = open_page(school, name, width)
+    problems = a11y.sideways(page, (DESKTOP if width == "desktop" else PHONE)["width"])
     _done(page, name)
     assert not problems, problems
 
