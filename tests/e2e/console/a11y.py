@@ -12,7 +12,6 @@ from typing import Any
 from playwright.sync_api import Page
 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
-BLOCKING = ("serious", "critical")
 MIN_TARGET = 24  # CSS px, WCAG 2.2 2.5.8 (AA)
 PHONE_WIDTH = 390
 # What the keyboard can reach, and what a pointer can press.
@@ -96,10 +95,6 @@ def describe(violations: list[dict[str, Any]]) -> list[str]:
         + (f" and {len(v['nodes']) - 4} more" if len(v["nodes"]) > 4 else "")
         for v in violations
     ]
-
-
-def blocking(violations: list[dict[str, Any]]) -> list[str]:
-    return describe([v for v in violations if v["impact"] in BLOCKING])
 
 
 _VISIBLE = """

@@ -1,6 +1,6 @@
 """Every page type of the DSL console, in real headless Debian chromium against a real collector
 with real data (incidents of each severity, long URLs and terms, agents, tokens, exemptions,
-audit entries): axe-core finds nothing serious or critical, at desktop and phone widths, and the
+audit entries): axe-core finds nothing (of any impact), at desktop and phone widths, and the
 checks axe cannot make pass: targets of 24 x 24 px, a visible focus indicator, no sideways
 scrolling at 390 px, and a skip link first (tests/e2e/console/a11y.py, docs/accessibility.md)."""
 
@@ -32,6 +32,7 @@ from tests.integration.console.support import (
 pytestmark = pytest.mark.e2e
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": a11y.PHONE_WIDTH, "height": 844}
+VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE, "320": {"width": 320, "height": 640}}
 # Long, unbroken text as schools see it: tracking URLs, run-together search terms.
 LONG_URL = (
     "https://extreme.example/recruit/join-the-movement-today/"
@@ -162,7 +163,7 @@ def sign_in(school: School, page: Any, username: str = "dsl") -> None:
 def signed_in(school: School, width: str) -> Any:
     """One signed-in DSL per width, kept for the module (each sign-in uses a TOTP step)."""
     if width not in school.pages:
-        page = school.browser.new_page(viewport=DESKTOP if width == "desktop" else PHONE)
+        page = school.browser.new_page(viewport=VIEWPORTS[width])
         sign_in(school, page)
         school.pages[width] = page
     return school.pages[width]
@@ -170,7 +171,7 @@ def signed_in(school: School, width: str) -> Any:
 
 def open_page(school: School, name: str, width: str) -> Any:
     if name == "login":
-        page = school.browser.new_page(viewport=DESKTOP if width == "desktop" else PHONE)
+        page = school.browser.new_page(viewport=VIEWPORTS[width])
         page.goto(school.url + "/login")
         return page
     page = signed_in(school, width)
@@ -188,21 +189,22 @@ ALL = ["login", *PAGES]
 
 @pytest.mark.parametrize("width", ["desktop", "phone"])
 @pytest.mark.parametrize("name", ALL)
-def test_axe_finds_nothing_serious(school: School, name: str, width: str) -> None:
+def test_axe_finds_nothing(school: School, name: str, width: str) -> None:
     script = a11y.axe_script()
     assert script is not None
     page = open_page(school, name, width)
     result = a11y.axe_run(page, script)
-    problems = a11y.blocking(result["violations"]) + a11y.short_text_contrast(page, result)
+    problems = a11y.describe(result["violations"]) + a11y.short_text_contrast(page, result)
     _done(page, name)
-    assert not problems, "\n".join(problems + a11y.describe(result["violations"]))
+    assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("width", ["desktop", "phone"])
+@pytest.mark.parametrize("width", ["desktop", "phone", "320"])
 @pytest.mark.parametrize("name", ALL)
 def test_no_sideways_scrolling(school: School, name: str, width: str) -> None:
+    """At 390 px (a phone, as the issue measured it) and at WCAG 1.4.10's own 320 px."""
     page = open_page(school, name, width)
-    problems = a11y.sideways(page, (DESKTOP if width == "desktop" else PHONE)["width"])
+    problems = a11y.sideways(page, VIEWPORTS[width]["width"])
     _done(page, name)
     assert not problems, problems
 
@@ -232,6 +234,15 @@ def test_a_skip_link_comes_first(school: School, name: str) -> None:
     assert not problems, problems
 
 
+def test_phone_cards_are_still_a_table_to_a_screen_reader(school: School) -> None:
+    """The incident list as cards keeps its table, headers and cells; the labels drawn on the
+    cards are not read again inside each cell (the column header says it)."""
+    page = open_page(school, "incidents", "phone")
+    assert page.get_by_role("columnheader").count() == 8
+    assert page.get_by_role("cell", name="pupil.cal", exact=True).count() == 1
+    assert page.get_by_role("row").count() >= 7
+
+
 def test_pages_shown_once_pass_too(school: School, tmp_path: Path) -> None:
     """The temporary password after adding an account, and the recovery codes after setting up
     two-factor sign-in: pages reached only by a form, each checked in full."""
@@ -242,7 +253,7 @@ def test_pages_shown_once_pass_too(school: School, tmp_path: Path) -> None:
 
     def check(what: str) -> None:
         result = a11y.axe_run(page, script)
-        found = a11y.blocking(result["violations"]) + a11y.short_text_contrast(page, result)
+        found = a11y.describe(result["violations"]) + a11y.short_text_contrast(page, result)
         found += a11y.sideways(page) + a11y.small_targets(page)
         found += a11y.skip_link_problems(page) + a11y.focus_problems(page)
         if found:
