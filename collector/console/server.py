@@ -171,6 +171,7 @@ class Console:
         from collector.console import (
             views_accounts,
             views_auth,
+            views_chronology,
             views_dpia,
             views_incidents,
             views_school,
@@ -179,6 +180,7 @@ class Console:
 
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
         views_auth.routes(app, self)
+        views_chronology.routes(app, self)
         views_accounts.routes(app, self)
         views_incidents.routes(app, self)
         views_school.routes(app, self)

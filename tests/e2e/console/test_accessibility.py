@@ -52,6 +52,7 @@ PAGES = {
     "agents": "/agents",
     "accounts": "/accounts",
     "audit": "/audit",
+    "chronology": "/pupils/pupil.amy/chronology",
     "exemptions": "/exemptions",
     "retention": "/settings",
     "password": "/password",
