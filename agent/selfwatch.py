@@ -110,12 +110,13 @@ class Watchdog:
                  "helper_rss_mb=%g service_rss_mb=%g", self.limits.check_s,
                  self.limits.sustained, self.limits.sensor_cpu_percent,
                  self.limits.helper_rss_mb, self.limits.service_rss_mb)  # fmt: skip
-        self.check()  # the CPU baseline
-        while not stop.wait(self.limits.check_s):
+        while True:  # the first check sets the CPU baseline
             try:
                 self.check()
             except Exception:  # the watchdog must never take the agent down
                 log.exception("watchdog.check_failed")
+            if stop.wait(self.limits.check_s):
+                return
 
     def check(self) -> None:
         """Measure once and act on whatever has now been over its limit long enough."""
