@@ -48,6 +48,26 @@ def _positive(text: str) -> float:
     return value
 
 
+def _limit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 100_000:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 100000")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be from 1 to 1000")
+    return value
+
+
 def _folder(text: str) -> Path:
     return Path(text).expanduser().absolute()  # the service may chdir; logs show where
 
@@ -91,6 +111,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-acked-events", type=int, default=20_000, metavar="N",
                    help="and at most this many of them (default 20000)")
     p.set_defaults(log_level="info")
+
+    w = p.add_argument_group(
+        "watchdog", "the agent's own limits, checked every --watchdog-check seconds; acted on "
+        "when over for --watchdog-sustained checks in a row (inside the systemd unit's "
+        "MemoryMax and CPUQuota, which stay the hard stop)")
+    w.add_argument("--watchdog-check", type=_positive, default=20.0, metavar="SECONDS",
+                   help="seconds between checks (default 20)")
+    w.add_argument("--watchdog-sustained", type=_count, default=3, metavar="N",
+                   help="checks in a row over a limit before acting (default 3: one minute)")
+    w.add_argument("--sensor-cpu-limit", type=_limit, default=20.0, metavar="PERCENT",
+                   help="a sensor over this share of one CPU core is stopped until the next "
+                   "policy (default 20)")  # fmt: skip
+    w.add_argument("--helper-memory-limit", type=_limit, default=150.0, metavar="MB",
+                   help="a per-login helper over this resident memory is restarted "
+                   "(default 150)")  # fmt: skip
+    w.add_argument("--service-memory-limit", type=_limit, default=250.0, metavar="MB",
+                   help="the service over this is logged and shown in the heartbeat "
+                   "(default 250)")  # fmt: skip
+    w.add_argument("--no-watchdog", action="store_true", help="measure and enforce nothing")
 
     p.add_argument(
         "--keyboard-socket",
@@ -198,11 +237,17 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     from agent.identity import StateDir
+    from agent.selfwatch import WatchdogLimits
     from agent.service import Service, ServiceConfig
 
+    limits = WatchdogLimits(check_s=args.watchdog_check, sustained=args.watchdog_sustained,
+                            sensor_cpu_percent=args.sensor_cpu_limit,
+                            helper_rss_mb=args.helper_memory_limit,
+                            service_rss_mb=args.service_memory_limit,
+                            enabled=not args.no_watchdog)  # fmt: skip
     config = ServiceConfig(heartbeat_s=args.heartbeat, keyboard_socket=args.keyboard_socket,
                            keep_acked_s=args.keep_acked_days * 86_400,
-                           max_kept=args.keep_acked_events)  # fmt: skip
+                           max_kept=args.keep_acked_events, watchdog=limits)  # fmt: skip
     return Service(StateDir(args.state), config).run(stop)
 
 

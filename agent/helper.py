@@ -10,7 +10,10 @@ graphical login (XDG autostart), as the logged-in user. It:
   3. captures only when the service answers ["capture", true] (the account's profile has the
      keyboard sensor: staff have it off by default, so their keys are never even read);
   4. sends each batch of keys with the window they went to; keys typed into a window taken for
-     a password prompt are dropped here and never leave the process.
+     a password prompt are dropped here and never leave the process;
+  5. re-executes itself when the service says ["restart", reason]: the service's watchdog found
+     it over its memory limit, and only the helper can start a process in this session (same
+     pid, same environment, fresh memory; agent/sensors/helper_peers.py).
 
 It keeps no file and logs no keys. The account is not something it claims: the service reads
 the uid from the socket (SO_PEERCRED).
@@ -19,7 +22,9 @@ the uid from the socket (SO_PEERCRED).
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -52,11 +57,19 @@ def x11_keys() -> KeySource:
     return X11Keyboard()
 
 
+def reexec() -> None:
+    """Replace this process with a fresh run of the same command (sys.orig_argv: the
+    interpreter, its options and the script). Its sockets close on exec (Python opens them
+    non-inheritable), so the service sees the old connection end and a new one start."""
+    os.execv(sys.executable, sys.orig_argv)  # noqa: S606  # our own command line, no shell
+
+
 class Helper:
     def __init__(self, path: Path, keys: Callable[[], KeySource] = x11_keys,
-                 retry_s: float = 2.0) -> None:  # fmt: skip
+                 retry_s: float = 2.0, restart: Callable[[], None] = reexec) -> None:  # fmt: skip
         self._path = path
         self._keys = keys
+        self._restart = restart
         self._retry_s = retry_s
         self._stop = threading.Event()
         self._capture: KeySource | None = None
@@ -83,8 +96,6 @@ class Helper:
         return 0
 
     def _session(self, sock: socket.socket) -> None:
-        import os
-
         problem = session_problem()
         hello = {"display": os.environ.get("DISPLAY", ""), "version": __version__,
                  "session": os.environ.get("XDG_SESSION_TYPE", "")}  # fmt: skip
@@ -107,12 +118,25 @@ class Helper:
                 return
             for line in lines:
                 message = decode(line)
-                if message[0] == "capture" and problem is None:
+                if message[0] == "restart":
+                    self._restart_now(sock, str(message[1]) if len(message) > 1 else "")
+                elif message[0] == "capture" and problem is None:
                     on = bool(message[1]) if len(message) > 1 else False
                     if on:
                         self._start_capture(sock)
                     else:
                         self._stop_capture()
+
+    def _restart_now(self, sock: socket.socket, reason: str) -> None:
+        log.warning("helper.restarting reason=%s", reason)
+        self._stop_capture()
+        sock.close()
+        for handler in logging.getLogger().handlers:  # what it logged so far is not lost
+            handler.flush()
+        try:
+            self._restart()
+        except OSError as exc:  # carry on as we are; the service stops us if it must
+            log.error("helper.restart_failed kind=%s detail=%s", type(exc).__name__, exc)
 
     def _start_capture(self, sock: socket.socket) -> None:
         if self._capture is not None:

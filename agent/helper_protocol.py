@@ -10,6 +10,8 @@ Messages are JSON arrays, one per line, at most `MAX_LINE` bytes:
                         ["k", [token, ...]]                        keys typed (agent/detector.py)
                         ["s", state, detail]                       "running" | "unavailable"
     service ─▶ helper   ["capture", on, reason]                    capture for this account?
+                        ["restart", reason]                        over its memory limit (the
+                                                                   watchdog): re-execute yourself
 
 Keys travel only through this socket (kernel memory), never to disk, and only while the
 account's profile has keyboard capture on; the service matches them and forgets them.

@@ -7,6 +7,8 @@ run(state) ── holds run.lock ── opens the outbox ── queues AgentStat
     ├─ shipper thread: outbox ══▶ collector (Hello carries our policy version)
     ├─ supervisor: one thread per sensor some profile asks for, restarted within a budget;
     │  emit ─▶ rate cap + coalescing (agent/ratecap.py) ─▶ outbox
+    ├─ watchdog thread (agent/selfwatch.py): sheds a sensor over its CPU limit, restarts a
+    │  helper over its memory limit, each with an AgentStatus; its figures go in the heartbeat
     └─ main thread: a Heartbeat every heartbeat_s until `stop` is set (SIGTERM/SIGINT)
 on stop: sensors stop, AgentStatus(STOPPING) is queued, the shipper gets flush_s to ship
 what it can, and whatever is left stays in the outbox for next time.
@@ -33,6 +35,7 @@ from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PEN
 from agent.policy import ActivePolicy, PolicyHolder
 from agent.policy_fetch import FetchConfig, PolicyFetcher
 from agent.ratecap import RateConfig, RateGate
+from agent.selfwatch import Watchdog, WatchdogLimits
 from agent.semantic import ModelFetcher, SemanticStage
 from agent.sensors import SensorContext
 from agent.sensors.registry import SENSORS, SensorSettings, SensorSpec
@@ -55,6 +58,7 @@ class ServiceConfig:
     policy_retry_s: float = 30.0
     keyboard_socket: Path | None = None  # None: $SAFEGUARD_KEYBOARD_SOCKET or /run/...
     rate: RateConfig = field(default_factory=RateConfig)
+    watchdog: WatchdogLimits = field(default_factory=WatchdogLimits)
 
 
 def wanted_sensors(active: ActivePolicy) -> set[str]:
@@ -84,6 +88,7 @@ class Service:
         self.shipper: Shipper | None = None
         self.semantic: SemanticStage | None = None
         self.clock: AgentClock | None = None
+        self.watchdog: Watchdog | None = None
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set. Raises StateError / OutboxError before anything starts."""
@@ -166,6 +171,13 @@ class Service:
         self.supervisor = supervisor = Supervisor(self._specs, ctx, settings)
         holder.subscribe(lambda active: supervisor.apply(wanted_sensors(active)))
         supervisor.apply(wanted_sensors(holder.current()))
+        stop_watching = threading.Event()
+        if self._config.watchdog.enabled:
+            # Its statuses go straight to the outbox: the rate cap is for detections.
+            self.watchdog = Watchdog(self._config.watchdog, supervisor, put)
+            watchdog = threading.Thread(target=self.watchdog.run, args=(stop_watching,),
+                                        name="watchdog", daemon=True)  # fmt: skip
+            watchdog.start()
         log.info(
             "agent.started agent=%s collector=%s policy_version=%d heartbeat_s=%g",
             shipper.config.agent_id,
@@ -184,6 +196,7 @@ class Service:
                     log.error("heartbeat.not_recorded detail=%s", exc)
         finally:
             log.info("agent.stopping flush_s=%.1f", self._config.flush_s)
+            stop_watching.set()  # before the sensors stop: stopping is not shedding
             fetcher.stop()
             models.stop()
             supervisor.stop()
@@ -216,9 +229,14 @@ class Service:
     def _heartbeat(self, outbox: Outbox, supervisor: Supervisor,
                    holder: PolicyHolder) -> events_pb2.Event:  # fmt: skip
         counts = outbox.counts()
+        sensors = supervisor.health()
+        if self.watchdog is not None:
+            for sensor in sensors:
+                sensor.cpu_percent = self.watchdog.cpu_percent(sensor.name)
+            sensors.append(self.watchdog.health())
         return events_pb2.Event(
             heartbeat=events_pb2.Heartbeat(
-                sensors=supervisor.health(),
+                sensors=sensors,
                 policy_version=str(holder.version),
                 outbox_pending=counts.pending + counts.unacked,
                 cpu_percent=self._process.cpu_percent(None),

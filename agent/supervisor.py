@@ -9,6 +9,9 @@ started and stopped as the active policy's profiles ask, and their health for th
                                                                   up to `budget` in `window_s`
     failed       crashed more often than the budget allows        no, until the agent restarts
     stopped      the policy no longer asks for it, or shutdown
+    shed         the watchdog (agent/selfwatch.py) found it over   no, until the next policy
+                 its CPU limit for a sustained period and stopped   arrives (or the agent
+                 it                                                 restarts)
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from agent.sensors import Sensor, SensorContext, SensorUnavailable
+from agent.sensors import HelperProcess, Sensor, SensorContext, SensorUnavailable
 from agent.sensors.registry import SensorSettings, SensorSpec
 from protos import events_pb2
 
@@ -81,11 +84,25 @@ class SensorThread:
             log.info("sensor.restarting name=%s restarts=%d", self.spec.name, self.restarts)
         self.state = "stopped"
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> bool:
+        """Ask the sensor to stop and wait up to `timeout`; False if its thread is still
+        running then (a loop that never looks at stop(): Python cannot kill a thread)."""
         self._stop.set()
         if self._sensor is not None:
             self._sensor.stop()
         self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def threads(self) -> set[int]:
+        """The OS ids of this sensor's thread and of the threads it named "<name>-..."."""
+        own = {self._thread.native_id} if self._thread.native_id is not None else set()
+        prefix = f"{self.spec.name}-"
+        return own | {t.native_id for t in threading.enumerate()
+                      if t.name.startswith(prefix) and t.native_id is not None}  # fmt: skip
+
+    def helpers(self) -> list[HelperProcess]:
+        found = getattr(self._sensor, "helpers", None)
+        return list(found()) if callable(found) else []
 
     def health(self) -> events_pb2.SensorHealth:
         state, detail = self.state, self.detail
@@ -106,10 +123,16 @@ class Supervisor:
         self._ctx = ctx
         self._lock = threading.Lock()
         self._running: dict[str, SensorThread] = {}
+        self._shed: dict[str, events_pb2.SensorHealth] = {}  # name -> its health since shed
 
     def apply(self, wanted: Iterable[str]) -> None:
+        """Run exactly the sensors named. Called at start and for each new policy, so a new
+        policy also brings back the sensors the watchdog shed."""
         names = set(wanted)
         with self._lock:
+            if self._shed:
+                log.info("sensor.shed_lifted names=%s reason=new_policy", ",".join(self._shed))
+                self._shed.clear()
             for name in [n for n in self._running if n not in names]:
                 log.info("sensor.disabled_by_policy name=%s", name)
                 self._running.pop(name).stop(timeout=2.0)
@@ -117,9 +140,34 @@ class Supervisor:
                 if spec.name in names and spec.name not in self._running:
                     self._running[spec.name] = SensorThread(spec, self._ctx, self._settings)
 
+    def shed(self, name: str, reason: str) -> bool:
+        """Stop a sensor the watchdog found over its limits and keep it stopped until the next
+        policy. False if it was not running, or if its thread did not end when asked."""
+        with self._lock:
+            sensor = self._running.pop(name, None)
+            if sensor is None:
+                return False
+            self._shed[name] = events_pb2.SensorHealth(name=name, state="shed", detail=reason,
+                                                       restarts=sensor.restarts)  # fmt: skip
+        stopped = sensor.stop(timeout=2.0)
+        if not stopped:
+            self._shed[name].detail = (f"{reason}; its thread did not stop when asked and "
+                                       "still runs until the agent restarts")[:500]  # fmt: skip
+        return stopped
+
+    def threads(self) -> dict[str, set[int]]:
+        """Each running sensor's OS thread ids, for the watchdog's CPU sample."""
+        with self._lock:
+            return {name: s.threads() for name, s in self._running.items()}
+
+    def helpers(self) -> list[HelperProcess]:
+        with self._lock:
+            running = list(self._running.values())
+        return [h for s in running for h in s.helpers()]
+
     def health(self) -> list[events_pb2.SensorHealth]:
         with self._lock:
-            return [s.health() for s in self._running.values()]
+            return [s.health() for s in self._running.values()] + list(self._shed.values())
 
     def stop(self) -> None:
         with self._lock:

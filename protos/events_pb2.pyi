@@ -282,12 +282,15 @@ class SensorHealth(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     RESTARTS_FIELD_NUMBER: _builtins.int
+    CPU_PERCENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"keyboard", "browser", "usb" """
     state: _builtins.str
-    """"running", "stopped", "unavailable", "crashed" """
+    """"running", "stopped", "unavailable", "crashed", "shed" """
     detail: _builtins.str
     restarts: _builtins.int
+    cpu_percent: _builtins.float
+    """of one core, the sensor's thread, over the watchdog's last check"""
     def __init__(
         self,
         *,
@@ -295,10 +298,11 @@ class SensorHealth(_message.Message):
         state: _builtins.str = ...,
         detail: _builtins.str = ...,
         restarts: _builtins.int = ...,
+        cpu_percent: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "name", b"name", "restarts", b"restarts", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_percent", b"cpu_percent", "detail", b"detail", "name", b"name", "restarts", b"restarts", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -368,6 +372,10 @@ class AgentStatus(_message.Message):
         """the model the policy names is on the PC and checked"""
         SEMANTIC_UNAVAILABLE: AgentStatus._Kind.ValueType  # 10
         """it cannot be used (detail says why); patterns still work"""
+        SENSOR_SHED: AgentStatus._Kind.ValueType  # 11
+        """the watchdog stopped a sensor over its CPU limit (detail: which, why)"""
+        HELPER_RESTARTED: AgentStatus._Kind.ValueType  # 12
+        """a per-login helper over its memory limit was restarted"""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
     KIND_UNSPECIFIED: AgentStatus.Kind.ValueType  # 0
@@ -387,6 +395,10 @@ class AgentStatus(_message.Message):
     """the model the policy names is on the PC and checked"""
     SEMANTIC_UNAVAILABLE: AgentStatus.Kind.ValueType  # 10
     """it cannot be used (detail says why); patterns still work"""
+    SENSOR_SHED: AgentStatus.Kind.ValueType  # 11
+    """the watchdog stopped a sensor over its CPU limit (detail: which, why)"""
+    HELPER_RESTARTED: AgentStatus.Kind.ValueType  # 12
+    """a per-login helper over its memory limit was restarted"""
 
     @_typing.final
     class DroppedBySeverityEntry(_message.Message):

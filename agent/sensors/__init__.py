@@ -33,6 +33,18 @@ class SensorContext:
     semantic: Callable[[str], SemanticJudge | None] | None = None
 
 
+@dataclass(frozen=True)
+class HelperProcess:
+    """A process outside the service that a sensor depends on (the keyboard's per-login
+    helper), for the watchdog: it measures `pid` and calls `restart(reason)` when the process
+    stays over its memory limit. How the process comes back is the sensor's business."""
+
+    pid: int
+    account: str
+    what: str  # "keyboard helper"
+    restart: Callable[[str], None]
+
+
 class SensorUnavailable(Exception):
     """Raised by run() when the sensor cannot work here (no display, no udev access, Wayland).
     The service reports it as "unavailable" with this reason and does not restart it."""
@@ -48,3 +60,7 @@ class Sensor(Protocol):
     def stop(self) -> None:
         """Ask run() to return soon. Called from another thread; must not block for long."""
         ...
+
+# Optional, looked up with getattr by the supervisor: `status() -> (state, detail)` for the
+# heartbeat, and `helpers() -> list[HelperProcess]` for the watchdog. Threads a sensor starts
+# itself are named "<sensor name>-..." (e.g. "keyboard-session") so their CPU counts as its own.

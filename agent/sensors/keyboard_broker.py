@@ -41,13 +41,13 @@ from agent.helper_protocol import (
     LineReader,
     ProtocolError,
     decode,
-    encode,
     peer_credentials,
     socket_path,
 )
 from agent.policy import ActivePolicy
 from agent.profiles import ProfileCache
-from agent.sensors import SensorContext, SensorUnavailable
+from agent.sensors import HelperProcess, SensorContext, SensorUnavailable
+from agent.sensors.helper_peers import RESTART_GRACE_S, HelperPeers
 from protos import events_pb2
 from rules.compile import Compiled
 from rules.match import Alert
@@ -105,12 +105,13 @@ class KeyboardBroker:
     def __init__(
         self, path: Path | None = None,
         desktops: Callable[[], set[str]] = desktop_accounts, grace_s: float = GRACE_S,
-        hello_s: float = HELLO_S,
+        hello_s: float = HELLO_S, restart_grace_s: float = RESTART_GRACE_S,
     ) -> None:  # fmt: skip
         self._path = socket_path(path)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._sessions: dict[int, tuple[str, str, str]] = {}  # id -> (account, state, detail)
+        self._peers = HelperPeers(restart_grace_s)  # the same connections, as processes
         self._profiles = ProfileCache()
         self._desktops = desktops
         self._grace_s = grace_s
@@ -120,6 +121,11 @@ class KeyboardBroker:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def helpers(self) -> list[HelperProcess]:
+        """The connected helpers, for the watchdog (restarted as agent/sensors/helper_peers.py
+        says: each restarts itself when asked)."""
+        return self._peers.processes()
 
     def status(self) -> tuple[str, str]:
         """The keyboard's health for the heartbeat: per-session states, no typed text."""
@@ -240,12 +246,14 @@ class KeyboardBroker:
             admitted = self._admit(conn)
             if admitted is None:
                 return
-            account = admitted[0]
+            account, pid = admitted
+            self._peers.add(conn, pid, account)
             try:
                 self._converse(conn, ctx, account)
             except (OSError, ProtocolError) as exc:
                 log.info("keyboard.helper_gone account=%s kind=%s", account, type(exc).__name__)
             finally:
+                self._peers.remove(conn)
                 with self._lock:
                     self._sessions.pop(id(conn), None)
 
@@ -284,7 +292,7 @@ class KeyboardBroker:
                 if wanted != capture:  # at start, and whenever a new policy flips it
                     capture = wanted
                     why = "" if wanted else "the account's profile has keyboard capture off"
-                    conn.sendall(encode(["capture", wanted, why]))
+                    self._peers.send(conn, ["capture", wanted, why])
                     if not wanted:
                         self._set(conn, account, "off", "profile")
                 try:

@@ -48,6 +48,11 @@ class EngineRules:
     )  # fmt: skip
     silent_agent_severity: int = 2
     capture_missing_severity: int = 3  # a desktop session with no keyboard helper
+    # The agent's watchdog: a sensor stopped for using too much CPU (nothing is watched by it
+    # until the next policy), a per-login helper restarted for its memory (a gap of seconds).
+    # Fixed here; adding them to rules.schema.FIXED_SEVERITY would make them policy settings.
+    sensor_shed_severity: int = 2
+    helper_restarted_severity: int = 1
     test_alert_severity: int = 1
     source: str = "built-in defaults"
     # Categories some policy defines (collector/intake/vocabulary.py); None: not known, take any.

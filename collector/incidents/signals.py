@@ -7,6 +7,7 @@ event, shown only on the incident page).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from collector.incidents.config import EngineRules
@@ -17,6 +18,11 @@ from protos import events_pb2
 # Kinds worth decoding; the rest (unknown ones) are skipped without parsing.
 INTERESTING = SIGNAL_KINDS | {"heartbeat"}
 _USB = events_pb2.UsbDecision
+_WATCHDOG: dict[int, Callable[[EngineRules], tuple[str, int]]] = {
+    events_pb2.AgentStatus.SENSOR_SHED: lambda r: ("sensor_shed", r.sensor_shed_severity),
+    events_pb2.AgentStatus.HELPER_RESTARTED:
+        lambda r: ("helper_restarted", r.helper_restarted_severity),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,12 @@ def classify(
         kind_ = "capture_missing"
         return Signal(agent_id, seq, account, observed_ms, "capture", kind_, kind_,
                       rules.capture_missing_severity, st.detail[:200])  # fmt: skip
+    if st.kind in _WATCHDOG:
+        # The agent's watchdog stopped a sensor or restarted a helper: a gap in monitoring the
+        # technician should see, shown like a missing helper.
+        kind_, severity = _WATCHDOG[st.kind](rules)
+        return Signal(agent_id, seq, account, observed_ms, "agent", kind_, kind_, severity,
+                      st.detail[:200])  # fmt: skip
     return None
 
 

@@ -57,6 +57,19 @@ def test_a_missing_keyboard_helper_is_a_candidate_for_the_pupil() -> None:
     assert out.severity == 3 and out.summary == "amy: gone"
 
 
+@pytest.mark.parametrize(("kind", "name", "severity"), [
+    (events_pb2.AgentStatus.SENSOR_SHED, "sensor_shed", 2),
+    (events_pb2.AgentStatus.HELPER_RESTARTED, "helper_restarted", 1),
+])  # fmt: skip
+def test_the_agents_watchdog_is_shown_like_a_missing_helper(
+    kind: events_pb2.AgentStatus.Kind.ValueType, name: str, severity: int
+) -> None:
+    st = events_pb2.AgentStatus(kind=kind, detail="the browser sensor used 95% of a CPU core")
+    out = classify(RULES, "ag", 1, "status", 0, _raw(status=st))
+    assert isinstance(out, Signal) and out.kind == name and out.source == "agent"
+    assert out.severity == severity and out.summary.startswith("the browser sensor used")
+
+
 def test_exemption_is_carried_and_heartbeats_are_health() -> None:
     kw = events_pb2.KeywordDetection(category="violence", terms=["x"], exemption="ks2-history")
     out = classify(RULES, "ag", 1, "keyword", 0, _raw(keyword=kw))
