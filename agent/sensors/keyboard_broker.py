@@ -276,9 +276,8 @@ class KeyboardBroker:
         reader = LineReader(conn)
         conn.settimeout(1.0)
         capture: bool | None = None
+        offered = False
         greeted, opened = False, time.monotonic()
-        # Every account, staff too: the notice is about all monitoring, not only keystrokes.
-        conn.sendall(encode(notice.offer(ctx.policy())))
         try:
             while not self._stop.is_set():
                 if not greeted and time.monotonic() - opened > self._hello_s:
@@ -291,6 +290,9 @@ class KeyboardBroker:
                     conn.sendall(encode(["capture", wanted, why]))
                     if not wanted:
                         self._set(conn, account, "off", "profile")
+                if not offered:  # after the first answer; to every account, staff too: the
+                    offered = True  # notice is about all the monitoring, not only keys
+                    conn.sendall(encode(notice.offer(ctx.policy())))
                 try:
                     lines = reader.lines()
                 except TimeoutError:
