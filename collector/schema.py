@@ -254,4 +254,10 @@ MIGRATIONS: list[str] = [
         used_ms    BIGINT
     );
     """,
+    # 9: the monitoring notice (issue 18): when each PC last showed it to a pupil at login, and
+    # the policy version its text came from, from the agents' heartbeats (NULL: never seen).
+    """
+    ALTER TABLE agent_health ADD COLUMN notice_shown_ms BIGINT;
+    ALTER TABLE agent_health ADD COLUMN notice_version VARCHAR DEFAULT '';
+    """,
 ]
