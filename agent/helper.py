@@ -14,6 +14,8 @@ graphical login (XDG autostart), as the logged-in user. It:
   5. re-executes itself when the service says ["restart", reason]: the service's watchdog found
      it over its memory limit, and only the helper can start a process in this session (same
      pid, same environment, fresh memory; agent/sensors/helper_peers.py).
+  6. shows the monitoring notice the service sends (the live policy's text), once per login,
+     and then an indicator while connected (agent/notice_window.py), and reports the showing.
 
 It keeps no file and logs no keys. The account is not something it claims: the service reads
 the uid from the socket (SO_PEERCRED).
@@ -21,6 +23,7 @@ the uid from the socket (SO_PEERCRED).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -33,6 +36,7 @@ from typing import Protocol
 
 from agent import __version__
 from agent.helper_protocol import MAX_BATCH, LineReader, ProtocolError, decode, encode
+from agent.notice_window import NoticeDisplay, Screen
 from agent.sensors.keyboard import Unavailable, session_problem
 from agent.sensors.keyboard_keys import WindowInfo
 
@@ -64,9 +68,16 @@ def reexec() -> None:
     os.execv(sys.executable, sys.orig_argv)  # noqa: S606  # our own command line, no shell
 
 
+def x11_notice(display: str) -> Screen:
+    from agent.notice_x11 import NoticeScreen  # python-xlib: only to show the notice
+
+    return NoticeScreen(display)
+
+
 class Helper:
     def __init__(self, path: Path, keys: Callable[[], KeySource] = x11_keys,
-                 retry_s: float = 2.0, restart: Callable[[], None] = reexec) -> None:  # fmt: skip
+                 retry_s: float = 2.0, restart: Callable[[], None] = reexec,
+                 screen: Callable[[str], Screen] = x11_notice) -> None:  # fmt: skip
         self._path = path
         self._keys = keys
         self._restart = restart
@@ -75,6 +86,8 @@ class Helper:
         self._capture: KeySource | None = None
         self._window: WindowInfo | None = None  # the last window sent to the service
         self._send_lock = threading.Lock()
+        self._sock: socket.socket | None = None  # the service's connection, while there is one
+        self.notice = NoticeDisplay(os.environ.get("DISPLAY"), self._report, screen)
         self.connected = threading.Event()
 
     def stop(self) -> None:
@@ -91,8 +104,11 @@ class Helper:
                          self._retry_s)  # fmt: skip
             finally:
                 self.connected.clear()
+                self.notice.connected(False)
+                self._sock = None
                 self._stop_capture()
             self._stop.wait(self._retry_s)
+        self.notice.stop()
         return 0
 
     def _session(self, sock: socket.socket) -> None:
@@ -102,6 +118,8 @@ class Helper:
         self._send(sock, ["hello", hello])
         if problem:
             self._send(sock, ["s", "unavailable", problem])
+        self._sock = sock
+        self.notice.connected(True)
         self.connected.set()
         log.info("helper.connected socket=%s capture_possible=%s", self._path, problem is None)
         sock.settimeout(0.5)
@@ -120,6 +138,8 @@ class Helper:
                 message = decode(line)
                 if message[0] == "restart":
                     self._restart_now(sock, str(message[1]) if len(message) > 1 else "")
+                elif message[0] == "notice" and len(message) == 3:
+                    self.notice.offer(str(message[1]), str(message[2]))
                 elif message[0] == "capture" and problem is None:
                     on = bool(message[1]) if len(message) > 1 else False
                     if on:
@@ -176,6 +196,14 @@ class Helper:
                     self._send(sock, ["k", keys[start : start + MAX_BATCH]])
         except OSError:
             pass  # the service went away: the session loop reconnects, capture restarts
+
+    def _report(self, message: list[object]) -> None:
+        """A notice report (from the notice's thread), to the service if it is connected."""
+        sock = self._sock
+        if sock is None:
+            return  # the next connection's offer reports the showing again
+        with contextlib.suppress(OSError):  # gone: the session loop reconnects
+            self._send(sock, message)
 
     def _send(self, sock: socket.socket, message: list[object]) -> None:
         with self._send_lock:

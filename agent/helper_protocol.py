@@ -9,9 +9,15 @@ Messages are JSON arrays, one per line, at most `MAX_LINE` bytes:
                         ["w", app, title, password, window_id]     focus moved to this window
                         ["k", [token, ...]]                        keys typed (agent/detector.py)
                         ["s", state, detail]                       "running" | "unavailable"
-    service ─▶ helper   ["capture", on, reason]                    capture for this account?
+                        ["n", "shown", version, age_ms]            the notice is on screen
+                        ["n", "ok" | "closed", version, age_ms]    ... and was dismissed
+                        ["n", "failed", reason]                    ... could not be shown
+    service ─▶ helper   ["notice", text, version]                  the monitoring notice
+                        ["capture", on, reason]                    capture for this account?
                         ["restart", reason]                        over its memory limit (the
                                                                    watchdog): re-execute yourself
+
+A side ignores messages of kinds it does not know, so an older helper just shows no notice.
 
 Keys travel only through this socket (kernel memory), never to disk, and only while the
 account's profile has keyboard capture on; the service matches them and forgets them.

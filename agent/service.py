@@ -31,6 +31,7 @@ from agent import __version__
 from agent.clock import AgentClock
 from agent.full_disk import SpillingPut, open_when_space
 from agent.identity import StateDir, load_ca, load_identity, load_key
+from agent.notice import NoticeLog
 from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PENDING, Outbox
 from agent.policy import ActivePolicy, PolicyHolder
 from agent.policy_fetch import FetchConfig, PolicyFetcher
@@ -89,6 +90,7 @@ class Service:
         self.semantic: SemanticStage | None = None
         self.clock: AgentClock | None = None
         self.watchdog: Watchdog | None = None
+        self.notices = NoticeLog()  # showings of the monitoring notice, for the heartbeat
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set. Raises StateError / OutboxError before anything starts."""
@@ -166,7 +168,8 @@ class Service:
         self.gate = gate = RateGate(put, self._config.rate)
         stage, models = self._semantic(put, holder, fetcher)
         ctx = SensorContext(emit=gate, policy=holder.current, state_dir=self._state.root,
-                            semantic=lambda profile: stage.judge_for(holder.current(), profile))
+                            semantic=lambda profile: stage.judge_for(holder.current(), profile),
+                            notices=self.notices)
         settings = SensorSettings(self._state.root, self._config.keyboard_socket)
         self.supervisor = supervisor = Supervisor(self._specs, ctx, settings)
         holder.subscribe(lambda active: supervisor.apply(wanted_sensors(active)))
@@ -234,6 +237,7 @@ class Service:
             for sensor in sensors:
                 sensor.cpu_percent = self.watchdog.cpu_percent(sensor.name)
             sensors.append(self.watchdog.health())
+        shown = self.notices.latest()
         return events_pb2.Event(
             heartbeat=events_pb2.Heartbeat(
                 sensors=sensors,
@@ -242,5 +246,7 @@ class Service:
                 cpu_percent=self._process.cpu_percent(None),
                 rss_bytes=self._process.memory_info().rss,
                 agent_version=__version__,
+                notice_shown_unix_ms=shown.shown_unix_ms if shown else 0,
+                notice_version=shown.version if shown else "",
             )
         )

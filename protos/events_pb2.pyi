@@ -318,11 +318,19 @@ class Heartbeat(_message.Message):
     CPU_PERCENT_FIELD_NUMBER: _builtins.int
     RSS_BYTES_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    NOTICE_SHOWN_UNIX_MS_FIELD_NUMBER: _builtins.int
+    NOTICE_VERSION_FIELD_NUMBER: _builtins.int
     policy_version: _builtins.str
     outbox_pending: _builtins.int
     cpu_percent: _builtins.float
     rss_bytes: _builtins.int
     agent_version: _builtins.str
+    notice_shown_unix_ms: _builtins.int
+    """The monitoring notice (agent/notice.py): when a desktop session on this PC last showed
+    it (Unix ms, the agent's corrected clock; 0: none has since the service started) and the
+    policy version its text came from.
+    """
+    notice_version: _builtins.str
     @_builtins.property
     def sensors(self) -> _containers.RepeatedCompositeFieldContainer[Global___SensorHealth]: ...
     def __init__(
@@ -334,10 +342,12 @@ class Heartbeat(_message.Message):
         cpu_percent: _builtins.float = ...,
         rss_bytes: _builtins.int = ...,
         agent_version: _builtins.str = ...,
+        notice_shown_unix_ms: _builtins.int = ...,
+        notice_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpu_percent", b"cpu_percent", "outbox_pending", b"outbox_pending", "policy_version", b"policy_version", "rss_bytes", b"rss_bytes", "sensors", b"sensors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "cpu_percent", b"cpu_percent", "notice_shown_unix_ms", b"notice_shown_unix_ms", "notice_version", b"notice_version", "outbox_pending", b"outbox_pending", "policy_version", b"policy_version", "rss_bytes", b"rss_bytes", "sensors", b"sensors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

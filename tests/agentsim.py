@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,10 +74,14 @@ class SimAgent:
     def __post_init__(self) -> None:
         self.head = self.head or envelope.genesis(self.agent_id)
 
-    def record(self, n: int, note: str = "") -> tuple[int, bytes, list[bytes], list[bytes]]:
-        """Make n chained events; returns (first_seq, prev_hash, raws, hashes)."""
+    def record(self, n: int, note: str = "",
+               make: Callable[[int], events_pb2.Event] | None = None,
+               ) -> tuple[int, bytes, list[bytes], list[bytes]]:  # fmt: skip
+        """Make n chained events (test alerts, or `make(seq)`'s); returns (first_seq,
+        prev_hash, raws, hashes)."""
         first, prev = self.seq + 1, self.head
-        raws = [envelope.event_bytes(test_event(first + i, note)) for i in range(n)]
+        raws = [envelope.event_bytes(make(first + i) if make else test_event(first + i, note))
+                for i in range(n)]  # fmt: skip
         hashes = envelope.chain(prev, raws)
         self.seq += n
         self.head = hashes[-1]

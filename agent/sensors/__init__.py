@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # kept out of the per-login keyboard helper, which imports this package
+    from agent.notice import NoticeLog
     from agent.policy import ActivePolicy
     from protos import events_pb2
     from rules.semantic import SemanticJudge
@@ -31,6 +32,9 @@ class SensorContext:
     state_dir: Path | None = None  # the agent's state folder (root only), for sensor cursors
     # The semantic stage's judge for a profile; None where the stage is off or not ready.
     semantic: Callable[[str], SemanticJudge | None] | None = None
+    # Where the keyboard broker records each showing of the monitoring notice (the heartbeat
+    # reads it); None: not recorded.
+    notices: NoticeLog | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped,unused-ignore]  # stubs in dev extras only
 
+from agent import notice
 from agent.detector import SPECIAL, KeystrokeDetector, WindowInfo, alert_event
 from agent.helper_protocol import (
     LineReader,
@@ -249,7 +250,7 @@ class KeyboardBroker:
             account, pid = admitted
             self._peers.add(conn, pid, account)
             try:
-                self._converse(conn, ctx, account)
+                self._converse(conn, ctx, account, pid)
             except (OSError, ProtocolError) as exc:
                 log.info("keyboard.helper_gone account=%s kind=%s", account, type(exc).__name__)
             finally:
@@ -272,7 +273,8 @@ class KeyboardBroker:
         profile = self._profiles.profile_for(ctx.policy().policy, account)
         return ctx.semantic(profile.name) if "keyboard" in profile.sensors else None
 
-    def _converse(self, conn: socket.socket, ctx: SensorContext, account: str) -> None:
+    def _converse(self, conn: socket.socket, ctx: SensorContext, account: str,
+                  pid: int) -> None:  # fmt: skip
         def sink(alert: Alert | SemanticAlert, window: WindowInfo) -> None:
             ctx.emit(alert_event(alert, window, account, ctx.policy().policy))
 
@@ -282,6 +284,7 @@ class KeyboardBroker:
         reader = LineReader(conn)
         conn.settimeout(1.0)
         capture: bool | None = None
+        offered = False
         greeted, opened = False, time.monotonic()
         try:
             while not self._stop.is_set():
@@ -295,6 +298,9 @@ class KeyboardBroker:
                     self._peers.send(conn, ["capture", wanted, why])
                     if not wanted:
                         self._set(conn, account, "off", "profile")
+                if not offered:  # after the first answer; to every account, staff too: the
+                    offered = True  # notice is about all the monitoring, not only keys
+                    self._peers.send(conn, notice.offer(ctx.policy()))
                 try:
                     lines = reader.lines()
                 except TimeoutError:
@@ -306,6 +312,8 @@ class KeyboardBroker:
                     msg = decode(line)
                     greeted = greeted or msg[0] == "hello"
                     self._handle(msg, detector, conn, account)
+                    if msg[0] == "n":
+                        self._notice(ctx, msg, account, pid)
         finally:
             detector.settle()  # a term typed just before logout still counts
 
@@ -323,8 +331,16 @@ class KeyboardBroker:
         elif kind == "s" and len(msg) == 3:
             self._set(conn, account, str(msg[1]), str(msg[2]))
             log.info("keyboard.helper_state account=%s state=%s", account, msg[1])
-        elif kind != "hello":
+        elif kind not in ("hello", "n"):
             raise ProtocolError(f"unexpected message {kind!r}")
+
+
+    @staticmethod
+    def _notice(ctx: SensorContext, msg: list[object], account: str, pid: int) -> None:
+        now_ms = int(ctx.policy().now().timestamp() * 1000)
+        showing = notice.received(msg, account, pid, now_ms)
+        if showing is not None and ctx.notices is not None:
+            ctx.notices.record(showing)
 
 
 class _Matcher:

@@ -39,7 +39,7 @@ def agents_view(con: duckdb.DuckDBPyConnection, silent_ms: int,
             "h.sensors, h.outbox_pending, h.dropped, coalesce(m.room, '') AS room, "
             "coalesce(m.site, '') AS site, coalesce(m.grp, '') AS grp, "
             "coalesce(a.last_seen_ms, a.enrolled_ms) < ? AS silent, a.clock_skew_ms, "
-            "a.clock_measured_ms "
+            "a.clock_measured_ms, h.notice_shown_ms, h.notice_version "
             "FROM agents a LEFT JOIN agent_health h USING (agent_id) "
             "LEFT JOIN machines m USING (agent_id) ORDER BY a.hostname, a.agent_id",
             [now_ms() - silent_ms],

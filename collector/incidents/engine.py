@@ -126,9 +126,23 @@ class Engine:
                     },
                     key="agent_id",
                 )
+                # A heartbeat without a showing (the agent restarted since) keeps the last one.
+                shown = [h for h in health.values() if h.notice_shown_ms]
+                if shown:
+                    store.update_rows(
+                        "agent_health",
+                        {
+                            "agent_id": [h.agent_id for h in shown],
+                            "notice_shown_ms": [h.notice_shown_ms for h in shown],
+                            "notice_version": [h.notice_version for h in shown],
+                        },
+                        key="agent_id",
+                    )
             for d in dropped:
                 con.execute(
-                    "INSERT INTO agent_health VALUES (?, 0, '', '', '', 0, ?) ON CONFLICT "
+                    "INSERT INTO agent_health (agent_id, heartbeat_ms, agent_version, "
+                    "policy_version, sensors, outbox_pending, dropped) "
+                    "VALUES (?, 0, '', '', '', 0, ?) ON CONFLICT "
                     "(agent_id) DO UPDATE SET dropped = agent_health.dropped + excluded.dropped",
                     [d.agent_id, d.count],
                 )

@@ -47,6 +47,8 @@ class Health:
     policy_version: str
     sensors: str
     outbox_pending: int
+    notice_shown_ms: int = 0  # 0: this heartbeat names no showing of the notice
+    notice_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,8 @@ def classify(
     if kind == "heartbeat":
         h = event.heartbeat
         sensors = ", ".join(f"{s.name}={s.state}" for s in h.sensors)
-        return Health(
-            agent_id, observed_ms, h.agent_version, h.policy_version, sensors, h.outbox_pending
-        )
+        return Health(agent_id, observed_ms, h.agent_version, h.policy_version, sensors,
+                      h.outbox_pending, h.notice_shown_unix_ms, h.notice_version[:40])  # fmt: skip
     st = event.status
     if st.kind == events_pb2.AgentStatus.DROPPED:
         return Dropped(agent_id, st.count)

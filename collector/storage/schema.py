@@ -275,8 +275,14 @@ MIGRATIONS: list[str] = [
     """,
     # 12: one concern per candidate (collector/incidents/concerns.py). '' for candidates made
     # before: at the next start each gets its concern, or, if it mixed several and no one has
-    # triaged it, is superseded by one candidate per concern (coverage.split_by_concern).
+    # triaged it, is superseded by one candidate per concern (concern_split.split_by_concern).
     """
     ALTER TABLE incidents ADD COLUMN concern VARCHAR DEFAULT '';
+    """,
+    # 13: the monitoring notice (issue 18): when each PC last showed it to a pupil at login, and
+    # the policy version its text came from, from the agents' heartbeats (NULL: never seen).
+    """
+    ALTER TABLE agent_health ADD COLUMN notice_shown_ms BIGINT;
+    ALTER TABLE agent_health ADD COLUMN notice_version VARCHAR DEFAULT '';
     """,
 ]

@@ -47,6 +47,10 @@ MESSAGES = st.one_of(
                                      | TEXT, max_size=20)).map(list),
     st.tuples(st.just("s"), st.sampled_from(["running", "unavailable"]), TEXT).map(list),
     st.tuples(st.just("capture"), st.booleans(), TEXT).map(list),
+    st.tuples(st.just("notice"), TEXT, TEXT).map(list),
+    st.tuples(st.just("n"), st.sampled_from(["shown", "ok", "closed"]), TEXT,
+              st.integers()).map(list),
+    st.tuples(st.just("n"), st.just("failed"), TEXT).map(list),
 )  # fmt: skip
 NASTY = st.sampled_from([
     b"9" * 5000, b"-" + b"9" * 4400, b"[" * 100_000, b'{"a":' * 50_000, b"\xff", b"\xfe\xff",
