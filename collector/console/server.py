@@ -172,6 +172,7 @@ class Console:
             views_accounts,
             views_auth,
             views_chronology,
+            views_dashboard,
             views_dpia,
             views_incidents,
             views_school,
@@ -181,6 +182,7 @@ class Console:
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
         views_auth.routes(app, self)
         views_chronology.routes(app, self)
+        views_dashboard.routes(app, self)
         views_accounts.routes(app, self)
         views_incidents.routes(app, self)
         views_school.routes(app, self)

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HOME = {
-    "dsl": "/incidents",
-    "deputy_dsl": "/incidents",
-    "head": "/incidents",
+    "dsl": "/dashboard",
+    "deputy_dsl": "/dashboard",
+    "head": "/dashboard",
     "technician": "/agents",
     "governor": "/reports/governors",
 }

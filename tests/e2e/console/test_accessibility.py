@@ -45,6 +45,7 @@ LONG_TERM = "howtojoinagroupthatwantstohurtpeople" * 3
 # Page types a DSL sees, by the path that shows each; {incident} is one with the long URL.
 PAGES = {
     "landing": "/",
+    "dashboard": "/dashboard",
     "incidents": "/incidents",
     "incident": "/incidents/{incident}",
     "weekly": "/reports/weekly",

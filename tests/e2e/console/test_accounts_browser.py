@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 FIRST = "first-one-time-pass-7x"  # what `safeguard-install collector` would have printed
 DANA_OWN = "dana chose this one herself"
 DEV_OWN = "a deputy's very own password"
+HANA = "the head teacher's own password"
 
 
 @pytest.fixture
@@ -37,8 +38,13 @@ def served(tmp_path: Path) -> Iterator[Served]:
         "--name", "Dana Lead", "--password-file", "-", stdin=FIRST + "\n",
     ).stdout  # fmt: skip
     assert "must choose a new password at the next login" in made
+    head = run(
+        "safeguard-collector", "user", "add", "hana", "--data", data, "--role", "head",
+        "--name", "Hana Head", "--password-file", "-", "--no-must-change", stdin=HANA + "\n",
+    ).stdout  # fmt: skip
     s = Served(data)
     s.secrets["dana"] = otpauth_secret(made)
+    s.secrets["hana"] = otpauth_secret(head)
     try:
         yield s
     finally:
@@ -86,7 +92,7 @@ def test_first_logins_make_each_person_choose_their_own_password(
             page.fill("input[name=new]", DANA_OWN)
             page.fill("input[name=again]", DANA_OWN)
             page.click("main button:has-text('Change password')")
-            expect(page.locator("h1")).to_contain_text("Incident candidates")
+            expect(page.locator("h1")).to_contain_text("Needs attention")
             expect(page.locator(".flash")).to_contain_text("Your password is changed")
 
             page.click("nav a:has-text('Accounts')")
@@ -102,7 +108,21 @@ def test_first_logins_make_each_person_choose_their_own_password(
             page.screenshot(path=str(shots / "account-added.png"), full_page=True)
             page.click("button:has-text('Log out')")
 
+            # A deputy is a senior role: it waits for a second senior, here the head teacher.
             expect(page.locator("h1")).to_have_text("Log in")
+            page.fill("input[name=username]", "dev")
+            page.fill("input[name=password]", temporary)
+            page.click("button:has-text('Log in')")
+            expect(page.locator(".error")).to_contain_text("waits for a second senior")
+            page.fill("input[name=username]", "hana")
+            page.fill("input[name=password]", HANA)
+            page.fill("input[name=code]", served.code("hana"))
+            page.click("button:has-text('Log in')")
+            page.click("nav a:has-text('Accounts')")
+            page.click("button:has-text('Approve Deputy DSL')")
+            expect(page.locator(".flash")).to_contain_text("Approved dev as Deputy DSL")
+            page.click("button:has-text('Log out')")
+
             page.fill("input[name=username]", "dev")
             page.fill("input[name=password]", temporary)
             page.click("button:has-text('Log in')")
@@ -128,6 +148,8 @@ def test_first_logins_make_each_person_choose_their_own_password(
             recovery = page.locator(".recovery-codes code").all_inner_texts()
             assert len(recovery) == 10
             page.click("a:has-text('continue')")
+            expect(page.locator("h1")).to_contain_text("Needs attention")
+            page.click("nav a:has-text('Incidents')")
             expect(page.locator("h1")).to_contain_text("Incident candidates")
             expect(page.locator("tr", has_text="pupil.ben")).to_contain_text("bullying")
             expect(page.locator("nav a:has-text('Accounts')")).to_have_count(0)  # a deputy
@@ -142,7 +164,7 @@ def test_first_logins_make_each_person_choose_their_own_password(
             page.fill("input[name=password]", DEV_OWN)
             page.fill("input[name=code]", recovery[0])
             page.click("button:has-text('Log in')")
-            expect(page.locator("h1")).to_contain_text("Incident candidates")
+            expect(page.locator("h1")).to_contain_text("Needs attention")
             expect(page.locator(".flash")).to_contain_text("You used a recovery code; 9 left")
             page.click("button:has-text('Log out')")
             page.fill("input[name=username]", "dev")

@@ -149,6 +149,8 @@ def test_dsl_triages_refers_with_a_second_person_and_exports(
             page.fill("input[name=password]", PASSWORD)
             page.fill("input[name=code]", served.code("dana"))
             page.click("button:has-text('Log in')")
+            expect(page.locator("h1")).to_contain_text("Needs attention")  # the DSL's day
+            page.click("nav a:has-text('Incidents')")
             expect(page.locator("h1")).to_contain_text("Incident candidates")
             row = page.locator("tr", has_text="pupil.amy")
             expect(row).to_contain_text("extremism")

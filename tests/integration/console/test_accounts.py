@@ -59,15 +59,15 @@ def test_a_temporary_password_leads_only_to_changing_it(
     assert "sneaky" not in users(console)
 
     status, page = c.post("/password", {"current": PASSWORD, "new": NEW, "again": NEW})
-    assert status == 200 and "Incident candidates" in page and "Your password is changed" in page
+    assert status == 200 and "<h1>Needs attention</h1>" in page and "Your password is changed" in page
     assert users(console)["newdsl"]["must_change_password"] is False
     assert c.peek("/incidents") == (200, "")
     assert c.post(f"/incidents/{incident}/status", {"status": "in_review"})[0] == 200
     assert console.op("incidents")["rows"][0]["status"] == "in_review"
-    # The old password no longer logs in; the new one does, straight to the incidents.
+    # The old password no longer logs in; the new one does, straight to the DSL's day.
     assert Client(console.url).login("newdsl")[0] == 401
     status, page = Client(console.url).login("newdsl", NEW)
-    assert status == 200 and "Incident candidates" in page
+    assert status == 200 and "<h1>Needs attention</h1>" in page
 
 
 def test_changing_a_password_ends_the_other_sessions_and_follows_the_rules(

@@ -29,7 +29,7 @@ def test_requests_without_a_cookie_store_nothing(console: ConsoleHarness) -> Non
     assert len(web.sessions) == 0
     # A login still works (its form token is signed, kept by the browser) and makes one.
     status, page = Client(console.url).login("dsl")
-    assert status == 200 and "Incident candidates" in page
+    assert status == 200 and "<h1>Needs attention</h1>" in page
     assert len(web.sessions) == 1
 
 

@@ -70,7 +70,7 @@ def test_repeated_wrong_passwords_are_slowed_but_not_the_dsl_with_a_code(
     # ...but the DSL's second factor is not held back by what others did from this address
     # (behind a proxy, everyone's): password and a fresh code still log in.
     status, page = c.login("dsl")
-    assert status == 200 and "Incident candidates" in page
+    assert status == 200 and "<h1>Needs attention</h1>" in page
     entries = console.with_store(lambda s: audit.read(s.con, 50))
     assert sum(1 for e in entries if e["action"] == "login_failed") == 5
     [login] = [e for e in entries if e["action"] == "login"]

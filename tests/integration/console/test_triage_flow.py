@@ -24,7 +24,7 @@ def test_detection_becomes_a_candidate_that_a_dsl_closes_and_exports(
     agent.ship(keyword("self_harm", ["cut myself"], context="i want to cut myself tonight"))
     dsl = Client(console.url)
     status, page = dsl.login("dsl")
-    assert status == 200 and "Incident candidates" in page
+    assert status == 200 and "<h1>Needs attention</h1>" in page
     [iid] = set(_ids(page))
     status, page = dsl.get(f"/incidents/{iid}")
     assert status == 200
