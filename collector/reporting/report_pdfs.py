@@ -60,6 +60,18 @@ def _trend(rows: list[dict[str, Any]], now: str, before: str) -> Table:
                   [70 * mm, 32 * mm, 32 * mm, 26 * mm])  # fmt: skip
 
 
+def _term(term: dict[str, Any] | None) -> list[Any]:
+    if term is None:
+        return []
+    days, this, last = term["days"], term["this"], term["last"]
+    return [
+        Paragraph("This term against last", _ST["Heading2"]),
+        _p(f"The first {days} days of this term (from {this.strftime('%d %B %Y')}) against "
+           f"the first {days} days of the term before (from {last.strftime('%d %B %Y')})."),
+        _trend(term["trend"], "This term", "Last term"),
+    ]  # fmt: skip
+
+
 def weekly_pdf(r: dict[str, Any], checkpoint: str) -> bytes:
     week = r["week_start"].strftime("%d %B %Y")
     opened = r["open"]
@@ -106,6 +118,7 @@ def governors_pdf(r: dict[str, Any]) -> bytes:
         _chart(r["chart"]),
         Paragraph("By category, against the previous period", _ST["Heading2"]),
         _trend(r["trend"], "This period", "Previous period"),
+        *_term(r.get("term")),
         Paragraph("By severity", _ST["Heading2"]),
         _table(["Severity", "Candidates"], _none([[s, n] for s, n in r["by_severity"]], 2),
                [90 * mm, 70 * mm]),

@@ -191,6 +191,7 @@ def governors(
         "SELECT severity, count(*) FROM incidents WHERE first_ms >= ? GROUP BY 1 ORDER BY 1",
         [lo],
     )
+    term = _term_trend(con, terms, today, known, detections)
     outcomes = _rows(
         con,
         "SELECT outcome, count(*) FROM incidents WHERE closed_ms >= ? GROUP BY 1 ORDER BY 2 DESC",
@@ -218,6 +219,7 @@ def governors(
         "by_category": _suppressed(by_cat),
         "trend": [_hidden_change(r) for r in compare(by_cat, before)],
         "previous_start": start - dt.timedelta(weeks=weeks),
+        "term": term,
         "by_severity": _suppressed(by_sev),
         "outcomes": _suppressed(outcomes),
         "machines": coverage[0][0],
@@ -225,6 +227,22 @@ def governors(
         "chart": bar_png([label for label, _ in shown], [n for _, n in shown],
                          "Safeguarding candidates per school week (* fewer than 3)"),
     }  # fmt: skip
+
+
+def _term_trend(
+    con: duckdb.DuckDBPyConnection, terms: Terms, today: dt.date,
+    known: frozenset[str] | None, extra: str,
+) -> dict[str, Any] | None:  # fmt: skip
+    """This term so far against the same number of days from the start of the term before
+    (a whole term against a few weeks would read as a fall); None without term dates."""
+    found = terms.this_and_last(today)
+    if found is None:
+        return None
+    this, last, days = found
+    now = _by_category(con, _ms(this), _ms(this) + days * DAY_MS, known, extra)
+    before = _by_category(con, _ms(last), _ms(last) + days * DAY_MS, known, extra)
+    return {"this": this, "last": last, "days": days,
+            "trend": [_hidden_change(r) for r in compare(now, before)]}  # fmt: skip
 
 
 def bar_chart(

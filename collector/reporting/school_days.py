@@ -51,5 +51,14 @@ class Terms:
         span = (first + dt.timedelta(days=i) for i in range(count))
         return [d for d in span if self.is_school_day(d)]
 
+    def this_and_last(self, today: dt.date) -> tuple[dt.date, dt.date, int] | None:
+        """(first day of this term, first day of the term before, days into this term up to
+        today), so the two can be compared over the same length; None without two terms begun.
+        "This term" is the last begun by today (in a holiday: the one just ended)."""
+        begun = [a for a, _ in self.spans if a <= today]
+        if len(begun) < 2:
+            return None
+        return begun[-1], begun[-2], (today - begun[-1]).days + 1
+
     def any_school_day(self, days: Iterable[dt.date]) -> bool:
         return any(self.is_school_day(d) for d in days)

@@ -114,3 +114,18 @@ def test_odd_term_dates_are_refused_with_a_sentence(tmp_path: Path, value: str) 
     (tmp_path / "console.toml").write_text(f"[school]\nterm_dates = {value}\n")
     with pytest.raises(ValueError, match=r"\[school\] .*term"):
         config.load(DataDir(tmp_path))
+
+
+def test_governors_compare_this_term_with_as_long_of_the_last(store: Store) -> None:
+    today = dt.date(2026, 11, 11)  # the tenth day of the second half-term
+    terms = Terms.parse(["2026-09-03:2026-10-23", "2026-11-02:2026-12-18"])
+    _candidate(store, dt.date(2026, 11, 3), "grooming", 4)
+    _candidate(store, dt.date(2026, 9, 4), "grooming", 3)
+    _candidate(store, dt.date(2026, 9, 21), "grooming", 5)  # past the same ten days last term
+    term = reports.governors(store.con, 12, today, terms=terms)["term"]
+    assert (term["this"], term["last"], term["days"]) == (
+        dt.date(2026, 11, 2), dt.date(2026, 9, 3), 10)  # fmt: skip
+    assert [(t["key"], t["now"], t["before"], t["change"]) for t in term["trend"]] == [
+        ("grooming", "4", "3", "+1")
+    ]
+    assert reports.governors(store.con, 12, today)["term"] is None  # no term dates: no terms

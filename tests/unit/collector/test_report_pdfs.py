@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from collector.reporting import report_pdfs, reports
+from collector.reporting.school_days import Terms
 from collector.storage.store import Store
 from tests.conftest import require_tool
 
@@ -71,3 +72,15 @@ def test_governors_pdf_has_counts_and_no_names(store: Store, tmp_path: Path) -> 
     assert "Monitoring coverage: 0 of 0 machines" in text
     for secret in ("pupil.amy", "our secret", "ag-1"):
         assert secret not in text
+
+
+def test_governors_pdf_compares_terms_when_term_dates_are_set(
+    store: Store, tmp_path: Path
+) -> None:
+    terms = Terms.parse(["2026-09-03:2026-10-23", "2026-11-02:2026-12-18"])
+    r = reports.governors(store.con, 12, MONDAY + dt.timedelta(days=2), terms=terms)
+    text = _text(tmp_path, report_pdfs.governors_pdf(r))
+    assert "This term against last" in text
+    assert "The first 17 days of this term (from 02 November 2026)" in " ".join(text.split())
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    assert "grooming 5 0 +5" in lines and "self harm 3 0 +3" in lines
