@@ -129,3 +129,17 @@ def test_governors_compare_this_term_with_as_long_of_the_last(store: Store) -> N
         ("grooming", "4", "3", "+1")
     ]
     assert reports.governors(store.con, 12, today)["term"] is None  # no term dates: no terms
+
+
+def test_serve_refuses_odd_term_dates_in_a_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collector import cli
+    from tests.harness import init_data
+
+    data = init_data(tmp_path / "collector")
+    (data.root / "console.toml").write_text('[school]\nterm_dates = ["2026-09-03"]\n')
+    assert cli.main(["serve", "--data", str(data.root), "--listen", "127.0.0.1:0"]) == 1
+    err = capsys.readouterr().err
+    assert "term dates '2026-09-03'" in err and "mend console.toml" in err
+    assert "Traceback" not in err
