@@ -328,7 +328,13 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from collector.console import config as console_config
+
     data = _data(args)
+    try:  # read before anything starts, so a mistake in it is one sentence, not a traceback
+        console_config.load(data)
+    except ValueError as exc:
+        raise CliError(f"{exc}; mend console.toml, then start the collector again") from None
 
     def ready(running: app.Running) -> None:
         host = args.listen.rsplit(":", 1)[0]

@@ -15,7 +15,7 @@ from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.intake import clock, enrolment, vocabulary
 from collector.integrity import anchors
-from collector.reporting import reports
+from collector.reporting import report_pdfs, reports
 from collector.storage import retention
 from collector.storage.store import Store, now_ms
 
@@ -243,27 +243,54 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         check = await c.read(c.audit.verify)
         return c.render(request, "audit.html", rows=rows, check=check)
 
-    async def weekly(request: web.Request) -> web.StreamResponse:
-        me = need(request, "weekly_report")
+    def week_asked(request: web.Request) -> dt.date:
         today = dt.date.today()
+        last_week = today - dt.timedelta(days=today.weekday() + 7)
         try:
             start = dt.date.fromisoformat(request.query.get("week", ""))
         except ValueError:
-            start = today - dt.timedelta(days=today.weekday() + 7)
+            return last_week
         if not dt.date(2000, 1, 1) <= start <= dt.date(2999, 12, 24):  # a week that can end
-            start = today - dt.timedelta(days=today.weekday() + 7)
-        await c.record(me, "view_report", "weekly", start.isoformat())
+            return last_week
+        return start
+
+    def pdf_response(body: bytes, name: str) -> web.Response:
+        disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return web.Response(body=body, content_type="application/pdf", headers=disposition)
+
+    async def weekly_report(request: web.Request, fmt: str) -> tuple[dict[str, Any], str]:
+        me = need(request, "weekly_report")
+        start = week_asked(request)
+        action = "view_report" if fmt == "page" else "export_report"
+        await c.record(me, action, "weekly", start.isoformat())
         known = vocabulary.known_categories(c.data)
-        rep = await c.read(lambda con: reports.weekly(con, start, known))
+        rep = await c.read(lambda con: reports.weekly(con, start, known, c.cfg.terms))
         checkpoint = await c.read(lambda con: anchors.make(c.data, con))
-        return c.render(request, "weekly.html", r=rep, dt=dt, checkpoint=checkpoint.line())
+        return rep, checkpoint.line()
+
+    async def weekly(request: web.Request) -> web.StreamResponse:
+        rep, checkpoint = await weekly_report(request, "page")
+        return c.render(request, "weekly.html", r=rep, dt=dt, checkpoint=checkpoint)
+
+    async def weekly_pdf(request: web.Request) -> web.StreamResponse:
+        rep, checkpoint = await weekly_report(request, "pdf")
+        body = await asyncio.to_thread(report_pdfs.weekly_pdf, rep, checkpoint)
+        return pdf_response(body, f"weekly-report-{rep['week_start'].isoformat()}.pdf")
+
+    async def governors_report(request: web.Request, fmt: str) -> dict[str, Any]:
+        me = need(request, "governors")
+        await c.record(me, "view_report" if fmt == "page" else "export_report", "governors")
+        known = vocabulary.known_categories(c.data)
+        today = dt.date.today()
+        return await c.read(lambda con: reports.governors(con, 12, today, known, c.cfg.terms))
 
     async def governors(request: web.Request) -> web.StreamResponse:
-        me = need(request, "governors")
-        await c.record(me, "view_report", "governors")
-        known = vocabulary.known_categories(c.data)
-        rep = await c.read(lambda con: reports.governors(con, 12, dt.date.today(), known))
-        return c.render(request, "governors.html", r=rep)
+        return c.render(request, "governors.html", r=await governors_report(request, "page"))
+
+    async def governors_pdf(request: web.Request) -> web.StreamResponse:
+        rep = await governors_report(request, "pdf")
+        body = await asyncio.to_thread(report_pdfs.governors_pdf, rep)
+        return pdf_response(body, f"governors-summary-{dt.date.today().isoformat()}.pdf")
 
     async def settings(request: web.Request) -> web.StreamResponse:
         need(request, "settings")
@@ -299,7 +326,9 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
     r.add_post("/exemptions/{eid:\\d+}/{verb:approve|refuse}", exemption_decide)
     r.add_get("/audit", audit_view)
     r.add_get("/reports/weekly", weekly)
+    r.add_get("/reports/weekly.pdf", weekly_pdf)
     r.add_get("/reports/governors", governors)
+    r.add_get("/reports/governors.pdf", governors_pdf)
     r.add_get("/settings", settings)
     r.add_post("/settings", settings_save)
     r.add_post("/settings/purge", purge)

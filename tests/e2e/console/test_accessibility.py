@@ -6,6 +6,7 @@ scrolling at 390 px, and a skip link first (tests/e2e/console/a11y.py, docs/acce
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -126,6 +127,18 @@ def _fill(harness: ConsoleHarness) -> int:
     return next(int(r["id"]) for r in rows if r["category"] == "extremism")
 
 
+def _term_dates(harness: ConsoleHarness) -> None:
+    """Two terms, the second running now: the governors' summary then shows its table of this
+    term against the last as well."""
+    today = dt.date.today()
+    spans = [(today - dt.timedelta(days=150), today - dt.timedelta(days=60)),
+             (today - dt.timedelta(days=40), today + dt.timedelta(days=60))]  # fmt: skip
+    listed = ", ".join(f'"{a.isoformat()}:{b.isoformat()}"' for a, b in spans)
+    toml = harness.data.root / "console.toml"
+    before = toml.read_text() if toml.exists() else ""
+    toml.write_text(f"{before}\n[school]\nterm_dates = [{listed}]\n")
+
+
 @pytest.fixture(scope="module")
 def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
     require_tool("chromium")
@@ -137,6 +150,7 @@ def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
     from playwright.sync_api import sync_playwright
 
     harness = ConsoleHarness(tmp_path_factory.mktemp("a11y") / "collector")
+    _term_dates(harness)
     harness.start()
     try:
         harness.add_staff()
@@ -187,6 +201,13 @@ def _done(page: Any, name: str) -> None:
 
 
 ALL = ["login", *PAGES]
+
+
+def test_the_governors_page_checked_holds_every_table(school: School) -> None:
+    gov = Client(school.url)
+    gov.login("gov")
+    _, page = gov.get("/reports/governors")
+    assert "This term against last" in page and "Download PDF" in page
 
 
 @pytest.mark.parametrize("width", ["desktop", "phone"])
