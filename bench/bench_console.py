@@ -8,7 +8,8 @@
    candidates with the incident engine (the same code the after-commit hook runs).
 2. Starts the collector in this process with the console (aiohttp on its asyncio loop), logs in
    as a DSL over HTTP and times `--requests` loads of the triage list (default filter, random
-   filters) and of random incident pages (each writes its audit row first, as in production).
+   filters), of random incident pages, of the landing dashboard and of random pupils'
+   chronologies (each writes its audit row first, as in production).
 3. Enrols a simulated agent over TLS gRPC and ships one detection at a time: the time from the
    acknowledgement (sent only after the DuckDB commit) until the candidate is readable.
 """
@@ -138,7 +139,8 @@ def main() -> None:
             )
         ]
         rng = random.Random(1)
-        timings: dict[str, list[float]] = {"list": [], "list_filtered": [], "incident": []}
+        timings: dict[str, list[float]] = {"list": [], "list_filtered": [], "incident": [],
+                                           "dashboard": [], "chronology": []}  # fmt: skip
         for _ in range(5):  # warm up
             dsl.get("/incidents")
         for _ in range(args.requests):
@@ -150,6 +152,8 @@ def main() -> None:
                     f"&category={rng.choice(CATS)}&pupil=pupil.{rng.randrange(300):03d}",
                 ),
                 ("incident", f"/incidents/{rng.choice(ids)}"),
+                ("dashboard", "/dashboard"),
+                ("chronology", f"/pupils/pupil.{rng.randrange(3000):04d}/chronology"),
             ):
                 t = time.perf_counter()
                 status, _ = dsl.get(path)
@@ -197,6 +201,8 @@ def main() -> None:
         ("list", "< 200 ms"),
         ("list_filtered", "< 200 ms"),
         ("incident", "< 200 ms"),
+        ("dashboard", "< 200 ms"),
+        ("chronology", "< 200 ms"),
     ):
         xs = timings[name]
         lines.append(
