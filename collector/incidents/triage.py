@@ -120,6 +120,16 @@ def record_outcome(
                 + "; ".join(still_open)[:200]
                 + "): mark them done, or say why you close the incident with them open"
             )
+        made_before = outcome in REFERRALS and store.con.execute(
+            "SELECT 1 FROM referrals WHERE incident_id = ? AND outcome = ? "
+            "AND state IN ('pending', 'confirmed')", [incident_id, outcome]).fetchone()  # fmt: skip
+        if made_before:  # made while follow-ups were open; now the incident closes with it
+            if not closes:
+                return "referral made, open"
+            closed = _close(store, incident_id, outcome, note, who, ref, still_open, reason)
+            _record(audit, store, who, incident_id, "closed", closed)
+            audit.append(store, who.username, "closed", f"incident:{incident_id}", outcome)
+            return "closed"
         if outcome in REFERRALS:
             referral_id = store.one(
                 "INSERT INTO referrals (incident_id, outcome, note, requested_by, requested_ms) "

@@ -173,7 +173,7 @@ def sign_in(school: School, page: Any, username: str = "dsl") -> None:
     page.fill("input[name=password]", PASSWORD)
     page.fill("input[name=code]", school.harness.phones.code(username))
     page.click("button:has-text('Log in')")
-    page.wait_for_url(re.compile(r"/(incidents|agents|reports/governors)"))
+    page.wait_for_url(re.compile(r"/(dashboard|incidents|agents|reports/governors)"))
 
 
 def signed_in(school: School, width: str) -> Any:

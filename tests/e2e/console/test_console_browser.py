@@ -168,6 +168,9 @@ def test_dsl_triages_refers_with_a_second_person_and_exports(
             page.click("button:has-text('Add')")
             page.select_option("select[name=outcome]", "referred_prevent")
             page.fill("textarea[name=note]", "Referred to the Prevent lead.")
+            # A follow-up is open: closing now needs a reason (without one the referral is
+            # made and the incident stays open).
+            page.fill("textarea[name=open_reason]", "The Prevent lead calls the parents.")
             page.click("button:has-text('Record outcome')")
             expect(page.locator(".ref-box")).to_contain_text("Waiting for someone else")
             page.screenshot(path=str(shots / "incident.png"), full_page=True)

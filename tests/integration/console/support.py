@@ -324,6 +324,8 @@ class Client:
         assert status == 200, page
         m = re.search(r'id="totp-secret">([A-Z2-7]+)<', page)
         assert m, page
+        # ...and the same setup link as a QR code for the phone's camera (inline SVG).
+        assert re.search(r'<svg [^>]*class="totp-qr"', page), page
         status, page = self.post("/two-factor", {"code": two_factor.current_code(m.group(1))})
         assert status == 200 and "recovery codes" in page, page
         return m.group(1), re.findall(r"<li><code>([a-z0-9-]+)</code></li>", page)

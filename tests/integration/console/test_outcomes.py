@@ -81,6 +81,14 @@ def test_mash_and_early_help_referrals_are_made_at_once_and_need_a_second_person
     label = {"referred_mash": "children&#39;s social care (MASH)",
              "referred_early_help": "early help"}[outcome]  # fmt: skip
     assert label in page
+    # The follow-up done, the same outcome closes the incident: no second referral is made.
+    aid = re.search(r"/actions/(\d+)/done", page).group(1)  # type: ignore[union-attr]
+    dsl.post(f"/incidents/{iid}/actions/{aid}/done")
+    _, page = dsl.post(f"/incidents/{iid}/outcome", {"outcome": outcome, "note": "done"})
+    assert "Closed." in page and _record_ok(page)
+    referrals = console.with_store(lambda s: s.con.execute(
+        "SELECT count(*) FROM referrals WHERE incident_id = ?", [iid]).fetchone())  # fmt: skip
+    assert referrals == (1,)
 
 
 def test_a_cpoms_reference_longer_than_cpoms_makes_them_is_refused(
