@@ -6,6 +6,7 @@ Each view of an incident, and each action, is written to the audit log before th
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from collector.incidents import queries, triage
 from collector.incidents.triage import TriageError
 from collector.intake import vocabulary
 from collector.integrity import anchors, records
+from collector.integrity.audit import Audit
 from collector.reporting import exports
 from collector.storage.store import Store
 
@@ -32,6 +34,7 @@ def _date(text: str) -> dt.date | None:
         return None
 
 
+MAX_BULK = 200  # more than a page of the list (50); a longer list is not a person's ticks
 MAX_PAGE = 100_000  # far past any real list; a bigger number is someone's experiment
 
 
@@ -67,6 +70,19 @@ def page_link(f: queries.Filters, page: int) -> str:
     return "?" + urllib.parse.urlencode({k: str(v) for k, v in params.items()})
 
 
+def filter_query(f: queries.Filters) -> str:
+    """The filters (not the page) as a query string an incident's links and forms carry, so
+    next/previous and the return after an action stay within the same list; "" for none."""
+    params = {
+        "status": f.status, "severity": f.severity or "", "category": f.category,
+        "pupil": f.pupil, "machine": f.machine, "since": f.since or "", "until": f.until or "",
+    }  # fmt: skip
+    kept = {k: str(v) for k, v in params.items() if v != "" or k == "status"}
+    if kept == {"status": "open"}:
+        return ""  # the list's default
+    return "?" + urllib.parse.urlencode(kept)
+
+
 def routes(app: web.Application, c: ConsoleContext) -> None:
     def staff(request: web.Request, what: str = "incidents") -> Account:
         me = account_of(request)
@@ -99,6 +115,8 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             categories=cats,
             page_size=queries.PAGE,
             page_link=page_link,
+            keep=filter_query(f),
+            bulk=triage.BULK,
         )
 
     async def show(request: web.Request) -> web.StreamResponse:
@@ -111,8 +129,11 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         _labels(inc, vocabulary.known_categories(c.data))
         # The record is checked at every view: what the page shows must be what was recorded.
         record = await c.read(lambda con: records.check(con, c.audit.key, iid))
+        f = filters(request.query)
+        prev, nxt = await c.read(lambda con: queries.neighbours(con, f, iid))
         return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat(),
-                        record_ok=record.ok, record=exports.record_summary(record))  # fmt: skip
+                        record_ok=record.ok, record=exports.record_summary(record),
+                        prev=prev, next=nxt, keep=filter_query(f))  # fmt: skip
 
     async def act(
         request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage"
@@ -127,7 +148,38 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         else:
             if isinstance(done, str):
                 request[SESSION].flash.append(done)
-        raise web.HTTPSeeOther(f"/incidents/{iid}")
+        raise web.HTTPSeeOther(f"/incidents/{iid}{filter_query(filters(request.query))}")
+
+    async def close_many(request: web.Request) -> web.StreamResponse:
+        """Close the ticked candidates with one outcome and reason: each through
+        triage.record_outcome in its own transaction, so each has its own record entry and
+        audit row, and a refusal (open follow-ups, already closed) stops only that one."""
+        me = staff(request, "triage")
+        form = await request.post()
+        ids = sorted({n for v in form.getall("id", []) if (n := _number(str(v))) is not None})
+        outcome = str(form.get("outcome", ""))
+        reason = " ".join(str(form.get("reason", "")).split())
+        back = f"/incidents{filter_query(filters(request.query))}"
+        flash = request[SESSION].flash
+        if outcome not in triage.BULK:
+            flash.append("Choose an outcome for the selected incidents (a referral or CPOMS "
+                         "record is made one incident at a time).")  # fmt: skip
+        elif not reason:
+            flash.append("Give the reason for closing the selected incidents.")
+        elif not ids or len(ids) > MAX_BULK:
+            flash.append(f"Tick between 1 and {MAX_BULK} incidents to close.")
+        else:
+            closed, refused = 0, []
+            for iid in ids:
+                try:
+                    await c.write(functools.partial(_close_one, audit=c.audit, who=me, iid=iid,
+                                                    outcome=outcome, reason=reason))  # fmt: skip
+                    closed += 1
+                except TriageError as exc:
+                    refused.append(f"#{iid} not closed: {exc}.")
+            flash.append(f"Closed {closed} of {len(ids)} as {triage.OUTCOMES[outcome]}.")
+            flash.extend(refused)
+        raise web.HTTPSeeOther(back)
 
     async def status(request: web.Request) -> web.StreamResponse:
         iid = incident_id(request)
@@ -209,6 +261,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
 
     app.router.add_get("/incidents", listing)
     app.router.add_get("/incidents/{id}", show)
+    app.router.add_post("/incidents/close", close_many)
     app.router.add_post("/incidents/{id}/status", status)
     app.router.add_post("/incidents/{id}/outcome", outcome)
     app.router.add_post("/incidents/{id}/note", note)
@@ -216,6 +269,12 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
     app.router.add_post("/incidents/{id}/actions/{aid}/done", action_done)
     app.router.add_post("/incidents/{id}/referrals/{rid}/{verb:confirm|withdraw}", referral)
     app.router.add_get("/incidents/{id}/export.{fmt:pdf|json|csv}", export)
+
+
+def _close_one(
+    s: Store, *, audit: Audit, who: Account, iid: int, outcome: str, reason: str
+) -> str:
+    return triage.record_outcome(s, audit, who, iid, outcome, reason)
 
 
 def _labels(inc: dict[str, Any], known: frozenset[str]) -> None:

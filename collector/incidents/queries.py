@@ -44,6 +44,14 @@ _WHERE = """
 """
 
 
+# The list's order: open before closed, then severity, then newest.
+_ORDER = "i.status = 'closed', i.severity DESC, i.last_ms DESC, i.id DESC"
+
+
+# The same, with the one incident the filters no longer take ranked as if still open.
+_AS_IF_OPEN = _ORDER.replace("i.status = 'closed'", "(i.status = 'closed' AND i.matched)")
+
+
 def _args(f: Filters) -> list[Any]:
     def ms(d: dt.date | None, days: int = 0) -> int | None:
         if d is None:
@@ -87,11 +95,32 @@ def list_incidents(con: duckdb.DuckDBPyConnection, f: Filters) -> tuple[list[dic
         "i.event_count, i.summary, i.escalation <> '' AS escalated, "
         "EXISTS (SELECT 1 FROM referrals r WHERE r.incident_id = i.id AND r.state = 'pending') "
         "AS referral_pending "
-        f"{base} ORDER BY i.status = 'closed', i.severity DESC, i.last_ms DESC, i.id DESC "
+        f"{base} ORDER BY {_ORDER} "
         "LIMIT ? OFFSET ?",
         [*_args(f), PAGE, f.page * PAGE],
     )
     return _dicts(cur), int(total[0]) if total else 0
+
+
+def neighbours(
+    con: duckdb.DuckDBPyConnection, f: Filters, incident_id: int
+) -> tuple[int | None, int | None]:
+    """The candidates before and after this one in the list these filters give, in the list's
+    order. The incident itself counts even when the filters no longer take it, placed as if
+    still open (one just closed under "open"), so "next" goes on from where the DSL was."""
+    row = con.execute(
+        "SELECT prev, nxt FROM (SELECT i.id, lag(i.id) OVER w AS prev, lead(i.id) OVER w AS nxt "  # noqa: S608 -- fixed fragments
+        "FROM (SELECT i.id, i.status, i.severity, i.last_ms, "
+        f"({_WHERE}) AS matched FROM incidents i LEFT JOIN agents a ON a.agent_id = i.agent_id "
+        "LEFT JOIN machines m ON m.agent_id = i.agent_id) i WHERE i.matched OR i.id = ? "
+        f"WINDOW w AS (ORDER BY {_AS_IF_OPEN})) "
+        "WHERE id = ?",
+        [*_args(f), incident_id, incident_id],
+    ).fetchone()
+    if row is None:
+        return None, None
+    prev, nxt = row
+    return (None if prev is None else int(prev)), (None if nxt is None else int(nxt))
 
 
 def incident(con: duckdb.DuckDBPyConnection, incident_id: int) -> dict[str, Any] | None:

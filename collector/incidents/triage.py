@@ -36,6 +36,9 @@ OUTCOMES = {
 }
 CHOSEN = {k: v for k, v in OUTCOMES.items() if k != "superseded"}  # what a DSL may record
 REFERRALS = frozenset(k for k in OUTCOMES if k.startswith("referred_"))
+# What may close many candidates at once (the list's bulk form): never a referral (each is its
+# own decision, confirmed by a second person) nor a CPOMS record (its reference is per incident).
+BULK = {k: OUTCOMES[k] for k in ("no_concern", "handled_in_school")}
 MAX_TEXT = 4000
 
 

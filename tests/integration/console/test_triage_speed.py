@@ -1,0 +1,114 @@
+"""Triage at speed (issue 17 item 5), over real HTTP: next/previous within the list's filters,
+closing many "no concern" candidates with one reason (each recorded and audited on its own, a
+refusal named per incident), and a search over what was typed, seen and noted."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+
+import pytest
+
+from tests.integration.console.support import Agent, Client, ConsoleHarness, keyword
+
+pytestmark = pytest.mark.integration
+
+
+def _list_ids(page: str) -> list[int]:
+    """The incidents the list shows, in its order (each row links twice)."""
+    return list(dict.fromkeys(int(x) for x in re.findall(r'href="/incidents/(\d+)[?"]', page)))
+
+
+def _bullying_and_one_other(console: ConsoleHarness) -> list[int]:
+    agent = Agent.enrol(console)
+    now = int(time.time() * 1000)
+    for i, pupil in enumerate(("pupil.amy", "pupil.ben", "pupil.cat")):
+        agent.ship(keyword("bullying", ["loser"], account=pupil, at_ms=now - i * 60_000))
+    agent.ship(keyword("self_harm", ["cut myself"], account="pupil.dan", at_ms=now))
+    rows = console.op("incidents", status="")["rows"]
+    assert len(rows) == 4
+    return [int(r["id"]) for r in rows if r["category"] == "bullying"]
+
+
+def test_next_and_previous_stay_within_the_lists_filters(console: ConsoleHarness) -> None:
+    _bullying_and_one_other(console)
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    _, page = dsl.get("/incidents?category=bullying")
+    first, second, third = _list_ids(page)
+    assert f'href="/incidents/{first}?status=open&amp;category=bullying"' in page
+    _, page = dsl.get(f"/incidents/{first}?status=open&category=bullying")
+    assert f'href="/incidents/{second}?status=open&amp;category=bullying" rel="next"' in page
+    assert 'rel="prev"' not in page  # the first of the list
+    _, page = dsl.get(f"/incidents/{second}?status=open&category=bullying")
+    assert f'/incidents/{first}?status=open&amp;category=bullying" rel="prev"' in page
+    assert f'/incidents/{third}?status=open&amp;category=bullying" rel="next"' in page
+    # Closed, the incident leaves the "open" list; the page it returns to still goes on.
+    _, page = dsl.post(f"/incidents/{second}/outcome?status=open&category=bullying",
+                       {"outcome": "no_concern", "note": "banter between friends"})  # fmt: skip
+    assert "Closed." in page
+    assert f'/incidents/{third}?status=open&amp;category=bullying" rel="next"' in page
+    _, page = dsl.get(f"/incidents/{third}?status=open&category=bullying")
+    assert f'/incidents/{first}?status=open&amp;category=bullying" rel="prev"' in page
+    assert 'rel="next"' not in page  # the self-harm candidate is not in this list
+
+
+def _audit_closed(console: ConsoleHarness) -> list[str]:
+    rows = console.with_store(lambda s: s.con.execute(
+        "SELECT target FROM audit WHERE action = 'closed' ORDER BY seq").fetchall())  # fmt: skip
+    return [str(r[0]) for r in rows]
+
+
+def _closed_entries(console: ConsoleHarness) -> dict[int, str]:
+    query = "SELECT incident_id, fields FROM incident_log WHERE kind = 'closed'"
+    rows = console.with_store(lambda s: s.con.execute(query).fetchall())
+    return {int(r[0]): str(r[1]) for r in rows}
+
+
+def test_bulk_close_records_and_audits_each_and_names_the_one_refused(
+    console: ConsoleHarness,
+) -> None:
+    ids = _bullying_and_one_other(console)
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    held = ids[1]
+    dsl.post(f"/incidents/{held}/note", {"text": "Speak to Ben's teacher", "due": "2099-01-31"})
+    status, page = dsl.post(
+        "/incidents/close?category=bullying",
+        [*(("id", str(i)) for i in ids), ("outcome", "no_concern"),
+         ("reason", "Year 5 anti-bullying lesson; words from the worksheet")],
+    )  # fmt: skip
+    assert status == 200
+    text = html.unescape(page)
+    assert "Closed 2 of 3 as No concern." in text
+    assert f"#{held} not closed: 1 follow-up action(s) are still open" in text
+    # Back on the same list: only the refused one is left open in it.
+    assert _list_ids(page) == [held]
+    others = [i for i in ids if i != held]
+    assert sorted(_audit_closed(console)) == sorted(f"incident:{i}" for i in others)
+    entries = _closed_entries(console)
+    assert sorted(entries) == sorted(others)
+    assert all("Year 5 anti-bullying lesson" in e for e in entries.values())
+    for iid in others:
+        page = dsl.get(f"/incidents/{iid}")[1]
+        assert "No concern" in page and "Record as recorded" in page
+
+
+def test_bulk_close_refuses_a_referral_and_a_missing_reason(console: ConsoleHarness) -> None:
+    ids = _bullying_and_one_other(console)
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    _, page = dsl.post("/incidents/close", [("id", str(ids[0])), ("outcome", "referred_police"),
+                                            ("reason", "x")])  # fmt: skip
+    assert "Choose an outcome for the selected incidents" in page
+    _, page = dsl.post("/incidents/close", [("id", str(ids[0])), ("outcome", "no_concern"),
+                                            ("reason", "   ")])  # fmt: skip
+    assert "Give the reason" in page
+    assert _audit_closed(console) == []
+    # A role that may not triage cannot close in bulk either.
+    tech = Client(console.url)
+    tech.login("tech")
+    status, _ = tech.post("/incidents/close", [("id", str(ids[0])), ("outcome", "no_concern"),
+                                               ("reason", "mine")])  # fmt: skip
+    assert status == 403 and _audit_closed(console) == []
