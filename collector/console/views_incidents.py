@@ -57,6 +57,7 @@ def filters(q: Any) -> queries.Filters:
         since=_date(q.get("since", "")),
         until=_date(q.get("until", "")),
         page=min(page or 0, MAX_PAGE),
+        q=" ".join(str(q.get("q", "")).split())[:100],
     )
 
 
@@ -65,7 +66,7 @@ def page_link(f: queries.Filters, page: int) -> str:
     params = {
         "status": f.status, "severity": f.severity or "", "category": f.category,
         "pupil": f.pupil, "machine": f.machine, "since": f.since or "", "until": f.until or "",
-        "page": page,
+        "q": f.q, "page": page,
     }  # fmt: skip
     return "?" + urllib.parse.urlencode({k: str(v) for k, v in params.items()})
 
@@ -76,6 +77,7 @@ def filter_query(f: queries.Filters) -> str:
     params = {
         "status": f.status, "severity": f.severity or "", "category": f.category,
         "pupil": f.pupil, "machine": f.machine, "since": f.since or "", "until": f.until or "",
+        "q": f.q,
     }  # fmt: skip
     kept = {k: str(v) for k, v in params.items() if v != "" or k == "status"}
     if kept == {"status": "open"}:

@@ -26,6 +26,7 @@ class Filters:
     since: dt.date | None = None
     until: dt.date | None = None
     page: int = 0
+    q: str = ""  # free text: in the summary, categories, events' terms/context/URL, notes
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -41,6 +42,12 @@ _WHERE = """
     AND (? = '' OR a.hostname ILIKE '%' || ? || '%' OR m.room ILIKE '%' || ? || '%')
     AND (? IS NULL OR i.last_ms >= ?)
     AND (? IS NULL OR i.first_ms < ?)
+    AND (? = '' OR i.summary ILIKE ? ESCAPE '!' OR i.categories ILIKE ? ESCAPE '!'
+         OR EXISTS (SELECT 1 FROM incident_actions x WHERE x.incident_id = i.id
+                    AND x.text ILIKE ? ESCAPE '!')
+         OR EXISTS (SELECT 1 FROM incident_signals g JOIN events e
+                    ON e.agent_id = g.agent_id AND e.seq = g.seq
+                    WHERE g.incident_id = i.id AND CAST(e.raw AS VARCHAR) ILIKE ? ESCAPE '!'))
 """
 
 
@@ -77,6 +84,11 @@ def _args(f: Filters) -> list[Any]:
         since,
         until,
         until,
+        f.q,
+        _like(f.q),
+        _like(f.q),
+        _like(f.q),
+        _like_in_event(f.q),
     ]
 
 
@@ -213,3 +225,25 @@ def evidence(con: duckdb.DuckDBPyConnection, incident_id: int) -> list[dict[str,
 def categories(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = con.execute("SELECT DISTINCT category FROM incidents ORDER BY 1").fetchall()
     return [r[0] for r in rows]
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern (escape character !) for the text anywhere in a column."""
+    return "%" + "".join("!" + ch if ch in "!%_" else ch for ch in text) + "%"
+
+
+# Bytes DuckDB writes as \xHH when it shows a BLOB as text (besides those outside ASCII).
+_SHOWN_ESCAPED = frozenset(b"\"'\\")
+
+
+def _like_in_event(text: str) -> str:
+    """The same pattern for text inside a stored event. An event is kept as the signed protobuf
+    bytes the PC sent (the evidence); DuckDB shows them as text with each byte outside
+    printable ASCII, and " ' and backslash, written \\xHH. The pattern is spelled the same way,
+    so a term, context, URL or window title matches wherever its bytes are in the event.
+    Letters outside ASCII then match only in the case typed."""
+    shown = "".join(
+        chr(b) if 0x20 <= b < 0x7F and b not in _SHOWN_ESCAPED else f"\\x{b:02X}"
+        for b in text.encode("utf-8")
+    )
+    return _like(shown)

@@ -7,10 +7,11 @@ from __future__ import annotations
 import html
 import re
 import time
+import urllib.parse
 
 import pytest
 
-from tests.integration.console.support import Agent, Client, ConsoleHarness, keyword
+from tests.integration.console.support import Agent, Client, ConsoleHarness, keyword, url
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +113,37 @@ def test_bulk_close_refuses_a_referral_and_a_missing_reason(console: ConsoleHarn
     status, _ = tech.post("/incidents/close", [("id", str(ids[0])), ("outcome", "no_concern"),
                                                ("reason", "mine")])  # fmt: skip
     assert status == 403 and _audit_closed(console) == []
+
+
+def test_search_finds_words_typed_only_in_context_in_a_url_and_in_a_note(
+    console: ConsoleHarness,
+) -> None:
+    agent = Agent.enrol(console)
+    agent.ship(keyword("bullying", ["loser"], account="pupil.amy",
+                       context="nobody at Greenfield Café likes you, you're a loser"))  # fmt: skip
+    agent.ship(url("gambling", "https://spins.example/free_100%", account="pupil.ben"))
+    agent.ship(keyword("self_harm", ["cut myself"], account="pupil.cat", context="cut myself"))
+    rows = {r["account"]: int(r["id"]) for r in console.op("incidents", status="")["rows"]}
+    amy, ben, cat = rows["pupil.amy"], rows["pupil.ben"], rows["pupil.cat"]
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    dsl.post(f"/incidents/{cat}/note", {"text": "Mum says the school nurse knows"})
+
+    def found(q: str, **more: str) -> set[int]:
+        status, page = dsl.get("/incidents?" + urllib.parse.urlencode({"q": q, **more}))
+        assert status == 200
+        return set(_list_ids(page))
+
+    assert found("GREENFIELD") == {amy}  # typed only in the context, any case
+    assert found("café") == {amy} and found("you're a") == {amy}  # beyond ASCII; a quote
+    assert found("spins.example/free_100%") == {ben}  # % and _ are themselves
+    assert found("free_1000") == set()
+    assert found("school nurse") == {cat}  # a staff note
+    assert found("gambling") == {ben}  # the category
+    assert found("greenfield", status="closed") == set()  # with the other filters
+    assert found("no such words anywhere") == set()
+    # The search is kept by next/previous and by the pager.
+    _, page = dsl.get(f"/incidents/{amy}?q=greenfield")
+    assert 'rel="next"' not in page and 'rel="prev"' not in page
+    assert f'href="/incidents/{amy}?status=open&amp;q=greenfield"' in dsl.get(
+        "/incidents?q=greenfield")[1]  # fmt: skip
