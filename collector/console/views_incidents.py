@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from collector import accounts
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
@@ -43,7 +44,8 @@ def _number(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
-def filters(q: Any) -> queries.Filters:
+def filters(q: Any, me: str = "") -> queries.Filters:
+    """The list's filters from a query string; `me`: whose candidates "mine" means."""
     sev = _number(q.get("severity", ""))
     page = _number(q.get("page", "0"))
     return queries.Filters(
@@ -58,6 +60,7 @@ def filters(q: Any) -> queries.Filters:
         until=_date(q.get("until", "")),
         page=min(page or 0, MAX_PAGE),
         q=" ".join(str(q.get("q", "")).split())[:100],
+        assigned_to=me if q.get("mine") == "1" else "",
     )
 
 
@@ -66,7 +69,7 @@ def page_link(f: queries.Filters, page: int) -> str:
     params = {
         "status": f.status, "severity": f.severity or "", "category": f.category,
         "pupil": f.pupil, "machine": f.machine, "since": f.since or "", "until": f.until or "",
-        "q": f.q, "page": page,
+        "q": f.q, "mine": "1" if f.assigned_to else "", "page": page,
     }  # fmt: skip
     return "?" + urllib.parse.urlencode({k: str(v) for k, v in params.items()})
 
@@ -77,7 +80,7 @@ def filter_query(f: queries.Filters) -> str:
     params = {
         "status": f.status, "severity": f.severity or "", "category": f.category,
         "pupil": f.pupil, "machine": f.machine, "since": f.since or "", "until": f.until or "",
-        "q": f.q,
+        "q": f.q, "mine": "1" if f.assigned_to else "",
     }  # fmt: skip
     kept = {k: str(v) for k, v in params.items() if v != "" or k == "status"}
     if kept == {"status": "open"}:
@@ -100,7 +103,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
 
     async def listing(request: web.Request) -> web.StreamResponse:
         me = staff(request)
-        f = filters(request.query)
+        f = filters(request.query, me.username)
         rows, total = await c.read(lambda con: queries.list_incidents(con, f))
         known = vocabulary.known_categories(c.data)
         # Only names a policy (or the collector) gives; any other is shown as "unknown".
@@ -131,11 +134,12 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         _labels(inc, vocabulary.known_categories(c.data))
         # The record is checked at every view: what the page shows must be what was recorded.
         record = await c.read(lambda con: records.check(con, c.audit.key, iid))
-        f = filters(request.query)
+        f = filters(request.query, me.username)
+        team = await c.read(_team)
         prev, nxt = await c.read(lambda con: queries.neighbours(con, f, iid))
         return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat(),
                         record_ok=record.ok, record=exports.record_summary(record),
-                        prev=prev, next=nxt, keep=filter_query(f))  # fmt: skip
+                        prev=prev, next=nxt, keep=filter_query(f), team=team)  # fmt: skip
 
     async def act(
         request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage"
@@ -150,7 +154,8 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         else:
             if isinstance(done, str):
                 request[SESSION].flash.append(done)
-        raise web.HTTPSeeOther(f"/incidents/{iid}{filter_query(filters(request.query))}")
+        keep = filter_query(filters(request.query, me.username))
+        raise web.HTTPSeeOther(f"/incidents/{iid}{keep}")
 
     async def close_many(request: web.Request) -> web.StreamResponse:
         """Close the ticked candidates with one outcome and reason: each through
@@ -161,7 +166,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         ids = sorted({n for v in form.getall("id", []) if (n := _number(str(v))) is not None})
         outcome = str(form.get("outcome", ""))
         reason = " ".join(str(form.get("reason", "")).split())
-        back = f"/incidents{filter_query(filters(request.query))}"
+        back = f"/incidents{filter_query(filters(request.query, me.username))}"
         flash = request[SESSION].flash
         if outcome not in triage.BULK:
             flash.append("Choose an outcome for the selected incidents (a referral or CPOMS "
@@ -206,6 +211,15 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
                 "referral made, open": "Referral recorded as made; a second senior member of "
                 "staff confirms it. The incident stays open while its follow-up actions are.",
             }[result]
+
+        return await act(request, run)
+
+    async def assign(request: web.Request) -> web.StreamResponse:
+        iid = incident_id(request)
+
+        def run(s: Store, me: Account, f: Any) -> str:
+            name = triage.assign(s, c.audit, me, iid, str(f.get("to", ""))[:64])
+            return f"Assigned to {name}." if name else "Assigned to no one."
 
         return await act(request, run)
 
@@ -267,10 +281,18 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
     app.router.add_post("/incidents/{id}/status", status)
     app.router.add_post("/incidents/{id}/outcome", outcome)
     app.router.add_post("/incidents/{id}/note", note)
+    app.router.add_post("/incidents/{id}/assign", assign)
     app.router.add_post("/incidents/{id}/verify", verify)
     app.router.add_post("/incidents/{id}/actions/{aid}/done", action_done)
     app.router.add_post("/incidents/{id}/referrals/{rid}/{verb:confirm|withdraw}", referral)
     app.router.add_get("/incidents/{id}/export.{fmt:pdf|json|csv}", export)
+
+
+def _team(con: Any) -> list[tuple[str, str]]:
+    """Who a candidate may be given to: enabled accounts whose role triages, by name."""
+    return [(str(a["username"]), str(a["display_name"])) for a in accounts.listing(con)
+            if a["role"] in accounts.CAN["triage"] and a["disabled_ms"] is None
+            and not a["awaiting_approval"]]  # fmt: skip
 
 
 def _close_one(

@@ -27,6 +27,7 @@ class Filters:
     until: dt.date | None = None
     page: int = 0
     q: str = ""  # free text: in the summary, categories, events' terms/context/URL, notes
+    assigned_to: str = ""  # a username: only the candidates given to them ("mine")
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -48,6 +49,7 @@ _WHERE = """
          OR EXISTS (SELECT 1 FROM incident_signals g JOIN events e
                     ON e.agent_id = g.agent_id AND e.seq = g.seq
                     WHERE g.incident_id = i.id AND CAST(e.raw AS VARCHAR) ILIKE ? ESCAPE '!'))
+    AND (? = '' OR i.assigned_to = ?)
 """
 
 
@@ -89,6 +91,8 @@ def _args(f: Filters) -> list[Any]:
         _like(f.q),
         _like(f.q),
         _like_in_event(f.q),
+        f.assigned_to,
+        f.assigned_to,
     ]
 
 
@@ -106,7 +110,9 @@ def list_incidents(con: duckdb.DuckDBPyConnection, f: Filters) -> tuple[list[dic
         "coalesce(m.room, '') AS room, coalesce(m.site, '') AS site, i.first_ms, i.last_ms, "
         "i.event_count, i.summary, i.escalation <> '' AS escalated, "
         "EXISTS (SELECT 1 FROM referrals r WHERE r.incident_id = i.id AND r.state = 'pending') "
-        "AS referral_pending "
+        "AS referral_pending, coalesce(i.assigned_to, '') AS assigned_to, "
+        "coalesce((SELECT display_name FROM accounts u WHERE u.username = i.assigned_to), "
+        "i.assigned_to, '') AS assigned_name "
         f"{base} ORDER BY {_ORDER} "
         "LIMIT ? OFFSET ?",
         [*_args(f), PAGE, f.page * PAGE],
@@ -139,7 +145,9 @@ def incident(con: duckdb.DuckDBPyConnection, incident_id: int) -> dict[str, Any]
     cur = con.execute(
         "SELECT i.*, coalesce(a.hostname, '') AS hostname, coalesce(m.room, '') AS room, "
         "coalesce(m.site, '') AS site, coalesce(m.grp, '') AS grp, "
-        "(SELECT count(*) FROM exempted_matches x WHERE x.incident_id = i.id) AS suppressed "
+        "(SELECT count(*) FROM exempted_matches x WHERE x.incident_id = i.id) AS suppressed, "
+        "coalesce((SELECT display_name FROM accounts u WHERE u.username = i.assigned_to), "
+        "i.assigned_to, '') AS assigned_name "
         "FROM incidents i LEFT JOIN agents a ON a.agent_id = i.agent_id "
         "LEFT JOIN machines m ON m.agent_id = i.agent_id WHERE i.id = ?",
         [incident_id],

@@ -147,3 +147,31 @@ def test_search_finds_words_typed_only_in_context_in_a_url_and_in_a_note(
     assert 'rel="next"' not in page and 'rel="prev"' not in page
     assert f'href="/incidents/{amy}?status=open&amp;q=greenfield"' in dsl.get(
         "/incidents?q=greenfield")[1]  # fmt: skip
+
+
+def test_a_candidate_assigned_to_a_named_dsl_shows_on_the_list_and_under_mine(
+    console: ConsoleHarness,
+) -> None:
+    ids = _bullying_and_one_other(console)
+    dsl, deputy = Client(console.url), Client(console.url)
+    dsl.login("dsl")
+    deputy.login("deputy")
+    _, page = dsl.post(f"/incidents/{ids[0]}/assign", {"to": "deputy"})
+    assert "Assigned to Dev Deputy." in page
+    _, page = dsl.post(f"/incidents/{ids[1]}/assign", {"to": "tech"})  # not on the team
+    assert "tech is not an account on the safeguarding team" in html.unescape(page)
+    dsl.post(f"/incidents/{ids[2]}/assign", {"to": "dsl"})
+    assert set(_list_ids(deputy.get("/incidents?mine=1")[1])) == {ids[0]}
+    assert set(_list_ids(dsl.get("/incidents?mine=1")[1])) == {ids[2]}
+    listing = dsl.get("/incidents")[1]
+    assert "with Dev Deputy" in listing and "with you" in listing
+    # Recorded and audited like any other step; the record still matches the table.
+    assert "Record as recorded" in dsl.get(f"/incidents/{ids[0]}")[1]
+    query = "SELECT target, detail FROM audit WHERE action = 'assigned' ORDER BY seq"
+    audited = console.with_store(lambda s: s.con.execute(query).fetchall())
+    assert audited == [(f"incident:{ids[0]}", "no one -> deputy"),
+                       (f"incident:{ids[2]}", "no one -> dsl")]  # fmt: skip
+    # Taken back: no one.
+    _, page = dsl.post(f"/incidents/{ids[0]}/assign", {"to": ""})
+    assert "Assigned to no one." in page
+    assert _list_ids(deputy.get("/incidents?mine=1")[1]) == []
