@@ -183,6 +183,12 @@ def main() -> None:
         "default (open) status filter and half with all statuses, including the audit row "
         "every list view writes first.",
         "",
+        "The search reads each stored event as DuckDB shows its bytes as text "
+        "(collector/incidents/queries.py, `_like_in_event`), heartbeats left out before the "
+        "join; the clause is added to the query only when `q` is given. Before those two "
+        "choices the same run measured p95 about 300 ms for every list load, with or without "
+        "`q`.",
+        "",
     ]
     text = "\n".join(lines)
     print(text)
