@@ -42,6 +42,9 @@ def test_next_and_previous_stay_within_the_lists_filters(console: ConsoleHarness
     _, page = dsl.get(f"/incidents/{first}?status=open&category=bullying")
     assert f'href="/incidents/{second}?status=open&amp;category=bullying" rel="next"' in page
     assert 'rel="prev"' not in page  # the first of the list
+    # The shortcuts' list is in the page once, after its content, never in its title.
+    assert re.search(r"<title>Incident #\d+ - Safeguarding console</title>", page)
+    assert page.count('id="shortcuts"') == 1
     _, page = dsl.get(f"/incidents/{second}?status=open&category=bullying")
     assert f'/incidents/{first}?status=open&amp;category=bullying" rel="prev"' in page
     assert f'/incidents/{third}?status=open&amp;category=bullying" rel="next"' in page
