@@ -67,7 +67,8 @@ REFUSED = {403: "forbidden", 429: "throttled", 503: "busy"}
 # per request task, so a page that says nothing gets a plain "view" row from the middleware).
 _recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("recorded", default=False)
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 

@@ -6,18 +6,21 @@ Each view of an incident, and each action, is written to the audit log before th
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from collector import accounts
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
 from collector.incidents.triage import TriageError
 from collector.intake import vocabulary
 from collector.integrity import anchors, records
+from collector.integrity.audit import Audit
 from collector.reporting import exports
 from collector.storage.store import Store
 
@@ -32,6 +35,7 @@ def _date(text: str) -> dt.date | None:
         return None
 
 
+MAX_BULK = 200  # more than a page of the list (50); a longer list is not a person's ticks
 MAX_PAGE = 100_000  # far past any real list; a bigger number is someone's experiment
 
 
@@ -40,7 +44,8 @@ def _number(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
-def filters(q: Any) -> queries.Filters:
+def filters(q: Any, me: str = "") -> queries.Filters:
+    """The list's filters from a query string; `me`: whose candidates "mine" means."""
     sev = _number(q.get("severity", ""))
     page = _number(q.get("page", "0"))
     return queries.Filters(
@@ -54,6 +59,8 @@ def filters(q: Any) -> queries.Filters:
         since=_date(q.get("since", "")),
         until=_date(q.get("until", "")),
         page=min(page or 0, MAX_PAGE),
+        q=" ".join(str(q.get("q", "")).split())[:100],
+        assigned_to=me if q.get("mine") == "1" else "",
     )
 
 
@@ -62,9 +69,23 @@ def page_link(f: queries.Filters, page: int) -> str:
     params = {
         "status": f.status, "severity": f.severity or "", "category": f.category,
         "pupil": f.pupil, "machine": f.machine, "since": f.since or "", "until": f.until or "",
-        "page": page,
+        "q": f.q, "mine": "1" if f.assigned_to else "", "page": page,
     }  # fmt: skip
     return "?" + urllib.parse.urlencode({k: str(v) for k, v in params.items()})
+
+
+def filter_query(f: queries.Filters) -> str:
+    """The filters (not the page) as a query string an incident's links and forms carry, so
+    next/previous and the return after an action stay within the same list; "" for none."""
+    params = {
+        "status": f.status, "severity": f.severity or "", "category": f.category,
+        "pupil": f.pupil, "machine": f.machine, "since": f.since or "", "until": f.until or "",
+        "q": f.q, "mine": "1" if f.assigned_to else "",
+    }  # fmt: skip
+    kept = {k: str(v) for k, v in params.items() if v != "" or k == "status"}
+    if kept == {"status": "open"}:
+        return ""  # the list's default
+    return "?" + urllib.parse.urlencode(kept)
 
 
 def routes(app: web.Application, c: ConsoleContext) -> None:
@@ -82,7 +103,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
 
     async def listing(request: web.Request) -> web.StreamResponse:
         me = staff(request)
-        f = filters(request.query)
+        f = filters(request.query, me.username)
         rows, total = await c.read(lambda con: queries.list_incidents(con, f))
         known = vocabulary.known_categories(c.data)
         # Only names a policy (or the collector) gives; any other is shown as "unknown".
@@ -99,6 +120,8 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             categories=cats,
             page_size=queries.PAGE,
             page_link=page_link,
+            keep=filter_query(f),
+            bulk=triage.BULK,
         )
 
     async def show(request: web.Request) -> web.StreamResponse:
@@ -111,8 +134,12 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         _labels(inc, vocabulary.known_categories(c.data))
         # The record is checked at every view: what the page shows must be what was recorded.
         record = await c.read(lambda con: records.check(con, c.audit.key, iid))
+        f = filters(request.query, me.username)
+        team = await c.read(_team)
+        prev, nxt = await c.read(lambda con: queries.neighbours(con, f, iid))
         return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat(),
-                        record_ok=record.ok, record=exports.record_summary(record))  # fmt: skip
+                        record_ok=record.ok, record=exports.record_summary(record),
+                        prev=prev, next=nxt, keep=filter_query(f), team=team)  # fmt: skip
 
     async def act(
         request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage"
@@ -127,7 +154,39 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         else:
             if isinstance(done, str):
                 request[SESSION].flash.append(done)
-        raise web.HTTPSeeOther(f"/incidents/{iid}")
+        keep = filter_query(filters(request.query, me.username))
+        raise web.HTTPSeeOther(f"/incidents/{iid}{keep}")
+
+    async def close_many(request: web.Request) -> web.StreamResponse:
+        """Close the ticked candidates with one outcome and reason: each through
+        triage.record_outcome in its own transaction, so each has its own record entry and
+        audit row, and a refusal (open follow-ups, already closed) stops only that one."""
+        me = staff(request, "triage")
+        form = await request.post()
+        ids = sorted({n for v in form.getall("id", []) if (n := _number(str(v))) is not None})
+        outcome = str(form.get("outcome", ""))
+        reason = " ".join(str(form.get("reason", "")).split())
+        back = f"/incidents{filter_query(filters(request.query, me.username))}"
+        flash = request[SESSION].flash
+        if outcome not in triage.BULK:
+            flash.append("Choose an outcome for the selected incidents (a referral or CPOMS "
+                         "record is made one incident at a time).")  # fmt: skip
+        elif not reason:
+            flash.append("Give the reason for closing the selected incidents.")
+        elif not ids or len(ids) > MAX_BULK:
+            flash.append(f"Tick between 1 and {MAX_BULK} incidents to close.")
+        else:
+            closed, refused = 0, []
+            for iid in ids:
+                try:
+                    await c.write(functools.partial(_close_one, audit=c.audit, who=me, iid=iid,
+                                                    outcome=outcome, reason=reason))  # fmt: skip
+                    closed += 1
+                except TriageError as exc:
+                    refused.append(f"#{iid} not closed: {exc}.")
+            flash.append(f"Closed {closed} of {len(ids)} as {triage.OUTCOMES[outcome]}.")
+            flash.extend(refused)
+        raise web.HTTPSeeOther(back)
 
     async def status(request: web.Request) -> web.StreamResponse:
         iid = incident_id(request)
@@ -152,6 +211,15 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
                 "referral made, open": "Referral recorded as made; a second senior member of "
                 "staff confirms it. The incident stays open while its follow-up actions are.",
             }[result]
+
+        return await act(request, run)
+
+    async def assign(request: web.Request) -> web.StreamResponse:
+        iid = incident_id(request)
+
+        def run(s: Store, me: Account, f: Any) -> str:
+            name = triage.assign(s, c.audit, me, iid, str(f.get("to", ""))[:64])
+            return f"Assigned to {name}." if name else "Assigned to no one."
 
         return await act(request, run)
 
@@ -209,13 +277,28 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
 
     app.router.add_get("/incidents", listing)
     app.router.add_get("/incidents/{id}", show)
+    app.router.add_post("/incidents/close", close_many)
     app.router.add_post("/incidents/{id}/status", status)
     app.router.add_post("/incidents/{id}/outcome", outcome)
     app.router.add_post("/incidents/{id}/note", note)
+    app.router.add_post("/incidents/{id}/assign", assign)
     app.router.add_post("/incidents/{id}/verify", verify)
     app.router.add_post("/incidents/{id}/actions/{aid}/done", action_done)
     app.router.add_post("/incidents/{id}/referrals/{rid}/{verb:confirm|withdraw}", referral)
     app.router.add_get("/incidents/{id}/export.{fmt:pdf|json|csv}", export)
+
+
+def _team(con: Any) -> list[tuple[str, str]]:
+    """Who a candidate may be given to: enabled accounts whose role triages, by name."""
+    return [(str(a["username"]), str(a["display_name"])) for a in accounts.listing(con)
+            if a["role"] in accounts.CAN["triage"] and a["disabled_ms"] is None
+            and not a["awaiting_approval"]]  # fmt: skip
+
+
+def _close_one(
+    s: Store, *, audit: Audit, who: Account, iid: int, outcome: str, reason: str
+) -> str:
+    return triage.record_outcome(s, audit, who, iid, outcome, reason)
 
 
 def _labels(inc: dict[str, Any], known: frozenset[str]) -> None:

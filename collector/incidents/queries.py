@@ -26,6 +26,8 @@ class Filters:
     since: dt.date | None = None
     until: dt.date | None = None
     page: int = 0
+    q: str = ""  # free text: in the summary, categories, events' terms/context/URL, notes
+    assigned_to: str = ""  # a username: only the candidates given to them ("mine")
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -41,7 +43,30 @@ _WHERE = """
     AND (? = '' OR a.hostname ILIKE '%' || ? || '%' OR m.room ILIKE '%' || ? || '%')
     AND (? IS NULL OR i.last_ms >= ?)
     AND (? IS NULL OR i.first_ms < ?)
+    AND (? = '' OR i.assigned_to = ?)
 """
+# Added only when there are words to find: DuckDB would otherwise still join every event to
+# read it, which costs each plain list load some 200 ms at 10,000 candidates. Heartbeats (most
+# events, never evidence) are left out before the join.
+_SEARCH = """
+    AND (i.summary ILIKE ? ESCAPE '!' OR i.categories ILIKE ? ESCAPE '!'
+         OR i.id IN (SELECT x.incident_id FROM incident_actions x WHERE x.text ILIKE ? ESCAPE '!')
+         OR i.id IN (SELECT g.incident_id FROM incident_signals g JOIN events e
+                     ON e.agent_id = g.agent_id AND e.seq = g.seq
+                     WHERE e.kind <> 'heartbeat' AND CAST(e.raw AS VARCHAR) ILIKE ? ESCAPE '!'))
+"""
+
+
+def _where(f: Filters) -> str:
+    return _WHERE + _SEARCH if f.q else _WHERE
+
+
+# The list's order: open before closed, then severity, then newest.
+_ORDER = "i.status = 'closed', i.severity DESC, i.last_ms DESC, i.id DESC"
+
+
+# The same, with the one incident the filters no longer take ranked as if still open.
+_AS_IF_OPEN = _ORDER.replace("i.status = 'closed'", "(i.status = 'closed' AND i.matched)")
 
 
 def _args(f: Filters) -> list[Any]:
@@ -69,6 +94,9 @@ def _args(f: Filters) -> list[Any]:
         since,
         until,
         until,
+        f.assigned_to,
+        f.assigned_to,
+        *([_like(f.q), _like(f.q), _like(f.q), _like_in_event(f.q)] if f.q else []),
     ]
 
 
@@ -77,7 +105,7 @@ def list_incidents(con: duckdb.DuckDBPyConnection, f: Filters) -> tuple[list[dic
     newest), and how many match in all."""
     base = (
         "FROM incidents i LEFT JOIN agents a ON a.agent_id = i.agent_id "
-        f"LEFT JOIN machines m ON m.agent_id = i.agent_id WHERE {_WHERE}"
+        f"LEFT JOIN machines m ON m.agent_id = i.agent_id WHERE {_where(f)}"
     )
     total = con.execute(f"SELECT count(*) {base}", _args(f)).fetchone()
     cur = con.execute(
@@ -86,19 +114,44 @@ def list_incidents(con: duckdb.DuckDBPyConnection, f: Filters) -> tuple[list[dic
         "coalesce(m.room, '') AS room, coalesce(m.site, '') AS site, i.first_ms, i.last_ms, "
         "i.event_count, i.summary, i.escalation <> '' AS escalated, "
         "EXISTS (SELECT 1 FROM referrals r WHERE r.incident_id = i.id AND r.state = 'pending') "
-        "AS referral_pending "
-        f"{base} ORDER BY i.status = 'closed', i.severity DESC, i.last_ms DESC, i.id DESC "
+        "AS referral_pending, coalesce(i.assigned_to, '') AS assigned_to, "
+        "coalesce((SELECT display_name FROM accounts u WHERE u.username = i.assigned_to), "
+        "i.assigned_to, '') AS assigned_name "
+        f"{base} ORDER BY {_ORDER} "
         "LIMIT ? OFFSET ?",
         [*_args(f), PAGE, f.page * PAGE],
     )
     return _dicts(cur), int(total[0]) if total else 0
 
 
+def neighbours(
+    con: duckdb.DuckDBPyConnection, f: Filters, incident_id: int
+) -> tuple[int | None, int | None]:
+    """The candidates before and after this one in the list these filters give, in the list's
+    order. The incident itself counts even when the filters no longer take it, placed as if
+    still open (one just closed under "open"), so "next" goes on from where the DSL was."""
+    row = con.execute(
+        "SELECT prev, nxt FROM (SELECT i.id, lag(i.id) OVER w AS prev, lead(i.id) OVER w AS nxt "  # noqa: S608 -- fixed fragments
+        "FROM (SELECT i.id, i.status, i.severity, i.last_ms, "
+        f"({_where(f)}) AS matched FROM incidents i LEFT JOIN agents a ON a.agent_id = i.agent_id "
+        "LEFT JOIN machines m ON m.agent_id = i.agent_id) i WHERE i.matched OR i.id = ? "
+        f"WINDOW w AS (ORDER BY {_AS_IF_OPEN})) "
+        "WHERE id = ?",
+        [*_args(f), incident_id, incident_id],
+    ).fetchone()
+    if row is None:
+        return None, None
+    prev, nxt = row
+    return (None if prev is None else int(prev)), (None if nxt is None else int(nxt))
+
+
 def incident(con: duckdb.DuckDBPyConnection, incident_id: int) -> dict[str, Any] | None:
     cur = con.execute(
         "SELECT i.*, coalesce(a.hostname, '') AS hostname, coalesce(m.room, '') AS room, "
         "coalesce(m.site, '') AS site, coalesce(m.grp, '') AS grp, "
-        "(SELECT count(*) FROM exempted_matches x WHERE x.incident_id = i.id) AS suppressed "
+        "(SELECT count(*) FROM exempted_matches x WHERE x.incident_id = i.id) AS suppressed, "
+        "coalesce((SELECT display_name FROM accounts u WHERE u.username = i.assigned_to), "
+        "i.assigned_to, '') AS assigned_name "
         "FROM incidents i LEFT JOIN agents a ON a.agent_id = i.agent_id "
         "LEFT JOIN machines m ON m.agent_id = i.agent_id WHERE i.id = ?",
         [incident_id],
@@ -184,3 +237,25 @@ def evidence(con: duckdb.DuckDBPyConnection, incident_id: int) -> list[dict[str,
 def categories(con: duckdb.DuckDBPyConnection) -> list[str]:
     rows = con.execute("SELECT DISTINCT category FROM incidents ORDER BY 1").fetchall()
     return [r[0] for r in rows]
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern (escape character !) for the text anywhere in a column."""
+    return "%" + "".join("!" + ch if ch in "!%_" else ch for ch in text) + "%"
+
+
+# Bytes DuckDB writes as \xHH when it shows a BLOB as text (besides those outside ASCII).
+_SHOWN_ESCAPED = frozenset(b"\"'\\")
+
+
+def _like_in_event(text: str) -> str:
+    """The same pattern for text inside a stored event. An event is kept as the signed protobuf
+    bytes the PC sent (the evidence); DuckDB shows them as text with each byte outside
+    printable ASCII, and " ' and backslash, written \\xHH. The pattern is spelled the same way,
+    so a term, context, URL or window title matches wherever its bytes are in the event.
+    Letters outside ASCII then match only in the case typed."""
+    shown = "".join(
+        chr(b) if 0x20 <= b < 0x7F and b not in _SHOWN_ESCAPED else f"\\x{b:02X}"
+        for b in text.encode("utf-8")
+    )
+    return _like(shown)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from collector import accounts
 from collector.accounts import Account
 from collector.integrity import records
 from collector.integrity.audit import Audit
@@ -36,6 +37,9 @@ OUTCOMES = {
 }
 CHOSEN = {k: v for k, v in OUTCOMES.items() if k != "superseded"}  # what a DSL may record
 REFERRALS = frozenset(k for k in OUTCOMES if k.startswith("referred_"))
+# What may close many candidates at once (the list's bulk form): never a referral (each is its
+# own decision, confirmed by a second person) nor a CPOMS record (its reference is per incident).
+BULK = {k: OUTCOMES[k] for k in ("no_concern", "handled_in_school")}
 MAX_TEXT = 4000
 
 
@@ -286,6 +290,39 @@ def withdraw_referral(store: Store, audit: Audit, who: Account, referral_id: int
                  **action})  # fmt: skip
         audit.append(store, who.username, "referral_withdrawn", f"incident:{row[0]}")
         return int(row[0])
+
+
+def assign(store: Store, audit: Audit, who: Account, incident_id: int, username: str) -> str:
+    """Give the candidate to a member of the safeguarding team ('' for no one). Returns the
+    display name it now has ('' for no one)."""
+    _need(who, "triage")
+    name = ""
+    with store.transaction():
+        old = _assigned(store, incident_id)
+        if username:
+            to = accounts.get(store.con, username)
+            if to is None or not to.can("triage"):
+                raise TriageError(f"{username} is not an account on the safeguarding team")
+            name = to.display_name
+        if username == old:
+            return name
+        store.con.execute(
+            "UPDATE incidents SET assigned_to = ?, updated_ms = ? WHERE id = ?",
+            [username, now_ms(), incident_id],
+        )
+        _record(audit, store, who, incident_id, "assigned", {"assigned_to": username})
+        audit.append(store, who.username, "assigned", f"incident:{incident_id}",
+                     f"{old or 'no one'} -> {username or 'no one'}")  # fmt: skip
+        return name
+
+
+def _assigned(store: Store, incident_id: int) -> str:
+    row = store.con.execute(
+        "SELECT coalesce(assigned_to, '') FROM incidents WHERE id = ?", [incident_id]
+    ).fetchone()
+    if row is None:
+        raise TriageError(f"no incident {incident_id}")
+    return str(row[0])
 
 
 def add_note(

@@ -34,7 +34,7 @@ ENGINE = "engine"  # the actor of the engine's entries
 
 # The incidents columns the record vouches for, and what sets each.
 RECORDED = ("kind", "agent_id", "account", "category", "severity", "status", "outcome",
-            "outcome_note", "closed_by", "cpoms_ref", "concern")  # fmt: skip
+            "outcome_note", "closed_by", "cpoms_ref", "concern", "assigned_to")  # fmt: skip
 
 
 def canonical(value: Any) -> str:

@@ -285,4 +285,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE agent_health ADD COLUMN notice_shown_ms BIGINT;
     ALTER TABLE agent_health ADD COLUMN notice_version VARCHAR DEFAULT '';
     """,
+    # 14: who on the safeguarding team has a candidate (issue 17 item 5): a username, '' for no
+    # one; set from the list or the incident, covered by the incident's record.
+    """
+    ALTER TABLE incidents ADD COLUMN assigned_to VARCHAR DEFAULT '';
+    """,
 ]

@@ -208,3 +208,56 @@ def test_dsl_triages_refers_with_a_second_person_and_exports(
         assert expected in text, expected
     audit = run("safeguard-collector", "audit", "--data", served.data).stdout
     assert "audit log verified" in audit
+
+
+def test_dsl_triages_by_keyboard_alone(served: Served) -> None:
+    """Open the first candidate, start its review and go on to the next with keys only; the
+    shortcuts stay quiet while the DSL types in a field, and ? shows their list."""
+    require_tool("chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    token = run("safeguard-collector", "token", "--data", served.data).stdout.strip()
+    agent = Agent.connect(served.address, served.data / "ca.pem", token)
+    agent.ship(keyword("self_harm", ["cut myself"], account="pupil.amy", context="cut myself"))
+    agent.ship(keyword("bullying", ["idiot"], account="pupil.ben", context="you are an idiot"))
+    _wait_for_candidates(served.data, 2)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(served.url + "/")
+            page.fill("input[name=username]", "dana")
+            page.fill("input[name=password]", PASSWORD)
+            page.fill("input[name=code]", served.code("dana"))
+            page.click("button:has-text('Log in')")
+            expect(page.locator("h1")).to_contain_text("Incident candidates")
+            # Typing j in a field moves nothing.
+            page.fill("input[name=pupil]", "")
+            page.press("input[name=pupil]", "j")
+            expect(page.locator("input[name=pupil]")).to_have_value("j")
+            expect(page.locator("tr.chosen")).to_have_count(0)
+            page.fill("input[name=pupil]", "")
+            page.locator("main").focus()
+            page.keyboard.press("?")
+            expect(page.locator("details#shortcuts")).to_have_attribute("open", "")
+            page.keyboard.press("?")
+            page.keyboard.press("j")
+            expect(page.locator("tr.chosen")).to_contain_text("pupil.amy")  # most severe first
+            page.keyboard.press("o")
+            expect(page.locator("h1")).to_contain_text("self harm")
+            expect(page.locator(".status")).to_contain_text("New")
+            page.keyboard.press("r")
+            expect(page.locator(".status")).to_contain_text("In review")
+            page.keyboard.press("c")
+            expect(page.locator("select[name=outcome]")).to_be_focused()
+            page.locator("main").focus()
+            page.keyboard.press("j")
+            expect(page.locator("h1")).to_contain_text("bullying")
+            page.keyboard.press("k")
+            expect(page.locator("h1")).to_contain_text("self harm")
+            assert not [e for e in errors if "Content Security Policy" in e], errors
+        finally:
+            browser.close()

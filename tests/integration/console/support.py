@@ -292,15 +292,16 @@ class Client:
     def post(
         self,
         path: str,
-        data: dict[str, str] | None = None,
+        data: dict[str, str] | list[tuple[str, str]] | None = None,
         csrf: bool = True,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, str]:
-        fields = dict(data or {})
+        """`data` as a list of pairs for a form that repeats a name (ticked checkboxes)."""
+        fields = list(data.items()) if isinstance(data, dict) else list(data or [])
         if csrf:
             if not self.csrf:
                 self.get("/login")
-            fields["csrf"] = self.csrf
+            fields.append(("csrf", self.csrf))
         body = urllib.parse.urlencode(fields).encode()
         req = urllib.request.Request(  # noqa: S310 -- our own console
             self.base + path, data=body, headers=headers or {}, method="POST"

@@ -16,7 +16,7 @@ DAY_MS = 86_400_000
 
 
 def _ids(html: str) -> set[int]:
-    return {int(x) for x in re.findall(r'href="/incidents/(\d+)"', html)}
+    return {int(x) for x in re.findall(r'href="/incidents/(\d+)[?"]', html)}
 
 
 def _day(ms: int) -> str:

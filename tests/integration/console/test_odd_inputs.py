@@ -16,18 +16,19 @@ pytestmark = pytest.mark.integration
 ODD = ["9223372036854775807", "-1", "abc", "99999-99-99", "0001-01-01", "9999-12-31", "%00",
        "\u202e", "1e309", "' OR 1=1 --", "<script>", "x" * 5000, ""]  # fmt: skip
 QUERY_KEYS = ["page", "severity", "status", "category", "from", "to", "q", "week", "kind",
-              "account", "sort", "limit", "agent"]  # fmt: skip
+              "account", "sort", "limit", "agent", "mine"]  # fmt: skip
 GETS = ["/incidents", "/incidents/{id}", "/incidents/{id}/export.json", "/agents", "/exemptions",
         "/audit", "/reports/weekly", "/reports/governors", "/settings", "/accounts", "/password",
         "/login", "/"]  # fmt: skip
 POSTS = ["/incidents/{id}/status", "/incidents/{id}/outcome", "/incidents/{id}/note",
-         "/incidents/{id}/verify", "/incidents/{id}/actions/{odd}/done",
+         "/incidents/{id}/verify", "/incidents/{id}/actions/{odd}/done", "/incidents/close",
+         "/incidents/{id}/assign",
          "/incidents/{id}/referrals/{odd}/confirm", "/agents/token", "/agents/{odd}/revoke",
          "/agents/{odd}/place", "/exemptions", "/exemptions/{num}/approve", "/settings",
          "/settings/purge", "/accounts", "/accounts/{odd}/reset", "/password"]  # fmt: skip
 FORM_KEYS = ["status", "outcome", "note", "text", "ttl", "uses", "room", "site", "terms",
              "sites", "start_date", "end_date", "reason", "group", "days", "years", "username",
-             "display_name", "role", "current", "new", "confirm"]  # fmt: skip
+             "display_name", "role", "current", "new", "confirm", "id", "to"]  # fmt: skip
 HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy",
            "X-Frame-Options")  # fmt: skip
 
