@@ -93,6 +93,7 @@ def import_csv(
 ) -> ImportResult:  # fmt: skip
     rows = mis_csv.parse(text)
     matched, unmatched, duplicates = assign(rows, naming, directory)
+    left_out = [r for r in rows if r not in matched.values()]
     if not matched:
         raise RosterFileError(
             f"no row of the {len(rows)} in the file matched an account, so nothing was changed "
@@ -124,7 +125,10 @@ def import_csv(
                 "updated_ms = ?, left_ms = NULL WHERE account = ?",
                 [*values, now, account],
             )
-        gone = [a for a, old in before.items() if a not in matched and old[6] is None]
+        # A row left out (unmatched, duplicate) is still at the school: its namesakes stay.
+        kept = {(matching.simple(r.first), matching.simple(r.last)) for r in left_out}
+        gone = [a for a, old in before.items() if a not in matched and old[6] is None
+                and (matching.simple(old[0]), matching.simple(old[1])) not in kept]  # fmt: skip
         if gone:
             con.execute("UPDATE roster SET left_ms = ? WHERE list_contains(?, account)",
                         [now, gone])  # fmt: skip
