@@ -439,10 +439,10 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def _read_csv(path: str, what: str) -> str:
+    from collector.roster.mis_csv import decode
+
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:  # Excel's "CSV" on Windows: the legacy code page
-        return Path(path).read_text(encoding="cp1252")
+        return decode(Path(path).read_bytes())
     except OSError as exc:
         raise CliError(f"cannot read the {what} {path}: {exc.strerror}.") from None
 

@@ -106,3 +106,12 @@ def parse(text: str) -> list[MisRow]:
             staff=role in _STAFF_WORDS or "staff" in role or "teacher" in role,
         ))  # fmt: skip
     return rows
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 (with or without Excel's byte order mark), else Windows' legacy code page, which
+    is what "CSV" from Excel on a school's Windows PC often is."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
