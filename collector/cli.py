@@ -462,6 +462,11 @@ def cmd_roster(args: argparse.Namespace) -> int:
         return 0
     op_args = {"text": _read_csv(args.file, "MIS export"), "naming": args.naming,
                "accounts": args.accounts and _read_csv(args.accounts, "accounts file")}  # fmt: skip
+    size = len(json.dumps(op_args))
+    if size > admin.MAX_REQUEST - 1024:  # the collector would close the socket mid-request
+        raise CliError(f"the files are {size // 1024} KiB together; the most a roster import "
+                       f"takes is {admin.MAX_REQUEST // 1024 - 1} KiB. Export only the columns "
+                       "needed (names, year, class, UPN; account name, names, employeeID).")
     try:
         r = _ask(data, "roster_import", op_args)
     except RosterFileError as exc:  # straight from the database (no collector running)
