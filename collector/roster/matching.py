@@ -94,6 +94,9 @@ def read_directory(text: str) -> Directory:
             continue
         if given is not None and sn is not None and get(given):
             key = simple(get(given)) + " " + simple(get(sn))
+        elif "," in get(display):  # "Jones, Cara", as some directories show names
+            last, _, first = get(display).partition(",")
+            key = simple(first.split()[0] if first.split() else "") + " " + simple(last)
         else:
             parts = get(display).split()
             key = (simple(parts[0]) + " " + simple("".join(parts[1:]))) if parts else ""

@@ -50,6 +50,8 @@ def test_names_year_and_class_beside_the_account_and_a_reimport(console: Console
     assert "Amy Lee (Y6, 6C) pupil.amy" in page
     _, page = dsl.get("/pupils/pupil.amy/chronology")
     assert "Chronology: Amy Lee (Y6, 6C) pupil.amy" in page
+    _, text = dsl.get("/pupils/pupil.amy/chronology.csv")
+    assert text.startswith('"Chronology of pupil Amy Lee (Y6, 6C) pupil.amy"')
     _, exported = dsl.get(f"/incidents/{amy.group(1)}/export.json")
     assert json.loads(exported)["student"] == "Amy Lee (Y6, 6C) pupil.amy"
     # From the console: Amy moves to 6D, Ben has left; a row that matches nobody is reported.

@@ -93,3 +93,8 @@ def test_a_userprincipalname_gives_its_login_part() -> None:
         "userPrincipalName,displayName\nCara.Jones@school.sch.uk,Cara Jones\n"
     )
     assert d.match(mis_csv.parse("Forename,Surname\nCara,Jones\n")[0]) == ("cara.jones", [])
+
+
+def test_a_display_name_written_surname_first() -> None:
+    d = matching.read_directory('sAMAccountName,displayName\ncjones,"Jones, Cara May"\n')
+    assert d.match(mis_csv.parse("Forename,Surname\nCara,Jones\n")[0]) == ("cjones", [])
