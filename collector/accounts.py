@@ -52,6 +52,7 @@ CAN = {
     "settings": {"dsl", "head"},  # retention periods
     "manage_accounts": {"dsl", "head"},  # add, reset, disable console accounts
     "approve_role": {"dsl", "head"},  # the second senior who approves a senior role
+    "roster": {"dsl", "head"},  # import the MIS roster, see what it holds and left out
     "dpia": {"dsl", "head"},  # the DPIA draft and privacy notices, from the live settings
 }
 SENIOR = frozenset({"dsl", "deputy_dsl", "head"})  # roles that see and decide on incidents

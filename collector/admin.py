@@ -23,7 +23,9 @@ from collector.storage.store import DatabaseError
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST = 64 * 1024
+# A roster import carries its CSV files (a large primary's MIS and directory exports: a few
+# hundred KB); only the collector's own user (or root) may connect.
+MAX_REQUEST = 4 * 1024 * 1024
 
 
 class AdminError(RuntimeError):

@@ -444,6 +444,57 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_csv(path: str, what: str) -> str:
+    from collector.roster.mis_csv import decode
+
+    try:
+        return decode(Path(path).read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read the {what} {path}: {exc.strerror}.") from None
+
+
+def cmd_roster(args: argparse.Namespace) -> int:
+    from collector.roster.mis_csv import RosterFileError
+
+    data = _data(args)
+    if args.action == "show":
+        got = _ask(data, "roster_show", {})
+        last = got["last"]
+        print(f"{got['pupils']} pupils, {got['staff']} staff, {got['left']} left (kept until "
+              "retention purges them)")  # fmt: skip
+        if last:
+            print(f"last import {_when(last['at_ms'])} by {last['by']}: {len(last['unmatched'])} "
+                  f"unmatched, {len(last['duplicates'])} duplicates")  # fmt: skip
+        return 0
+    op_args = {"text": _read_csv(args.file, "MIS export"), "naming": args.naming,
+               "accounts": args.accounts and _read_csv(args.accounts, "accounts file")}  # fmt: skip
+    size = len(json.dumps(op_args))
+    if size > admin.MAX_REQUEST - 1024:  # the collector would close the socket mid-request
+        raise CliError(f"the files are {size // 1024} KiB together; the most a roster import "
+                       f"takes is {admin.MAX_REQUEST // 1024 - 1} KiB. Export only the columns "
+                       "needed (names, year, class, UPN; account name, names, employeeID).")
+    try:
+        r = _ask(data, "roster_import", op_args)
+    except RosterFileError as exc:  # straight from the database (no collector running)
+        raise CliError(f"{args.file}: {exc}") from None
+    except CliError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    print(f"{r['rows']} rows: {r['added']} added, {r['updated']} updated, {r['unchanged']} "
+          f"unchanged, {r['returned']} back from left; {r['left']} not in this file marked "
+          "left")  # fmt: skip
+    for line in r["unmatched"]:
+        print(f"unmatched: {line}")
+    for line in r["duplicates"]:
+        print(f"duplicate account {line}")
+    if r["unmatched"] or r["duplicates"]:
+        print(
+            f"{len(r['unmatched'])} unmatched and {len(r['duplicates'])} duplicate rows were "
+            "not imported: fix the accounts file or the naming rule and import again."
+        )
+        return 2
+    return 0
+
+
 def cmd_dpia(args: argparse.Namespace) -> int:
     from collector.console import config as console_config
     from collector.privacy import dpia
@@ -560,6 +611,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--incidents", type=parse_duration, help="keep closed incidents, e.g. 2190d")
     c.add_argument("--purge", action="store_true")
     c.set_defaults(func=cmd_retention)
+    ros = sub.add_parser("roster", help="the pupil roster: names, year and class from the "
+                         "MIS, shown in the console beside login names")
+    ros_sub = ros.add_subparsers(dest="action", required=True)
+    c = ros_sub.add_parser("import", help="import an MIS export of pupils (SIMS, Arbor, "
+                           "Bromcom CSV); pupils not in it are marked left")
+    c.add_argument("--data", required=True, help="the collector's data folder")
+    c.add_argument("file", metavar="FILE.csv", help="the MIS export of pupils")
+    how = c.add_mutually_exclusive_group(required=True)
+    how.add_argument("--accounts", metavar="MAP.csv", help="a directory export (AD or Entra: "
+                     "sAMAccountName or userPrincipalName, givenName and sn or displayName, "
+                     "employeeID optional) that says each pupil's login name")
+    how.add_argument("--naming", metavar="RULE", help='how login names are made, e.g. '
+                     '"{first}.{last}" (lower case, no spaces or apostrophes)')
+    c.set_defaults(func=cmd_roster)
+    c = ros_sub.add_parser("show", help="how many pupils, the last import and what it left out")
+    c.add_argument("--data", required=True, help="the collector's data folder")
+    c.set_defaults(func=cmd_roster)
     c = command("audit", "verify the console's hash-chained audit log")
     c.set_defaults(func=cmd_audit)
     c = command("dpia", "write the DPIA draft and the pupils', parents' and staff privacy "

@@ -1,6 +1,6 @@
-"""Admin-socket operations for console accounts, incidents and retention, so the CLI works
-whether or not the collector is running (see collector/operations.py). Each writes an audit
-row naming the local user who ran it."""
+"""Admin-socket operations for console accounts, incidents, retention and the roster, so the
+CLI works whether or not the collector is running (see collector/operations.py). Each writes
+an audit row naming the local user who ran it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collector.incidents import config, coverage, queries
 from collector.incidents.engine import Engine
 from collector.integrity import audit
 from collector.paths import DataDir
+from collector.roster import book
 from collector.storage import retention
 from collector.storage.store import Store
 
@@ -124,6 +125,18 @@ def op_dpia_written(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     return {}
 
 
+def op_roster_import(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    """`text`: the MIS export; `accounts` (a directory export's text) or `naming` (a rule)."""
+    result = book.import_csv(store, _audit(data), _actor(args), args["text"],
+                             naming=args.get("naming"), directory=args.get("accounts"))  # fmt: skip
+    return vars(result)
+
+
+def op_roster_show(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    _audit(data).append(store, _actor(args), "view_roster", "roster", "cli")
+    return book.summary(store.con)
+
+
 def op_audit_verify(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     return vars(_audit(data).verify(store.con))
 
@@ -138,4 +151,6 @@ OPERATIONS = {
     "retention": op_retention,
     "audit_verify": op_audit_verify,
     "dpia_written": op_dpia_written,
+    "roster_import": op_roster_import,
+    "roster_show": op_roster_show,
 }

@@ -43,6 +43,7 @@ from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.intake.ingest import Ingestor
 from collector.integrity import audit
 from collector.paths import DataDir, secret_key
+from collector.roster import book
 from collector.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,11 @@ class Console:
             undefined=jinja2.StrictUndefined,
         )
         self.env.filters["when"] = when
+        self.names: dict[str, book.Entry] = {}  # the roster, reloaded when an import changes it
+        self._names_generation = -1
         self.env.globals.update(
             OUTCOMES=OUTCOMES, STATUSES=STATUSES, ROLES=ROLES, MIN_PASSWORD=accounts.MIN_PASSWORD,
-            concern_title=concerns.title,
+            concern_title=concerns.title, pupil=self._pupil,
         )
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -163,6 +166,21 @@ class Console:
         )  # fmt: skip
         return web.Response(text=html, content_type="text/html", status=status)
 
+    @jinja2.pass_context
+    def _pupil(self, ctx: jinja2.runtime.Context, account: str | None) -> str:
+        """ "Cara Jones (Y5, 5B) pupil.cara" for those who see incidents; anyone else (a
+        governor, a technician) sees the login name alone, never a child's name."""
+        me = ctx.get("me")
+        if me is None or not me.can("incidents"):
+            return account or ""
+        return book.shown(self.names, account)
+
+    async def _load_names(self) -> None:
+        generation = book.generation()  # taken first: a change meanwhile reloads next time
+        if generation != self._names_generation:
+            self.names = await self.read(book.names)
+            self._names_generation = generation
+
     def deny(
         self, request: web.Request, why: str = "Your role cannot see this page."
     ) -> web.Response:
@@ -176,6 +194,7 @@ class Console:
             views_dashboard,
             views_dpia,
             views_incidents,
+            views_roster,
             views_school,
             views_two_factor,
         )
@@ -187,6 +206,7 @@ class Console:
         views_accounts.routes(app, self)
         views_incidents.routes(app, self)
         views_school.routes(app, self)
+        views_roster.routes(app, self)
         views_dpia.routes(app, self)
         views_two_factor.routes(app, self)
         app.router.add_static("/static/", HERE / "static", show_index=False)
@@ -285,6 +305,8 @@ class Console:
                 session.account, session.flash = None, [ENDED]  # kept to say why, then dropped
                 return web.Response(status=303, headers={"Location": "/login"})
             session.account = now
+            if now.can("incidents"):
+                await self._load_names()
         if request.method == "POST":
             refused = await self._check_post(request, session)
             if refused is not None:

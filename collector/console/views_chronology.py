@@ -16,6 +16,7 @@ from collector.console.sessions import account_of
 from collector.incidents import chronology
 from collector.intake import vocabulary
 from collector.reporting.exports import spreadsheet_safe
+from collector.roster import book
 
 if TYPE_CHECKING:
     from collector.console.context import ConsoleContext
@@ -39,9 +40,12 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         export = request.path.endswith(".csv")
         await c.record(me, "export_chronology" if export else "view_chronology",
                        f"{who}:{value}")  # fmt: skip
-        if export:
+        if export:  # a pupil's: named as the roster names them, the account beside
+            label = value
+            if who == "pupil":
+                label = await c.read(lambda con: book.shown_one(con, value))
             return web.Response(
-                text=_csv(rows, who, value), content_type="text/csv",
+                text=_csv(rows, who, label), content_type="text/csv",
                 headers={"Content-Disposition": f'attachment; filename="chronology-{who}.csv"'},
             )  # fmt: skip
         machine = next((r["machine"] for r in rows), value) if who == "machine" else ""

@@ -28,6 +28,7 @@ from collector.accounts import Account
 from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.integrity import anchors, evidence, records
 from collector.integrity.audit import Audit
+from collector.roster import book
 from collector.storage.store import Store, now_ms
 from protos import envelope
 
@@ -288,15 +289,19 @@ def _event_line(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def record(
-    inc: dict[str, Any], exported_by: Account, proof: dict[str, Any] | None = None
+    inc: dict[str, Any],
+    exported_by: Account,
+    proof: dict[str, Any] | None = None,
+    student: str | None = None,
 ) -> dict[str, Any]:
-    """The CPOMS record; `proof` (from `chain_proof`) becomes its chain_proof_data."""
+    """The CPOMS record; `proof` (from `chain_proof`) becomes its chain_proof_data; `student`
+    is the pupil as the roster names them (default: the login name alone)."""
     verifications = [a for a in inc["actions"] if a["kind"] == "verification"]
     last = verifications[-1] if verifications else None
     return {
         "schema": SCHEMA,
         "incident_id": inc["id"],
-        "student": inc["account"],
+        "student": inc["account"] if student is None else student,
         "group": inc["grp"],
         "date_time": _iso(inc["first_ms"]),
         "last_event": _iso(inc["last_ms"]),
@@ -362,7 +367,8 @@ def render(
     checked again now, so the record carries what a third party needs to re-verify it. With a
     checkpoint, the audit and record chains' signed heads go with it: a copy off the host that
     `safeguard-collector verify --head` holds the chains to later."""
-    rec = record(inc, who, chain_proof(con, inc) if con is not None else None)
+    student = book.shown_one(con, inc["account"]) if con is not None else None
+    rec = record(inc, who, chain_proof(con, inc) if con is not None else None, student)
     if checkpoint is not None:
         rec["chain_checkpoint"] = checkpoint.to_json()
         rec["chain_checkpoint_line"] = checkpoint.line()

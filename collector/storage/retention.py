@@ -2,7 +2,8 @@
 is written to the audit log (what, how many, older than when).
 
 Periods live in the settings table (`retention.events_days`, `retention.incidents_days`), set
-by the DSL or head teacher in the console or with `safeguard-collector retention`. Open
+by the DSL or head teacher in the console or with `safeguard-collector retention`. Leavers'
+roster rows go with the events period (collector/roster/book.py). Open
 incidents are never purged, and nor are the events that are their evidence (nor the other
 events of the signed batches that hold it, which its verification needs). A running
 collector purges once a day by itself (`purge_if_due`), audited as `system:retention`.
@@ -17,6 +18,7 @@ import duckdb
 
 from collector.integrity import records
 from collector.integrity.audit import Audit
+from collector.roster import book
 from collector.storage.store import Store, now_ms
 
 log = logging.getLogger(__name__)
@@ -93,21 +95,23 @@ def purge(store: Store, audit: Audit, actor: str, now: int | None = None) -> dic
         con.execute(
             "DELETE FROM exempted_matches WHERE observed_ms < ? AND incident_id IS NULL", [ev_cut]
         )
-        result = {"events": events, "incidents": len(ids)}
+        # Leavers' roster rows follow the events period, once no kept incident names them.
+        left = book.purge_left(con, ev_cut)
+        result = {"events": events, "incidents": len(ids)} | ({"roster_left": left} if left else {})
         audit.append(
             store,
             actor,
             "purge",
             "retention",
             f"events={events} older_than_days={p.events_days} incidents={len(ids)} "
-            f"closed_older_than_days={p.incidents_days}",
+            f"closed_older_than_days={p.incidents_days}" + (f" roster_left={left}" if left else ""),
         )
         con.execute(
             "INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
             "value = excluded.value",
             [LAST_PURGE, str(now)],
         )
-    log.info("retention.purged events=%d incidents=%d", events, len(ids))
+    log.info("retention.purged events=%d incidents=%d roster_left=%d", events, len(ids), left)
     return result
 
 

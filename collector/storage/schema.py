@@ -290,4 +290,21 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE incidents ADD COLUMN assigned_to VARCHAR DEFAULT '';
     """,
+    # 15: the pupil roster (collector/roster/, issue 17): names, year and class from the MIS,
+    # matched to login accounts. A pupil absent from a later import is marked left (left_ms)
+    # and the row goes when retention purges (collector/storage/retention.py).
+    """
+    CREATE TABLE roster (
+        account      VARCHAR PRIMARY KEY,
+        first        VARCHAR NOT NULL,
+        last         VARCHAR NOT NULL,
+        year         VARCHAR NOT NULL DEFAULT '',
+        class        VARCHAR NOT NULL DEFAULT '',
+        upn          VARCHAR NOT NULL DEFAULT '',
+        staff        BOOLEAN NOT NULL DEFAULT false,
+        imported_ms  BIGINT NOT NULL,
+        updated_ms   BIGINT NOT NULL,
+        left_ms      BIGINT
+    );
+    """,
 ]

@@ -57,6 +57,7 @@ PAGES = {
     "chronology": "/pupils/pupil.amy/chronology",
     "exemptions": "/exemptions",
     "retention": "/settings",
+    "roster": "/roster",
     "password": "/password",
     "two-factor": "/two-factor",
     "error": "/incidents?since=2026-02-31",  # a date that does not exist: error.html
@@ -106,6 +107,10 @@ def _fill(harness: ConsoleHarness) -> int:
     wait_for(lambda: harness.op("incidents")["total"] >= 6, timeout=60)
     rows = harness.op("incidents", status="")["rows"]
     assert {r["severity"] for r in rows} >= {1, 2, 3, 4, 5}, rows
+    # Names with year and class beside the accounts; one row matches nobody (the roster page
+    # lists it).
+    harness.op("roster_import", naming="pupil.{first}", text="Forename,Surname,Year,Reg Group\n"
+               "Amy,Lee,Year 6,6C\nCal,Okafor,5,5B\nDee,Jones-Whitfield,4,4A\n,Nobody,3,3A\n")
     dsl = Client(harness.url)
     dsl.login("dsl")
     dsl.post(
@@ -262,7 +267,7 @@ def test_phone_cards_are_still_a_table_to_a_screen_reader(school: School) -> Non
     cards are not read again inside each cell (the column header says it)."""
     page = open_page(school, "incidents", "phone")
     assert page.get_by_role("columnheader").count() == 8
-    assert page.get_by_role("cell", name="pupil.cal", exact=True).count() == 1
+    assert page.get_by_role("cell", name="Cal Okafor (Y5, 5B) pupil.cal", exact=True).count() == 1
     assert page.get_by_role("row").count() >= 7
 
 
