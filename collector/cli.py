@@ -505,7 +505,9 @@ def cmd_dpia(args: argparse.Namespace) -> int:
     got = _ask(data, "retention", {})
     try:
         notify = console_config.load(data).notify
-        settings = dpia.gather(data, Periods(got["events_days"], got["incidents_days"]), notify)
+        roster = bool(_ask(data, "roster_show", {"for_dpia": True})["imported"])
+        settings = dpia.gather(data, Periods(got["events_days"], got["incidents_days"]), notify,
+                               roster)  # fmt: skip
     except ValueError as exc:  # console.toml does not read
         raise CliError(f"{exc}; mend console.toml, then run dpia again") from None
     except DpiaError as exc:

@@ -15,6 +15,7 @@ from collector.console.sessions import SESSION, account_of
 from collector.privacy import dpia
 from collector.privacy.dpia_doc import to_markdown
 from collector.privacy.dpia_settings import DpiaError
+from collector.roster import book
 from collector.storage import retention
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         if not account_of(request).can("dpia"):
             raise web.HTTPForbidden(text="Your role cannot see this page.")
         periods = await c.read(retention.periods)
-        settings = await asyncio.to_thread(dpia.gather, c.data, periods, c.cfg.notify)
+        roster = await c.read(lambda con: bool(book.summary(con)["pupils"]))
+        settings = await asyncio.to_thread(dpia.gather, c.data, periods, c.cfg.notify, roster)
         last = await asyncio.to_thread(dpia.previous, c.data)
         return await asyncio.to_thread(dpia.build, settings, last, dpia.now_text())
 

@@ -40,11 +40,15 @@ def default_folder(data: DataDir) -> Path:
     return data.root / "dpia"
 
 
-def gather(data: DataDir, periods: Periods, notify: NotifyConfig) -> dict[str, Any]:
-    """The live settings' summary. Raises DpiaError if no good policy is published."""
+def gather(data: DataDir, periods: Periods, notify: NotifyConfig,
+           roster: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The live settings' summary (`roster`: a pupil roster is imported). Raises DpiaError if
+    no good policy is published."""
     version, pol = dpia_settings.live_policy(data)
     school = dpia_settings.school_name(data)
-    return dpia_settings.summary(version, pol, periods, notify, data.root, school)
+    summary = dpia_settings.summary(version, pol, periods, notify, data.root, school)
+    summary["roster"] = dpia_settings.ROSTER_FIELDS if roster else None
+    return summary
 
 
 def previous(data: DataDir) -> dict[str, Any] | None:

@@ -84,6 +84,11 @@ def school_name(data: DataDir) -> str:
     return value if isinstance(value, str) and value else "the school"
 
 
+# What `safeguard-collector roster import` keeps of each pupil (collector/roster/book.py).
+ROSTER_FIELDS = ["first name", "surname", "year group", "class", "UPN if the export has it",
+                 "whether staff", "when they left"]  # fmt: skip
+
+
 def summary(
     policy_version: int,
     pol: Policy,
@@ -131,7 +136,7 @@ def summary(
         "retention_events_days": periods.events_days,
         "retention_incidents_days": periods.incidents_days,
         "screenshots": False,  # no setting exists: the agent takes none
-        "roster": None,  # no setting exists: no pupil roster is imported
+        "roster": None,  # set by dpia.gather when a pupil roster is imported
         "pc_keep_acked_days": PC_KEEP_ACKED_DAYS,
         "pc_keep_acked_events": PC_KEEP_ACKED_EVENTS,
         "pc_outbox_max_events": PC_OUTBOX_MAX_EVENTS,

@@ -89,8 +89,13 @@ def _captured(s: dict[str, Any]) -> list[Block]:
             "and whether it was allowed. USB storage is blocked unless a rule allows it "
             "(section 4).",
             "Screenshots: off. The system takes no screenshots.",
-            "Pupil roster: none. No list of pupils is imported; people are known by their "
-            "computer account names only.",
+            ("Pupil roster: none. No list of pupils is imported; people are known by their "
+             "computer account names only." if not s.get("roster") else
+             "Pupil roster: imported from the school's MIS (" + ", ".join(s["roster"]) + "), "
+             "matched to computer accounts, so the DSL, deputy and head teacher see a pupil's "
+             "name, year and class beside the account. Governors and the technician never see "
+             "it. A pupil who leaves is marked so at the next import and removed with the "
+             "events' retention period."),
             ("Semantic stage: off." if model is None else
              f"Semantic stage: on, using the sentence model `{model}` named by the policy. It "
              "runs on the PC; sentences are compared there and only an alert is sent."),

@@ -131,3 +131,17 @@ def test_no_sentence_of_the_pupils_notice_is_long(shipped: Policy) -> None:
     sentences = [s for s in re.split(r"[.?!:]\s*", text) if s.strip()]
     longest = max(sentences, key=lambda s: len(s.split()))
     assert len(longest.split()) <= 14, longest
+
+
+def test_an_imported_roster_is_named_as_personal_data_and_reported_as_a_change(
+    shipped: Policy,
+) -> None:
+    from collector.privacy.dpia_changes import changes
+
+    without = settings(shipped)
+    with_roster = {**settings(shipped), "roster": dpia_settings.ROSTER_FIELDS}
+    assert "Pupil roster: none" in texts(without)["dpia"]
+    text = texts(with_roster)["dpia"]
+    assert "Pupil roster: imported from the school's MIS" in text
+    assert "year group" in text and "Governors and the technician never see it" in text
+    assert any("roster" in line.lower() for line in changes(without, with_roster))
