@@ -88,6 +88,8 @@ def test_a_phrase_typed_by_a_pupil_becomes_a_closed_incident_with_its_cpoms_reco
             page.fill("input[name=password]", PASSWORD)
             page.fill("input[name=code]", served.code("dana"))
             page.click("button:has-text('Log in')")
+            expect(page.locator("h1")).to_contain_text("Needs attention")  # the DSL's day
+            page.click("nav a:has-text('Incidents')")
             row = page.locator("tr", has_text="grooming")
             expect(row.first).to_be_visible()
             row.first.locator("a").first.click()

@@ -179,6 +179,7 @@ def test_first_logins_make_each_person_choose_their_own_password(
     assert [line.split()[:3] for line in listed.splitlines()] == [
         ["dana", "dsl", "active"],
         ["dev", "deputy_dsl", "active"],
+        ["hana", "head", "active"],  # who approved the deputy's role
     ]
     audit = run("safeguard-collector", "audit", "--data", served.data).stdout
     assert "audit log verified" in audit

@@ -184,7 +184,7 @@ def test_dsl_triages_refers_with_a_second_person_and_exports(
             page.goto(incident_url)
             page.click("button:has-text('Confirm referral')")
             expect(page.locator(".status")).to_contain_text("Closed")
-            expect(page.locator("dl.form")).to_contain_text("Referred: Prevent/Channel")
+            expect(page.locator("dl.form").first).to_contain_text("Referred: Prevent/Channel")
             with page.expect_download() as dl:
                 page.click("a:has-text('PDF')")
             pdf = tmp_path / "incident.pdf"
@@ -233,6 +233,8 @@ def test_dsl_triages_by_keyboard_alone(served: Served) -> None:
             page.fill("input[name=password]", PASSWORD)
             page.fill("input[name=code]", served.code("dana"))
             page.click("button:has-text('Log in')")
+            expect(page.locator("h1")).to_contain_text("Needs attention")
+            page.goto(served.url + "/incidents")
             expect(page.locator("h1")).to_contain_text("Incident candidates")
             # Typing j in a field moves nothing.
             page.fill("input[name=pupil]", "")
