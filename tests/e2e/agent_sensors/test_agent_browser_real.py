@@ -122,9 +122,9 @@ class Running:
         ctx = SensorContext(emit=self.events.append, policy=lambda: active)
         self.thread = threading.Thread(target=self.sensor.run, args=(ctx,), daemon=True)
         self.thread.start()
-        assert self.sensor.ready.wait(10)
+        assert self.sensor.ready.wait(60)  # generous: a loaded CI machine
 
-    def wait(self, cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    def wait(self, cond: Callable[[], bool], what: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while not cond():
             assert self.thread.is_alive(), "sensor died"
