@@ -5,30 +5,21 @@ programmatic focus), on a phone-sized screen as on a desktop."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import require_tool
-from tests.e2e.console.test_console_browser import CHROMIUM_ARGS, PASSWORD, Served
+from tests.e2e.console.test_console_browser import (
+    CHROMIUM_ARGS,
+    PASSWORD,
+    Served,
+    _wait_for_candidates,
+)
 from tests.e2e.console.test_console_browser import served as served
 from tests.integration.console.support import Agent, keyword
 from tests.processes import run
 
 pytestmark = pytest.mark.e2e
 TABS = 200  # no page here has more stops than this
-
-
-def _wait_for_candidates(data: Path, n: int) -> None:
-    import json
-    import time
-
-    for _ in range(300):
-        out = run("safeguard-collector", "incidents", "--data", data, "--format", "json").stdout
-        if json.loads(out)["total"] >= n:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"fewer than {n} candidates appeared")
 
 
 @pytest.mark.parametrize("width", [1280, 390])
