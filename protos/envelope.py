@@ -29,6 +29,7 @@ _ENROL_DOMAIN = b"sg-enrol-v1\0"
 _HELLO_DOMAIN = b"sg-hello-v1\0"
 _POLICY_DOMAIN = b"sg-policy-request-v1\0"
 _MODEL_DOMAIN = b"sg-model-request-v1\0"
+_EVIDENCE_DOMAIN = b"sg-evidence-chunk-v1\0"
 _U64 = struct.Struct(">Q")
 MAX_SEVERITY = 5
 
@@ -101,6 +102,15 @@ def model_request_payload(agent_id: str, sha256: str, offset: int, unix_ms: int)
     """What an agent signs to fetch a chunk of a model file the policy names."""
     return (_MODEL_DOMAIN + agent_id.encode() + b"\0" + sha256.encode() + b"\0"
             + _U64.pack(offset) + _U64.pack(unix_ms))  # fmt: skip
+
+
+def evidence_chunk_payload(agent_id: str, event_id: str, sha256: str, size: int, offset: int,
+                           data: bytes, unix_ms: int) -> bytes:
+    """What an agent signs to send a chunk of a sealed screenshot (the chunk's own SHA-256
+    stands in for its bytes)."""
+    return (_EVIDENCE_DOMAIN + agent_id.encode() + b"\0" + event_id.encode() + b"\0"
+            + sha256.encode() + b"\0" + _U64.pack(size) + _U64.pack(offset)
+            + hashlib.sha256(data).digest() + _U64.pack(unix_ms))  # fmt: skip
 
 
 def make_batch(

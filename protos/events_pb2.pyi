@@ -35,6 +35,7 @@ class Event(_message.Message):
     SEVERITY_FIELD_NUMBER: _builtins.int
     ACCOUNT_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    SCREENSHOT_SHA256_FIELD_NUMBER: _builtins.int
     KEYWORD_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
     USB_FIELD_NUMBER: _builtins.int
@@ -51,6 +52,10 @@ class Event(_message.Message):
     """OS account that was active, if any"""
     event_id: _builtins.str
     """random id (hex) given when the event is first queued"""
+    screenshot_sha256: _builtins.bytes
+    """SHA-256 of the sealed screenshot taken for this detection (protos/evidence.py), empty if
+    none: the image travels apart (Collector.PutEvidence) but is evidence under the chain.
+    """
     @_builtins.property
     def keyword(self) -> Global___KeywordDetection: ...
     @_builtins.property
@@ -71,6 +76,7 @@ class Event(_message.Message):
         severity: _builtins.int = ...,
         account: _builtins.str = ...,
         event_id: _builtins.str = ...,
+        screenshot_sha256: _builtins.bytes = ...,
         keyword: Global___KeywordDetection | None = ...,
         url: Global___UrlDetection | None = ...,
         usb: Global___UsbDecision | None = ...,
@@ -80,7 +86,7 @@ class Event(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "keyword", b"keyword", "payload", b"payload", "status", b"status", "test_alert", b"test_alert", "url", b"url", "usb", b"usb"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "event_id", b"event_id", "heartbeat", b"heartbeat", "keyword", b"keyword", "observed_unix_ms", b"observed_unix_ms", "payload", b"payload", "seq", b"seq", "severity", b"severity", "status", b"status", "test_alert", b"test_alert", "url", b"url", "usb", b"usb"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "event_id", b"event_id", "heartbeat", b"heartbeat", "keyword", b"keyword", "observed_unix_ms", b"observed_unix_ms", "payload", b"payload", "screenshot_sha256", b"screenshot_sha256", "seq", b"seq", "severity", b"severity", "status", b"status", "test_alert", b"test_alert", "url", b"url", "usb", b"usb"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["keyword", "url", "usb", "heartbeat", "status", "test_alert"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
@@ -386,6 +392,8 @@ class AgentStatus(_message.Message):
         """the watchdog stopped a sensor over its CPU limit (detail: which, why)"""
         HELPER_RESTARTED: AgentStatus._Kind.ValueType  # 12
         """a per-login helper over its memory limit was restarted"""
+        SCREENSHOTS_DROPPED: AgentStatus._Kind.ValueType  # 13
+        """screenshots not taken or not kept (count; detail says why)"""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
     KIND_UNSPECIFIED: AgentStatus.Kind.ValueType  # 0
@@ -409,6 +417,8 @@ class AgentStatus(_message.Message):
     """the watchdog stopped a sensor over its CPU limit (detail: which, why)"""
     HELPER_RESTARTED: AgentStatus.Kind.ValueType  # 12
     """a per-login helper over its memory limit was restarted"""
+    SCREENSHOTS_DROPPED: AgentStatus.Kind.ValueType  # 13
+    """screenshots not taken or not kept (count; detail says why)"""
 
     @_typing.final
     class DroppedBySeverityEntry(_message.Message):

@@ -535,3 +535,80 @@ class ModelChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelChunk: _TypeAlias = ModelChunk  # noqa: Y015
+
+@_typing.final
+class EvidenceChunk(_message.Message):
+    """A chunk of a screenshot an agent took for a detection, sealed on the PC to the collector's
+    evidence key (protos/evidence.py) so the PC cannot read it back. Screenshots go on this path
+    of their own so they never delay events; the event names the sealed file's SHA-256
+    (Event.screenshot_sha256). Resumable: the collector answers how much it holds.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    UNIX_MS_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    event_id: _builtins.str
+    """the event the screenshot belongs to"""
+    sha256: _builtins.str
+    """lower-case hex of the whole sealed file"""
+    size: _builtins.int
+    """the whole sealed file's size in bytes"""
+    offset: _builtins.int
+    """where data starts"""
+    data: _builtins.bytes
+    """at most 1 MiB"""
+    unix_ms: _builtins.int
+    """the agent's clock when it sent the chunk"""
+    signature: _builtins.bytes
+    """Ed25519 over envelope.evidence_chunk_payload"""
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        size: _builtins.int = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        unix_ms: _builtins.int = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "data", b"data", "event_id", b"event_id", "offset", b"offset", "sha256", b"sha256", "signature", b"signature", "size", b"size", "unix_ms", b"unix_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvidenceChunk: _TypeAlias = EvidenceChunk  # noqa: Y015
+
+@_typing.final
+class EvidenceAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HAVE_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    have: _builtins.int
+    """bytes of the file the collector holds (send from here)"""
+    complete: _builtins.bool
+    """the whole file is held and its SHA-256 checked"""
+    def __init__(
+        self,
+        *,
+        have: _builtins.int = ...,
+        complete: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete", b"complete", "have", b"have"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvidenceAck: _TypeAlias = EvidenceAck  # noqa: Y015

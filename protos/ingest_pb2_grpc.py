@@ -54,6 +54,11 @@ class CollectorStub:
                 request_serializer=protos_dot_ingest__pb2.ModelRequest.SerializeToString,
                 response_deserializer=protos_dot_ingest__pb2.ModelChunk.FromString,
                 _registered_method=True)
+        self.PutEvidence = channel.unary_unary(
+                '/safeguard.v1.Collector/PutEvidence',
+                request_serializer=protos_dot_ingest__pb2.EvidenceChunk.SerializeToString,
+                response_deserializer=protos_dot_ingest__pb2.EvidenceAck.FromString,
+                _registered_method=True)
 
 
 class CollectorServicer:
@@ -84,6 +89,12 @@ class CollectorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutEvidence(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +117,11 @@ def add_CollectorServicer_to_server(servicer, server):
                     servicer.FetchModel,
                     request_deserializer=protos_dot_ingest__pb2.ModelRequest.FromString,
                     response_serializer=protos_dot_ingest__pb2.ModelChunk.SerializeToString,
+            ),
+            'PutEvidence': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutEvidence,
+                    request_deserializer=protos_dot_ingest__pb2.EvidenceChunk.FromString,
+                    response_serializer=protos_dot_ingest__pb2.EvidenceAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -216,6 +232,33 @@ class Collector:
             '/safeguard.v1.Collector/FetchModel',
             protos_dot_ingest__pb2.ModelRequest.SerializeToString,
             protos_dot_ingest__pb2.ModelChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutEvidence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/safeguard.v1.Collector/PutEvidence',
+            protos_dot_ingest__pb2.EvidenceChunk.SerializeToString,
+            protos_dot_ingest__pb2.EvidenceAck.FromString,
             options,
             channel_credentials,
             insecure,

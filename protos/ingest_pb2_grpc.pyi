@@ -36,6 +36,7 @@ class CollectorStub:
     """Hello first, then batches; the collector answers Welcome, then one Ack or Reject per batch."""
     FetchPolicy: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.PolicyRequest, _ingest_pb2.PolicyBundle]
     FetchModel: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.ModelRequest, _ingest_pb2.ModelChunk]
+    PutEvidence: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.EvidenceChunk, _ingest_pb2.EvidenceAck]
 
 @_typing.type_check_only
 class CollectorAsyncStub(CollectorStub):
@@ -45,6 +46,7 @@ class CollectorAsyncStub(CollectorStub):
     """Hello first, then batches; the collector answers Welcome, then one Ack or Reject per batch."""
     FetchPolicy: _aio.UnaryUnaryMultiCallable[_ingest_pb2.PolicyRequest, _ingest_pb2.PolicyBundle]  # type: ignore[assignment]
     FetchModel: _aio.UnaryUnaryMultiCallable[_ingest_pb2.ModelRequest, _ingest_pb2.ModelChunk]  # type: ignore[assignment]
+    PutEvidence: _aio.UnaryUnaryMultiCallable[_ingest_pb2.EvidenceChunk, _ingest_pb2.EvidenceAck]  # type: ignore[assignment]
 
 class CollectorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -75,5 +77,12 @@ class CollectorServicer(metaclass=_abc_1.ABCMeta):
         request: _ingest_pb2.ModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.ModelChunk, _abc.Awaitable[_ingest_pb2.ModelChunk]]: ...
+
+    @_abc_1.abstractmethod
+    def PutEvidence(
+        self,
+        request: _ingest_pb2.EvidenceChunk,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingest_pb2.EvidenceAck, _abc.Awaitable[_ingest_pb2.EvidenceAck]]: ...
 
 def add_CollectorServicer_to_server(servicer: CollectorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

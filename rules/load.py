@@ -12,6 +12,8 @@ Layout of a policy folder::
     profiles.toml          KS1, KS2, staff: sensors and categories
     incidents.toml         severity and grouping rules for the collector
     exemptions.toml        time-bounded, approved exceptions
+    screenshots.toml       screenshot evidence per profile, category and severity (optional)
+    evidence_key.toml      the collector's key screenshots are sealed to (it writes this)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from rules.fields import Source, Table
+from rules.load_evidence import evidence_key_of, screenshots_of
 from rules.load_patterns import (
     classes_of,
     expand_in,
@@ -127,6 +130,8 @@ def load_files(files: Mapping[str, str], prefix: str = "") -> Policy:
         semantic=semantic_of(src, files, names),
         assignments=assignments,
         default_profile=default_profile,
+        screenshots=screenshots_of(src, names, {p.name for p in profiles}),
+        evidence_key=evidence_key_of(src),
     )
 
 

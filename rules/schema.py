@@ -255,6 +255,40 @@ class Exemption:
         return self.start <= now < self.end
 
 
+# Never captured, whatever a policy says: a picture of the screen for these could itself be
+# an indecent image of a child (sexual grooming, pornography) or illegal content.
+NEVER_SCREENSHOT = ("grooming", "pornography", "illegal")
+STAFF_PROFILE = "staff"  # staff are never captured either
+
+
+@dataclass(frozen=True)
+class ScreenshotRule:
+    """screenshots.toml `[[rule]]`: in this profile, a detection of one of these categories
+    at or above this severity takes a screenshot of the window it names."""
+
+    profile: str
+    categories: tuple[str, ...]
+    min_severity: int
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class Screenshots:
+    enabled: bool
+    rules: tuple[ScreenshotRule, ...]
+    max_width: int = 1280  # downscaled to at most this many pixels across
+    budget_mb: int = 20  # the PC's waiting screenshots; past this the oldest go (counted)
+    retention_days: int = 0  # 0: as the collector's event retention
+
+    def min_severity(self, profile: str, category: str) -> int | None:
+        """The severity from which a detection is captured, or None: never."""
+        if not self.enabled or category in NEVER_SCREENSHOT or profile == STAFF_PROFILE:
+            return None
+        found = [r.min_severity for r in self.rules
+                 if r.profile == profile and category in r.categories]  # fmt: skip
+        return min(found) if found else None
+
+
 @dataclass(frozen=True)
 class Policy:
     version: int
@@ -273,6 +307,8 @@ class Policy:
     semantic: Semantic | None = None
     assignments: tuple[Assignment, ...] = ()  # first account match, then first group match
     default_profile: str = "ks2"  # for an account no assignment names
+    screenshots: Screenshots | None = None  # screenshots.toml; None: never captured
+    evidence_key: bytes = b""  # the collector's X25519 public key (evidence_key.toml), raw
 
     def category(self, name: str) -> Category:
         for cat in self.categories:

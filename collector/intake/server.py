@@ -182,6 +182,15 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         assert found is not None
         return ingest_pb2.ModelChunk(data=found[0], size=found[1])
 
+    async def PutEvidence(
+        self,
+        request: ingest_pb2.EvidenceChunk,
+        context: grpc.aio.ServicerContext[ingest_pb2.EvidenceChunk, ingest_pb2.EvidenceAck],
+    ) -> ingest_pb2.EvidenceAck:
+        # Until the collector stores screenshots, an agent keeps them in its bounded budget.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this collector takes no screenshots")
+        raise AssertionError("unreachable")
+
     def _latest_checkpoint(self) -> bytes:
         """anchors.json as it is now (read again only when it changed), for the agent to keep."""
         path = anchors.path(self.data)
