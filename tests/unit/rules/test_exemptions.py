@@ -74,7 +74,8 @@ approver = "A. Example (DSL)"
 
 def _compiled(now: datetime) -> Compiled:
     files = {k: v for k, v in read_folder(DEFAULT_DIR).items()
-             if not k.startswith(("keywords/", "classes", "guards", "semantic"))}  # fmt: skip
+             if not k.startswith(("keywords/", "classes", "guards", "semantic",
+                                  "screenshots"))}  # fmt: skip
     files.update({
         "classes.toml": "", "guards.toml": "", "urls.toml": "", "exemptions.toml": EXEMPTIONS,
         "incidents.toml": "[incidents]\ngroup_window_minutes = 30\nsilent_agent_minutes = 60\n",
@@ -141,7 +142,8 @@ def test_an_exemption_still_names_phrases_of_patterns_stored_in_pieces() -> None
     # into phrases; an exemption naming one whole phrase must still suppress it.
     fruit = [f"fruit{i}" for i in range(15)]
     files = {k: v for k, v in read_folder(DEFAULT_DIR).items()
-             if not k.startswith(("keywords/", "classes", "guards", "semantic"))}  # fmt: skip
+             if not k.startswith(("keywords/", "classes", "guards", "semantic",
+                                  "screenshots"))}  # fmt: skip
     files.update({
         "classes.toml": f'[[class]]\nname = "many"\nwords = {fruit!r}\nwhy = "x"\n',
         "guards.toml": "", "urls.toml": "",

@@ -101,7 +101,8 @@ example = "in the lesson"
 
 def _policy_files() -> dict[str, str]:
     files = {k: v for k, v in read_folder(DEFAULT_DIR).items()
-             if not k.startswith(("keywords/", "classes", "guards", "semantic"))}  # fmt: skip
+             if not k.startswith(("keywords/", "classes", "guards", "semantic",
+                                  "screenshots"))}  # fmt: skip
     files["classes.toml"] = CLASSES
     files["guards.toml"] = GUARDS
     files["keywords/grooming.toml"] = GROOMING
