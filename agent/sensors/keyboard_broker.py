@@ -379,12 +379,22 @@ class _Matcher:
 def session_screen(pid: int, said: str) -> Screen:
     """Where a helper's windows are, for screenshots: DISPLAY and XAUTHORITY from its process
     environment (the kernel's record; root reads it), else the display its hello named. The
-    cookie file matters on a real login (Xorg asks for it); Xvfb in the tests asks for none."""
+    cookie file matters on a real login (Xorg asks for it); Xvfb in the tests asks for none.
+    A cookie file the helper's own user does not own is not used: root must not be steered
+    into reading another account's cookies."""
     try:
-        env = psutil.Process(pid).environ()
+        proc = psutil.Process(pid)
+        env, uid = proc.environ(), proc.uids().real
     except psutil.Error:
-        env = {}
-    return Screen(env.get("DISPLAY") or said, env.get("XAUTHORITY", ""))
+        env, uid = {}, -1
+    cookie = env.get("XAUTHORITY", "")
+    try:
+        if cookie and Path(cookie).stat().st_uid != uid:
+            log.warning("screenshots.cookie_refused pid=%d reason=not_owned_by_the_helper", pid)
+            cookie = ""
+    except OSError:
+        cookie = ""
+    return Screen(env.get("DISPLAY") or said, cookie)
 
 
 def _answers(path: Path) -> bool:

@@ -44,6 +44,9 @@ def _xauthority(path: str) -> Iterator[None]:
 
 
 def _connect(name: str, xauthority: str) -> display.Display:
+    host = name.rpartition(":")[0]
+    if host not in ("", "unix"):  # root must not dial out to a display a pupil names
+        raise CaptureError(f"the display {name!r} is not on this PC")
     try:
         with _xauthority(xauthority):
             return display.Display(name)
