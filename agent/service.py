@@ -40,7 +40,7 @@ from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PEN
 from agent.policy import ActivePolicy, PolicyHolder
 from agent.policy_fetch import FetchConfig, PolicyFetcher
 from agent.ratecap import RateConfig, RateGate
-from agent.screenshots import Screenshotter
+from agent.screenshots import WAIT_S, Screenshotter
 from agent.selfwatch import Watchdog, WatchdogLimits
 from agent.semantic import ModelFetcher, SemanticStage
 from agent.sensors import SensorContext
@@ -99,6 +99,7 @@ class Service:
         self.notices = NoticeLog()  # showings of the monitoring notice, for the heartbeat
         self.screenshots: Screenshotter | None = None
         self.uploader: EvidenceUploader | None = None
+        self._shooting = threading.Thread()  # the screenshot worker, once started
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set. Raises StateError / OutboxError before anything starts."""
@@ -213,8 +214,9 @@ class Service:
             fetcher.stop()
             models.stop()
             supervisor.stop()
-            shots.stop()  # what waits for a picture is emitted without one
+            shots.stop()  # what waits for a picture is emitted without one ...
             uploader.stop()
+            self._shooting.join(WAIT_S + 10)  # ... before STOPPING, and while the outbox is open
             gate.flush()
             shots.flush()
             put(status_event(events_pb2.AgentStatus.STOPPING))
@@ -253,7 +255,8 @@ class Service:
             clock=policies.clock)  # fmt: skip
         self.screenshots = shots = Screenshotter(store, cfg.agent_id, holder.current, gate, put,
                                                  on_kept=uploader.wake)  # fmt: skip
-        threading.Thread(target=shots.run, name="screenshots", daemon=True).start()
+        self._shooting = threading.Thread(target=shots.run, name="screenshots", daemon=True)
+        self._shooting.start()
         threading.Thread(target=uploader.run, name="evidence-upload", daemon=True).start()
         return shots, uploader
 
