@@ -7,6 +7,8 @@ run(state) ── holds run.lock ── opens the outbox ── queues AgentStat
     ├─ shipper thread: outbox ══▶ collector (Hello carries our policy version)
     ├─ supervisor: one thread per sensor some profile asks for, restarted within a budget;
     │  emit ─▶ rate cap + coalescing (agent/ratecap.py) ─▶ outbox
+    ├─ screenshots: a worker thread captures and seals a detection's window (agent/
+    │  screenshots.py) into <state>/evidence/; an uploader thread sends them (PutEvidence)
     ├─ watchdog thread (agent/selfwatch.py): sheds a sensor over its CPU limit, restarts a
     │  helper over its memory limit, each with an AgentStatus; its figures go in the heartbeat
     └─ main thread: a Heartbeat every heartbeat_s until `stop` is set (SIGTERM/SIGINT)
@@ -29,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent import __version__
 from agent.clock import AgentClock
+from agent.evidence_store import EvidenceStore
+from agent.evidence_upload import EvidenceUploader
 from agent.full_disk import SpillingPut, open_when_space
 from agent.identity import StateDir, load_ca, load_identity, load_key
 from agent.notice import NoticeLog
@@ -36,6 +40,7 @@ from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PEN
 from agent.policy import ActivePolicy, PolicyHolder
 from agent.policy_fetch import FetchConfig, PolicyFetcher
 from agent.ratecap import RateConfig, RateGate
+from agent.screenshots import WAIT_S, Screenshotter
 from agent.selfwatch import Watchdog, WatchdogLimits
 from agent.semantic import ModelFetcher, SemanticStage
 from agent.sensors import SensorContext
@@ -43,6 +48,7 @@ from agent.sensors.registry import SENSORS, SensorSettings, SensorSpec
 from agent.shipper import Shipper, ShipperConfig
 from agent.shipping_state import ShippingState
 from agent.supervisor import Supervisor
+from agent.transport import secure_channel
 from protos import events_pb2
 
 log = logging.getLogger(__name__)
@@ -91,6 +97,9 @@ class Service:
         self.clock: AgentClock | None = None
         self.watchdog: Watchdog | None = None
         self.notices = NoticeLog()  # showings of the monitoring notice, for the heartbeat
+        self.screenshots: Screenshotter | None = None
+        self.uploader: EvidenceUploader | None = None
+        self._shooting = threading.Thread()  # the screenshot worker, once started
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set. Raises StateError / OutboxError before anything starts."""
@@ -167,9 +176,10 @@ class Service:
         fetching.start()
         self.gate = gate = RateGate(put, self._config.rate)
         stage, models = self._semantic(put, holder, fetcher)
+        shots, uploader = self._evidence(gate, put, holder, fetcher)
         ctx = SensorContext(emit=gate, policy=holder.current, state_dir=self._state.root,
                             semantic=lambda profile: stage.judge_for(holder.current(), profile),
-                            notices=self.notices)
+                            notices=self.notices, screenshots=shots)
         settings = SensorSettings(self._state.root, self._config.keyboard_socket)
         self.supervisor = supervisor = Supervisor(self._specs, ctx, settings)
         holder.subscribe(lambda active: supervisor.apply(wanted_sensors(active)))
@@ -194,6 +204,7 @@ class Service:
                 try:
                     put.drain()
                     gate.flush()
+                    shots.flush()
                     put(self._heartbeat(outbox, supervisor, holder))
                 except sqlite3.Error as exc:  # keep running, try next beat
                     log.error("heartbeat.not_recorded detail=%s", exc)
@@ -203,7 +214,11 @@ class Service:
             fetcher.stop()
             models.stop()
             supervisor.stop()
+            shots.stop()  # what waits for a picture is emitted without one ...
+            uploader.stop()
+            self._shooting.join(WAIT_S + 10)  # ... before STOPPING, and while the outbox is open
             gate.flush()
+            shots.flush()
             put(status_event(events_pb2.AgentStatus.STOPPING))
             if put.drain():
                 log.error("agent.stopping_with_events_in_memory count=%d: the PC's disk is "
@@ -228,6 +243,22 @@ class Service:
         models.want(stage.wanted(holder.current()))
         threading.Thread(target=models.run, name="model-fetch", daemon=True).start()
         return stage, models
+
+    def _evidence(self, gate: RateGate, put: SpillingPut, holder: PolicyHolder,
+                  policies: PolicyFetcher) -> tuple[Screenshotter, EvidenceUploader]:  # fmt: skip
+        """Screenshot evidence: the worker that takes pictures, and the thread that uploads
+        them on a connection of its own (never in the event stream)."""
+        cfg = policies.config
+        store = EvidenceStore(self._state.root / "evidence")
+        self.uploader = uploader = EvidenceUploader(
+            store, policies.key, cfg.agent_id, lambda: secure_channel(cfg.address, cfg.ca_pem),
+            clock=policies.clock)  # fmt: skip
+        self.screenshots = shots = Screenshotter(store, cfg.agent_id, holder.current, gate, put,
+                                                 on_kept=uploader.wake)  # fmt: skip
+        self._shooting = threading.Thread(target=shots.run, name="screenshots", daemon=True)
+        self._shooting.start()
+        threading.Thread(target=uploader.run, name="evidence-upload", daemon=True).start()
+        return shots, uploader
 
     def _heartbeat(self, outbox: Outbox, supervisor: Supervisor,
                    holder: PolicyHolder) -> events_pb2.Event:  # fmt: skip

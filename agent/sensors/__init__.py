@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # kept out of the per-login keyboard helper, which imports this package
     from agent.notice import NoticeLog
     from agent.policy import ActivePolicy
+    from agent.screenshots import Screenshotter
     from protos import events_pb2
     from rules.semantic import SemanticJudge
 
@@ -35,6 +36,8 @@ class SensorContext:
     # Where the keyboard broker records each showing of the monitoring notice (the heartbeat
     # reads it); None: not recorded.
     notices: NoticeLog | None = None
+    # Screenshot evidence for keyboard detections (agent/screenshots.py); None: never taken.
+    screenshots: Screenshotter | None = None
 
 
 @dataclass(frozen=True)

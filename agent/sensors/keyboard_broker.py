@@ -47,6 +47,7 @@ from agent.helper_protocol import (
 )
 from agent.policy import ActivePolicy
 from agent.profiles import ProfileCache
+from agent.screenshots import Screen
 from agent.sensors import HelperProcess, SensorContext, SensorUnavailable
 from agent.sensors.helper_peers import RESTART_GRACE_S, HelperPeers
 from protos import events_pb2
@@ -275,8 +276,16 @@ class KeyboardBroker:
 
     def _converse(self, conn: socket.socket, ctx: SensorContext, account: str,
                   pid: int) -> None:  # fmt: skip
+        screen = [session_screen(pid, "")]  # the display of this helper's session
+
         def sink(alert: Alert | SemanticAlert, window: WindowInfo) -> None:
-            ctx.emit(alert_event(alert, window, account, ctx.policy().policy))
+            policy = ctx.policy().policy
+            event = alert_event(alert, window, account, policy)
+            if ctx.screenshots is None:
+                ctx.emit(event)
+                return
+            profile = self._profiles.profile_for(policy, account).name
+            ctx.screenshots.submit(event, profile, window, screen[0])  # never blocks
 
         matcher = _Matcher(ctx, lambda: self._compiled(ctx, account))
         detector = KeystrokeDetector(matcher, sink,
@@ -311,6 +320,8 @@ class KeyboardBroker:
                 for line in lines:
                     msg = decode(line)
                     greeted = greeted or msg[0] == "hello"
+                    if msg[0] == "hello" and len(msg) > 1 and isinstance(msg[1], dict):
+                        screen[0] = session_screen(pid, str(msg[1].get("display", "")))
                     self._handle(msg, detector, conn, account)
                     if msg[0] == "n":
                         self._notice(ctx, msg, account, pid)
@@ -363,6 +374,27 @@ class _Matcher:
             self._active, self._found = active, found
             self._until = edge.timestamp() if edge is not None else math.inf
         return self._found
+
+
+def session_screen(pid: int, said: str) -> Screen:
+    """Where a helper's windows are, for screenshots: DISPLAY and XAUTHORITY from its process
+    environment (the kernel's record; root reads it), else the display its hello named. The
+    cookie file matters on a real login (Xorg asks for it); Xvfb in the tests asks for none.
+    A cookie file the helper's own user does not own is not used: root must not be steered
+    into reading another account's cookies."""
+    try:
+        proc = psutil.Process(pid)
+        env, uid = proc.environ(), proc.uids().real
+    except psutil.Error:
+        env, uid = {}, -1
+    cookie = env.get("XAUTHORITY", "")
+    try:
+        if cookie and Path(cookie).stat().st_uid != uid:
+            log.warning("screenshots.cookie_refused pid=%d reason=not_owned_by_the_helper", pid)
+            cookie = ""
+    except OSError:
+        cookie = ""
+    return Screen(env.get("DISPLAY") or said, cookie)
 
 
 def _answers(path: Path) -> bool:
