@@ -74,6 +74,22 @@ def current(data: DataDir) -> tuple[int, bytes] | None:
     return cached[1], cached[2]
 
 
+def screenshot_retention_days(data: DataDir) -> int:
+    """screenshots.toml's retention_days in the published policy (0: kept as events are)."""
+    import base64
+    import tomllib
+
+    found = current(data)
+    if found is None:
+        return 0
+    try:
+        files = json.loads(base64.b64decode(json.loads(found[1])["payload"]))["files"]
+        text = files.get("screenshots.toml", "")
+        return int(tomllib.loads(text).get("screenshots", {}).get("retention_days", 0))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return 0  # current() logged a damaged bundle; screenshots then go with their events
+
+
 def current_version(data: DataDir) -> str:
     found = current(data)
     return str(found[0]) if found else ""

@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import struct
+import time
 import urllib.request
 import zlib
+from pathlib import Path
 
 import pytest
 
+from collector import policy
+from collector.integrity import audit
+from collector.storage import retention
 from protos import evidence
+from rules.load import DEFAULT_DIR
 from tests import agentsim
-from tests.integration.console.support import Agent, Client, ConsoleHarness, keyword
+from tests.integration.console.support import Agent, Client, ConsoleHarness, heartbeat, keyword
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +192,62 @@ def test_a_screenshot_sealed_for_another_event_does_not_open(console: ConsoleHar
     status, page = dsl.get(f"/incidents/{iid}/screenshots/{shot.sha}")
     assert status == 200 and "does not open" in page
     assert len(_tampering(console)) == 1
+
+
+def _held(console: ConsoleHarness) -> set[str]:
+    return {r[0] for r in console.with_store(
+        lambda s: s.con.execute("SELECT sha256 FROM screenshots").fetchall())}  # fmt: skip
+
+
+def _purge(console: ConsoleHarness, days_on: int) -> dict[str, int]:
+    key = audit.load_key(console.data)
+    now = int(time.time() * 1000) + days_on * retention.DAY_MS
+    return dict(console.with_store(lambda s: retention.purge(s, audit.Audit(key), "dsl", now)))
+
+
+def _three(console: ConsoleHarness) -> tuple[Shot, dict[str, Path]]:
+    """Three held screenshots of one PC: the first's event is evidence of an open incident,
+    the second's event never came, the third's event is no incident's evidence."""
+    agent = Agent.enrol(console)
+    evidence_shot = Shot(console, agent)
+    evidence_shot.ship_event()
+    evidence_shot.upload()
+    orphan = Shot(console, agent)
+    orphan.upload()
+    routine = Shot(console, agent)
+    beat = heartbeat()
+    beat.event_id, beat.screenshot_sha256 = routine.event_id, bytes.fromhex(routine.sha)
+    agent.ship(beat)
+    routine.upload()
+    files = {s.sha: console.data.root / f"screenshots/{agent.agent_id}/{s.sha}.sealed"
+             for s in (evidence_shot, orphan, routine)}  # fmt: skip
+    assert _held(console) == set(files)
+    return evidence_shot, files
+
+
+def _kept_only(console: ConsoleHarness, shot: Shot, files: dict[str, Path]) -> None:
+    assert _held(console) == {shot.sha}
+    assert [sha for sha, f in files.items() if f.exists()] == [shot.sha]
+    assert audit_rows(console, "purge")[-1][2].endswith("screenshots=2")
+
+
+def test_retention_purges_screenshots_with_their_events(console: ConsoleHarness) -> None:
+    shot, files = _three(console)
+    assert "screenshots" not in _purge(console, 40)  # within the events period (365 days)
+    assert _held(console) == set(files)
+    assert _purge(console, 400)["screenshots"] == 2  # the heartbeat went; the orphan is stale
+    _kept_only(console, shot, files)  # evidence of an open incident stays with its event
+
+
+def test_retention_purges_screenshots_sooner_when_the_policy_says(
+    console: ConsoleHarness, tmp_path: Path
+) -> None:
+    shot, files = _three(console)
+    rules = tmp_path / "rules"
+    shutil.copytree(DEFAULT_DIR, rules)
+    toml = rules / "screenshots.toml"
+    toml.write_text(toml.read_text().replace("budget_mb = 20",
+                                             "budget_mb = 20\nretention_days = 30"))
+    policy.publish(console.data, rules)
+    assert _purge(console, 40)["screenshots"] == 2
+    _kept_only(console, shot, files)
