@@ -251,3 +251,26 @@ def test_retention_purges_screenshots_sooner_when_the_policy_says(
     policy.publish(console.data, rules)
     assert _purge(console, 40)["screenshots"] == 2
     _kept_only(console, shot, files)
+
+
+def test_the_cpoms_export_includes_screenshots_only_when_asked(console: ConsoleHarness) -> None:
+    agent = Agent.enrol(console)
+    shot = Shot(console, agent, image=png(64, 48))
+    shot.ship_event()
+    shot.upload()
+    iid = incident_of(console)
+    dsl = Client(console.url)
+    dsl.login("dsl")
+    _, page = dsl.get(f"/incidents/{iid}")
+    assert 'name="screenshots"' in page  # the box to tick, unticked
+    plain = fetch(dsl, f"/incidents/{iid}/export.pdf")[1]
+    assert b"/Subtype /Image" not in plain
+    csv_plain = fetch(dsl, f"/incidents/{iid}/export.csv")[1].decode()
+    assert shot.sha in csv_plain and "not included in this export" in csv_plain
+    status, with_shots, headers = fetch(dsl, f"/incidents/{iid}/export.pdf?screenshots=1")
+    assert status == 200 and headers["Content-Type"] == "application/pdf"
+    assert b"/Subtype /Image" in with_shots  # the picture is in the PDF
+    csv_text = fetch(dsl, f"/incidents/{iid}/export.csv?screenshots=1")[1].decode()
+    assert f"included: screenshot-{shot.sha[:16]}.png" in csv_text
+    exports = [d for _, t, d in audit_rows(console, "export") if t == f"incident:{iid}"]
+    assert exports == ["pdf", "csv", f"pdf screenshots={shot.sha}", f"csv screenshots={shot.sha}"]
