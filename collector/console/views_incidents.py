@@ -15,11 +15,12 @@ from aiohttp import web
 
 from collector import accounts
 from collector.accounts import Account
+from collector.console import views_screenshots
 from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
 from collector.incidents.triage import TriageError
 from collector.intake import vocabulary
-from collector.integrity import anchors, records, screenshots
+from collector.integrity import anchors, records
 from collector.integrity.audit import Audit
 from collector.reporting import export_screenshots, exports
 from collector.storage.store import Store
@@ -271,7 +272,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         if with_shots:
             shots = await c.read(lambda con: export_screenshots.gather(con, c.data, inc))
             for w, why in shots.failed:
-                await c.write(functools.partial(screenshots.record_tampering, w=w, why=why))
+                await views_screenshots.record_unshowable(c, w, why)
         named = ",".join(sorted(shots.images)) if shots else ""
         detail = fmt + (f" screenshots={named or 'none held'}" if with_shots else "")
         await c.record(me, "export", f"incident:{iid}", detail)  # who took which screenshots

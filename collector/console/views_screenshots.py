@@ -16,14 +16,25 @@ from aiohttp import web
 
 from collector.accounts import Account
 from collector.console.sessions import account_of
-from collector.incidents import queries
+from collector.incidents import coverage, queries
 from collector.integrity import screenshots
 from collector.integrity.screenshots import Unshowable, Wanted
+from collector.storage.store import Store
 
 if TYPE_CHECKING:
     from collector.console.context import ConsoleContext
 
 _SHA = "{sha:[0-9a-f]{64}}"
+
+
+async def record_unshowable(c: ConsoleContext, w: Wanted, why: str) -> None:
+    """A tampering record, made a candidate at once (not at the PC's next tampering)."""
+
+    def run(s: Store) -> None:
+        if screenshots.record_tampering(s, w, why):
+            coverage.tampering(c.incidents.engine, s)
+
+    await c.write(run)
 
 
 def routes(app: web.Application, c: ConsoleContext) -> None:
@@ -52,7 +63,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             return await asyncio.to_thread(screenshots.open_image, c.data, w, path)
         except Unshowable as exc:
             why = str(exc)
-            await c.write(lambda s: screenshots.record_tampering(s, w, why))
+            await record_unshowable(c, w, why)
             await c.record(me, "screenshot_unshowable", f"incident:{iid}",
                            f"sha256={w.sha256} agent={w.agent_id} seq={w.seq}")  # fmt: skip
             return why

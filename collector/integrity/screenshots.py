@@ -73,8 +73,9 @@ def open_image(data: DataDir, w: Wanted, path: str) -> tuple[bytes, str]:
                      "not shown.")  # fmt: skip
 
 
-def record_tampering(store: Store, w: Wanted, why: str) -> None:
-    """One tampering record per screenshot that failed (a DSL may look again and again)."""
+def record_tampering(store: Store, w: Wanted, why: str) -> bool:
+    """One tampering record per screenshot that failed (a DSL may look again and again);
+    True if this was the first."""
     detail = f"screenshot {w.sha256} of event {w.event_id}: {why}"
     seen = store.con.execute(
         "SELECT 1 FROM tampering WHERE agent_id = ? AND kind = ? AND detail = ?",
@@ -83,3 +84,5 @@ def record_tampering(store: Store, w: Wanted, why: str) -> None:
     if seen is None:
         store.add_tampering([(w.agent_id, TAMPER_KIND, detail, w.seq, w.seq, now_ms(), None)])
         log.warning("screenshot.unshowable agent=%s seq=%d", w.agent_id, w.seq)
+        return True
+    return False

@@ -178,6 +178,8 @@ def test_a_screenshot_changed_on_disk_is_not_shown_and_is_a_tampering_record(
     assert status == 404 and other.image not in body
     found = _tampering(console)
     assert len(found) == 1 and shot.sha in found[0][1]  # once, however often it is looked at
+    candidates = console.op("incidents", status="")["rows"]
+    assert [r["category"] for r in candidates if r["kind"] == "tampering"] == ["tampering"]
     assert audit_rows(console, "view_screenshot") == []
 
 
