@@ -207,9 +207,10 @@ def _purge(console: ConsoleHarness, days_on: int) -> dict[str, int]:
     return dict(console.with_store(lambda s: retention.purge(s, audit.Audit(key), "dsl", now)))
 
 
-def _three(console: ConsoleHarness) -> tuple[Shot, dict[str, Path]]:
-    """Three held screenshots of one PC: the first's event is evidence of an open incident,
-    the second's event never came, the third's event is no incident's evidence."""
+def _four(console: ConsoleHarness) -> tuple[Shot, dict[str, Path]]:
+    """Four held screenshots of one PC: the first's event is evidence of an open incident,
+    the second's event never came, the third's event is no incident's evidence, and the fourth
+    was sent under the first's event id, which names another file."""
     agent = Agent.enrol(console)
     evidence_shot = Shot(console, agent)
     evidence_shot.ship_event()
@@ -221,8 +222,10 @@ def _three(console: ConsoleHarness) -> tuple[Shot, dict[str, Path]]:
     beat.event_id, beat.screenshot_sha256 = routine.event_id, bytes.fromhex(routine.sha)
     agent.ship(beat)
     routine.upload()
+    impostor = Shot(console, agent, image=png(rgb=(1, 2, 3)), event_id=evidence_shot.event_id)
+    impostor.upload()
     files = {s.sha: console.data.root / f"screenshots/{agent.agent_id}/{s.sha}.sealed"
-             for s in (evidence_shot, orphan, routine)}  # fmt: skip
+             for s in (evidence_shot, orphan, routine, impostor)}  # fmt: skip
     assert _held(console) == set(files)
     return evidence_shot, files
 
@@ -230,28 +233,29 @@ def _three(console: ConsoleHarness) -> tuple[Shot, dict[str, Path]]:
 def _kept_only(console: ConsoleHarness, shot: Shot, files: dict[str, Path]) -> None:
     assert _held(console) == {shot.sha}
     assert [sha for sha, f in files.items() if f.exists()] == [shot.sha]
-    assert audit_rows(console, "purge")[-1][2].endswith("screenshots=2")
+    assert audit_rows(console, "purge")[-1][2].endswith("screenshots=3")
 
 
 def test_retention_purges_screenshots_with_their_events(console: ConsoleHarness) -> None:
-    shot, files = _three(console)
+    shot, files = _four(console)
     assert "screenshots" not in _purge(console, 40)  # within the events period (365 days)
     assert _held(console) == set(files)
-    assert _purge(console, 400)["screenshots"] == 2  # the heartbeat went; the orphan is stale
+    # The heartbeat went; no event came for the orphan; the impostor's event names another.
+    assert _purge(console, 400)["screenshots"] == 3
     _kept_only(console, shot, files)  # evidence of an open incident stays with its event
 
 
 def test_retention_purges_screenshots_sooner_when_the_policy_says(
     console: ConsoleHarness, tmp_path: Path
 ) -> None:
-    shot, files = _three(console)
+    shot, files = _four(console)
     rules = tmp_path / "rules"
     shutil.copytree(DEFAULT_DIR, rules)
     toml = rules / "screenshots.toml"
     toml.write_text(toml.read_text().replace("budget_mb = 20",
                                              "budget_mb = 20\nretention_days = 30"))
     policy.publish(console.data, rules)
-    assert _purge(console, 40)["screenshots"] == 2
+    assert _purge(console, 40)["screenshots"] == 3
     _kept_only(console, shot, files)
 
 
