@@ -8,7 +8,8 @@ said, it becomes <sha256>.sealed and a row in the `screenshots` table. Nothing h
 seal: the collector decrypts one only when a DSL looks (collector/integrity/screenshots.py).
 
 Bounds, so a PC (or a stolen agent key) cannot fill the disk: a file over MAX_FILE is refused,
-an agent has at most MAX_UNFINISHED files part-sent, and a chunk must fit the size it names.
+an agent has at most MAX_UNFINISHED files part-sent and MAX_AGENT_BYTES held in all, and a
+chunk must fit the size it names.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 MAX_FILE = 8 * 1024 * 1024 + 1024  # an image of protos.evidence.MAX_IMAGE, sealed
 MAX_CHUNK = 1024 * 1024
 MAX_UNFINISHED = 4  # part-sent files per agent; an agent sends one at a time
+# Everything one PC may have held at once (its budget on the PC is 20 MB by default): a
+# stolen agent key cannot fill the disk with whole files either. Retention frees room.
+MAX_AGENT_BYTES = 256 * 1024 * 1024
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _EVENT_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
@@ -108,6 +112,12 @@ def write_chunk(data: DataDir, chunk: ingest_pb2.EvidenceChunk) -> tuple[int, bo
         if unfinished >= MAX_UNFINISHED:
             raise Refused("RESOURCE_EXHAUSTED", f"this PC already has {unfinished} screenshots "
                                                 "part-sent: finish those first")  # fmt: skip
+        held_bytes = sum(f.stat().st_size for f in folder.iterdir())
+        if held_bytes + chunk.size > MAX_AGENT_BYTES:
+            log.warning("screenshot.agent_full agent=%s bytes=%d", chunk.agent_id, held_bytes)
+            why = (f"the collector holds {held_bytes // 2**20} MiB of this PC's screenshots, "
+                   "its limit: the PC keeps this one until retention frees room")
+            raise Refused("RESOURCE_EXHAUSTED", why)
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as f:
         f.write(chunk.data)

@@ -151,3 +151,19 @@ def test_an_agent_has_only_a_few_screenshots_part_sent(collector: CollectorHarne
         agentsim.evidence_chunk(agent_id, key, "evx", one_more, 0, CHUNK)))  # fmt: skip
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "part-sent" in (err.details() or "")
+
+
+def test_an_agent_cannot_fill_the_disk_with_whole_screenshots(
+    collector: CollectorHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The limit made small for the test (256 MiB in service): three files fit, the fourth not.
+    stub, agent_id, key = _agent(collector)
+    sealed = [_sealed(collector, agent_id, f"ev{n}") for n in range(4)]
+    monkeypatch.setattr(screenshots, "MAX_AGENT_BYTES", 3 * len(sealed[0]) + 100)
+    for n in range(3):
+        assert agentsim.put_screenshot(stub, agent_id, key, f"ev{n}", sealed[n], CHUNK).complete
+    err = _refused(lambda: stub.PutEvidence(
+        agentsim.evidence_chunk(agent_id, key, "ev3", sealed[3], 0, CHUNK)))  # fmt: skip
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "its limit" in (err.details() or "")
+    assert len(_rows(collector)) == 3
