@@ -41,6 +41,7 @@ ROLES = {
 # Who may do what. Checked by the console on every request.
 CAN = {
     "incidents": {"dsl", "deputy_dsl", "head"},  # read incidents and their evidence
+    "screenshots": {"dsl", "deputy_dsl", "head"},  # see a screenshot (each view audited)
     "triage": {"dsl", "deputy_dsl", "head"},  # change status, outcome, notes, follow-ups
     "confirm_referral": {"dsl", "deputy_dsl", "head"},  # the second senior member of staff
     "approve_exemption": {"dsl", "head"},

@@ -88,6 +88,7 @@ async def start(
     """Start the collector; with `web` ("HOST:PORT") also the DSL console. The console uses
     TLS (the collector's certificate) unless it listens on loopback only, or web_tls says."""
     cfg = console_config.load(data)
+    pki.ensure_evidence_key(data)  # a data folder made before screenshots gets one now
     # Every table read in full before anything listens: a damaged database is refused here,
     # before a batch could be acknowledged into it (collector/storage/db_check.py).
     store = Store(data.database, threads=DUCKDB_THREADS, check=True)

@@ -36,6 +36,19 @@ class DataDir:
         return self.root / "policy.pub"
 
     @property
+    def evidence_key(self) -> Path:
+        # X25519: PCs seal screenshots to its public half; only the collector opens them.
+        return self.root / "secrets" / "evidence.key"
+
+    @property
+    def evidence_pub(self) -> Path:
+        return self.root / "evidence.pub"
+
+    @property
+    def screenshots_dir(self) -> Path:
+        return self.root / "screenshots"  # sealed files, as the PCs sent them
+
+    @property
     def policy_dir(self) -> Path:
         return self.root / "policy"
 

@@ -12,9 +12,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from collector.paths import DataDir, make_private_dir, write_public, write_secret
+from protos import evidence
 
 CA_YEARS = 10
 SERVER_YEARS = 2
@@ -29,7 +31,7 @@ def default_names() -> list[str]:
     return sorted(names)
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey) -> bytes:
+def _pem_key(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey | X25519PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -101,6 +103,7 @@ def create(data: DataDir, school: str, names: list[str]) -> None:
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         ),
     )
+    ensure_evidence_key(data)
 
 
 ServerPair = tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
@@ -162,6 +165,26 @@ def load_policy_key(data: DataDir) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key(data.policy_key.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{data.policy_key} is not an Ed25519 key")
+    return key
+
+
+def ensure_evidence_key(data: DataDir) -> bytes:
+    """The raw public half of the screenshot evidence key, made if the data folder has none
+    (one made before screenshots existed gets it at its next start). Never replaced: every
+    screenshot held, and every one still on a PC, is sealed to it."""
+    if not data.evidence_key.exists():
+        make_private_dir(data.evidence_key.parent)
+        write_secret(data.evidence_key, _pem_key(X25519PrivateKey.generate()))
+    raw = evidence.public_key_of(load_evidence_key(data))
+    if not data.evidence_pub.exists() or data.evidence_pub.read_bytes() != raw:
+        write_public(data.evidence_pub, raw)  # derived: rewritten if lost or edited
+    return raw
+
+
+def load_evidence_key(data: DataDir) -> X25519PrivateKey:
+    key = serialization.load_pem_private_key(data.evidence_key.read_bytes(), password=None)
+    if not isinstance(key, X25519PrivateKey):
+        raise ValueError(f"{data.evidence_key} is not an X25519 key")
     return key
 
 

@@ -26,6 +26,7 @@ from collector.storage.store import Store
 from protos import ingest_pb2
 from rules import bundle as bundles
 from rules.load import DEFAULT_DIR
+from rules.load_evidence import evidence_key_file
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,22 @@ def current(data: DataDir) -> tuple[int, bytes] | None:
     return cached[1], cached[2]
 
 
+def screenshot_retention_days(data: DataDir) -> int:
+    """screenshots.toml's retention_days in the published policy (0: kept as events are)."""
+    import base64
+    import tomllib
+
+    found = current(data)
+    if found is None:
+        return 0
+    try:
+        files = json.loads(base64.b64decode(json.loads(found[1])["payload"]))["files"]
+        text = files.get("screenshots.toml", "")
+        return int(tomllib.loads(text).get("screenshots", {}).get("retention_days", 0))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return 0  # current() logged a damaged bundle; screenshots then go with their events
+
+
 def current_version(data: DataDir) -> str:
     found = current(data)
     return str(found[0]) if found else ""
@@ -91,10 +108,17 @@ def _source(data: DataDir) -> Path:
     return data.policy_dir / "source.txt"
 
 
-def _with_exemptions(folder: Path, approved: list[dict[str, Any]], into: Path) -> Path:
-    """A copy of the policy folder with the console's approved exemptions appended."""
+def _as_published(data: DataDir, folder: Path, approved: list[dict[str, Any]],
+                  into: Path) -> Path:  # fmt: skip
+    """A copy of the policy folder as PCs get it: with the collector's evidence key (so
+    screenshots are sealed to it, and the key comes signed with the policy) and the console's
+    approved exemptions appended."""
     copy = into / "rules"
     shutil.copytree(folder, copy)
+    (copy / "evidence_key.toml").write_text(
+        evidence_key_file(pki.ensure_evidence_key(data)), encoding="utf-8")
+    if not approved:
+        return copy
     lines = ["", "# Approved in the DSL console (collector exemption requests)."]
     for e in approved:
         lines += [
@@ -128,7 +152,7 @@ def publish(
     version = (found[0] if found else 0) + 1
     key = pki.load_policy_key(data)
     with tempfile.TemporaryDirectory() as tmp:
-        source = _with_exemptions(folder, approved, Path(tmp)) if approved else folder
+        source = _as_published(data, folder, approved or [], Path(tmp))
         raw = bundles.build_bundle(source, version, key)
     public = Ed25519PublicKey.from_public_bytes(data.policy_pub.read_bytes())
     checked = bundles.verify_bundle(raw, public)  # as agents will: never publish what they refuse

@@ -167,3 +167,32 @@ def resend(
     acks = [again.send(agent.batch(again.welcome.nonce, *args)).ack.last_seq for args in batches]
     again.close()
     return again.welcome.last_seq, acks
+
+
+def evidence_chunk(agent_id: str, key: Ed25519PrivateKey, event_id: str, sealed: bytes,
+                   offset: int, length: int, *, sha256: str | None = None,
+                   size: int | None = None) -> ingest_pb2.EvidenceChunk:  # fmt: skip
+    """A chunk of a sealed screenshot as an agent sends it (signed with its key); sha256 and
+    size default to the file's own, so a test can name others."""
+    import hashlib
+
+    data = sealed[offset : offset + length]
+    sha = sha256 if sha256 is not None else hashlib.sha256(sealed).hexdigest()
+    whole = size if size is not None else len(sealed)
+    unix_ms = time.time_ns() // 1_000_000
+    payload = envelope.evidence_chunk_payload(agent_id, event_id, sha, whole, offset, data,
+                                              unix_ms)  # fmt: skip
+    return ingest_pb2.EvidenceChunk(agent_id=agent_id, event_id=event_id, sha256=sha,
+                                    size=whole, offset=offset, data=data, unix_ms=unix_ms,
+                                    signature=key.sign(payload))  # fmt: skip
+
+
+def put_screenshot(stub: ingest_pb2_grpc.CollectorStub, agent_id: str, key: Ed25519PrivateKey,
+                   event_id: str, sealed: bytes,
+                   chunk: int = 1024 * 1024) -> ingest_pb2.EvidenceAck:  # fmt: skip
+    """Send a whole sealed screenshot from where the collector says it is."""
+    ack = ingest_pb2.EvidenceAck()
+    while not ack.complete:
+        ack = stub.PutEvidence(evidence_chunk(agent_id, key, event_id, sealed, ack.have, chunk),
+                               timeout=30)  # fmt: skip
+    return ack

@@ -196,6 +196,7 @@ class Console:
             views_incidents,
             views_roster,
             views_school,
+            views_screenshots,
             views_two_factor,
         )
 
@@ -205,6 +206,7 @@ class Console:
         views_dashboard.routes(app, self)
         views_accounts.routes(app, self)
         views_incidents.routes(app, self)
+        views_screenshots.routes(app, self)
         views_school.routes(app, self)
         views_roster.routes(app, self)
         views_dpia.routes(app, self)

@@ -15,13 +15,14 @@ from aiohttp import web
 
 from collector import accounts
 from collector.accounts import Account
+from collector.console import views_screenshots
 from collector.console.sessions import SESSION, account_of
 from collector.incidents import queries, triage
 from collector.incidents.triage import TriageError
 from collector.intake import vocabulary
 from collector.integrity import anchors, records
 from collector.integrity.audit import Audit
-from collector.reporting import exports
+from collector.reporting import export_screenshots, exports
 from collector.storage.store import Store
 
 if TYPE_CHECKING:
@@ -261,13 +262,23 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         me = staff(request)
         iid = incident_id(request)
         fmt = request.match_info["fmt"]
-        await c.record(me, "export", f"incident:{iid}", fmt)
+        # Screenshots only when asked for, and only for roles that may see them.
+        with_shots = request.query.get("screenshots") == "1" and me.can("screenshots")
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
+            await c.record(me, "export", f"incident:{iid}", fmt)
             raise web.HTTPNotFound(text="No such incident.")
+        shots = None
+        if with_shots:
+            shots = await c.read(lambda con: export_screenshots.gather(con, c.data, inc))
+            for w, why in shots.failed:
+                await views_screenshots.record_unshowable(c, w, why)
+        named = ",".join(sorted(shots.images)) if shots else ""
+        detail = fmt + (f" screenshots={named or 'none held'}" if with_shots else "")
+        await c.record(me, "export", f"incident:{iid}", detail)  # who took which screenshots
         _labels(inc, vocabulary.known_categories(c.data))
         body, ctype = await c.read(
-            lambda con: exports.render(inc, fmt, me, con, anchors.make(c.data, con))
+            lambda con: exports.render(inc, fmt, me, con, anchors.make(c.data, con), shots)
         )
         return web.Response(
             body=body,

@@ -27,6 +27,7 @@ _WHAT = {
     "flood": "refused batches sent over and over (counted on one record)",
     "malformed_field": "an event with a field no genuine agent sends (kept as evidence, not "
     "shown as a detection)",
+    "screenshot": "a held screenshot that is not the one its event names, or does not open",
 }
 CHUNK = 50_000
 STORAGE_SEVERITY = 3  # monitoring was at risk; the PCs kept the events, so none is missing

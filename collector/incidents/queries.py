@@ -220,6 +220,7 @@ def evidence(con: duckdb.DuckDBPyConnection, incident_id: int) -> list[dict[str,
     for s in sigs:
         got = stored.get((s["agent_id"], s["seq"]))
         s["event"], s["hash"], s["received_ms"] = {}, "", None
+        s["screenshot"], s["screenshot_held"] = "", False
         # A skewed PC's time, corrected by the skew measured when it shipped (see
         # collector/intake/clock.py); None when its clock was within the limit.
         s["clock_skew_ms"] = s["corrected_ms"] = None
@@ -227,10 +228,18 @@ def evidence(con: duckdb.DuckDBPyConnection, incident_id: int) -> list[dict[str,
             ev = events_pb2.Event()
             ev.ParseFromString(got[0])
             s["event"] = json_format.MessageToDict(ev, preserving_proto_field_name=True)
+            s["screenshot"] = ev.screenshot_sha256.hex()  # what the PC says it sealed, if any
             s["hash"], s["received_ms"] = got[1].hex(), got[2]
             if got[3] is not None:
                 s["clock_skew_ms"], s["corrected_ms"] = got[3], s["observed_ms"] - got[3]
                 s["clock"] = describe_skew(got[3])
+    named = [(s["agent_id"], s["screenshot"]) for s in sigs if s["screenshot"]]
+    if named:
+        held = set(con.execute(
+            "SELECT agent_id, sha256 FROM screenshots WHERE list_contains(?, sha256)",
+            [[sha for _, sha in named]]).fetchall())  # fmt: skip
+        for s in sigs:
+            s["screenshot_held"] = (s["agent_id"], s["screenshot"]) in held
     return sigs
 
 

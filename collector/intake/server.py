@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import DecodeError
 
 from collector import models, policy
-from collector.intake import clock, enrolment
+from collector.intake import clock, enrolment, screenshots
 from collector.intake.ingest import CommitFailed, Ingestor
 from collector.intake.verifiers import Verifiers, VerifierUnavailable
 from collector.integrity import anchors
@@ -103,6 +103,7 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         self.verifiers = verifiers
         self.budget = Budget(QUEUED_EVENTS)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._evidence_locks: dict[str, asyncio.Lock] = {}
 
     async def Enrol(
         self,
@@ -187,9 +188,27 @@ class CollectorService(ingest_pb2_grpc.CollectorServicer):
         request: ingest_pb2.EvidenceChunk,
         context: grpc.aio.ServicerContext[ingest_pb2.EvidenceChunk, ingest_pb2.EvidenceAck],
     ) -> ingest_pb2.EvidenceAck:
-        # Until the collector stores screenshots, an agent keeps them in its bounded budget.
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this collector takes no screenshots")
-        raise AssertionError("unreachable")
+        """A chunk of a sealed screenshot, in order; the answer says how much is held."""
+        await self._signed_by_agent(
+            context, request.agent_id, request.signature, request.unix_ms,
+            envelope.evidence_chunk_payload(request.agent_id, request.event_id, request.sha256,
+                                            request.size, request.offset, request.data,
+                                            request.unix_ms))  # fmt: skip
+        lock = self._evidence_locks.setdefault(request.agent_id, asyncio.Lock())
+        try:
+            screenshots.check_chunk(request)
+            async with lock:  # one writer per agent's files, however many calls arrive
+                held, whole = await asyncio.to_thread(screenshots.write_chunk, self.data, request)
+        except screenshots.Refused as exc:
+            log.warning("screenshot.refused agent=%s event=%s why=%s", request.agent_id,
+                        request.event_id, exc)  # fmt: skip
+            await context.abort(getattr(grpc.StatusCode, exc.kind), str(exc))
+        if whole:
+            stored = await asyncio.wrap_future(self.ingestor.call(
+                lambda store: screenshots.record(store, self.data, request)))  # fmt: skip
+            log.info("screenshot.stored agent=%s event=%s bytes=%d", request.agent_id,
+                     request.event_id, stored.size)  # fmt: skip
+        return ingest_pb2.EvidenceAck(have=held, complete=whole)
 
     def _latest_checkpoint(self) -> bytes:
         """anchors.json as it is now (read again only when it changed), for the agent to keep."""

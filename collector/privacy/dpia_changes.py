@@ -72,11 +72,29 @@ def _roles(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out + [f"Role '{role}' removed" for role in old if role not in new]
 
 
+def _screenshots(old: Any, new: Any) -> list[str]:
+    """Screenshots switched on or off, their rules and their retention (False: none taken)."""
+    if bool(old) != bool(new):
+        return ["Screenshots switched on" if new else "Screenshots switched off"]
+    if not new or old == new:
+        return []
+    out = []
+    if old["rules"] != new["rules"]:
+        out.append("Screenshot rules changed (which profiles, categories and severities)")
+    if old["retention_days"] != new["retention_days"]:
+        days = new["retention_days"] or "as events"
+        out.append(f"Screenshot retention changed from {old['retention_days'] or 'as events'} "
+                   f"to {days}{' days' if new['retention_days'] else ''}")  # fmt: skip
+    if len(out) == 0:
+        out.append("Screenshot settings changed (size or what a PC may hold)")
+    return out
+
+
 def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Sentences saying what differs from `old` to `new`; empty when nothing does."""
     out: list[str] = []
     handled = {"categories", "profiles", "usb_rules", "exemptions", "roles", "policy_version",
-               "semantic_model", "assignments", *_DAYS}  # fmt: skip
+               "semantic_model", "assignments", "screenshots", *_DAYS}  # fmt: skip
     out += _categories(old.get("categories", {}), new["categories"])
     for key, what in _DAYS.items():
         if key in old and old[key] != new[key]:
@@ -94,6 +112,7 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out += _named("Exemption", "id", old.get("exemptions", []), new["exemptions"])
     out += _added_removed("Profile assignment", old.get("assignments", []), new["assignments"])
     out += _roles(old.get("roles", {}), new["roles"])
+    out += _screenshots(old.get("screenshots", False), new.get("screenshots", False))
     for key in sorted(set(new) | set(old)):
         if key not in handled and old.get(key) != new.get(key):
             out.append(f"Setting '{key}' changed from {old.get(key)!r} to {new.get(key)!r}")

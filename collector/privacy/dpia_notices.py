@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from collector.privacy import dpia_facts as f
+from collector.privacy import dpia_screenshots
 from collector.privacy.dpia_doc import Block, Bullets, Doc, Heading, Para
 
 
@@ -49,8 +50,7 @@ def pupils(s: dict[str, Any]) -> Doc:
              "It does not keep a list of all the websites you visit.",
              "It keeps a website only if it is on our list of bad sites." if browses
              and not full_log else "",
-             "It does not take pictures of your screen." if not s["screenshots"] else
-             "It takes pictures of your screen."]  # fmt: skip
+             dpia_screenshots.child(s)]  # fmt: skip
     blocks += [Heading("What it keeps"), Bullets(tuple(k for k in keeps if k))]
     if f.senses(profs, "usb"):
         blocks += [Heading("Memory sticks"),
@@ -86,7 +86,7 @@ def _what(s: dict[str, Any], profs: dict[str, dict[str, Any]], who: str) -> list
               "sites visited just before it; a search only when it matches a keyword list."),
         "USB devices: each device plugged in is recorded; USB storage is blocked unless the "
         "school has approved it.",
-        "Screenshots: none are taken." if not s["screenshots"] else "Screenshots are taken.",
+        dpia_screenshots.adults(s),
     ]  # fmt: skip
     if s["semantic_model"] is not None and any(p["semantic"] for p in profs.values()):
         what = "whole sentences typed and searches" if typing else "searches"

@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from collector import accounts, policy
 from collector.paths import DataDir
+from collector.privacy import dpia_screenshots
 from collector.reporting.notify import NotifyConfig
 from collector.storage.retention import Periods
 from rules import bundle
@@ -135,7 +136,7 @@ def summary(
         ],
         "retention_events_days": periods.events_days,
         "retention_incidents_days": periods.incidents_days,
-        "screenshots": False,  # no setting exists: the agent takes none
+        "screenshots": dpia_screenshots.settings(pol.screenshots),  # False: none taken
         "roster": None,  # set by dpia.gather when a pupil roster is imported
         "pc_keep_acked_days": PC_KEEP_ACKED_DAYS,
         "pc_keep_acked_events": PC_KEEP_ACKED_EVENTS,

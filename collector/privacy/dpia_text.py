@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from collector.privacy import dpia_facts as f
+from collector.privacy import dpia_screenshots
 from collector.privacy.dpia_doc import Block, Bullets, Doc, Heading, Para, Table
 from collector.privacy.dpia_settings import PERMISSIONS
 
@@ -88,7 +89,7 @@ def _captured(s: dict[str, Any]) -> list[Block]:
             "USB: each device plugged in or removed, with its maker, model and serial number, "
             "and whether it was allowed. USB storage is blocked unless a rule allows it "
             "(section 4).",
-            "Screenshots: off. The system takes no screenshots.",
+            dpia_screenshots.technical(s),
             ("Pupil roster: none. No list of pupils is imported; people are known by their "
              "computer account names only." if not s.get("roster") else
              "Pupil roster: imported from the school's MIS (" + ", ".join(s["roster"]) + "), "
@@ -200,8 +201,7 @@ def _rights(s: dict[str, Any]) -> list[Block]:
              f"also shows this notice at logon: \"{s['logon_notice']}\""),
         Heading("9. Risks and how they are reduced"),
         Table(("risk", "measure"), (
-            ("Collecting more than needed", "Detections only, with a capped context; no "
-             "keystroke log, no screenshots; browsing only on a match unless switched on."),
+            ("Collecting more than needed", dpia_screenshots.risk(s)),
             ("Wrong conclusions about a child", "Every alert is reviewed by the DSL; outcomes "
              "are recorded; referrals need a second senior member of staff."),
             ("Staff seeing what they should not", "Roles; the technician and governors see no "

@@ -28,6 +28,7 @@ from collector.accounts import Account
 from collector.incidents.triage import OUTCOMES, STATUSES
 from collector.integrity import anchors, evidence, records
 from collector.integrity.audit import Audit
+from collector.reporting import export_screenshots
 from collector.roster import book
 from collector.storage.store import Store, now_ms
 from protos import envelope
@@ -285,6 +286,7 @@ def _event_line(s: dict[str, Any]) -> dict[str, Any]:
         "agent_id": s["agent_id"],
         "seq": s["seq"],
         "hash": s["hash"],
+        "screenshot_sha256": s.get("screenshot", ""),  # signed in the event; the file apart
     }
 
 
@@ -362,13 +364,16 @@ def render(
     who: Account,
     con: duckdb.DuckDBPyConnection | None = None,
     checkpoint: anchors.Checkpoint | None = None,
+    shots: export_screenshots.Included | None = None,
 ) -> tuple[bytes, str]:
     """The export in `fmt`; with `con` (the database), the chain proof's material is read and
     checked again now, so the record carries what a third party needs to re-verify it. With a
     checkpoint, the audit and record chains' signed heads go with it: a copy off the host that
-    `safeguard-collector verify --head` holds the chains to later."""
+    `safeguard-collector verify --head` holds the chains to later. With `shots` (the DSL asked
+    for screenshots), the PDF embeds them and every format names them."""
     student = book.shown_one(con, inc["account"]) if con is not None else None
     rec = record(inc, who, chain_proof(con, inc) if con is not None else None, student)
+    export_screenshots.annotate(rec, shots)
     if checkpoint is not None:
         rec["chain_checkpoint"] = checkpoint.to_json()
         rec["chain_checkpoint_line"] = checkpoint.line()
@@ -376,7 +381,7 @@ def render(
         return json.dumps(rec, indent=2).encode(), "application/json"
     if fmt == "csv":
         return _csv(rec).encode(), "text/csv"
-    return pdf(rec), "application/pdf"
+    return pdf(rec, shots), "application/pdf"
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -402,7 +407,7 @@ def _csv(rec: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def pdf(rec: dict[str, Any]) -> bytes:
+def pdf(rec: dict[str, Any], shots: export_screenshots.Included | None = None) -> bytes:
     buf = io.BytesIO()
     doc = SimpleDocTemplate(
         buf,
@@ -467,6 +472,8 @@ def pdf(rec: dict[str, Any]) -> bytes:
              p(e["hash"][:16])]
         )  # fmt: skip
     story.append(_table(ev_rows, [34 * mm, 30 * mm, 78 * mm, 28 * mm], header=True))
+    if shots is not None:
+        story += export_screenshots.pdf_flowables(rec, shots, small)
     story += [Spacer(1, 4 * mm), Paragraph("Actions and follow-up", st["Heading2"])]
     act_rows = [[p("When"), p("By"), p("What"), p("Due / done")]]
     for a in rec["actions"]:

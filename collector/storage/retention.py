@@ -7,6 +7,8 @@ roster rows go with the events period (collector/roster/book.py). Open
 incidents are never purged, and nor are the events that are their evidence (nor the other
 events of the signed batches that hold it, which its verification needs). A running
 collector purges once a day by itself (`purge_if_due`), audited as `system:retention`.
+Screenshots go with their events, or sooner by the policy
+(collector/storage/screenshot_retention.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import duckdb
 
 from collector.integrity import records
 from collector.integrity.audit import Audit
+from collector.paths import DataDir
 from collector.roster import book
+from collector.storage import screenshot_retention
 from collector.storage.store import Store, now_ms
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,7 @@ def set_periods(
 def purge(store: Store, audit: Audit, actor: str, now: int | None = None) -> dict[str, int]:
     """Delete what is past its period; returns counts. Runs on the writer thread."""
     now = now or now_ms()
+    data = DataDir(store.path.parent)  # the data folder holds the database
     p = periods(store.con)
     ev_cut, inc_cut = now - p.events_days * DAY_MS, now - p.incidents_days * DAY_MS
     with store.transaction() as con:
@@ -97,21 +102,27 @@ def purge(store: Store, audit: Audit, actor: str, now: int | None = None) -> dic
         )
         # Leavers' roster rows follow the events period, once no kept incident names them.
         left = book.purge_left(con, ev_cut)
+        shots = screenshot_retention.purge_rows(con, data, ev_cut, now)
         result = {"events": events, "incidents": len(ids)} | ({"roster_left": left} if left else {})
+        result |= {"screenshots": len(shots)} if shots else {}
         audit.append(
             store,
             actor,
             "purge",
             "retention",
             f"events={events} older_than_days={p.events_days} incidents={len(ids)} "
-            f"closed_older_than_days={p.incidents_days}" + (f" roster_left={left}" if left else ""),
+            f"closed_older_than_days={p.incidents_days}" + (f" roster_left={left}" if left else "")
+            + (f" screenshots={len(shots)}" if shots else ""),
         )
         con.execute(
             "INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
             "value = excluded.value",
             [LAST_PURGE, str(now)],
         )
-    log.info("retention.purged events=%d incidents=%d roster_left=%d", events, len(ids), left)
+    # Files after the commit: a file left by a failed delete is logged; a row never outlives it.
+    screenshot_retention.delete_files(data, shots)
+    log.info("retention.purged events=%d incidents=%d roster_left=%d screenshots=%d", events,
+             len(ids), left, len(shots))  # fmt: skip
     return result
 
 

@@ -307,4 +307,18 @@ MIGRATIONS: list[str] = [
         left_ms      BIGINT
     );
     """,
+    # 16: screenshot evidence (issue 18, collector/intake/screenshots.py): one row per sealed
+    # file held, as the PC sent it (sealed at rest; opened only to show it). The event names the
+    # file by its SHA-256 (Event.screenshot_sha256); the image may arrive before its event.
+    """
+    CREATE TABLE screenshots (
+        agent_id     VARCHAR NOT NULL,
+        event_id     VARCHAR NOT NULL,
+        sha256       VARCHAR NOT NULL,
+        size         BIGINT NOT NULL,
+        received_ms  BIGINT NOT NULL,
+        path         VARCHAR NOT NULL,
+        PRIMARY KEY (agent_id, sha256)
+    );
+    """,
 ]

@@ -29,6 +29,7 @@ from tests.integration.console.support import (
     url,
     wait_for,
 )
+from tests.integration.console.test_screenshots import Shot, png
 
 pytestmark = pytest.mark.e2e
 DESKTOP = {"width": 1280, "height": 860}
@@ -49,6 +50,7 @@ PAGES = {
     "dashboard": "/dashboard",
     "incidents": "/incidents",
     "incident": "/incidents/{incident}",
+    "screenshot": "/incidents/{incident}/screenshots/{shot}",
     "weekly": "/reports/weekly",
     "governors": "/reports/governors",
     "agents": "/agents",
@@ -75,6 +77,7 @@ def technician_test_alert(by: str) -> events_pb2.Event:
 class School:
     harness: ConsoleHarness
     incident: int = 0
+    shot: str = ""  # the SHA-256 of the incident's screenshot
     browser: Any = None
     pages: dict[str, Any] = field(default_factory=dict)
 
@@ -83,22 +86,25 @@ class School:
         return self.harness.url
 
 
-def _fill(harness: ConsoleHarness) -> int:
+def _fill(harness: ConsoleHarness) -> tuple[int, str]:
     """Incidents of severity 1 to 5 with long text, two agents (one placed in a room), a token,
-    an exemption request; returns the incident with the long URL."""
+    an exemption request; returns the incident with the long URL and its screenshot's hash."""
     first, second = Agent.enrol(harness), Agent.enrol(harness)
     first.ship(heartbeat())
     first.ship(url("extremism", LONG_URL, account="pupil.amy"))  # 4, then 5 with the keyword
-    first.ship(
-        keyword(
-            "extremism",
-            [LONG_TERM],
-            account="pupil.amy",
-            score=25,
-            context="how do i " + LONG_TERM + " online",
-            source="search:google",
-        )
+    searched = keyword(
+        "extremism",
+        [LONG_TERM],
+        account="pupil.amy",
+        score=25,
+        context="how do i " + LONG_TERM + " online",
+        source="search:google",
     )
+    shot = Shot(harness, first, image=png(1600, 900))  # wider than a phone: it must scale
+    searched.event_id = shot.event_id
+    searched.screenshot_sha256 = bytes.fromhex(shot.sha)
+    shot.upload()
+    first.ship(searched)
     first.ship(keyword("suicide", ["end it all"], account="pupil.cal", context="i want to end it"))
     second.ship(keyword("grooming", ["our secret"], account="pupil.dee", context="keep our secret"))
     second.ship(keyword("bullying", ["loser"], account="pupil.eve", score=40, context="loser"))
@@ -129,7 +135,7 @@ def _fill(harness: ConsoleHarness) -> int:
             "reason": "Year 6 PSHE topic on racism and online safety",
         },
     )
-    return next(int(r["id"]) for r in rows if r["category"] == "extremism")
+    return next(int(r["id"]) for r in rows if r["category"] == "extremism"), shot.sha
 
 
 def _term_dates(harness: ConsoleHarness) -> None:
@@ -159,7 +165,7 @@ def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
     harness.start()
     try:
         harness.add_staff()
-        school = School(harness, _fill(harness))
+        school = School(harness, *_fill(harness))
         with sync_playwright() as p:
             school.browser = p.chromium.launch(
                 executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
@@ -196,7 +202,7 @@ def open_page(school: School, name: str, width: str) -> Any:
         page.goto(school.url + "/login")
         return page
     page = signed_in(school, width)
-    page.goto(school.url + PAGES[name].format(incident=school.incident))
+    page.goto(school.url + PAGES[name].format(incident=school.incident, shot=school.shot))
     return page
 
 

@@ -75,10 +75,10 @@ def test_profiles_semantic_usb_exemptions_and_roles() -> None:
 
 
 def test_a_setting_this_module_does_not_know_is_still_reported() -> None:
-    new = changed(screenshots=True, roster="sims.csv")
+    new = changed(notify_email=True, roster="sims.csv")
     assert changes(BASE, new) == [
+        "Setting 'notify_email' changed from None to True",
         "Setting 'roster' changed from None to 'sims.csv'",
-        "Setting 'screenshots' changed from False to True",
     ]
 
 
