@@ -49,10 +49,12 @@ DETAIL = 4000
 NOTE = 1000
 SENSORS = 16
 
-SENSOR_NAMES = frozenset({"keyboard", "browser", "usb"})
+SENSOR_NAMES = frozenset({"keyboard", "browser", "usb", "watchdog"})  # + agent/selfwatch.py
 SENSOR_STATES = frozenset({
-    "starting", "running", "degraded", "stopped", "unavailable", "crashed", "failed",
-})  # agent/supervisor.py and what a sensor reports (the keyboard broker: degraded)
+    "starting", "running", "degraded", "stopped", "unavailable", "crashed", "failed", "shed",
+    "over_limit",
+})  # agent/supervisor.py (shed: by the watchdog), what a sensor reports (the keyboard
+#    broker: degraded) and the watchdog's own line (over_limit)
 KEYWORD_LISTS = ("keywords/", "semantic/")  # then the category
 URL_LISTS = frozenset({"urls:domain", "urls:prefix", "urls:pattern"})
 BROWSING_LOG = "browsing_log"  # an unmatched visit, under a full-browsing-log profile

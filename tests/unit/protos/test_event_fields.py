@@ -40,7 +40,10 @@ def test_what_an_honest_agent_sends_passes() -> None:
     assert flaw(log, WORDS) is None
     sensors = [events_pb2.SensorHealth(name="usb", state="crashed"),
                events_pb2.SensorHealth(name="keyboard", state="degraded", detail="no helper\n"),
-               events_pb2.SensorHealth(name="browser", state="failed")]  # fmt: skip
+               events_pb2.SensorHealth(name="browser", state="failed"),
+               # the watchdog sheds a sensor, and reports itself (agent/selfwatch.py)
+               events_pb2.SensorHealth(name="browser", state="shed", detail="used 90% ..."),
+               events_pb2.SensorHealth(name="watchdog", state="over_limit")]  # fmt: skip
     beat = events_pb2.Event(heartbeat=events_pb2.Heartbeat(policy_version="7", sensors=sensors))
     assert flaw(beat, WORDS) is None
 
