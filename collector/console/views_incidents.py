@@ -16,7 +16,7 @@ from aiohttp import web
 from collector import accounts
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
-from collector.incidents import queries, triage
+from collector.incidents import queries, staff_alerts, triage
 from collector.incidents.triage import TriageError
 from collector.intake import vocabulary
 from collector.integrity import anchors, records
@@ -44,8 +44,9 @@ def _number(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
-def filters(q: Any, me: str = "") -> queries.Filters:
-    """The list's filters from a query string; `me`: whose candidates "mine" means."""
+def filters(q: Any, me: str = "", staff: bool = True) -> queries.Filters:
+    """The list's filters from a query string; `me`: whose candidates "mine" means; `staff`:
+    whether candidates about staff are in it (staff_alerts.sees_staff)."""
     sev = _number(q.get("severity", ""))
     page = _number(q.get("page", "0"))
     return queries.Filters(
@@ -61,6 +62,7 @@ def filters(q: Any, me: str = "") -> queries.Filters:
         page=min(page or 0, MAX_PAGE),
         q=" ".join(str(q.get("q", "")).split())[:100],
         assigned_to=me if q.get("mine") == "1" else "",
+        staff=staff,
     )
 
 
@@ -101,9 +103,25 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             raise web.HTTPNotFound()
         return number
 
+    async def sees_staff(me: Account) -> bool:
+        return await c.read(lambda con: staff_alerts.sees_staff(con, me.role))
+
+    async def withheld(me: Account, iid: int | None) -> bool:
+        """An alert about staff that this account does not see (the head's: the LADO route);
+        each attempt at one is audited."""
+        if iid is None or not await c.read(lambda con: staff_alerts.hidden_from(con, me.role, iid)):
+            return False
+        await c.record(me, "refused", f"incident:{iid}", "kind=staff_alert")
+        return True
+
+    async def visible(me: Account, iid: int | None) -> None:
+        """404, as for an incident that does not exist, when it is withheld from this account."""
+        if await withheld(me, iid):
+            raise web.HTTPNotFound(text="No such incident.")
+
     async def listing(request: web.Request) -> web.StreamResponse:
         me = staff(request)
-        f = filters(request.query, me.username)
+        f = filters(request.query, me.username, await sees_staff(me))
         rows, total = await c.read(lambda con: queries.list_incidents(con, f))
         known = vocabulary.known_categories(c.data)
         # Only names a policy (or the collector) gives; any other is shown as "unknown".
@@ -127,6 +145,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
     async def show(request: web.Request) -> web.StreamResponse:
         me = staff(request)
         iid = incident_id(request)
+        await visible(me, iid)
         await c.record(me, "view", f"incident:{iid}")
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
@@ -134,7 +153,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         _labels(inc, vocabulary.known_categories(c.data))
         # The record is checked at every view: what the page shows must be what was recorded.
         record = await c.read(lambda con: records.check(con, c.audit.key, iid))
-        f = filters(request.query, me.username)
+        f = filters(request.query, me.username, await sees_staff(me))
         team = await c.read(_team)
         prev, nxt = await c.read(lambda con: queries.neighbours(con, f, iid))
         return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat(),
@@ -142,10 +161,16 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
                         prev=prev, next=nxt, keep=filter_query(f), team=team)  # fmt: skip
 
     async def act(
-        request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage"
+        request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage",
+        target: int | None = None,
     ) -> web.StreamResponse:
+        """`target`: the incident the action really touches when it is named by another id (a
+        follow-up's or a referral's), so a withheld incident cannot be reached through one."""
         me = staff(request, what)
         iid = incident_id(request)
+        await visible(me, iid)
+        if target != iid:
+            await visible(me, target)
         form = await request.post()
         try:
             done = await c.write(lambda s: fn(s, me, form))
@@ -178,6 +203,9 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         else:
             closed, refused = 0, []
             for iid in ids:
+                if await withheld(me, iid):
+                    refused.append(f"#{iid} not closed: no such incident.")
+                    continue
                 try:
                     await c.write(functools.partial(_close_one, audit=c.audit, who=me, iid=iid,
                                                     outcome=outcome, reason=reason))  # fmt: skip
@@ -234,7 +262,9 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
 
     async def action_done(request: web.Request) -> web.StreamResponse:
         aid = int(request.match_info["aid"]) if request.match_info["aid"].isdigit() else 0
-        return await act(request, lambda s, me, f: triage.complete_action(s, c.audit, me, aid))
+        of = await c.read(lambda con: _owner(con, "incident_actions", aid))
+        return await act(request, lambda s, me, f: triage.complete_action(s, c.audit, me, aid),
+                         target=of)  # fmt: skip
 
     async def referral(request: web.Request) -> web.StreamResponse:
         rid = int(request.match_info["rid"]) if request.match_info["rid"].isdigit() else 0
@@ -247,7 +277,8 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             triage.withdraw_referral(s, c.audit, me, rid)
             return "Referral request withdrawn."
 
-        return await act(request, run, "confirm_referral" if confirm else "triage")
+        of = await c.read(lambda con: _owner(con, "referrals", rid))
+        return await act(request, run, "confirm_referral" if confirm else "triage", target=of)
 
     async def verify(request: web.Request) -> web.StreamResponse:
         iid = incident_id(request)
@@ -261,6 +292,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         me = staff(request)
         iid = incident_id(request)
         fmt = request.match_info["fmt"]
+        await visible(me, iid)
         await c.record(me, "export", f"incident:{iid}", fmt)
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
@@ -293,6 +325,13 @@ def _team(con: Any) -> list[tuple[str, str]]:
     return [(str(a["username"]), str(a["display_name"])) for a in accounts.listing(con)
             if a["role"] in accounts.CAN["triage"] and a["disabled_ms"] is None
             and not a["awaiting_approval"]]  # fmt: skip
+
+
+def _owner(con: Any, table: str, row_id: int) -> int | None:
+    """The incident a follow-up or referral belongs to (`table` is one of those two)."""
+    found = con.execute(f"SELECT incident_id FROM {table} WHERE id = ?",  # noqa: S608 -- constant
+                        [row_id]).fetchone()  # fmt: skip
+    return int(found[0]) if found else None
 
 
 def _close_one(
