@@ -154,7 +154,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         # The record is checked at every view: what the page shows must be what was recorded.
         record = await c.read(lambda con: records.check(con, c.audit.key, iid))
         f = filters(request.query, me.username, await sees_staff(me))
-        team = await c.read(_team)
+        team = await c.read(lambda con: _team(con, about=iid))
         prev, nxt = await c.read(lambda con: queries.neighbours(con, f, iid))
         return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat(),
                         record_ok=record.ok, record=exports.record_summary(record),
@@ -320,11 +320,13 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
     app.router.add_get("/incidents/{id}/export.{fmt:pdf|json|csv}", export)
 
 
-def _team(con: Any) -> list[tuple[str, str]]:
-    """Who a candidate may be given to: enabled accounts whose role triages, by name."""
+def _team(con: Any, about: int) -> list[tuple[str, str]]:
+    """Who incident `about` may be given to: enabled accounts whose role triages and sees it
+    (an alert about staff: collector/incidents/staff_alerts.py), by name."""
     return [(str(a["username"]), str(a["display_name"])) for a in accounts.listing(con)
             if a["role"] in accounts.CAN["triage"] and a["disabled_ms"] is None
-            and not a["awaiting_approval"]]  # fmt: skip
+            and not a["awaiting_approval"]
+            and not staff_alerts.hidden_from(con, str(a["role"]), about)]  # fmt: skip
 
 
 def _owner(con: Any, table: str, row_id: int) -> int | None:

@@ -87,6 +87,11 @@ def test_a_deputy_never_sees_an_alert_about_staff_and_the_head_does(
     head = Client(console.url)
     head.login("head")
     assert _sees(head, agent, pupil, staff) == dict.fromkeys(_ROUTES, True)
+    # The head cannot give it to someone who does not see it.
+    _, page = head.get(f"/incidents/{staff}")
+    assert 'value="head"' in page and 'value="deputy"' not in page and 'value="dsl"' not in page
+    _, page = head.post(f"/incidents/{staff}/assign", {"to": "deputy"})
+    assert "Dev Deputy does not see alerts about staff" in page
 
 
 def test_with_no_head_teacher_account_the_dsl_sees_alerts_about_staff(
