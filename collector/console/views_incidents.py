@@ -16,7 +16,7 @@ from aiohttp import web
 from collector import accounts
 from collector.accounts import Account
 from collector.console.sessions import SESSION, account_of
-from collector.incidents import queries, staff_alerts, triage
+from collector.incidents import queries, saved_filters, staff_alerts, triage
 from collector.incidents.triage import TriageError
 from collector.intake import vocabulary
 from collector.integrity import anchors, records
@@ -128,6 +128,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         cats = sorted({vocabulary.shown(x, known) for x in await c.read(queries.categories)})
         for row in rows:
             row["category"] = vocabulary.shown(row["category"], known)
+        saved = await c.read(lambda con: saved_filters.listing(con, me.username))
         await c.record(me, "view_list", "incidents", request.query_string[:200])
         return c.render(
             request,
@@ -140,7 +141,33 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             page_link=page_link,
             keep=filter_query(f),
             bulk=triage.BULK,
+            saved=saved,
         )
+
+    async def filter_save(request: web.Request) -> web.StreamResponse:
+        """Keep the list's current filters (the query string the form was posted with, as the
+        list understood it) under a name, for this account."""
+        me = staff(request)
+        form = await request.post()
+        keep = filter_query(filters(request.query, me.username))
+        try:
+            name = await c.write(lambda s: saved_filters.save(
+                s, c.audit, me, str(form.get("name", "")), keep.removeprefix("?")))  # fmt: skip
+        except saved_filters.SavedFilterError as exc:
+            request[SESSION].flash.append(f"Not saved: {exc}")
+        else:
+            request[SESSION].flash.append(f"Saved these filters as \u201c{name}\u201d.")
+        raise web.HTTPSeeOther(f"/incidents{keep}")
+
+    async def filter_delete(request: web.Request) -> web.StreamResponse:
+        me = staff(request)
+        form = await request.post()
+        name = str(form.get("name", ""))[: saved_filters.MAX_NAME]
+        if await c.write(lambda s: saved_filters.delete(s, c.audit, me, name)):
+            request[SESSION].flash.append(f"Deleted the saved filter \u201c{name}\u201d.")
+        else:
+            request[SESSION].flash.append("You have no saved filter of that name.")
+        raise web.HTTPSeeOther(f"/incidents{filter_query(filters(request.query, me.username))}")
 
     async def show(request: web.Request) -> web.StreamResponse:
         me = staff(request)
@@ -310,6 +337,8 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
     app.router.add_get("/incidents", listing)
     app.router.add_get("/incidents/{id}", show)
     app.router.add_post("/incidents/close", close_many)
+    app.router.add_post("/incidents/filters", filter_save)
+    app.router.add_post("/incidents/filters/delete", filter_delete)
     app.router.add_post("/incidents/{id}/status", status)
     app.router.add_post("/incidents/{id}/outcome", outcome)
     app.router.add_post("/incidents/{id}/note", note)
