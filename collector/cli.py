@@ -537,9 +537,9 @@ def cmd_dpia(args: argparse.Namespace) -> int:
     got = _ask(data, "retention", {})
     try:
         notify = console_config.load(data).notify
-        roster = bool(_ask(data, "roster_show", {"for_dpia": True})["imported"])
+        shown = _ask(data, "roster_show", {"for_dpia": True})
         settings = dpia.gather(data, Periods(got["events_days"], got["incidents_days"]), notify,
-                               roster)  # fmt: skip
+                               bool(shown["imported"]), bool(shown.get("profiles")))  # fmt: skip
     except ValueError as exc:  # console.toml does not read
         raise CliError(f"{exc}; mend console.toml, then run dpia again") from None
     except DpiaError as exc:
