@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import duckdb
 
-# True when the incident `i` is about a member of staff. Login names are matched as stored
-# and lower-cased, as the roster matches them (collector/roster/book.py `shown`).
-ABOUT_STAFF = (
-    "EXISTS (SELECT 1 FROM roster r WHERE r.staff AND r.account IN (i.account, lower(i.account)))"
-)
+# True when the incident `i` is about a member of staff. Login names are compared without
+# case (Windows logins are case-blind). An uncorrelated IN: DuckDB builds the small staff set
+# once per query, where a correlated EXISTS cost the dashboard's eight queries ~100 ms more at
+# 20,000 candidates.
+ABOUT_STAFF = "lower(i.account) IN (SELECT lower(r.account) FROM roster r WHERE r.staff)"
 
 
 def head_can_sign_in(con: duckdb.DuckDBPyConnection) -> bool:
@@ -48,7 +48,7 @@ def about_staff(con: duckdb.DuckDBPyConnection, incident_id: int) -> bool:
 
 def account_is_staff(con: duckdb.DuckDBPyConnection, account: str) -> bool:
     row = con.execute(
-        "SELECT count(*) FROM roster WHERE staff AND account IN (?, lower(?))", [account, account]
+        "SELECT count(*) FROM roster WHERE staff AND lower(account) = lower(?)", [account]
     ).fetchone()
     return bool(row and row[0])
 
