@@ -158,3 +158,9 @@ def test_profiles_following_the_year_group_say_what_pcs_receive(shipped: Policy)
     assert "nothing else of the roster (no name, year group, class or UPN)" in text
     assert any("roster_profiles" in line or "year group" in line
                for line in changes(roster, by_year))  # fmt: skip
+
+
+def test_the_staff_notice_says_alerts_about_staff_go_to_the_head(shipped: Policy) -> None:
+    roster = {**settings(shipped), "roster": dpia_settings.ROSTER_FIELDS}
+    assert "Alerts about staff" not in texts(settings(shipped))["notice-staff"]
+    assert "goes to the head teacher, as Keeping Children Safe" in texts(roster)["notice-staff"]
