@@ -467,7 +467,7 @@ def cmd_roster(args: argparse.Namespace) -> int:
         print(f"{got['pupils']} pupils, {got['staff']} staff, {got['left']} left (kept until "
               "retention purges them)")  # fmt: skip
         print("profiles follow the year group: " + (
-            f"on ({got['profiles']['assigned']} logins in the policy)"
+            f"on ({got['profiles']['assigned']} roster logins given a profile)"
             if got["profiles"]["on"] else "off"))  # fmt: skip
         if last:
             print(f"last import {_when(last['at_ms'])} by {last['by']}: {len(last['unmatched'])} "
