@@ -312,7 +312,9 @@ def cmd_policy_publish(args: argparse.Namespace) -> int:
     try:
         data = _data(args)
         approved = _ask(data, "exemptions_approved", {})
-        published = policy.publish(data, Path(args.rules) if args.rules else None, approved)
+        assign = [tuple(pair) for pair in _ask(data, "roster_assignments", {})]
+        published = policy.publish(data, Path(args.rules) if args.rules else None, approved,
+                                   assign)  # fmt: skip
     except PolicyError as exc:
         raise CliError(f"policy not published: {exc}") from None
     print(f"published policy version {published.version} ({published.size} bytes) "
@@ -457,11 +459,16 @@ def cmd_roster(args: argparse.Namespace) -> int:
     from collector.roster.mis_csv import RosterFileError
 
     data = _data(args)
+    if args.action == "profiles":
+        return _roster_profiles(data, args.switch == "on")
     if args.action == "show":
         got = _ask(data, "roster_show", {})
         last = got["last"]
         print(f"{got['pupils']} pupils, {got['staff']} staff, {got['left']} left (kept until "
               "retention purges them)")  # fmt: skip
+        print("profiles follow the year group: " + (
+            f"on ({got['profiles']['assigned']} roster logins given a profile)"
+            if got["profiles"]["on"] else "off"))  # fmt: skip
         if last:
             print(f"last import {_when(last['at_ms'])} by {last['by']}: {len(last['unmatched'])} "
                   f"unmatched, {len(last['duplicates'])} duplicates")  # fmt: skip
@@ -482,6 +489,7 @@ def cmd_roster(args: argparse.Namespace) -> int:
     print(f"{r['rows']} rows: {r['added']} added, {r['updated']} updated, {r['unchanged']} "
           f"unchanged, {r['returned']} back from left; {r['left']} not in this file marked "
           "left")  # fmt: skip
+    _said_published(r)
     for line in r["unmatched"]:
         print(f"unmatched: {line}")
     for line in r["duplicates"]:
@@ -495,6 +503,30 @@ def cmd_roster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _said_published(r: dict[str, Any]) -> None:
+    """What a roster change did to the policy, when profiles follow the year group."""
+    if r.get("published"):
+        print(f"published policy version {r['published']} with each login's profile from the "
+              "roster; PCs fetch it after their next acknowledged batch")  # fmt: skip
+    elif r.get("publish_error"):
+        print(f"warning: {r['publish_error']}; mend the policy and run `safeguard-collector "
+              "policy publish`", file=sys.stderr)  # fmt: skip
+
+
+def _roster_profiles(data: DataDir, on: bool) -> int:
+    r = _ask(data, "roster_profiles", {"on": on})
+    if on:
+        print(f"profiles now follow the year group: {r['assigned']} logins from the roster "
+              "(Nursery to Y2: ks1, Y3 to Y6: ks2, staff: staff). Every PC receives these login "
+              "names with their profile, and nothing else of the roster; update the DPIA pack "
+              "(safeguard-collector dpia).")  # fmt: skip
+    else:
+        print("profiles no longer follow the year group: the policy names no roster logins; "
+              "PCs use their local groups and the default profile again.")  # fmt: skip
+    _said_published(r)
+    return 1 if r.get("publish_error") else 0
+
+
 def cmd_dpia(args: argparse.Namespace) -> int:
     from collector.console import config as console_config
     from collector.privacy import dpia
@@ -505,9 +537,9 @@ def cmd_dpia(args: argparse.Namespace) -> int:
     got = _ask(data, "retention", {})
     try:
         notify = console_config.load(data).notify
-        roster = bool(_ask(data, "roster_show", {"for_dpia": True})["imported"])
+        shown = _ask(data, "roster_show", {"for_dpia": True})
         settings = dpia.gather(data, Periods(got["events_days"], got["incidents_days"]), notify,
-                               roster)  # fmt: skip
+                               bool(shown["imported"]), bool(shown.get("profiles")))  # fmt: skip
     except ValueError as exc:  # console.toml does not read
         raise CliError(f"{exc}; mend console.toml, then run dpia again") from None
     except DpiaError as exc:
@@ -628,6 +660,12 @@ def build_parser() -> argparse.ArgumentParser:
                      '"{first}.{last}" (lower case, no spaces or apostrophes)')
     c.set_defaults(func=cmd_roster)
     c = ros_sub.add_parser("show", help="how many pupils, the last import and what it left out")
+    c.add_argument("--data", required=True, help="the collector's data folder")
+    c.set_defaults(func=cmd_roster)
+    c = ros_sub.add_parser("profiles", help="on: each pupil's profile (KS1/KS2) follows the "
+                           "roster's year group, and staff rows get the staff profile; PCs then "
+                           "receive every login name with its profile (off by default)")
+    c.add_argument("switch", choices=["on", "off"])
     c.add_argument("--data", required=True, help="the collector's data folder")
     c.set_defaults(func=cmd_roster)
     c = command("audit", "verify the console's hash-chained audit log")

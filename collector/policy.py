@@ -13,15 +13,18 @@ import json
 import logging
 import shutil
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from collector import models, pki
 from collector.intake import vocabulary
 from collector.paths import DataDir, write_secret
+from collector.roster import profiles as roster_profiles
 from collector.storage.store import Store
 from protos import ingest_pb2
 from rules import bundle as bundles
@@ -109,16 +112,33 @@ def _source(data: DataDir) -> Path:
 
 
 def _as_published(data: DataDir, folder: Path, approved: list[dict[str, Any]],
-                  into: Path) -> Path:  # fmt: skip
+                  assign: list[tuple[str, str]], into: Path) -> Path:  # fmt: skip
     """A copy of the policy folder as PCs get it: with the collector's evidence key (so
-    screenshots are sealed to it, and the key comes signed with the policy) and the console's
-    approved exemptions appended."""
+    screenshots are sealed to it, and the key comes signed with the policy), the console's
+    approved exemptions and the roster's login -> profile entries
+    (collector/roster/profiles.py) appended."""
     copy = into / "rules"
     shutil.copytree(folder, copy)
     (copy / "evidence_key.toml").write_text(
         evidence_key_file(pki.ensure_evidence_key(data)), encoding="utf-8")
-    if not approved:
-        return copy
+    if approved:
+        _add_exemptions(copy, approved)
+    if assign:
+        target = copy / "profiles.toml"
+        text = target.read_text(encoding="utf-8") if target.exists() else ""
+        try:
+            known = {str(p.get("name")) for p in tomllib.loads(text).get("profile", [])}
+        except tomllib.TOMLDecodeError:
+            known = set()  # the load that follows names the file and line
+        added, skipped = roster_profiles.assign_toml(assign, known)
+        if skipped:
+            log.warning("policy.roster_profiles_skipped logins=%d reason=profile_not_in_policy",
+                        skipped)  # fmt: skip
+        target.write_text(text + "\n" + added + "\n", encoding="utf-8")
+    return copy
+
+
+def _add_exemptions(copy: Path, approved: list[dict[str, Any]]) -> None:
     lines = ["", "# Approved in the DSL console (collector exemption requests)."]
     for e in approved:
         lines += [
@@ -136,14 +156,15 @@ def _as_published(data: DataDir, folder: Path, approved: list[dict[str, Any]],
     target = copy / "exemptions.toml"
     existing = target.read_text(encoding="utf-8") if target.exists() else ""
     target.write_text(existing + "\n".join(lines), encoding="utf-8")
-    return copy
 
 
 def publish(
-    data: DataDir, rules_dir: Path | None = None, approved: list[dict[str, Any]] | None = None
-) -> Published:
+    data: DataDir, rules_dir: Path | None = None, approved: list[dict[str, Any]] | None = None,
+    assign: list[tuple[str, str]] | None = None,
+) -> Published:  # fmt: skip
     """Validate, version, sign and publish a policy folder (default: the one published last, or
-    the shipped one), with the console's approved exemptions added. Raises
+    the shipped one), with the console's approved exemptions and the roster's login -> profile
+    pairs (`assign`, only when the school has switched that on) added. Raises
     rules.schema.PolicyError naming file and line when the policy does not load."""
     if rules_dir is None and _source(data).exists():
         rules_dir = Path(_source(data).read_text(encoding="utf-8").strip())
@@ -152,7 +173,7 @@ def publish(
     version = (found[0] if found else 0) + 1
     key = pki.load_policy_key(data)
     with tempfile.TemporaryDirectory() as tmp:
-        source = _as_published(data, folder, approved or [], Path(tmp))
+        source = _as_published(data, folder, approved or [], assign or [], Path(tmp))
         raw = bundles.build_bundle(source, version, key)
     public = Ed25519PublicKey.from_public_bytes(data.policy_pub.read_bytes())
     checked = bundles.verify_bundle(raw, public)  # as agents will: never publish what they refuse
@@ -163,14 +184,18 @@ def publish(
     vocabulary.add(data, checked.policy)
     write_secret(_current_path(data), raw)
     _source(data).write_text(str(folder) + "\n", encoding="utf-8")
-    log.info("policy.published version=%d bytes=%d rules=%s exemptions=%d", version, len(raw),
-             folder, len(approved or []))
+    log.info("policy.published version=%d bytes=%d rules=%s exemptions=%d roster_logins=%d",
+             version, len(raw), folder, len(approved or []), len(assign or []))
     return Published(version, path, len(raw))
 
 
 def approved_exemptions(store: Store) -> list[dict[str, Any]]:
     """Exemption requests approved in the console that have not ended yet."""
-    cur = store.con.execute(
+    return approved_exemptions_in(store.con)
+
+
+def approved_exemptions_in(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    cur = con.execute(
         "SELECT id, grp, terms, sites, start_date, end_date, reason, decided_by "
         "FROM exemption_requests WHERE state = 'approved' AND end_date >= current_date "
         "ORDER BY id"
@@ -180,3 +205,19 @@ def approved_exemptions(store: Store) -> list[dict[str, Any]]:
     for row in rows:  # dates as TOML/JSON-ready text: this also crosses the admin socket
         row["start_date"], row["end_date"] = str(row["start_date"]), str(row["end_date"])
     return rows
+
+
+def publish_again(
+    data: DataDir, approved: list[dict[str, Any]], assign: list[tuple[str, str]]
+) -> tuple[int | None, str]:
+    """Publish the folder published last again, with what the database adds (after a roster
+    import, or the school switching profiles by roster on or off). (version, "") when done,
+    (None, why) when the policy does not load: what was asked of the roster is done all the
+    same and the PCs keep the policy they have."""
+    from rules.schema import PolicyError
+
+    try:
+        return publish(data, None, approved, assign).version, ""
+    except PolicyError as exc:
+        log.error("policy.republish_failed error=%s", exc)
+        return None, f"the policy was not published again: {exc}"

@@ -7,13 +7,14 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
-from collector import accounts, two_factor
+from collector import accounts, policy, two_factor
 from collector.console import config as console_config
 from collector.incidents import config, coverage, queries
 from collector.incidents.engine import Engine
 from collector.integrity import audit
 from collector.paths import DataDir
 from collector.roster import book
+from collector.roster import profiles as roster_profiles
 from collector.storage import retention
 from collector.storage.store import Store
 
@@ -126,10 +127,33 @@ def op_dpia_written(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
 
 
 def op_roster_import(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
-    """`text`: the MIS export; `accounts` (a directory export's text) or `naming` (a rule)."""
+    """`text`: the MIS export; `accounts` (a directory export's text) or `naming` (a rule).
+    With profiles following the year group switched on, the policy is published again."""
     result = book.import_csv(store, _audit(data), _actor(args), args["text"],
                              naming=args.get("naming"), directory=args.get("accounts"))  # fmt: skip
-    return vars(result)
+    out = vars(result)
+    if roster_profiles.enabled(store.con):
+        out["published"], out["publish_error"] = _republish(store, data)
+    return out
+
+
+def _republish(store: Store, data: DataDir) -> tuple[int | None, str]:
+    return policy.publish_again(data, policy.approved_exemptions(store),
+                                roster_profiles.assignments(store.con))  # fmt: skip
+
+
+def op_roster_profiles(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    """Profiles following the year group: `on` true or false; publishes the policy again (with
+    the roster's logins, or without them)."""
+    changed = roster_profiles.set_enabled(store, _audit(data), _actor(args), bool(args["on"]))
+    version, error = _republish(store, data)
+    return {**roster_profiles.summary(store.con), "changed": changed, "published": version,
+            "publish_error": error}  # fmt: skip
+
+
+def op_roster_assignments(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
+    """The roster's login -> profile pairs for `policy publish` ([] when switched off)."""
+    return roster_profiles.assignments(store.con)
 
 
 def op_roster_show(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
@@ -137,9 +161,10 @@ def op_roster_show(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
     names leave, so no audit row of a roster view)."""
     summary = book.summary(store.con)
     if args.get("for_dpia"):
-        return {"imported": bool(summary["pupils"] or summary["staff"])}
+        return {"imported": bool(summary["pupils"] or summary["staff"]),
+                "profiles": roster_profiles.enabled(store.con)}  # fmt: skip
     _audit(data).append(store, _actor(args), "view_roster", "roster", "cli")
-    return summary
+    return {**summary, "profiles": roster_profiles.summary(store.con)}
 
 
 def op_audit_verify(store: Store, data: DataDir, args: dict[str, Any]) -> Any:
@@ -158,4 +183,6 @@ OPERATIONS = {
     "dpia_written": op_dpia_written,
     "roster_import": op_roster_import,
     "roster_show": op_roster_show,
+    "roster_profiles": op_roster_profiles,
+    "roster_assignments": op_roster_assignments,
 }

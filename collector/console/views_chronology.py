@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from collector.console.sessions import account_of
-from collector.incidents import chronology
+from collector.incidents import chronology, staff_alerts
 from collector.intake import vocabulary
 from collector.reporting.exports import spreadsheet_safe
 from collector.roster import book
@@ -35,8 +35,14 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         def shown(category: str) -> str:
             return vocabulary.shown(category, known)
 
+        staff = await c.read(lambda con: staff_alerts.sees_staff(con, me.role))
+        if not staff and who == "pupil" and await c.read(
+            lambda con: staff_alerts.account_is_staff(con, value)
+        ):  # a member of staff's chronology is the head's (the LADO route)
+            await c.record(me, "refused", f"{who}:{value}", "kind=staff_alert")
+            raise web.HTTPNotFound(text="No such pupil.")
         fetch = chronology.of_pupil if who == "pupil" else chronology.of_machine
-        rows = await c.read(lambda con: fetch(con, value, shown))
+        rows = await c.read(lambda con: fetch(con, value, shown, staff))
         export = request.path.endswith(".csv")
         await c.record(me, "export_chronology" if export else "view_chronology",
                        f"{who}:{value}")  # fmt: skip

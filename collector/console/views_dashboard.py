@@ -12,7 +12,7 @@ from aiohttp import web
 
 from collector.console.sessions import account_of
 from collector.console.views_school import agents_view
-from collector.incidents import dashboard
+from collector.incidents import dashboard, staff_alerts
 from collector.storage.store import now_ms
 
 if TYPE_CHECKING:
@@ -28,8 +28,9 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         today, now = dt.date.today(), now_ms()
         silent_ms = c.incidents.rules.incidents.silent_agent_minutes * 60_000
         limit = c.cfg.clock_skew_limit_ms
-        now_view = await c.read(lambda con: dashboard.attention(con, now, today))
-        weeks = await c.read(lambda con: dashboard.weeks(con, today))
+        staff = await c.read(lambda con: staff_alerts.sees_staff(con, me.role))
+        now_view = await c.read(lambda con: dashboard.attention(con, now, today, staff))
+        weeks = await c.read(lambda con: dashboard.weeks(con, today, staff))
         pcs = await c.read(lambda con: agents_view(con, silent_ms, limit))
         coverage = {"expected": pcs["expected"], "reporting": pcs["reporting"],
                     "silent": pcs["expected"] - pcs["reporting"],

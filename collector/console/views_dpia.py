@@ -16,6 +16,7 @@ from collector.privacy import dpia
 from collector.privacy.dpia_doc import to_markdown
 from collector.privacy.dpia_settings import DpiaError
 from collector.roster import book
+from collector.roster import profiles as roster_profiles
 from collector.storage import retention
 
 if TYPE_CHECKING:
@@ -30,7 +31,9 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             raise web.HTTPForbidden(text="Your role cannot see this page.")
         periods = await c.read(retention.periods)
         roster = await c.read(lambda con: bool(book.summary(con)["pupils"]))
-        settings = await asyncio.to_thread(dpia.gather, c.data, periods, c.cfg.notify, roster)
+        by_year = await c.read(roster_profiles.enabled)
+        settings = await asyncio.to_thread(dpia.gather, c.data, periods, c.cfg.notify, roster,
+                                           by_year)  # fmt: skip
         last = await asyncio.to_thread(dpia.previous, c.data)
         return await asyncio.to_thread(dpia.build, settings, last, dpia.now_text())
 

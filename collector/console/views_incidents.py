@@ -17,7 +17,7 @@ from collector import accounts
 from collector.accounts import Account
 from collector.console import views_screenshots
 from collector.console.sessions import SESSION, account_of
-from collector.incidents import queries, triage
+from collector.incidents import queries, saved_filters, staff_alerts, triage
 from collector.incidents.triage import TriageError
 from collector.intake import vocabulary
 from collector.integrity import anchors, records
@@ -45,8 +45,9 @@ def _number(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
-def filters(q: Any, me: str = "") -> queries.Filters:
-    """The list's filters from a query string; `me`: whose candidates "mine" means."""
+def filters(q: Any, me: str = "", staff: bool = True) -> queries.Filters:
+    """The list's filters from a query string; `me`: whose candidates "mine" means; `staff`:
+    whether candidates about staff are in it (staff_alerts.sees_staff)."""
     sev = _number(q.get("severity", ""))
     page = _number(q.get("page", "0"))
     return queries.Filters(
@@ -62,6 +63,7 @@ def filters(q: Any, me: str = "") -> queries.Filters:
         page=min(page or 0, MAX_PAGE),
         q=" ".join(str(q.get("q", "")).split())[:100],
         assigned_to=me if q.get("mine") == "1" else "",
+        staff=staff,
     )
 
 
@@ -102,15 +104,32 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             raise web.HTTPNotFound()
         return number
 
+    async def sees_staff(me: Account) -> bool:
+        return await c.read(lambda con: staff_alerts.sees_staff(con, me.role))
+
+    async def withheld(me: Account, iid: int | None) -> bool:
+        """An alert about staff that this account does not see (the head's: the LADO route);
+        each attempt at one is audited."""
+        if iid is None or not await c.read(lambda con: staff_alerts.hidden_from(con, me.role, iid)):
+            return False
+        await c.record(me, "refused", f"incident:{iid}", "kind=staff_alert")
+        return True
+
+    async def visible(me: Account, iid: int | None) -> None:
+        """404, as for an incident that does not exist, when it is withheld from this account."""
+        if await withheld(me, iid):
+            raise web.HTTPNotFound(text="No such incident.")
+
     async def listing(request: web.Request) -> web.StreamResponse:
         me = staff(request)
-        f = filters(request.query, me.username)
+        f = filters(request.query, me.username, await sees_staff(me))
         rows, total = await c.read(lambda con: queries.list_incidents(con, f))
         known = vocabulary.known_categories(c.data)
         # Only names a policy (or the collector) gives; any other is shown as "unknown".
         cats = sorted({vocabulary.shown(x, known) for x in await c.read(queries.categories)})
         for row in rows:
             row["category"] = vocabulary.shown(row["category"], known)
+        saved = await c.read(lambda con: saved_filters.listing(con, me.username))
         await c.record(me, "view_list", "incidents", request.query_string[:200])
         return c.render(
             request,
@@ -123,11 +142,38 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             page_link=page_link,
             keep=filter_query(f),
             bulk=triage.BULK,
+            saved=saved,
         )
+
+    async def filter_save(request: web.Request) -> web.StreamResponse:
+        """Keep the list's current filters (the query string the form was posted with, as the
+        list understood it) under a name, for this account."""
+        me = staff(request)
+        form = await request.post()
+        keep = filter_query(filters(request.query, me.username))
+        try:
+            name = await c.write(lambda s: saved_filters.save(
+                s, c.audit, me, str(form.get("name", "")), keep.removeprefix("?")))  # fmt: skip
+        except saved_filters.SavedFilterError as exc:
+            request[SESSION].flash.append(f"Not saved: {exc}")
+        else:
+            request[SESSION].flash.append(f"Saved these filters as \u201c{name}\u201d.")
+        raise web.HTTPSeeOther(f"/incidents{keep}")
+
+    async def filter_delete(request: web.Request) -> web.StreamResponse:
+        me = staff(request)
+        form = await request.post()
+        name = str(form.get("name", ""))[: saved_filters.MAX_NAME]
+        if await c.write(lambda s: saved_filters.delete(s, c.audit, me, name)):
+            request[SESSION].flash.append(f"Deleted the saved filter \u201c{name}\u201d.")
+        else:
+            request[SESSION].flash.append("You have no saved filter of that name.")
+        raise web.HTTPSeeOther(f"/incidents{filter_query(filters(request.query, me.username))}")
 
     async def show(request: web.Request) -> web.StreamResponse:
         me = staff(request)
         iid = incident_id(request)
+        await visible(me, iid)
         await c.record(me, "view", f"incident:{iid}")
         inc = await c.read(lambda con: queries.incident(con, iid))
         if inc is None:
@@ -135,18 +181,24 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         _labels(inc, vocabulary.known_categories(c.data))
         # The record is checked at every view: what the page shows must be what was recorded.
         record = await c.read(lambda con: records.check(con, c.audit.key, iid))
-        f = filters(request.query, me.username)
-        team = await c.read(_team)
+        f = filters(request.query, me.username, await sees_staff(me))
+        team = await c.read(lambda con: _team(con, about=iid))
         prev, nxt = await c.read(lambda con: queries.neighbours(con, f, iid))
         return c.render(request, "incident.html", inc=inc, today=dt.date.today().isoformat(),
                         record_ok=record.ok, record=exports.record_summary(record),
                         prev=prev, next=nxt, keep=filter_query(f), team=team)  # fmt: skip
 
     async def act(
-        request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage"
+        request: web.Request, fn: Callable[[Store, Account, Any], Any], what: str = "triage",
+        target: int | None = None,
     ) -> web.StreamResponse:
+        """`target`: the incident the action really touches when it is named by another id (a
+        follow-up's or a referral's), so a withheld incident cannot be reached through one."""
         me = staff(request, what)
         iid = incident_id(request)
+        await visible(me, iid)
+        if target != iid:
+            await visible(me, target)
         form = await request.post()
         try:
             done = await c.write(lambda s: fn(s, me, form))
@@ -179,6 +231,9 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         else:
             closed, refused = 0, []
             for iid in ids:
+                if await withheld(me, iid):
+                    refused.append(f"#{iid} not closed: no such incident.")
+                    continue
                 try:
                     await c.write(functools.partial(_close_one, audit=c.audit, who=me, iid=iid,
                                                     outcome=outcome, reason=reason))  # fmt: skip
@@ -235,7 +290,9 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
 
     async def action_done(request: web.Request) -> web.StreamResponse:
         aid = int(request.match_info["aid"]) if request.match_info["aid"].isdigit() else 0
-        return await act(request, lambda s, me, f: triage.complete_action(s, c.audit, me, aid))
+        of = await c.read(lambda con: _owner(con, "incident_actions", aid))
+        return await act(request, lambda s, me, f: triage.complete_action(s, c.audit, me, aid),
+                         target=of)  # fmt: skip
 
     async def referral(request: web.Request) -> web.StreamResponse:
         rid = int(request.match_info["rid"]) if request.match_info["rid"].isdigit() else 0
@@ -248,7 +305,8 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             triage.withdraw_referral(s, c.audit, me, rid)
             return "Referral request withdrawn."
 
-        return await act(request, run, "confirm_referral" if confirm else "triage")
+        of = await c.read(lambda con: _owner(con, "referrals", rid))
+        return await act(request, run, "confirm_referral" if confirm else "triage", target=of)
 
     async def verify(request: web.Request) -> web.StreamResponse:
         iid = incident_id(request)
@@ -262,6 +320,7 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
         me = staff(request)
         iid = incident_id(request)
         fmt = request.match_info["fmt"]
+        await visible(me, iid)  # an alert about staff: 404 (audited) for all but the head
         # Screenshots only when asked for, and only for roles that may see them.
         with_shots = request.query.get("screenshots") == "1" and me.can("screenshots")
         inc = await c.read(lambda con: queries.incident(con, iid))
@@ -289,6 +348,8 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
     app.router.add_get("/incidents", listing)
     app.router.add_get("/incidents/{id}", show)
     app.router.add_post("/incidents/close", close_many)
+    app.router.add_post("/incidents/filters", filter_save)
+    app.router.add_post("/incidents/filters/delete", filter_delete)
     app.router.add_post("/incidents/{id}/status", status)
     app.router.add_post("/incidents/{id}/outcome", outcome)
     app.router.add_post("/incidents/{id}/note", note)
@@ -299,11 +360,20 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
     app.router.add_get("/incidents/{id}/export.{fmt:pdf|json|csv}", export)
 
 
-def _team(con: Any) -> list[tuple[str, str]]:
-    """Who a candidate may be given to: enabled accounts whose role triages, by name."""
+def _team(con: Any, about: int) -> list[tuple[str, str]]:
+    """Who incident `about` may be given to: enabled accounts whose role triages and sees it
+    (an alert about staff: collector/incidents/staff_alerts.py), by name."""
     return [(str(a["username"]), str(a["display_name"])) for a in accounts.listing(con)
             if a["role"] in accounts.CAN["triage"] and a["disabled_ms"] is None
-            and not a["awaiting_approval"]]  # fmt: skip
+            and not a["awaiting_approval"]
+            and not staff_alerts.hidden_from(con, str(a["role"]), about)]  # fmt: skip
+
+
+def _owner(con: Any, table: str, row_id: int) -> int | None:
+    """The incident a follow-up or referral belongs to (`table` is one of those two)."""
+    found = con.execute(f"SELECT incident_id FROM {table} WHERE id = ?",  # noqa: S608 -- constant
+                        [row_id]).fetchone()  # fmt: skip
+    return int(found[0]) if found else None
 
 
 def _close_one(

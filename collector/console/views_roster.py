@@ -4,12 +4,15 @@ naming rule). DSL and head only; every view and import is audited."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from collector import policy
 from collector.console.sessions import SESSION, account_of
 from collector.roster import book, mis_csv
+from collector.roster import profiles as roster_profiles
 
 if TYPE_CHECKING:
     from collector.console.context import ConsoleContext
@@ -30,7 +33,8 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
             raise web.HTTPForbidden(text="Your role cannot see the roster.")
         await c.record(me, "view_roster", "roster")
         got = await c.read(book.summary)
-        return c.render(request, "roster.html", r=got)
+        profiles = await c.read(roster_profiles.summary)
+        return c.render(request, "roster.html", r=got, profiles=profiles)
 
     async def upload(request: web.Request) -> web.StreamResponse:
         me = account_of(request)
@@ -53,8 +57,22 @@ def routes(app: web.Application, c: ConsoleContext) -> None:
                 message = (f"Imported {r.rows} rows: {r.added} added, {r.updated} updated, "
                            f"{r.left} marked left, {len(r.unmatched)} unmatched, "
                            f"{len(r.duplicates)} duplicates.")  # fmt: skip
+                message += await _republish(c)
         request[SESSION].flash.append(message)
         raise web.HTTPSeeOther("/roster")
 
     app.router.add_get("/roster", show)
     app.router.add_post("/roster", upload)
+
+
+async def _republish(c: ConsoleContext) -> str:
+    """With profiles following the year group, publish the policy again (off the writer and
+    the console's loop: it compiles and signs); what happened, as a sentence to add."""
+    if not await c.read(roster_profiles.enabled):
+        return ""
+    assign = await c.read(roster_profiles.assignments)
+    approved = await c.read(policy.approved_exemptions_in)
+    version, error = await asyncio.to_thread(policy.publish_again, c.data, approved, assign)
+    if version is None:
+        return f" Profiles were not updated on the PCs: {error}."
+    return f" Published policy version {version} with each login's profile from the roster."

@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 
 from collector.incidents.concerns import title
+from collector.incidents.staff_alerts import ABOUT_STAFF
 from collector.incidents.triage import OUTCOMES, STATUSES
 
 LIMIT = 5000  # rows on one page or export; a pupil's whole year is far fewer
@@ -18,13 +19,19 @@ LIMIT = 5000  # rows on one page or export; a pupil's whole year is far fewer
 Shown = Callable[[str], str]  # a category as a page may name it (collector/intake/vocabulary.py)
 
 
-def of_pupil(con: duckdb.DuckDBPyConnection, account: str, shown: Shown) -> list[dict[str, Any]]:
-    return _rows(con, "i.account = ?", account, shown)
+def of_pupil(con: duckdb.DuckDBPyConnection, account: str, shown: Shown,
+             staff: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    """`staff`: whether candidates about staff are in it (collector/incidents/staff_alerts.py);
+    the console refuses a staff member's chronology outright to those who do not see them."""
+    return _rows(con, "i.account = ?" + _NOT_STAFF * (not staff), account, shown)
 
 
 def of_machine(con: duckdb.DuckDBPyConnection, agent_id: str,
-               shown: Shown) -> list[dict[str, Any]]:  # fmt: skip
-    return _rows(con, "i.agent_id = ?", agent_id, shown)
+               shown: Shown, staff: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    return _rows(con, "i.agent_id = ?" + _NOT_STAFF * (not staff), agent_id, shown)
+
+
+_NOT_STAFF = f" AND NOT {ABOUT_STAFF}"
 
 
 def _rows(con: duckdb.DuckDBPyConnection, where: str, value: str,

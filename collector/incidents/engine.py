@@ -23,6 +23,7 @@ from collector.incidents.candidate import Candidate
 from collector.incidents.concerns import concern_of
 from collector.incidents.config import EngineRules
 from collector.incidents.signals import Dropped, Health, Signal, classify
+from collector.incidents.staff_alerts import account_is_staff
 from collector.intake.ingest import Committed
 from collector.integrity import records
 from collector.storage.store import Store, now_ms
@@ -195,10 +196,12 @@ class Engine:
                     [now_ms(), cand.severity, cand.id],
                 )
                 cand.notified_severity = cand.severity
+                # About a member of staff: to the head teacher only (the LADO route).
+                staff = {"about_staff": True} if account_is_staff(con, cand.account) else {}
                 if told:
-                    self.notify(cand.id, cand.severity, told)
+                    self.notify(cand.id, cand.severity, told, **staff)
                 else:
-                    self.notify(cand.id, cand.severity)
+                    self.notify(cand.id, cand.severity, **staff)
         if touched:
             log.info("incidents.placed signals=%d candidates=%d new=%d", len(signals),
                      len(touched), len(fresh))  # fmt: skip

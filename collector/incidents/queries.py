@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 from google.protobuf import json_format
 
+from collector.incidents.staff_alerts import ABOUT_STAFF
 from protos import events_pb2
 from protos.skew import describe as describe_skew
 
@@ -28,6 +29,7 @@ class Filters:
     page: int = 0
     q: str = ""  # free text: in the summary, categories, events' terms/context/URL, notes
     assigned_to: str = ""  # a username: only the candidates given to them ("mine")
+    staff: bool = True  # include candidates about staff (only for who sees them: staff_alerts)
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -44,6 +46,7 @@ _WHERE = """
     AND (? IS NULL OR i.last_ms >= ?)
     AND (? IS NULL OR i.first_ms < ?)
     AND (? = '' OR i.assigned_to = ?)
+    AND (? OR NOT """ + ABOUT_STAFF + """)
 """
 # Added only when there are words to find: DuckDB would otherwise still join every event to
 # read it, which costs each plain list load some 200 ms at 10,000 candidates. Heartbeats (most
@@ -96,6 +99,7 @@ def _args(f: Filters) -> list[Any]:
         until,
         f.assigned_to,
         f.assigned_to,
+        f.staff,
         *([_like(f.q), _like(f.q), _like(f.q), _like_in_event(f.q)] if f.q else []),
     ]
 

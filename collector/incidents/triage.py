@@ -16,6 +16,7 @@ from typing import Any
 
 from collector import accounts
 from collector.accounts import Account
+from collector.incidents import staff_alerts
 from collector.integrity import records
 from collector.integrity.audit import Audit
 from collector.storage.store import Store, now_ms
@@ -303,6 +304,9 @@ def assign(store: Store, audit: Audit, who: Account, incident_id: int, username:
             to = accounts.get(store.con, username)
             if to is None or not to.can("triage"):
                 raise TriageError(f"{username} is not an account on the safeguarding team")
+            if staff_alerts.hidden_from(store.con, to.role, incident_id):
+                raise TriageError(f"{to.display_name} does not see alerts about staff (they go "
+                                  "to the head teacher), so cannot be given this one")
             name = to.display_name
         if username == old:
             return name

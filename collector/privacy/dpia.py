@@ -41,13 +41,16 @@ def default_folder(data: DataDir) -> Path:
 
 
 def gather(data: DataDir, periods: Periods, notify: NotifyConfig,
-           roster: bool = False) -> dict[str, Any]:  # fmt: skip
-    """The live settings' summary (`roster`: a pupil roster is imported). Raises DpiaError if
-    no good policy is published."""
+           roster: bool = False, roster_profiles: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The live settings' summary (`roster`: a pupil roster is imported; `roster_profiles`:
+    profiles follow its year groups, so PCs receive login names). Raises DpiaError if no good
+    policy is published."""
     version, pol = dpia_settings.live_policy(data)
     school = dpia_settings.school_name(data)
     summary = dpia_settings.summary(version, pol, periods, notify, data.root, school)
     summary["roster"] = dpia_settings.ROSTER_FIELDS if roster else None
+    if roster and roster_profiles:  # absent when off, so packs made before read the same
+        summary["roster_profiles"] = "on"
     return summary
 
 

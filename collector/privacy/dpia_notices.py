@@ -132,6 +132,14 @@ def parents(s: dict[str, Any]) -> Doc:
                "monitoring", tuple(blocks))  # fmt: skip
 
 
+def _staff_alerts() -> list[Block]:
+    return [Heading("Alerts about staff"),
+            Para("An alert about a member of staff on the school's roster goes to the head "
+                 "teacher, as Keeping Children Safe in Education (Part 4) asks, and not to the "
+                 "rest of the safeguarding team (only when the school has no head teacher on "
+                 "the console does the DSL see it).")]  # fmt: skip
+
+
 def staff(s: dict[str, Any]) -> Doc:
     profs = f.profiles(s, staff=True)
     if profs:
@@ -145,6 +153,7 @@ def staff(s: dict[str, Any]) -> Doc:
              "use policies. This notice says what is recorded when staff use them."),
         *what,
         *_common(s),
+        *(_staff_alerts() if s.get("roster") else []),
         Heading("Your own use of the console"),
         Para("If you use the safeguarding console, everything you view or do there is written "
              "to an audit log that the DSL and head teacher can read."),

@@ -141,7 +141,7 @@ def summary(
         "pc_keep_acked_days": PC_KEEP_ACKED_DAYS,
         "pc_keep_acked_events": PC_KEEP_ACKED_EVENTS,
         "pc_outbox_max_events": PC_OUTBOX_MAX_EVENTS,
-        "notify_email": bool(notify.smtp_host and notify.email_to),
+        "notify_email": bool(notify.smtp_host and (notify.email_to or notify.head_email_to)),
         "notify_webhook": bool(notify.webhook_url),
         "notify_min_severity": notify.min_severity,
         "roles": {

@@ -96,7 +96,12 @@ def _captured(s: dict[str, Any]) -> list[Block]:
              "matched to computer accounts, so the DSL, deputy and head teacher see a pupil's "
              "name, year and class beside the account. Governors and the technician never see "
              "it. A pupil who leaves is marked so at the next import and removed with the "
-             "events' retention period."),
+             "events' retention period." + (
+                 " Profiles follow the year group: every PC receives each current pupil's and "
+                 "staff member's computer account name with its profile (KS1, KS2 or staff) "
+                 "in the policy, and nothing else of the roster (no name, year group, class or "
+                 "UPN); with this off, PCs receive no account names."
+                 if s.get("roster_profiles") else "")),
             ("Semantic stage: off." if model is None else
              f"Semantic stage: on, using the sentence model `{model}` named by the policy. It "
              "runs on the PC; sentences are compared there and only an alert is sent."),

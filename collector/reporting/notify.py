@@ -20,10 +20,17 @@ Configured in DATA/console.toml:
     smtp_user = "safeguard"
     smtp_password_file = "/etc/safeguard/smtp-password"
     webhook_url = "https://chat.school.example/hooks/dsl"
+    head_email_to = ["head@school.example"]
+
+A candidate about a member of staff (collector/incidents/staff_alerts.py: the LADO route) is
+told to the head teacher only: by email to `head_email_to`, never to `email_to` or the webhook,
+which reach the whole safeguarding team. Without `head_email_to` it is not sent at all (logged
+`notify.staff_alert_not_sent`); the head sees it on the console's Today page.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -52,6 +59,7 @@ class NotifyConfig:
     smtp_user: str = ""
     smtp_password_file: str = ""
     webhook_url: str = ""
+    head_email_to: tuple[str, ...] = ()  # alerts about staff go here only (the LADO route)
     timeout_s: float = 20.0
 
     @classmethod
@@ -60,8 +68,9 @@ class NotifyConfig:
         unknown = set(t) - known
         if unknown:
             raise ValueError(f"[notify]: unknown keys {', '.join(sorted(unknown))}")
-        if "email_to" in t:
-            t = {**t, "email_to": tuple(t["email_to"])}
+        for key in ("email_to", "head_email_to"):
+            if key in t:
+                t = {**t, key: tuple(t[key])}
         return cls(**t)
 
     @property
@@ -95,6 +104,7 @@ class Notice:
     link: str
     severity: int  # 0: the collector's own alarm, not an incident
     what: str  # for the log: "incident=12" or "storage"
+    to: tuple[str, ...] | None = None  # email recipients instead of email_to; no webhook then
 
 
 def incident_notice(
@@ -119,7 +129,7 @@ class Notifier:
         self.failed = 0
 
     def start(self) -> None:
-        if self.cfg.enabled:
+        if self.cfg.enabled or (self.cfg.smtp_host and self.cfg.head_email_to):
             self._thread.start()
 
     def stop(self) -> None:
@@ -127,10 +137,23 @@ class Notifier:
             self._q.put(None)
             self._thread.join(self.cfg.timeout_s * 2)
 
-    def __call__(self, incident_id: int, severity: int, previous: int = 0) -> None:
-        """Queue a notice (from the writer thread); returns at once."""
-        if self.cfg.enabled and severity >= self.cfg.min_severity:
-            self._q.put(incident_notice(self.cfg, incident_id, severity, previous))
+    def __call__(
+        self, incident_id: int, severity: int, previous: int = 0, about_staff: bool = False
+    ) -> None:
+        """Queue a notice (from the writer thread); returns at once. `about_staff`: to the
+        head teacher only (`head_email_to`), or to no one when that is not set."""
+        if severity < self.cfg.min_severity:
+            return
+        notice = incident_notice(self.cfg, incident_id, severity, previous)
+        if about_staff:
+            if not (self.cfg.smtp_host and self.cfg.head_email_to):
+                log.warning("notify.staff_alert_not_sent incident=%d reason=no_head_email_to",
+                            incident_id)  # fmt: skip
+                return
+            notice = dataclasses.replace(notice, to=self.cfg.head_email_to)
+        elif not self.cfg.enabled:
+            return
+        self._q.put(notice)
 
     def alarm(self, subject: str, body: str) -> None:
         """The collector's own alarm (no pupil detail in it), sent whatever min_severity is."""
@@ -152,11 +175,12 @@ class Notifier:
 
     def _email(self, notice: Notice) -> bool:
         cfg = self.cfg
-        if not (cfg.smtp_host and cfg.email_to):
+        to = cfg.email_to if notice.to is None else notice.to
+        if not (cfg.smtp_host and to):
             return False
         msg = EmailMessage()
         msg["Subject"], msg["From"] = notice.subject, cfg.email_from
-        msg["To"] = ", ".join(cfg.email_to)
+        msg["To"] = ", ".join(to)
         line = self._checkpoint() if self._checkpoint else None
         msg.set_content(notice.body + (f"\n{line}\n" if line else ""))
         with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as smtp:
@@ -169,8 +193,8 @@ class Notifier:
         return True
 
     def _webhook(self, notice: Notice) -> bool:
-        if not self.cfg.webhook_url:
-            return False
+        if not self.cfg.webhook_url or notice.to is not None:
+            return False  # the webhook reaches the whole team: never an alert about staff
         payload = {"text": f"{notice.subject}: {notice.link}", "severity": notice.severity,
                    "link": notice.link}  # fmt: skip
         if not self.cfg.webhook_url.startswith(("https://", "http://")):

@@ -321,4 +321,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (agent_id, sha256)
     );
     """,
+    # 17: saved filters (issue 17 item 5): each console account's named incident-list queries
+    # (collector/incidents/saved_filters.py); the query is the list's own, checked on save.
+    """
+    CREATE TABLE saved_filters (
+        username    VARCHAR NOT NULL,
+        name        VARCHAR NOT NULL,
+        query       VARCHAR NOT NULL,
+        created_ms  BIGINT NOT NULL,
+        PRIMARY KEY (username, name)
+    );
+    """,
 ]

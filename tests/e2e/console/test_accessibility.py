@@ -124,6 +124,9 @@ def _fill(harness: ConsoleHarness) -> tuple[int, str]:
         {"room": "Year 6 classroom with a long name", "site": "Juniors", "grp": "ks2"},
     )
     dsl.post("/agents/token", {"uses": "30", "hours": "24", "note": "new laptops"})
+    # A saved filter with a long name: the list shows it as a link with a Delete button.
+    dsl.post("/incidents/filters?severity=4&category=extremism",
+             {"name": "Extremism at severity 4 or more, Y6"})  # fmt: skip
     dsl.post(
         "/exemptions",
         {

@@ -145,3 +145,22 @@ def test_an_imported_roster_is_named_as_personal_data_and_reported_as_a_change(
     assert "Pupil roster: imported from the school's MIS" in text
     assert "year group" in text and "Governors and the technician never see it" in text
     assert any("roster" in line.lower() for line in changes(without, with_roster))
+
+
+def test_profiles_following_the_year_group_say_what_pcs_receive(shipped: Policy) -> None:
+    from collector.privacy.dpia_changes import changes
+
+    roster = {**settings(shipped), "roster": dpia_settings.ROSTER_FIELDS}
+    by_year = {**roster, "roster_profiles": "on"}
+    assert "every PC receives" not in texts(roster)["dpia"]
+    text = texts(by_year)["dpia"]
+    assert "Profiles follow the year group: every PC receives each current pupil's" in text
+    assert "nothing else of the roster (no name, year group, class or UPN)" in text
+    assert any("roster_profiles" in line or "year group" in line
+               for line in changes(roster, by_year))  # fmt: skip
+
+
+def test_the_staff_notice_says_alerts_about_staff_go_to_the_head(shipped: Policy) -> None:
+    roster = {**settings(shipped), "roster": dpia_settings.ROSTER_FIELDS}
+    assert "Alerts about staff" not in texts(settings(shipped))["notice-staff"]
+    assert "goes to the head teacher, as Keeping Children Safe" in texts(roster)["notice-staff"]
