@@ -186,6 +186,7 @@ def alert_event(alert: Alert | SemanticAlert, window: WindowInfo, account: str, 
         detection.terms.append(clean(alert.exemplar_text, 200))  # a sentence, not a pattern
         detection.exemplar = alert.exemplar
         detection.similarity = alert.similarity
+        detection.semantic_part = alert.part
         severity = semantic_severity(policy, alert.category)
     else:
         detection.list = f"keywords/{alert.category}"

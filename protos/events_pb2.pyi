@@ -113,6 +113,7 @@ class KeywordDetection(_message.Message):
     EXEMPTION_FIELD_NUMBER: _builtins.int
     EXEMPLAR_FIELD_NUMBER: _builtins.int
     SIMILARITY_FIELD_NUMBER: _builtins.int
+    SEMANTIC_PART_FIELD_NUMBER: _builtins.int
     category: _builtins.str
     """e.g. "extremism", "grooming" """
     list: _builtins.str
@@ -133,6 +134,10 @@ class KeywordDetection(_message.Message):
     similarity of the sentence to it; terms then holds the exemplar's sentence.
     """
     similarity: _builtins.float
+    semantic_part: _builtins.str
+    """What fired it: "vote" (the nearest exemplars), or "average" (of the vote and the
+    policy's trained head, semantic/head.toml).
+    """
     @_builtins.property
     def terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """matched terms (normalised form)"""
@@ -151,10 +156,11 @@ class KeywordDetection(_message.Message):
         exemption: _builtins.str = ...,
         exemplar: _builtins.str = ...,
         similarity: _builtins.float = ...,
+        semantic_part: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application", b"application", "category", b"category", "context", b"context", "exemplar", b"exemplar", "exemption", b"exemption", "list", b"list", "score", b"score", "similarity", b"similarity", "source", b"source", "terms", b"terms", "window_title", b"window_title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application", b"application", "category", b"category", "context", b"context", "exemplar", b"exemplar", "exemption", b"exemption", "list", b"list", "score", b"score", "semantic_part", b"semantic_part", "similarity", b"similarity", "source", b"source", "terms", b"terms", "window_title", b"window_title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,6 +3,7 @@
     semantic.toml                     [semantic]: model file and SHA-256, min_words, k,
                                       temperature, vote, min_similarity; [votes] and
                                       [severities] per category
+    semantic/head.toml                a trained classifier beside the vote (rules/load_head.py)
     semantic/exemplars.toml           [[exemplar]]: id, category (or "innocent"), text, why
     semantic/reference/alert/<category>.txt, semantic/reference/innocent/<topic>.txt
                                       reference texts, one per line as "kind: text" (the
@@ -15,6 +16,7 @@ import re
 from collections.abc import Mapping
 
 from rules.fields import Source, Table
+from rules.load_head import HEAD, head_of
 from rules.load_patterns import known, unique
 from rules.schema import Exemplar, PolicyError, Semantic
 
@@ -54,6 +56,7 @@ def semantic_of(src: Mapping[str, Source], texts: Mapping[str, str],
         min_similarity=_number(head, "min_similarity", 0.0, -1.0, 1.0),
         severities=tuple((c, sev.get_int(c, lo=1, hi=5)) for c in sev.data),
         enabled=head.get_bool("enabled", True),
+        head=head_of(src[HEAD], cats) if HEAD in src else None,
     )  # fmt: skip
 
 

@@ -118,6 +118,25 @@ class Exemplar:
 
 
 @dataclass(frozen=True)
+class SemanticHead:
+    """A linear classifier over the sentence vector (``semantic/head.toml``, written by
+    ``rules/train_head.py``): one row of 384 weights and a bias per label (the categories
+    and "innocent"); softmax gives each label's probability. Where the vote does not alert,
+    the label with the highest mean of its vote share and this probability alerts if it is
+    a category and the mean reaches ``threshold`` (or its own in ``thresholds``)."""
+
+    labels: tuple[str, ...]
+    weights: tuple[tuple[float, ...], ...]  # one row per label
+    bias: tuple[float, ...]
+    threshold: float
+    thresholds: tuple[tuple[str, float], ...] = ()  # per category, overriding ``threshold``
+    trained: str = ""  # how and from what it was trained
+
+    def threshold_for(self, category: str) -> float:
+        return dict(self.thresholds).get(category, self.threshold)
+
+
+@dataclass(frozen=True)
 class Semantic:
     """The semantic stage: a sentence model (named by file and SHA-256, delivered apart
     from the bundle) and a bank of exemplars (the curated ones with their why, and the
@@ -136,6 +155,7 @@ class Semantic:
     min_similarity: float = 0.0  # the closest exemplar of the category must be this close
     severities: tuple[tuple[str, int], ...] = ()  # per category; else the incident rules
     enabled: bool = True
+    head: SemanticHead | None = None  # a trained classifier beside the vote, if shipped
 
     def vote_for(self, category: str) -> float:
         return dict(self.votes).get(category, self.vote)

@@ -5,6 +5,10 @@ exemplars, and named by the closest one.
             each weighted exp(temperature * similarity) ─▶ the category with the most
             weight, if its share reaches its vote threshold and it is not "innocent"
             ─▶ SemanticAlert(category, share, closest exemplar, similarity, context)
+                        └▶ or else, where the policy ships a trained head (a softmax over
+                           the same vector), each label's mean of its vote share and the
+                           head's probability: the highest, if a category and at the head's
+                           threshold ─▶ SemanticAlert(part="average", its closest exemplar)
 
 Patterns catch the wordings someone listed; this catches the ones nobody did. The bank holds
 exemplars of every category and, as many again, of innocent school text (lessons about each
@@ -37,7 +41,7 @@ _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 @dataclass(frozen=True)
 class SemanticAlert:
     category: str
-    probability: float  # the category's share of the nearest exemplars' vote
+    probability: float  # the category's share of the vote (or, part "average", its mean)
     threshold: float
     exemplar: str  # the closest exemplar's id ...
     exemplar_text: str  # ... its sentence, so the DSL sees why
@@ -47,6 +51,7 @@ class SemanticAlert:
     context: str
     suppressed: bool = False
     exemptions: tuple[str, ...] = ()
+    part: str = "vote"  # what fired: "vote", or "average" (of the vote and the trained head)
 
     @property
     def score(self) -> int:
@@ -154,6 +159,15 @@ class SemanticJudge:
         edges = [t for e in policy.exemptions if e.group == prof.name
                  for t in (e.start, e.end) if t > now]  # fmt: skip
         self.valid_until: datetime | None = min(edges) if edges else None
+        head = sem.head
+        self._head = None if head is None else (
+            head.labels, np.array(head.weights, dtype=np.float32),
+            np.array(head.bias, dtype=np.float32),
+            [head.threshold_for(x) for x in head.labels])  # fmt: skip
+        # Where each label's exemplars sit in the bank: a head alert names its closest one.
+        labels = np.array(bank.labels) if head is not None else np.array([])
+        self._rows_of: dict[str, np.ndarray] = {
+            x: np.flatnonzero(labels == x) for x in set(bank.labels)}  # fmt: skip
 
     def judge(self, text: str) -> list[SemanticAlert]:
         """Alerts for the sentences of ``text`` (at most one per sentence)."""
@@ -174,6 +188,11 @@ class SemanticJudge:
     def vote(self, vec: np.ndarray) -> tuple[str, float, int, float]:
         """(winning label, its share of the vote, the closest exemplar of that label,
         the similarity to it)."""
+        _, label, share, best, similarity = self._vote(vec)
+        return label, share, best, similarity
+
+    def _vote(self, vec: np.ndarray) -> tuple[dict[str, float], str, float, int, float]:
+        """``vote`` and every label's share (the trained head averages with them)."""
         np = self._np
         bank, sem = self.bank, self.semantic
         sims = bank.similarities(vec)
@@ -184,23 +203,62 @@ class SemanticJudge:
         for i, wt in zip(near, weights, strict=True):
             label = bank.labels[i]
             tally[label] = tally.get(label, 0.0) + float(wt)
-        label = max(tally, key=tally.__getitem__)
+        total = sum(tally.values())
+        shares = {x: v / total for x, v in tally.items()}
+        label = max(shares, key=shares.__getitem__)
         mine = [i for i in near if bank.labels[i] == label]
         best = max(mine, key=lambda i: sims[i])
-        return label, tally[label] / sum(tally.values()), int(best), float(sims[best])
+        return shares, label, shares[label], int(best), float(sims[best])
+
+    def head(self, vec: np.ndarray) -> dict[str, float]:
+        """The trained head's probability for each label (empty when the policy has no
+        head): one matrix-vector product and a softmax."""
+        if self._head is None:
+            return {}
+        np = self._np
+        labels, weights, bias, _ = self._head
+        logits = weights @ vec + bias
+        probs = np.exp(logits - logits.max())
+        return dict(zip(labels, (probs / probs.sum()).tolist(), strict=True))
 
     def _one(self, text: str, a: int, b: int, vec: np.ndarray) -> SemanticAlert | None:
-        label, share, best, similarity = self.vote(vec)
-        if label == "innocent" or label not in self.categories:
-            return None
+        shares, label, share, best, similarity = self._vote(vec)
         threshold = self.semantic.vote_for(label)
-        if share < threshold or similarity < self.semantic.min_similarity:
-            return None
+        part = "vote"
+        if not (label in self.categories and share >= threshold
+                and similarity >= self.semantic.min_similarity):  # fmt: skip
+            found = self._average(vec, shares)
+            if found is None:
+                return None
+            label, share, threshold, best, similarity = found
+            part = "average"
         exemplar = self.bank.exemplars[best]
-        found = (self._exempt_cats.get(label), self._exempt_exemplars.get(exemplar.id))
-        exempt = tuple(sorted({x for x in found if x}))
+        found_ex = (self._exempt_cats.get(label), self._exempt_exemplars.get(exemplar.id))
+        exempt = tuple(sorted({x for x in found_ex if x}))
         pol = self.policy
         words = text[a:b].split()[-pol.context_words :]
         context = " ".join(words)[-pol.context_chars :]
         return SemanticAlert(label, round(share, 3), threshold, exemplar.id, exemplar.text,
-                             round(similarity, 3), a, b, context, bool(exempt), exempt)  # fmt: skip
+                             round(similarity, 3), a, b, context, bool(exempt), exempt,
+                             part)  # fmt: skip
+
+    def _average(self, vec: np.ndarray, shares: dict[str, float]
+                 ) -> tuple[str, float, float, int, float] | None:  # fmt: skip
+        """Where the vote did not alert: the mean of each label's vote share and the head's
+        probability; the highest alerts if it is a category and reaches the head's threshold.
+        (label, mean, threshold, and the bank's closest exemplar of the label with its
+        similarity: the DSL still sees why.)"""
+        probs = self.head(vec)
+        if not probs or self._head is None:
+            return None
+        mean = {x: (shares.get(x, 0.0) + p) / 2 for x, p in probs.items()}
+        label = max(mean, key=mean.__getitem__)
+        threshold = self._head[3][self._head[0].index(label)]
+        mine = self._rows_of.get(label)
+        if label not in self.categories or mean[label] < threshold or mine is None or not len(
+                mine):  # fmt: skip
+            return None
+        sims = self.bank.similarities(vec)
+        best = int(mine[sims[mine].argmax()])
+        return label, mean[label], threshold, best, float(sims[best])
+

@@ -122,3 +122,15 @@ def test_a_window_title_with_control_characters_still_makes_an_honest_event(
     words = Vocabulary(categories=frozenset(c.name for c in active.policy.categories))
     assert flaw(event, words) is None
     assert event.keyword.window_title.startswith(" ]0;owned ")
+
+
+def test_a_semantic_event_says_which_part_fired(active: ActivePolicy) -> None:
+    """The DSL sees the closest exemplar and whether the vote or its average with the
+    trained head raised the alert."""
+    from rules.semantic import SemanticAlert
+
+    alert = SemanticAlert("grooming", 0.83, 0.8, "grooming:3", "are you home alone", 0.61,
+                          0, 20, "r u home on ur own", part="average")  # fmt: skip
+    k = alert_event(alert, NOTES, "pupil1", active.policy).keyword
+    assert (k.list, k.exemplar, k.semantic_part) == ("semantic/grooming", "grooming:3", "average")
+    assert list(k.terms) == ["are you home alone"] and round(k.similarity, 2) == 0.61
