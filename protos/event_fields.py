@@ -55,6 +55,8 @@ SENSOR_STATES = frozenset({
     "over_limit",
 })  # agent/supervisor.py (shed: by the watchdog), what a sensor reports (the keyboard
 #    broker: degraded) and the watchdog's own line (over_limit)
+SEMANTIC_PARTS = frozenset({"", "vote", "average"})  # rules/semantic.py SemanticAlert.part
+SCREENSHOT_HASH = (0, 32)  # Event.screenshot_sha256: none, or a SHA-256
 KEYWORD_LISTS = ("keywords/", "semantic/")  # then the category
 URL_LISTS = frozenset({"urls:domain", "urls:prefix", "urls:pattern"})
 BROWSING_LOG = "browsing_log"  # an unmatched visit, under a full-browsing-log profile
@@ -175,6 +177,8 @@ def _sound(event: events_pb2.Event, vocab: Vocabulary) -> bool:
             and _fits(k.application, APPLICATION)
             and _fits(k.window_title, WINDOW_TITLE)
             and _fits(k.exemplar, IDENTIFIER)
+            and k.semantic_part in SEMANTIC_PARTS
+            and len(event.screenshot_sha256) in SCREENSHOT_HASH
         )
     return False
 
@@ -183,6 +187,8 @@ def _why(event: events_pb2.Event, vocab: Vocabulary) -> str | None:
     found = _text("account", event.account, ACCOUNT) or _text("event_id", event.event_id, EVENT_ID)
     if found:
         return found
+    if len(event.screenshot_sha256) not in SCREENSHOT_HASH:
+        return "screenshot_sha256: not a SHA-256"
     kind = event.WhichOneof("payload")
     if kind == "keyword":
         return _keyword(event.keyword, vocab)
@@ -220,6 +226,8 @@ def _keyword(k: events_pb2.KeywordDetection, vocab: Vocabulary) -> str | None:
         or _text("keyword.window_title", k.window_title, WINDOW_TITLE)
         or _text("keyword.exemplar", k.exemplar, IDENTIFIER)
         or _exemption("keyword.exemption", k.exemption, vocab)
+        or (None if k.semantic_part in SEMANTIC_PARTS
+            else "keyword.semantic_part: not a part of the semantic stage")
     )
 
 

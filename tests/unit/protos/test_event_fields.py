@@ -31,6 +31,10 @@ def test_what_an_honest_agent_sends_passes() -> None:
     assert flaw(kw(), WORDS) is None
     assert flaw(kw(terms=["(i|we|ill) ...2 kill you" * 60]), WORDS) is None  # a long pattern
     assert flaw(kw(list="semantic/grooming", source="search:google"), WORDS) is None
+    assert flaw(kw(list="semantic/grooming", semantic_part="average"), WORDS) is None
+    shot = kw()
+    shot.screenshot_sha256 = bytes(32)
+    assert flaw(shot, WORDS) is None
     assert flaw(kw(source="search:unknown", exemption="ks2-history"), WORDS) is None
     url = events_pb2.Event(url=events_pb2.UrlDetection(
         category="extremism", list="urls:domain", url="https://x.example/", browser="firefox",
@@ -64,6 +68,9 @@ def test_what_an_honest_agent_sends_passes() -> None:
         (kw(terms=["t"] * 101), "keyword.terms"),
         (kw(terms=["t" * 4001]), "keyword.terms"),
         (kw(exemption="made-up"), "keyword.exemption"),
+        (kw(semantic_part="<img>"), "keyword.semantic_part"),
+        (events_pb2.Event(screenshot_sha256=b"x" * 31, keyword=events_pb2.KeywordDetection()),
+         "screenshot_sha256"),
         (events_pb2.Event(account="a\rb", keyword=events_pb2.KeywordDetection()), "account"),
         (events_pb2.Event(url=events_pb2.UrlDetection(category="grooming", list="urls:domain")),
          "url.category"),
