@@ -44,6 +44,7 @@ def test_the_patterns_alone_keep_their_figures(ks2: Compiled) -> None:
     _hold(evaluate(pattern_judge(ks2)), "patterns", 0)
 
 
+@pytest.mark.timeout(1200)  # every corpus text through the model: about 5 minutes when loaded
 def test_both_stages_keep_their_figures(ks2: Compiled) -> None:
     from rules.evaluate import semantic_judge
 
