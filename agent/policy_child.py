@@ -1,7 +1,8 @@
 """Loading and compiling a policy in a child process, so the service keeps only the result.
 
     service ──request (pickle, stdin)──▶ python -m agent.policy_child
-                                          load_policy / verify_bundle / Compiled(...)
+                                          load_policy / verify_bundle (agent/policy_slim.py)
+                                          / Compiled(...)
             ◀──result (pickle, stdout)── the Policy, or one matcher's tables
 
 Reading the TOML files, expanding 3,000 patterns into 80,000 phrases and building the
@@ -94,19 +95,20 @@ def loaded(request: tuple[Any, ...]) -> tuple[int, Policy] | None:
 def _answer(request: tuple[Any, ...]) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from agent.policy_slim import for_a_pc
     from rules import bundle
     from rules.compile import Compiled
     from rules.load import load_policy
 
     match request:
         case ("shipped",):
-            return 0, load_policy()
+            return 0, for_a_pc(load_policy())
         case ("last_good", str(path), bytes(key)):
             saved = bundle.load_last_good(Path(path), Ed25519PublicKey.from_public_bytes(key))
-            return None if saved is None else (saved.version, saved.policy)
+            return None if saved is None else (saved.version, for_a_pc(saved.policy))
         case ("bundle", bytes(data), bytes(key), installed):
             got = bundle.verify_bundle(data, Ed25519PublicKey.from_public_bytes(key), installed)
-            return got.version, got.policy
+            return got.version, for_a_pc(got.policy)
         case ("compile", policy, str(profile), now):
             return Compiled(policy, profile, now, compact=False).tables()
     raise PolicyError(f"unknown request {request[0]!r}")

@@ -6,6 +6,7 @@ the child fail the service does the work itself."""
 from __future__ import annotations
 
 import logging
+import pickle
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import policy_child
 from agent.policy import ActivePolicy, PolicyHolder
+from agent.policy_slim import for_a_pc
 from rules.bundle import BundleError, build_bundle
 from rules.compile import Compiled
-from rules.load import DEFAULT_DIR, load_files, read_folder
+from rules.load import DEFAULT_DIR, load_files, load_policy, read_folder
 from rules.match import match_text
 
 pytestmark = pytest.mark.unit
@@ -54,11 +56,24 @@ def test_a_matcher_from_the_child_matches_as_one_compiled_in_process(tmp_path: P
     )
     policy = load_files(files)
     here = Compiled(policy, "ks2", now)
-    there = ActivePolicy(1, policy, in_child=True).compiled("ks2", now)
-    assert there.tables().keys() == here.tables().keys()
+    there = ActivePolicy(1, for_a_pc(policy), in_child=True).compiled("ks2", now)
+    assert pickle.dumps(there.tables()) == pickle.dumps(here.tables())
     assert there.valid_until == here.valid_until
     for text in TEXTS:
         assert match_text(there, text) == match_text(here, text), text
+
+
+def test_the_service_keeps_no_text_that_only_a_technician_reads(tmp_path: Path) -> None:
+    kept = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key())
+    policy, full = kept.current().policy, load_policy()
+    terms = [t for c in policy.categories for t in c.terms] + [g.term for g in policy.guards]
+    assert terms and not any(t.why or t.where or t.example for t in terms)
+    assert policy.semantic is not None and full.semantic is not None
+    assert not any(e.why or e.where for e in policy.semantic.exemplars)
+    # What an alert names stays: the exemplar's id and its sentence.
+    assert [(e.id, e.category, e.text) for e in policy.semantic.exemplars] == [
+        (e.id, e.category, e.text) for e in full.semantic.exemplars]  # fmt: skip
+    assert [u.why for u in policy.urls] == [u.why for u in full.urls]  # a block page shows it
 
 
 def test_a_bundle_is_verified_in_the_child_and_a_forged_one_refused(tmp_path: Path) -> None:
