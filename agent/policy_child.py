@@ -21,6 +21,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from rules.schema import Policy, PolicyError
 log = logging.getLogger(__name__)
 
 COMMAND = [sys.executable, "-m", "agent.policy_child"]
+TIMEOUT_S = 900.0  # compiling the shipped lists: 10 s of CPU, 80 s at load 10 on 2 CPUs
 
 
 class ChildFailed(Exception):
@@ -47,6 +49,8 @@ def in_child(request: tuple[Any, ...]) -> Any:
         except OSError as exc:
             raise ChildFailed(f"cannot start {COMMAND[0]}: {exc.strerror}") from None
         assert child.stdin is not None and child.stdout is not None
+        hung = threading.Timer(TIMEOUT_S, child.kill)  # a stuck child: its answer ends short
+        hung.start()
         try:
             with child.stdin:  # the child reads all of it before it answers
                 pickle.dump(request, child.stdin, pickle.HIGHEST_PROTOCOL)
@@ -59,6 +63,8 @@ def in_child(request: tuple[Any, ...]) -> Any:
             last = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
             raise ChildFailed(f"{type(exc).__name__} (exit status {child.returncode}): "
                               f"{last[0][:300]}") from None  # fmt: skip
+        finally:
+            hung.cancel()
         child.wait()
     if kind == "error":
         from rules.bundle import BundleError

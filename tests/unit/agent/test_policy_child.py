@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,3 +103,16 @@ def test_when_the_child_cannot_start_the_service_does_the_work_itself(
     failed = [r.getMessage() for r in caplog.records if "policy.child_failed" in r.getMessage()]
     assert any("step=shipped" in m for m in failed)
     assert any("step=compile" in m for m in failed)
+
+
+def test_a_child_that_hangs_is_stopped_and_the_service_does_the_work_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(policy_child, "COMMAND", [sys.executable, "-c",
+                                                  "import time; time.sleep(600)"])  # fmt: skip
+    monkeypatch.setattr(policy_child, "TIMEOUT_S", 1.0)
+    caplog.set_level(logging.WARNING, logger="agent.policy_child")
+    holder = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key())
+    assert holder.version == 0 and holder.current().policy.categories
+    assert any("step=shipped" in r.getMessage() and "exit status -9" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
