@@ -6,6 +6,10 @@ what it has, and keeps the last good bundle on disk (state/policy.json), re-veri
 start, so neither editing files nor blocking the network turns monitoring off. Until the first
 bundle arrives the policy shipped with the agent applies.
 
+The service loads, verifies and compiles in a child process (agent/policy_child.py) and
+keeps only the finished objects; tests and tools that build an ``ActivePolicy`` themselves
+compile in their own process.
+
 Exemption windows are judged by `clock` (the service gives agent/clock.py's: the PC's clock
 corrected by the skew the collector measured), so a PC whose clock is hours off neither ends
 an exemption early nor keeps one alive after it ended.
@@ -21,11 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from agent import policy_child
 from agent.memory import give_back_memory
 from rules import bundle as bundles
 from rules.compile import Compiled
-from rules.load import load_policy
 from rules.schema import Policy, PolicyError
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ class ActivePolicy:
     _shared: dict[tuple[object, ...], Compiled] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
+    in_child: bool = False  # compile in a child process (the service: agent/policy_child.py)
 
     def now(self) -> datetime:
         """The time exemption windows are judged by."""
@@ -52,7 +58,8 @@ class ActivePolicy:
         with self._lock:
             found = self._compiled.get(profile)
             if found is None or (found.valid_until is not None and now >= found.valid_until):
-                found = Compiled(self.policy, profile, now, self._shared)
+                build = policy_child.compiled_tables if self.in_child else None
+                found = Compiled(self.policy, profile, now, self._shared, build)
                 self._compiled[profile] = found
                 give_back_memory()  # compiling peaks at several times what it keeps
             return found
@@ -66,13 +73,14 @@ class PolicyHolder:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._path = last_good
         self._key = public_key
+        self._raw_key = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[ActivePolicy], None]] = []
         self._active = self._load()
 
     def _load(self) -> ActivePolicy:
         try:
-            saved = bundles.load_last_good(self._path, self._key)
+            saved = policy_child.loaded(("last_good", str(self._path), self._raw_key))
         except PolicyError as exc:
             # A damaged or forged file: keep it for the technician, fall back to what shipped.
             aside = self._path.with_name(self._path.name + ".rejected")
@@ -84,8 +92,9 @@ class PolicyHolder:
         else:
             self.load_error = None
         if saved is None:
-            return ActivePolicy(0, load_policy(), clock=self._clock)
-        return ActivePolicy(saved.version, saved.policy, clock=self._clock)
+            saved = policy_child.loaded(("shipped",))
+            assert saved is not None
+        return ActivePolicy(*saved, clock=self._clock, in_child=True)
 
     def current(self) -> ActivePolicy:
         return self._active
@@ -103,10 +112,12 @@ class PolicyHolder:
         newer) or PolicyError; the current policy then stays as it was."""
         with self._lock:
             installed = self._active.version
-            verified = bundles.verify_bundle(data, self._key, installed=installed)
-            bundles.save_last_good(self._path, verified)
-            self._active = ActivePolicy(verified.version, verified.policy, clock=self._clock)
-        log.info("policy.applied version=%d previous=%d", verified.version, installed)
+            got = policy_child.loaded(("bundle", data, self._raw_key, installed))
+            assert got is not None
+            version, policy = got
+            bundles.save_last_good(self._path, bundles.Bundle(version, policy, {}, data))
+            self._active = ActivePolicy(version, policy, clock=self._clock, in_child=True)
+        log.info("policy.applied version=%d previous=%d", version, installed)
         for listener in self._listeners:
             listener(self._active)
         return self._active

@@ -147,7 +147,8 @@ def main() -> None:
     try:
         desktop.window("notes")
         desktop.focus("notes")
-        wait_for(lambda: "state=running" in (procs.logs / "agent.err").read_text())
+        # The helper runs once the matcher is compiled: 10 s of CPU, minutes on a busy machine.
+        wait_for(lambda: "state=running" in (procs.logs / "agent.err").read_text(), 900)
         if args.semantic == "on":  # the model fetched and the bank embedded (minutes, cold)
             wait_for(lambda: "semantic.ready" in (procs.logs / "agent.err").read_text(), 900)
         pids = procs.pids()
@@ -197,7 +198,7 @@ def main() -> None:
         procs = AgentProcesses(state.root, desktop, tmp / "work-restarted", heartbeat=60,
                                log_level="info", bin_dir=tmp / "agent-venv" / "bin")
         started = procs.logs / "agent.err"
-        wait_for(lambda: "state=running" in started.read_text())
+        wait_for(lambda: "state=running" in started.read_text(), 900)
         if args.semantic == "on":
             wait_for(lambda: "semantic.ready" in started.read_text(), 900)
         settle(procs.pids())

@@ -72,12 +72,14 @@ def main() -> None:
              for t in read_folder(DEFAULT_CORPUS / "open" / part, part == "alert")]  # fmt: skip
     pieces = [t[a:b] for t in texts for a, b in sentences(t, sem.min_words)
               if len(t[a:b].split()) >= sem.min_words]  # fmt: skip
-    times = []
+    times, cpu_times = [], []  # wall clock; and this thread's CPU, which other load leaves be
     for piece in pieces:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         judge.judge(piece)
         times.append(1000 * (time.perf_counter() - t0))
+        cpu_times.append(1000 * (time.thread_time() - c0))
     times.sort()
+    cpu_times.sort()
     after_judging = rss()
     cpu = psutil.cpu_freq()
     lines.append(f"Machine: {platform.platform()}, {os.cpu_count()} CPUs "
@@ -97,6 +99,10 @@ def main() -> None:
     lines.append(f"| one sentence judged, n={len(times)}: p50 / p99 / max | "
                  f"{statistics.median(times):.2f} / {times[int(0.99 * len(times))]:.2f} / "
                  f"{times[-1]:.2f} ms |")  # fmt: skip
+    p50_cpu, p99_cpu = statistics.median(cpu_times), cpu_times[int(0.99 * len(cpu_times))]
+    lines.append(f"| the same, CPU time of the judging thread: p50 / p99 / max | "
+                 f"{p50_cpu:.2f} / {p99_cpu:.2f} / {cpu_times[-1]:.2f} ms |")  # fmt: skip
+    lines.append(f"| load average (1 min) at the end | {os.getloadavg()[0]:.2f} |")
     lines.append(f"| RSS: start / policy loaded / model / bank / after judging | {base:.1f} / "
                  f"{after_policy:.1f} / {after_model:.1f} / {after_bank:.1f} / "
                  f"{after_judging:.1f} MB |")  # fmt: skip

@@ -4,8 +4,10 @@ The keyboard path needs to save and restore the automaton state on every keystro
 Backspace), which C libraries do not expose; a state here is one int. Transitions live in
 flat ``array`` objects (sorted keys per state, searched with ``bisect``) so a 100,000-phrase
 policy stays small; keys are the characters' places in the policy's own alphabet (about
-30 normalised characters: one byte each, not four). The bulk path uses ``pyahocorasick``
-over whole strings instead, built from this one's phrases when first needed.
+30 normalised characters: one byte each, not four). States are numbered breadth-first with
+each state's children in key order, so the i-th transition of the table leads to state
+i + 1 and no array of targets is kept (1.9 MB for the shipped lists). The bulk path uses
+``pyahocorasick`` over whole strings instead, built from this one's phrases when first needed.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from collections.abc import Iterator, Sequence
 
 
 class Automaton:
-    __slots__ = ("_base", "_chars", "_fail", "_keys", "_out", "_symbols", "_targets", "_term",
-                 "lengths")  # fmt: skip
+    __slots__ = ("_base", "_chars", "_fail", "_keys", "_out", "_symbols", "_term", "lengths")
 
     def __init__(self, patterns: Sequence[str]) -> None:
         """``patterns`` must be distinct and non-empty; a pattern's id is its index."""
@@ -52,17 +53,26 @@ class Automaton:
                 out[t] = ft if term[ft] >= 0 else out[ft]
         chars = sorted({code for kids in children for code in kids})
         symbols = {code: i for i, code in enumerate(chars)}
+        # Breadth-first numbering: ``order`` is the new numbering's states, ``new`` the map.
+        order = array("I", [0])
+        for s in order:  # (grows as it is read)
+            kids = children[s]
+            order.extend(kids[code] for code in sorted(kids))
+        new = array("I", bytes(4 * n))
+        for i, s in enumerate(order):
+            new[s] = i
         base = array("I", [0])
         keys = array("B" if len(chars) <= 1 << 8 else "H" if len(chars) <= 1 << 16 else "I")
-        targets = array("I")
-        for kids in children:
-            for code in sorted(kids):  # (symbols keep the characters' order)
-                keys.append(symbols[code])
-                targets.append(kids[code])
+        for s in order:
+            kids = children[s]
+            keys.extend(symbols[code] for code in sorted(kids))
             base.append(len(keys))
             kids.clear()  # free as we go: the dicts are the peak of compile memory
-        self._base, self._keys, self._targets = base, keys, targets
-        self._fail, self._term, self._out = fail, term, out
+        del children
+        self._fail = array("I", (new[fail[s]] for s in order))
+        self._out = array("I", (new[out[s]] for s in order))
+        self._term = array("i", (term[s] for s in order))
+        self._base, self._keys = base, keys
         self._symbols, self._chars = symbols, "".join(map(chr, chars))
         longest = max(map(len, patterns), default=0)
         self.lengths = array("B" if longest < 1 << 8 else "I", map(len, patterns))
@@ -80,7 +90,7 @@ class Automaton:
             if lo != hi:
                 i = bisect_left(keys, code, lo, hi)
                 if i < hi and keys[i] == code:
-                    return self._targets[i]
+                    return i + 1  # (breadth-first numbering: see the module's docstring)
             if not state:
                 return 0
             state = self._fail[state]
@@ -95,16 +105,15 @@ class Automaton:
 
     def phrases(self) -> Iterator[tuple[str, int]]:
         """Every pattern with its id, read back from the trie (so they need not be kept)."""
-        base, keys, targets, term = self._base, self._keys, self._targets, self._term
+        base, keys, term = self._base, self._keys, self._term
         stack = [(0, "")]
         while stack:
             node, text = stack.pop()
             if term[node] >= 0:
                 yield text, term[node]
             for i in range(base[node], base[node + 1]):
-                stack.append((targets[i], text + self._chars[keys[i]]))
+                stack.append((i + 1, text + self._chars[keys[i]]))
 
     def nbytes(self) -> int:
-        arrays = (self._base, self._keys, self._targets, self._fail, self._term, self._out,
-                  self.lengths)  # fmt: skip
+        arrays = (self._base, self._keys, self._fail, self._term, self._out, self.lengths)
         return sum(a.itemsize * len(a) for a in arrays)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -52,7 +52,13 @@ class Compiled:
               "entries", "pattern_count", "automaton", "_bulk", "needs")  # fmt: skip
 
     def __init__(self, policy: Policy, profile: str, now: datetime | None = None,
-                 shared: dict[tuple[object, ...], Compiled] | None = None) -> None:  # fmt: skip
+                 shared: dict[tuple[object, ...], Compiled] | None = None,
+                 build: Callable[[Policy, str, datetime], dict[str, Any]] | None = None,
+                 compact: bool = True) -> None:  # fmt: skip
+        """``build``: makes the tables elsewhere (``tables()`` of an equal ``Compiled``;
+        the agent's service builds them in a child process, agent/policy_child.py).
+        ``compact``: lay them out afresh after building (not needed by a process that
+        only hands them on)."""
         now = now or datetime.now(UTC)
         prof = policy.profile(profile)
         self.policy, self.profile = policy, prof
@@ -70,8 +76,16 @@ class Compiled:
             return
         if shared is not None:
             shared[key] = self
+        if build is not None:
+            self.__dict__.update(build(policy, profile, now), _bulk=[])
+            return
         self._build(policy, active)
-        self._compact()
+        if compact:
+            self._compact()
+
+    def tables(self) -> dict[str, Any]:
+        """What the matcher holds, to hand to another process (see ``build``)."""
+        return {n: getattr(self, n) for n in self.SHARED if n != "_bulk"}
 
     def _build(self, policy: Policy, active: tuple[Exemption, ...]) -> None:
         self.combos: list[ComboRule] = []
@@ -166,8 +180,8 @@ class Compiled:
         allocator nor the C library can return the space: with the shipped lists, 54 MB of
         a PC's memory held 22 MB of tables. A pickled copy, read back after the scattered
         one is freed, fills the gaps densely (the process then keeps about 22 MB)."""
-        names = [n for n in self.SHARED if n != "_bulk"]
-        data = pickle.dumps({n: getattr(self, n) for n in names}, pickle.HIGHEST_PROTOCOL)
+        names = list(self.tables())
+        data = pickle.dumps(self.tables(), pickle.HIGHEST_PROTOCOL)
         for n in names:
             delattr(self, n)
         gc.collect()  # (no cycles are expected; a stray one would pin the old copy)

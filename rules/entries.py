@@ -60,6 +60,11 @@ class EntryTable:
             self._start.append(len(self._meaning))
             seps.append(entries[0].seps if entries else 0)  # the phrase's, in every entry
         self._seps = bytes(seps)
+        # Two bytes an index where they fit (3,600 meanings and 13,000 run lengths for the
+        # shipped lists; 128,000 of each index): 0.5 MB less than four.
+        self._meaning, self._runs = _narrow(self._meaning), _narrow(self._runs)
+        if all(-(1 << 15) <= m < 1 << 15 for m in self._members):
+            self._members = array("h", self._members)
         self._meanings = tuple(meanings)
         self._runs_of = tuple(runs_of)
         self._cache: dict[int, tuple[Entry, ...]] = {}
@@ -94,3 +99,8 @@ class EntryTable:
     def nbytes(self) -> int:
         arrays = (self._start, self._meaning, self._runs, self._members)
         return sum(a.itemsize * len(a) for a in arrays) + len(self._seps)
+
+
+def _narrow(values: array[int]) -> array[int]:
+    """Unsigned indexes in two bytes each, if they fit."""
+    return array("H", values) if max(values, default=0) < 1 << 16 else values

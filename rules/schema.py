@@ -38,7 +38,7 @@ class PolicyError(ValueError):
     """A policy file (or bundle, or imported list) is wrong; the message names where."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Term:
     """A list entry: a literal ``phrase``, or a pattern (``rules.pattern``) whose source is
     ``phrase``, written against the word ``classes``. A pattern's expansion (``rules.pattern
@@ -60,7 +60,7 @@ class Term:
         return self.classes is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Combo:
     """All of ``terms`` within ``window`` words adds ``weight``."""
 
@@ -105,7 +105,7 @@ class WordClass:
     where: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Exemplar:
     """A sentence that stands for a category (or for innocent school text) in the semantic
     stage; an alert names the closest one so the DSL sees why it fired."""

@@ -1,0 +1,135 @@
+"""Loading and compiling a policy in a child process, so the service keeps only the result.
+
+    service ──request (pickle, stdin)──▶ python -m agent.policy_child
+                                          load_policy / verify_bundle (agent/policy_slim.py)
+                                          / Compiled(...)
+            ◀──result (pickle, stdout)── the Policy, or one matcher's tables
+
+Reading the TOML files, expanding 3,000 patterns into 80,000 phrases and building the
+automaton allocate several times what they keep, and the Python allocator cannot hand the
+space back once the kept objects sit among the freed ones: a service that compiled in its
+own heap stayed at the peak (162 MB on a PC's first start, against 117 once restarted).
+Here the child takes the peak and exits; the service unpickles the finished objects into
+fresh memory. Should the child fail (no interpreter to start, killed), the work is done
+in the service as before, and a warning says so: monitoring never waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rules.schema import Policy, PolicyError
+
+log = logging.getLogger(__name__)
+
+COMMAND = [sys.executable, "-m", "agent.policy_child"]
+TIMEOUT_S = 900.0  # compiling the shipped lists: 10 s of CPU, 80 s at load 10 on 2 CPUs
+
+
+class ChildFailed(Exception):
+    """The child gave no answer (it could not start, crashed or was killed)."""
+
+
+def in_child(request: tuple[Any, ...]) -> Any:
+    """Run one request in a child process; raise what the child raised (a ``PolicyError``
+    or ``BundleError`` with the same message), or ``ChildFailed``. The answer is unpickled
+    as it streams from the pipe: no copy of it, whole, ever sits in the service."""
+    with tempfile.TemporaryFile() as errors:
+        try:
+            child = subprocess.Popen(COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=errors)  # our own interpreter and module
+        except OSError as exc:
+            raise ChildFailed(f"cannot start {COMMAND[0]}: {exc.strerror}") from None
+        assert child.stdin is not None and child.stdout is not None
+        hung = threading.Timer(TIMEOUT_S, child.kill)  # a stuck child: its answer ends short
+        hung.start()
+        try:
+            with child.stdin:  # the child reads all of it before it answers
+                pickle.dump(request, child.stdin, pickle.HIGHEST_PROTOCOL)
+            with child.stdout:
+                kind, value = pickle.load(child.stdout)  # noqa: S301  # written by our own child
+        except Exception as exc:  # a broken pipe or a cut answer: one failure
+            child.kill()
+            child.wait()
+            errors.seek(0)
+            last = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+            raise ChildFailed(f"{type(exc).__name__} (exit status {child.returncode}): "
+                              f"{last[0][:300]}") from None  # fmt: skip
+        finally:
+            hung.cancel()
+        child.wait()
+    if kind == "error":
+        from rules.bundle import BundleError
+
+        cls, message = value
+        raise (BundleError if cls == "BundleError" else PolicyError)(message)
+    return value
+
+
+def compiled_tables(policy: Policy, profile: str, now: datetime) -> dict[str, Any]:
+    """The matcher tables of ``Compiled(policy, profile, now)``, built in a child."""
+    try:
+        tables: dict[str, Any] = in_child(("compile", policy, profile, now))
+    except ChildFailed as exc:
+        from rules.compile import Compiled
+
+        log.warning("policy.child_failed step=compile profile=%s reason=%s", profile, exc)
+        return Compiled(policy, profile, now).tables()
+    return tables
+
+
+def loaded(request: tuple[Any, ...]) -> tuple[int, Policy] | None:
+    """``("shipped",)``, ``("last_good", path, key)`` or ``("bundle", data, key,
+    installed)``, answered in a child: (version, policy), or None (no last good bundle).
+    Keys are raw Ed25519 public key bytes."""
+    try:
+        answer: tuple[int, Policy] | None = in_child(request)
+    except ChildFailed as exc:
+        log.warning("policy.child_failed step=%s reason=%s", request[0], exc)
+        answer = _answer(request)
+    return answer
+
+
+def _answer(request: tuple[Any, ...]) -> Any:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from agent.policy_slim import for_a_pc
+    from rules import bundle
+    from rules.compile import Compiled
+    from rules.load import load_policy
+
+    match request:
+        case ("shipped",):
+            return 0, for_a_pc(load_policy())
+        case ("last_good", str(path), bytes(key)):
+            saved = bundle.load_last_good(Path(path), Ed25519PublicKey.from_public_bytes(key))
+            return None if saved is None else (saved.version, for_a_pc(saved.policy))
+        case ("bundle", bytes(data), bytes(key), installed):
+            got = bundle.verify_bundle(data, Ed25519PublicKey.from_public_bytes(key), installed)
+            return got.version, for_a_pc(got.policy)
+        case ("compile", policy, str(profile), now):
+            return Compiled(policy, profile, now, compact=False).tables()
+    raise PolicyError(f"unknown request {request[0]!r}")
+
+
+def main() -> int:
+    request = pickle.load(sys.stdin.buffer)  # noqa: S301  # from the service that started us
+    try:
+        answer: tuple[str, Any] = ("ok", _answer(request))
+    except PolicyError as exc:  # BundleError is one
+        answer = ("error", (type(exc).__name__, str(exc)))
+    sys.stdout.buffer.write(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
+    sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

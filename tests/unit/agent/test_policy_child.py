@@ -1,0 +1,118 @@
+"""The service loads and compiles its policy in a child process (agent/policy_child.py) and
+keeps only the result: its own heap never holds the compile's temporaries, the matcher it
+gets matches as one compiled in-process does, a signed bundle is still verified, and should
+the child fail the service does the work itself."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import sys
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent import policy_child
+from agent.policy import ActivePolicy, PolicyHolder
+from agent.policy_slim import for_a_pc
+from rules.bundle import BundleError, build_bundle
+from rules.compile import Compiled
+from rules.load import DEFAULT_DIR, load_files, load_policy, read_folder
+from rules.match import match_text
+
+pytestmark = pytest.mark.unit
+TEXTS = ["they plan to assassinate the archduke", "send me a pic of you, nobody will know",
+         "i want to kill myself", "we read about the water cycle"]  # fmt: skip
+
+
+def test_compiling_in_the_service_peaks_at_what_it_keeps_not_at_the_compiles_peak(
+    tmp_path: Path,
+) -> None:
+    holder = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key())
+    active = holder.current()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        matcher = active.compiled("ks2")
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    kept, peak = kept - before, peak - before
+    # In-process, the shipped lists peak at about 8 times what the matcher keeps (143 MB
+    # for 17); from the child, the unpickled tables and the pickler's buffers.
+    assert peak < 2.5 * kept, (peak, kept)
+    assert match_text(matcher, TEXTS[2])
+
+
+def test_a_matcher_from_the_child_matches_as_one_compiled_in_process(tmp_path: Path) -> None:
+    files = {k: v for k, v in read_folder(DEFAULT_DIR).items() if k != "exemptions.toml"}
+    now = datetime.now(UTC)
+    files["exemptions.toml"] = (  # active now, so the child must judge it at the same time
+        f'[[exemption]]\nid = "history"\ngroup = "ks2"\nterms = ["assassinate"]\n'
+        f"start = {(now - timedelta(days=1)).date()}\nend = {(now + timedelta(days=2)).date()}\n"
+        'reason = "Year 6 history."\napprover = "A. Example (DSL)"\n'
+    )
+    policy = load_files(files)
+    here = Compiled(policy, "ks2", now)
+    there = ActivePolicy(1, for_a_pc(policy), in_child=True).compiled("ks2", now)
+    assert pickle.dumps(there.tables()) == pickle.dumps(here.tables())
+    assert there.valid_until == here.valid_until
+    for text in TEXTS:
+        assert match_text(there, text) == match_text(here, text), text
+
+
+def test_the_service_keeps_no_text_that_only_a_technician_reads(tmp_path: Path) -> None:
+    kept = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key())
+    policy, full = kept.current().policy, load_policy()
+    terms = [t for c in policy.categories for t in c.terms] + [g.term for g in policy.guards]
+    assert terms and not any(t.why or t.where or t.example for t in terms)
+    assert policy.semantic is not None and full.semantic is not None
+    assert not any(e.why or e.where for e in policy.semantic.exemplars)
+    # What an alert names stays: the exemplar's id and its sentence.
+    assert [(e.id, e.category, e.text) for e in policy.semantic.exemplars] == [
+        (e.id, e.category, e.text) for e in full.semantic.exemplars]  # fmt: skip
+    assert [u.why for u in policy.urls] == [u.why for u in full.urls]  # a block page shows it
+
+
+def test_a_bundle_is_verified_in_the_child_and_a_forged_one_refused(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    holder = PolicyHolder(tmp_path / "policy.json", key.public_key())
+    data = build_bundle(DEFAULT_DIR, 7, key)
+    assert holder.apply(data).version == 7
+    assert (tmp_path / "policy.json").read_bytes() == data
+    forged = build_bundle(DEFAULT_DIR, 8, Ed25519PrivateKey.generate())
+    with pytest.raises(BundleError, match="signature does not verify"):
+        holder.apply(forged)
+    assert holder.version == 7
+    again = PolicyHolder(tmp_path / "policy.json", key.public_key())  # the last good, re-read
+    assert again.version == 7
+    assert again.current().policy == holder.current().policy
+
+
+def test_when_the_child_cannot_start_the_service_does_the_work_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(policy_child, "COMMAND", [str(tmp_path / "no-such-python")])
+    caplog.set_level(logging.WARNING, logger="agent.policy_child")
+    holder = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key())
+    assert holder.version == 0
+    assert match_text(holder.current().compiled("ks2"), TEXTS[2])
+    failed = [r.getMessage() for r in caplog.records if "policy.child_failed" in r.getMessage()]
+    assert any("step=shipped" in m for m in failed)
+    assert any("step=compile" in m for m in failed)
+
+
+def test_a_child_that_hangs_is_stopped_and_the_service_does_the_work_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(policy_child, "COMMAND", [sys.executable, "-c",
+                                                  "import time; time.sleep(600)"])  # fmt: skip
+    monkeypatch.setattr(policy_child, "TIMEOUT_S", 1.0)
+    caplog.set_level(logging.WARNING, logger="agent.policy_child")
+    holder = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key())
+    assert holder.version == 0 and holder.current().policy.categories
+    assert any("step=shipped" in r.getMessage() and "exit status -9" in r.getMessage()
+               for r in caplog.records)  # fmt: skip

@@ -1,0 +1,45 @@
+"""The keystroke automaton (rules/automaton.py): every occurrence of every phrase, found a
+character at a time, and its memory per state (the shipped lists make about 480,000)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from rules.automaton import Automaton
+
+pytestmark = pytest.mark.unit
+
+
+def _found(auto: Automaton, text: str) -> set[tuple[int, int]]:
+    """(end offset, pattern id) of every match, stepping one character at a time."""
+    state, out = 0, set()
+    for i, ch in enumerate(text):
+        state = auto.step(state, ord(ch))
+        out.update((i + 1, pid) for pid in auto.outputs(state))
+    return out
+
+
+def test_every_occurrence_is_found_as_a_plain_search_finds_it() -> None:
+    rng = random.Random(14)
+    for _ in range(30):
+        patterns = sorted({"".join(rng.choices("abc ", k=rng.randint(1, 6))) for _ in range(40)})
+        patterns = [p for p in patterns if p.strip()]
+        auto = Automaton(patterns)
+        assert sorted(auto.phrases(), key=lambda x: x[1]) == [(p, i) for i, p in
+                                                              enumerate(patterns)]  # fmt: skip
+        text = "".join(rng.choices("abcd ", k=300))
+        want = {(i + len(p), pid) for pid, p in enumerate(patterns)
+                for i in range(len(text)) if text.startswith(p, i)}  # fmt: skip
+        assert _found(auto, text) == want
+
+
+def test_a_state_costs_17_bytes() -> None:
+    """base 4, key 1, fail 4, term 4, out 4: a transition's target is implied by the
+    breadth-first numbering (21 bytes a state when it was stored)."""
+    rng = random.Random(7)
+    patterns = sorted({"".join(rng.choices("abcdefghij", k=rng.randint(3, 12)))
+                       for _ in range(2000)})  # fmt: skip
+    auto = Automaton(patterns)
+    assert auto.nbytes() - len(patterns) <= 17 * len(auto) + 4
