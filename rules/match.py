@@ -395,6 +395,11 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
             found.append((last, -size, pid))
     if not found:
         return []
+    # Only the hits that can change a score (rules/bulk_gate.py); often none can.
+    keep = c.bulk_gate.keep([pid for _, _, pid in found])
+    if keep is None:
+        return []
+    found = [f for f in found if f[2] in keep]
     found.sort()
     at: _Offsets | None = None
     scorer: Scorer | None = None
