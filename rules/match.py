@@ -375,13 +375,26 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
     s = parts.squeezed
     n, soft = len(s), parts.collapsed
     lengths, needs = c.automaton.lengths, c.needs
+    # Only the hits that can change a score go on (rules/bulk_gate.py); often none can.
     found = []
     if soft:  # a boundary may lie inside a word: every occurrence is a candidate
-        for last, pid in c.bulk.iter(s):
-            found.append((last, -lengths[pid], pid))
+        hits = list(c.bulk.iter(s))
+        keep = c.bulk_gate.keep([pid for _, pid in hits], lambda: [e for e, _ in hits],
+                                s) if hits else None  # fmt: skip
+        if keep is None:
+            return []
+        found = [(last, -lengths[pid], pid) for last, pid in hits if pid in keep]
     else:  # whole-word phrases are stored padded with separators: in-word ones never show
-        for end, value in c.bulk_words.iter(SEP + s + SEP):
+        hits = list(c.bulk_words.iter(SEP + s + SEP))
+        keep = c.bulk_gate.keep([value >> 1 for _, value in hits],
+                                lambda: [e - 1 - (v & 1) for e, v in hits],
+                                s) if hits else None  # fmt: skip
+        if keep is None:
+            return []
+        for end, value in hits:
             pid = value >> 1
+            if pid not in keep:
+                continue
             size = lengths[pid]
             if value & 1:
                 found.append((end - 2, -size, pid))
@@ -395,11 +408,6 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
             found.append((last, -size, pid))
     if not found:
         return []
-    # Only the hits that can change a score (rules/bulk_gate.py); often none can.
-    keep = c.bulk_gate.keep([pid for _, _, pid in found])
-    if keep is None:
-        return []
-    found = [f for f in found if f[2] in keep]
     found.sort()
     at: _Offsets | None = None
     scorer: Scorer | None = None
