@@ -74,6 +74,12 @@ class Gate:
                     parts[e.combo, e.part].append(pid)
                 else:
                     flags[pid] |= PLAIN
+        for seq in c.sequences:  # a guard in pieces: its members lower scores too
+            if seq.guard >= 0:
+                for group in seq.groups:
+                    for member in group:
+                        for pid in key_pids[member]:
+                            flags[pid] |= GUARD
         shared: dict[object, object] = {}  # one copy of each equal set, rule and list
 
         def one(pids: Iterable[int]) -> frozenset[int]:

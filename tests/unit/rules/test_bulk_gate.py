@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules.compile import Compiled
+from rules.evaluate import DEFAULT_CORPUS
 from rules.load import load_policy
 from rules.match import Alert, Stream, match_text
 from rules.scoring import Scorer
@@ -106,6 +107,29 @@ why = "test"
         found = match_text(compiled, text)
         assert _same(found, _streamed(compiled, text)), text
         assert len([a for a in found if a.category == "gambling"]) == alerts, text
+
+
+@pytest.mark.parametrize("text", [
+    "are you home alone or is dad back yet",  # a guard in pieces lowers it (its members)
+    "a man at the gym gave me leaflets about defending our race and said i could come to a "
+    "meeting, said dont tell anyone",
+    "someone hacked my snap and posted my private pics",
+])  # fmt: skip
+def test_what_lowers_a_score_is_kept(ks2: Compiled, text: str) -> None:
+    assert _same(match_text(ks2, text), _streamed(ks2, text))
+
+
+def test_bulk_equals_stream_on_the_open_corpus(ks2: Compiled) -> None:
+    """Every open corpus text and every typing sentence (guards, exemptions and sequences
+    as the lists really use them; the held-back part is not read)."""
+    files = sorted(DEFAULT_CORPUS.glob("**/open/**/*.txt")) + sorted(
+        (DEFAULT_CORPUS / "typing").glob("*.txt"))  # fmt: skip
+    said = [line.split(":", 1)[1].strip() for f in files
+            for line in f.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]  # fmt: skip
+    assert len(said) > 5000
+    differ = [t for t in said if not _same(match_text(ks2, t), _streamed(ks2, t))]
+    assert not differ, f"{len(differ)} texts differ, the first: {differ[0]!r}"
 
 
 def texts(listed: list[str]) -> st.SearchStrategy[str]:
