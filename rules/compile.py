@@ -17,6 +17,7 @@ from typing import Any, cast
 import ahocorasick  # type: ignore[import-not-found]  # C library without type stubs
 
 from rules.automaton import Automaton
+from rules.bulk_gate import Gate
 from rules.entries import Entry, EntryTable
 from rules.normalise import normalise
 from rules.pattern import expand, expand_term
@@ -271,6 +272,14 @@ class Compiled:
                 (f" {phrase} ", pid * 2 + 1) if needs[pid] == 3 else (phrase, pid * 2)
                 for phrase, pid in self.automaton.phrases()))  # fmt: skip
         return self._bulk[1]
+
+    @property
+    def bulk_gate(self) -> Gate:
+        """Which of a text's hits can matter to an alert (rules/bulk_gate.py)."""
+        if len(self._bulk) < 3:
+            self.bulk_words  # noqa: B018  # the box holds [plain, words, gate]
+            self._bulk.append(Gate(self))
+        return cast(Gate, self._bulk[2])
 
     @property
     def bulk_ready(self) -> bool:

@@ -375,12 +375,27 @@ def _bulk(c: Compiled, text: str, parts: Parts) -> list[Alert] | None:
     s = parts.squeezed
     n, soft = len(s), parts.collapsed
     lengths, needs = c.automaton.lengths, c.needs
+    # Only the hits that can change a score go on (rules/bulk_gate.py); often none can.
+    # (A long text holds nearly every common phrase: there the gate would keep all.)
+    gate = None if len(text) > 2 * HISTORY else c.bulk_gate
     found = []
     if soft:  # a boundary may lie inside a word: every occurrence is a candidate
-        for last, pid in c.bulk.iter(s):
-            found.append((last, -lengths[pid], pid))
+        hits = list(c.bulk.iter(s))
+        if gate is not None:
+            keep = gate.keep([pid for _, pid in hits], lambda: [e for e, _ in hits], s)
+            if keep is None:
+                return []
+            hits = [h for h in hits if h[1] in keep]
+        found = [(last, -lengths[pid], pid) for last, pid in hits]
     else:  # whole-word phrases are stored padded with separators: in-word ones never show
-        for end, value in c.bulk_words.iter(SEP + s + SEP):
+        hits = list(c.bulk_words.iter(SEP + s + SEP))
+        if gate is not None:
+            keep = gate.keep([value >> 1 for _, value in hits],
+                             lambda: [e - 1 - (v & 1) for e, v in hits], s)  # fmt: skip
+            if keep is None:
+                return []
+            hits = [h for h in hits if h[1] >> 1 in keep]
+        for end, value in hits:
             pid = value >> 1
             size = lengths[pid]
             if value & 1:

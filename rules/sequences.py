@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -118,6 +118,9 @@ class Members:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._keys)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Members) and self._keys == other._keys
