@@ -12,6 +12,7 @@ import pytest
 
 from rules.compile import Compiled
 from rules.load import DEFAULT_DIR, load_policy
+from rules.match import Alert, Stream
 from rules.schema import Boundary, Category, Combo, Policy, Term
 
 # Inside the shipped history exemption (2025-01-06 .. 2025-02-14).
@@ -74,3 +75,36 @@ def generated_policy(base: Policy, n: int, seed: int = 4) -> Policy:
 def ks2_50k(policy: Policy) -> Compiled:
     """The shipped lists plus 50,000 generated terms (compiling takes several seconds)."""
     return Compiled(generated_policy(policy, 50_000), "ks2", AFTER_EXEMPTION)
+
+
+def listed(compiled: Compiled) -> list[str]:
+    """Every phrase the automaton holds: terms, patterns expanded, combination parts and
+    guards; at most 3,000 of them (a sample, the same on every run)."""
+    found = sorted(compiled.patterns)
+    return found[:: max(1, len(found) // 3000)]
+
+
+def streamed(compiled: Compiled, text: str) -> list[Alert]:
+    """What the keystroke path alerts on for ``text`` (the bulk path's reference)."""
+    stream = Stream(compiled)
+    stream.feed_text(text)
+    stream.finish()
+    return list(stream.standing)
+
+
+def same_alerts(a: list[Alert], b: list[Alert]) -> bool:
+    """The same alerts; those that waited for their sentence may come in another order."""
+    def key(x: Alert) -> tuple[object, ...]:
+        return (x.start, x.end, x.category, x.terms, x.score, x.suppressed, x.context)
+
+    return sorted(a, key=key) == sorted(b, key=key)
+
+
+@pytest.fixture(scope="module")
+def shipped_terms(ks2: Compiled) -> list[str]:
+    return listed(ks2)
+
+
+@pytest.fixture(scope="module")
+def big_terms(ks2_50k: Compiled) -> list[str]:
+    return listed(ks2_50k)

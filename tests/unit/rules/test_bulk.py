@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules.compile import Compiled
-from rules.match import HISTORY, Alert, Stream, _capped, _context, match_text
+from rules.match import HISTORY, _capped, _context, match_text
+from tests.unit.rules.conftest import same_alerts, streamed
 
 pytestmark = pytest.mark.unit
 PROPERTY = settings(derandomize=True, deadline=None, max_examples=200,
@@ -58,44 +59,12 @@ def texts(terms: list[str]) -> st.SearchStrategy[str]:
     return build()
 
 
-def _listed(compiled: Compiled) -> list[str]:
-    """Every phrase the automaton holds: terms, patterns expanded, combination parts and
-    guards; at most 3,000 of them (a sample, the same on every run)."""
-    found = sorted(compiled.patterns)
-    return found[:: max(1, len(found) // 3000)]
-
-
-def _streamed(compiled: Compiled, text: str) -> list[Alert]:
-    stream = Stream(compiled)
-    stream.feed_text(text)
-    stream.finish()
-    return list(stream.standing)
-
-
-def _same(a: list[Alert], b: list[Alert]) -> bool:
-    """The same alerts; those that waited for their sentence may come in another order."""
-    def key(x: Alert) -> tuple[object, ...]:
-        return (x.start, x.end, x.category, x.terms, x.score, x.suppressed, x.context)
-
-    return sorted(a, key=key) == sorted(b, key=key)
-
-
-@pytest.fixture(scope="module")
-def shipped_terms(ks2: Compiled) -> list[str]:
-    return _listed(ks2)
-
-
-@pytest.fixture(scope="module")
-def big_terms(ks2_50k: Compiled) -> list[str]:
-    return _listed(ks2_50k)
-
-
 @PROPERTY
 @given(data=st.data())
 def test_bulk_equals_stream_shipped(ks2: Compiled, shipped_terms: list[str],
                                     data: st.DataObject) -> None:  # fmt: skip
     text = data.draw(texts(shipped_terms))
-    assert _same(match_text(ks2, text), _streamed(ks2, text))
+    assert same_alerts(match_text(ks2, text), streamed(ks2, text))
 
 
 @PROPERTY
@@ -103,7 +72,7 @@ def test_bulk_equals_stream_shipped(ks2: Compiled, shipped_terms: list[str],
 def test_bulk_equals_stream_exempt(ks2_exempt: Compiled, shipped_terms: list[str],
                                    data: st.DataObject) -> None:  # fmt: skip
     text = data.draw(texts(shipped_terms))
-    assert _same(match_text(ks2_exempt, text), _streamed(ks2_exempt, text))
+    assert same_alerts(match_text(ks2_exempt, text), streamed(ks2_exempt, text))
 
 
 @PROPERTY
@@ -111,7 +80,7 @@ def test_bulk_equals_stream_exempt(ks2_exempt: Compiled, shipped_terms: list[str
 def test_bulk_equals_stream_50k_terms(ks2_50k: Compiled, big_terms: list[str],
                                       data: st.DataObject) -> None:  # fmt: skip
     text = data.draw(texts(big_terms))
-    assert _same(match_text(ks2_50k, text), _streamed(ks2_50k, text))
+    assert same_alerts(match_text(ks2_50k, text), streamed(ks2_50k, text))
 
 
 @settings(PROPERTY, max_examples=25)
@@ -122,7 +91,7 @@ def test_bulk_equals_stream_past_the_history(ks2_50k: Compiled, big_terms: list[
     text = data.draw(texts(big_terms))
     text *= 2 * HISTORY // max(1, len(text)) + 1
     assert len(text) > 2 * HISTORY
-    assert _same(match_text(ks2_50k, text), _streamed(ks2_50k, text))
+    assert same_alerts(match_text(ks2_50k, text), streamed(ks2_50k, text))
 
 
 @pytest.mark.parametrize("text", [
@@ -142,7 +111,7 @@ def test_bulk_equals_stream_past_the_history(ks2_50k: Compiled, big_terms: list[
     "",
 ])  # fmt: skip
 def test_bulk_equals_stream_cases(ks2: Compiled, text: str) -> None:
-    assert _same(match_text(ks2, text), _streamed(ks2, text))
+    assert same_alerts(match_text(ks2, text), streamed(ks2, text))
 
 
 @PROPERTY

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from rules.compile import Compiled
 from rules.evaluate import DEFAULT_CORPUS
 from rules.load import load_policy
-from rules.match import Alert, Stream, match_text
+from rules.match import match_text
 from rules.scoring import Scorer
 from rules.sequences import COMMON
+from tests.unit.rules.conftest import same_alerts, streamed
 
 pytestmark = pytest.mark.unit
 PROPERTY = settings(derandomize=True, deadline=None, max_examples=200,
@@ -23,20 +24,6 @@ PROPERTY = settings(derandomize=True, deadline=None, max_examples=200,
 SCHOOL = ["homework", "maths", "lesson", "teacher", "football", "minecraft", "roblox",
           "history", "science", "number", "line", "put", "show", "read", "end", "high"]  # fmt: skip
 SEPS = [" ", " ", " ", ", ", ". ", "\n", "  "]
-
-
-def _streamed(compiled: Compiled, text: str) -> list[Alert]:
-    stream = Stream(compiled)
-    stream.feed_text(text)
-    stream.finish()
-    return list(stream.standing)
-
-
-def _same(a: list[Alert], b: list[Alert]) -> bool:
-    def key(x: Alert) -> tuple[object, ...]:
-        return (x.start, x.end, x.category, x.terms, x.score, x.suppressed, x.context)
-
-    return sorted(a, key=key) == sorted(b, key=key)
 
 
 @pytest.mark.parametrize("text", [
@@ -105,7 +92,7 @@ why = "test"
         ("zorbly snorf quabble", 1),  # the combination is not whole: no lowering
     ]:
         found = match_text(compiled, text)
-        assert _same(found, _streamed(compiled, text)), text
+        assert same_alerts(found, streamed(compiled, text)), text
         assert len([a for a in found if a.category == "gambling"]) == alerts, text
 
 
@@ -116,7 +103,7 @@ why = "test"
     "someone hacked my snap and posted my private pics",
 ])  # fmt: skip
 def test_what_lowers_a_score_is_kept(ks2: Compiled, text: str) -> None:
-    assert _same(match_text(ks2, text), _streamed(ks2, text))
+    assert same_alerts(match_text(ks2, text), streamed(ks2, text))
 
 
 def test_bulk_equals_stream_on_the_open_corpus(ks2: Compiled) -> None:
@@ -128,7 +115,7 @@ def test_bulk_equals_stream_on_the_open_corpus(ks2: Compiled) -> None:
             for line in f.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.startswith("#")]  # fmt: skip
     assert len(said) > 5000
-    differ = [t for t in said if not _same(match_text(ks2, t), _streamed(ks2, t))]
+    differ = [t for t in said if not same_alerts(match_text(ks2, t), streamed(ks2, t))]
     assert not differ, f"{len(differ)} texts differ, the first: {differ[0]!r}"
 
 
@@ -147,27 +134,12 @@ def texts(listed: list[str]) -> st.SearchStrategy[str]:
     return build()
 
 
-def _listed(compiled: Compiled) -> list[str]:
-    found = sorted(compiled.patterns)
-    return found[:: max(1, len(found) // 3000)]
-
-
-@pytest.fixture(scope="module")
-def shipped_terms(ks2: Compiled) -> list[str]:
-    return _listed(ks2)
-
-
-@pytest.fixture(scope="module")
-def big_terms(ks2_50k: Compiled) -> list[str]:
-    return _listed(ks2_50k)
-
-
 @PROPERTY
 @given(data=st.data())
 def test_gated_bulk_equals_stream_on_common_words(ks2: Compiled, shipped_terms: list[str],
                                                   data: st.DataObject) -> None:  # fmt: skip
     text = data.draw(texts(shipped_terms))
-    assert _same(match_text(ks2, text), _streamed(ks2, text))
+    assert same_alerts(match_text(ks2, text), streamed(ks2, text))
 
 
 @PROPERTY
@@ -175,4 +147,4 @@ def test_gated_bulk_equals_stream_on_common_words(ks2: Compiled, shipped_terms: 
 def test_gated_bulk_equals_stream_50k_terms(ks2_50k: Compiled, big_terms: list[str],
                                            data: st.DataObject) -> None:  # fmt: skip
     text = data.draw(texts(big_terms))
-    assert _same(match_text(ks2_50k, text), _streamed(ks2_50k, text))
+    assert same_alerts(match_text(ks2_50k, text), streamed(ks2_50k, text))
