@@ -1,6 +1,7 @@
-"""The service with screenshot evidence wired in, against today's real collector (which
-answers PutEvidence with UNIMPLEMENTED): waiting pictures stay in their outbox, the uploader
-says once that the collector takes none, and events ship all the same."""
+"""The service with screenshot evidence wired in, against the real collector: a picture left
+waiting by an earlier run is uploaded on the uploader's own connection and leaves the PC,
+and events ship all the same. (A collector that takes no pictures, or is down, is
+tests/integration/agent/test_evidence_upload.py's.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from tests.integration.agent.test_agent_service import kinds
 pytestmark = pytest.mark.integration
 
 
-def test_pictures_wait_for_a_collector_that_takes_none_and_events_do_not(
+def test_a_waiting_picture_is_uploaded_and_events_ship_alongside(
     collector: CollectorHarness, state: StateDir, wait: Callable[..., None],
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
@@ -31,12 +32,13 @@ def test_pictures_wait_for_a_collector_that_takes_none_and_events_do_not(
     thread = threading.Thread(target=service.run, args=(stop,))
     thread.start()
     try:
-        wait(lambda: "evidence.collector_takes_none" in caplog.text, what="the uploader's word")
+        wait(lambda: not store.waiting(), what="the picture uploaded and gone from the PC")
         wait(lambda: kinds(collector.events(agent_id)).count("heartbeat") >= 3,
-             what="heartbeats shipped while the picture waits")  # fmt: skip
+             what="heartbeats shipped beside the upload")  # fmt: skip
     finally:
         stop.set()
         thread.join(60)
-    assert service.uploader is not None and service.uploader.last_error == "UNIMPLEMENTED"
-    assert [w.event_id for w in store.waiting()] == ["0" * 32]
-    assert caplog.text.count("evidence.collector_takes_none") == 1
+    query = "SELECT event_id, size FROM screenshots WHERE agent_id = ?"
+    held = collector.with_store(lambda s: s.con.execute(query, [agent_id]).fetchall())
+    assert held == [("0" * 32, len(b"sealed picture from an earlier run"))]
+    assert service.uploader is not None and service.uploader.last_error is None
