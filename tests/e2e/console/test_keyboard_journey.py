@@ -5,6 +5,8 @@ programmatic focus), on a phone-sized screen as on a desktop."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conftest import require_tool
@@ -22,6 +24,31 @@ pytestmark = pytest.mark.e2e
 TABS = 200  # no page here has more stops than this
 
 
+def tab_to(page: Any, test: str, what: str, back: bool = False) -> None:
+    """Press Tab (or Shift+Tab) until document.activeElement passes `test` (JS, `e`)."""
+    for _ in range(TABS):
+        page.keyboard.press("Shift+Tab" if back else "Tab")
+        check = f"(() => {{ const e = document.activeElement; return !!(e && ({test})); }})()"
+        if page.evaluate(check):
+            return
+    seen = page.evaluate("(() => { const e = document.activeElement; return e ? "
+                         "e.tagName + ' ' + (e.name || '') + ' ' + (e.id || '') : ''; })()")
+    raise AssertionError(f"Tab never reached {what} (focus ends on {seen}); the page: "
+                         f"{page.locator('main').inner_text()[:1500]}")
+
+
+def sign_in_by_keyboard(page: Any, served: Served, username: str) -> None:
+    """The login form by Tab and typing alone; Enter submits."""
+    page.goto(served.url + "/login")
+    tab_to(page, "e.name === 'username'", "the username")
+    page.keyboard.type(username)
+    tab_to(page, "e.name === 'password'", "the password")
+    page.keyboard.type(PASSWORD)
+    tab_to(page, "e.name === 'code'", "the code")
+    page.keyboard.type(served.code(username))
+    page.keyboard.press("Enter")
+
+
 @pytest.mark.parametrize("width", [1280, 390])
 def test_from_the_dashboard_to_a_referral_by_keyboard_alone(served: Served, width: int) -> None:
     require_tool("chromium")
@@ -35,18 +62,6 @@ def test_from_the_dashboard_to_a_referral_by_keyboard_alone(served: Served, widt
         agent.ship(keyword("bullying", ["idiot"], account=pupil, context="you idiot"))
     _wait_for_candidates(served.data, 3)
 
-    def tab_to(page: Page, test: str, what: str, back: bool = False) -> None:
-        """Press Tab (or Shift+Tab) until document.activeElement passes `test` (JS, `e`)."""
-        for _ in range(TABS):
-            page.keyboard.press("Shift+Tab" if back else "Tab")
-            check = f"(() => {{ const e = document.activeElement; return !!(e && ({test})); }})()"
-            if page.evaluate(check):
-                return
-        seen = page.evaluate("(() => { const e = document.activeElement; return e ? "
-                             "e.tagName + ' ' + (e.name || '') + ' ' + (e.id || '') : ''; })()")
-        raise AssertionError(f"Tab never reached {what} (focus ends on {seen}); the page: "
-                             f"{page.locator('main').inner_text()[:1500]}")
-
     def choose(page: Page, value: str) -> None:
         """On a focused <select>, arrow down until it holds `value`."""
         for _ in range(30):
@@ -59,14 +74,7 @@ def test_from_the_dashboard_to_a_referral_by_keyboard_alone(served: Served, widt
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": 860})
-            page.goto(served.url + "/login")
-            tab_to(page, "e.name === 'username'", "the username")
-            page.keyboard.type("dana")
-            tab_to(page, "e.name === 'password'", "the password")
-            page.keyboard.type(PASSWORD)
-            tab_to(page, "e.name === 'code'", "the code")
-            page.keyboard.type(served.code("dana"))
-            page.keyboard.press("Enter")
+            sign_in_by_keyboard(page, served, "dana")
             expect(page.locator("h1")).to_contain_text("Needs attention")
             # The severe one is at the top; its pupil's name leads to the chronology.
             tab_to(page, "e.getAttribute('href') === '/pupils/pupil.amy/chronology'",

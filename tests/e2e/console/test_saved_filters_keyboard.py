@@ -7,38 +7,23 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import require_tool
-from tests.e2e.console.test_console_browser import CHROMIUM_ARGS, PASSWORD, Served
+from tests.e2e.console.test_console_browser import CHROMIUM_ARGS, Served
 from tests.e2e.console.test_console_browser import served as served
+from tests.e2e.console.test_keyboard_journey import sign_in_by_keyboard, tab_to
 
 pytestmark = pytest.mark.e2e
-TABS = 200
 
 
 @pytest.mark.parametrize("width", [1280, 390])
 def test_save_follow_and_delete_a_filter_by_keyboard(served: Served, width: int) -> None:
     require_tool("chromium")
-    from playwright.sync_api import Page, expect, sync_playwright
-
-    def tab_to(page: Page, test: str, what: str) -> None:
-        for _ in range(TABS):
-            page.keyboard.press("Tab")
-            if page.evaluate(f"(() => {{ const e = document.activeElement; "
-                             f"return !!(e && ({test})); }})()"):  # fmt: skip
-                return
-        raise AssertionError(f"Tab never reached {what}")
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": 860})
-            page.goto(served.url + "/login")
-            tab_to(page, "e.name === 'username'", "the username")
-            page.keyboard.type("dana")
-            tab_to(page, "e.name === 'password'", "the password")
-            page.keyboard.type(PASSWORD)
-            tab_to(page, "e.name === 'code'", "the code")
-            page.keyboard.type(served.code("dana"))
-            page.keyboard.press("Enter")
+            sign_in_by_keyboard(page, served, "dana")
             expect(page.locator("h1")).to_contain_text("Needs attention")
             page.goto(served.url + "/incidents?status=&severity=3")
             tab_to(page, "e.name === 'name' && e.closest('.saved-filters')", "the filter's name")
