@@ -14,6 +14,8 @@ import pytest
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _is_xdist_controller(session.config):
+        return  # its children are the workers, each of which checks its own
     me = psutil.Process()
     leaked = [p for p in me.children(recursive=True) if _alive(p)]
     if not leaked:
@@ -35,3 +37,8 @@ def _alive(proc: psutil.Process) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """True in the process that hands tests to pytest-xdist's workers (not in a worker)."""
+    return config.pluginmanager.hasplugin("dsession")

@@ -143,8 +143,10 @@ class Proxy:
                     continue  # black-holed: dropped
                 dst.sendall(data)
                 self.bytes_forwarded += len(data)
-        except OSError:
-            return  # cut, or the other side went away
+        except (OSError, ValueError):
+            # Cut, or the other side went away; ValueError when `cut` closed the socket between
+            # two selects (its descriptor is then -1).
+            return
 
     def _pass_on(self) -> bool:
         """Hold the chunk as the mode says; False to drop it."""
