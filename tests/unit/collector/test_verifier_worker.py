@@ -72,6 +72,9 @@ def test_a_good_batch_comes_back_as_the_rows_the_store_writes() -> None:
         (verifier_worker.request(b"\0" * 32, NONCE, batch_bytes(events_pb2.Event(seq=1))),
          "bad_signature"),
     ],
+    # Named, not drawn from the bodies: PUB is a fresh key in each process, and pytest-xdist's
+    # workers must collect the same test names.
+    ids=["garbage", "other-nonce", "severity-out-of-range", "wrong-key"],
 )  # fmt: skip
 def test_a_bad_batch_is_refused_with_its_reason_and_the_next_is_still_served(
     body: bytes, reason: str
