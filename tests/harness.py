@@ -82,7 +82,9 @@ class CollectorHarness:
 
         self._thread = threading.Thread(target=run, name="collector", daemon=True)
         self._thread.start()
-        self._running = started.result(timeout=30)
+        # Generous: a start publishes the shipped policy (seconds idle, a minute on a loaded CI
+        # machine running tests on several workers).
+        self._running = started.result(timeout=180)
         self._loop = loop
         self.port = self._running.port
 

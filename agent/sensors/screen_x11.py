@@ -1,5 +1,7 @@
 """Screen capture on X11: one window's pixels through python-xlib (GetImage), downscaled
-with Pillow to at most max_width across, encoded as PNG.
+with Pillow to at most max_width across, encoded as PNG. The service runs it as a child
+(`python -m agent.sensors.screen_x11 DISPLAY WINDOW MAX_WIDTH [XAUTHORITY]`, screen.py says why):
+the PNG on stdout, nothing if the window has gone, a sentence on stderr if it failed.
 
 The service runs as root and connects to the pupil's display itself. An X server that asks
 for a cookie (Xorg with a display manager) gets the session's own: the caller passes the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,3 +100,22 @@ def capture_window(name: str, window_id: int, max_width: int,
     finally:
         d.close()
     return None if image is None else png(downscale(image, max_width))
+
+
+def main(argv: list[str]) -> int:
+    from agent.sensors.screen import CHILD_NO_CAPTURE
+
+    display_name, window_id, max_width = argv[0], int(argv[1]), int(argv[2])
+    xauthority = argv[3] if len(argv) > 3 else ""
+    try:
+        image = capture_window(display_name, window_id, max_width, xauthority)
+    except CaptureError as exc:
+        print(exc, file=sys.stderr)
+        return CHILD_NO_CAPTURE
+    if image:
+        sys.stdout.buffer.write(image)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

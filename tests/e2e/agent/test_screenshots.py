@@ -127,7 +127,9 @@ class Rig:
         before = len(self.detections())
         self.send("w", "chat-app", title, password, window_id)
         self.send("k", [*text, "<enter>"])
-        return wait_until(lambda: self.detections()[before:], 30, "the detection")[0]  # type: ignore[no-any-return]
+        # Generous: the first line also compiles the ks2 lists (seconds idle, a minute on a
+        # loaded CI machine).
+        return wait_until(lambda: self.detections()[before:], 180, "the detection")[0]  # type: ignore[no-any-return]
 
     def detections(self) -> list[events_pb2.Event]:
         return [e for e in self.emitted if e.WhichOneof("payload") == "keyword"]

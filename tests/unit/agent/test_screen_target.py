@@ -53,3 +53,25 @@ def test_a_cookie_file_another_user_owns_is_not_used(
 def test_a_display_on_another_host_is_refused(name: str) -> None:
     with pytest.raises(CaptureError, match="not on this PC"):
         capture_window(name, 0x400001, 640)
+
+
+def test_the_service_captures_in_a_child_that_says_why_it_failed() -> None:
+    # No X server answers on this display: the child's sentence reaches the service as a
+    # CaptureError (the worker counts it), not an exit status.
+    from agent.sensors.screen import capture_window as in_service
+
+    with pytest.raises(CaptureError, match="cannot connect to X display ':4791'"):
+        in_service(":4791", 0x400001, 640)
+
+
+def test_a_child_that_hangs_is_killed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from agent.sensors import screen
+
+    # The child made to hang as on a wedged X server: an "interpreter" that only sleeps.
+    hangs = tmp_path / "python"
+    hangs.write_text("#!/bin/sh\nexec sleep 600\n")
+    hangs.chmod(0o755)
+    monkeypatch.setattr(screen.sys, "executable", str(hangs))
+    monkeypatch.setattr(screen, "CHILD_TIMEOUT_S", 0.5)
+    with pytest.raises(CaptureError, match=r"longer than 0\.5 s"):
+        screen.capture_window(":0", 0x400001, 640)
