@@ -123,6 +123,26 @@ INNOCENT = [
     "my brother shot me with a nerf gun",
     "the knife and fork go on the table",
     "sending love to everyone xxx",
+    "there was a fight in the playground but the teacher stopped it",
+]
+
+
+# Round 5 (issue 14): the families batch 7 missed, in wordings that are not the entries'
+# examples (each missed by the lists before round 5).
+ROUND5 = [
+    ("grooming", "get telegram and look up my username so we can talk there"),
+    ("grooming", "i bet u look so cute in ur pjs"),
+    ("grooming", "we can meet at the park, just the two of us"),
+    ("grooming", "your parents sound so strict, you deserve someone who gets you"),
+    ("bullying", "they made an account using my name"),
+    ("bullying", "u smell like a toilet"),
+    ("bullying", "stop trying to sit with us"),
+    ("drugs", "he's got a price list on his snap story"),
+    ("drugs", "bring the rizla and we'll skin up"),
+    ("drugs", "we did loads of balloons at the park last night"),
+    ("violence", "we'll jump him when he walks home"),
+    ("violence", "ur lucky we didnt finish him off"),
+    ("violence", "catch them lacking"),
 ]
 
 
@@ -152,3 +172,8 @@ def test_searched_text_alerts_in_its_category(ks2: Compiled, category: str, text
 @pytest.mark.parametrize("text", INNOCENT)
 def test_innocent_text_does_not_alert(ks2: Compiled, text: str) -> None:
     assert match_text(ks2, text) == []
+
+
+@pytest.mark.parametrize(("category", "text"), ROUND5)
+def test_round5_family_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
+    assert category in categories(ks2, text)
