@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.memory import StartupPages, release_library_pages
+from agent.sensors import HelperProcess
 
 pytestmark = pytest.mark.unit
 
@@ -84,3 +85,25 @@ def test_released_once_start_up_is_over_and_then_every_half_hour() -> None:
         now[0] = t
         pages.check()
     assert calls == [130, 1930]
+
+
+def test_the_watchdog_releases_them_at_its_checks() -> None:
+    from agent.selfwatch import Watchdog, WatchdogLimits
+
+    class NoSensors:
+        def threads(self) -> dict[str, set[int]]:
+            return {}
+
+        def helpers(self) -> list[HelperProcess]:
+            return []
+
+        def shed(self, name: str, reason: str) -> bool:
+            return False
+
+    now, calls = [0.0], []
+    pages = StartupPages(first_s=30, clock=lambda: now[0], release=lambda: calls.append(1) or 0)
+    dog = Watchdog(WatchdogLimits(), NoSensors(), lambda event: None, pages=pages)
+    dog.check()
+    now[0] = 31
+    dog.check()
+    assert calls == [1]
