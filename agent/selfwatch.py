@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.memory import give_back_memory
+from agent.memory import StartupPages, give_back_memory
 from agent.sensors import Emit, HelperProcess
 from agent.usage import ThreadCpu, rss
 from protos import events_pb2
@@ -91,7 +91,8 @@ class Sensors(Protocol):
 
 class Watchdog:
     def __init__(self, limits: WatchdogLimits, sensors: Sensors, emit: Emit,
-                 service_pid: int | None = None) -> None:  # fmt: skip
+                 service_pid: int | None = None,
+                 pages: StartupPages | None = None) -> None:  # fmt: skip
         import os
 
         self.limits = limits
@@ -105,6 +106,7 @@ class Watchdog:
         self._summary = "not checked yet"
         self._service_over = False
         self.checks = 0
+        self._pages = pages or StartupPages()
 
     def run(self, stop: threading.Event) -> None:
         log.info("watchdog.started check_s=%g sustained=%d sensor_cpu_percent=%g "
@@ -125,6 +127,8 @@ class Watchdog:
         # is let go by its last session only after the new one is compiled (and trimmed),
         # and stayed in RSS (9.5 MB of a first start's 20 MB, measured in one process).
         give_back_memory()
+        # And the library pages only start-up ran (gRPC's and cryptography's), once it is over.
+        self._pages.check()
         lim = self.limits
         cpu = self._cpu.sample(self._sensors.threads())
         seen: set[object] = set()

@@ -12,11 +12,14 @@ dev packages). Its own copy matters for RSS: run from this venv, the agent would
 and cryptography's library files with the collector in this process, and the kernel maps into
 the agent pages the collector already brought into memory (3.9 MB more, measured), which a
 classroom PC does not have. Then it measures with psutil, summed over both agent processes:
-CPU (% of one core) and RSS, idle, while xdotool types 10 characters/s,
+CPU (% of one core), RSS and PSS (shared pages counted once over the processes that
+map them: the fair sum), idle, while xdotool types 10 characters/s,
 and in a 200 characters/s burst. Then it stops the collector (so events stay in the outbox)
 and times, for distinct phrases, the Enter that ends the text (an alert of a category with
 guards waits for the end of its sentence) to the event's row in the outbox. The xdotool
-process start (a few ms) is inside that figure, so it is an upper bound.
+process start (a few ms) is inside that figure, so it is an upper bound. Then it restarts the
+agent (and the collector, on its port: with it down, the shipper's reconnecting keeps more
+of gRPC's library resident) and measures idle and typing again.
 
 The collector publishes the shipped policy (with ``--semantic off``, a copy whose semantic
 stage is switched off) before the agent starts; with the stage on, measuring begins once the
@@ -67,20 +70,38 @@ def wait_for(cond: object, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def measure(pids: list[int], seconds: float, work: object = None) -> tuple[float, float]:
-    """(CPU % of one core, peak RSS MB) summed over pids while `work()` runs (or idle)."""
+def pss_mb(pid: int) -> float:
+    """Proportional set size: each shared page counted once over the processes that map it
+    (the service and the helper share libpython, libc and other libraries' pages, which an
+    RSS sum counts twice). From /proc/PID/smaps_rollup (Linux 4.14+)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no Pss line for process {pid}")
+
+
+def measure(pids: list[int], seconds: float, work: object = None) -> tuple[float, float, float]:
+    """(CPU % of one core, peak RSS MB, peak PSS MB) summed over pids while `work()` runs."""
     procs = [psutil.Process(p) for p in pids]
     cpu0 = sum(sum(p.cpu_times()[:2]) for p in procs)
     t0 = time.monotonic()
-    peak = 0
+    peak = peak_pss = 0.0
     while time.monotonic() - t0 < seconds:
         if work is not None:
             work()  # type: ignore[operator]
         else:
             time.sleep(1.0)
-        peak = max(peak, sum(p.memory_info().rss for p in procs))
+        peak = max(peak, sum(p.memory_info().rss for p in procs) / 2**20)
+        peak_pss = max(peak_pss, sum(pss_mb(p.pid) for p in procs))
     cpu1 = sum(sum(p.cpu_times()[:2]) for p in procs)
-    return 100 * (cpu1 - cpu0) / (time.monotonic() - t0), peak / 2**20
+    return 100 * (cpu1 - cpu0) / (time.monotonic() - t0), peak, peak_pss
+
+
+def by_process(procs: AgentProcesses) -> dict[str, tuple[float, float]]:
+    """(RSS MB, PSS MB) of each agent process now."""
+    pids = (("agent run", procs.agent.pid), ("keyboard-helper", procs.helper.pid))
+    return {name: (psutil.Process(pid).memory_info().rss / 2**20, pss_mb(pid))
+            for name, pid in pids}  # fmt: skip
 
 
 def settle(pids: list[int], quiet_pct: float = 2.0, longest_s: float = 180.0) -> None:
@@ -93,6 +114,12 @@ def settle(pids: list[int], quiet_pct: float = 2.0, longest_s: float = 180.0) ->
         time.sleep(2)
         used = sum(sum(p.cpu_times()[:2]) for p in procs) - before
         quiet = quiet + 1 if 100 * used / 2 < quiet_pct else 0
+
+
+def released(log: Path) -> None:
+    """The end of start-up as the agent sees it: its watchdog handed back the pages of the
+    libraries that only start-up ran, 30 s after start (agent/memory.py)."""
+    wait_for(lambda: "memory.library_pages_released" in log.read_text(), 300)
 
 
 def queued_keywords(outbox: Path) -> int:
@@ -127,6 +154,7 @@ def main() -> None:
     ap.add_argument("--semantic", choices=("on", "off"), default="on")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     version = create(tmp / "agent-venv", ROOT, "agent")
     print(f"agent venv: {tmp / 'agent-venv'} (safeguard-monitor {version}, "
           f"semantic stage {args.semantic})", flush=True)  # fmt: skip
@@ -153,6 +181,7 @@ def main() -> None:
             wait_for(lambda: "semantic.ready" in (procs.logs / "agent.err").read_text(), 900)
         pids = procs.pids()
         settle(pids)  # start-up work (policy fetch, compiling the matcher, first scans)
+        released(procs.logs / "agent.err")
         rows = [("idle", *measure(pids, args.seconds))]
 
         def slow() -> None:  # 10 characters a second
@@ -164,9 +193,7 @@ def main() -> None:
             desktop.type(TEXT, delay_ms=5)
 
         rows.append(("burst 200 chars/s", *measure(pids, min(args.seconds, 30), burst)))
-        split = {name: psutil.Process(pid).memory_info().rss / 2**20
-                 for name, pid in (("agent run", procs.agent.pid), ("keyboard-helper",
-                                                                    procs.helper.pid))}  # fmt: skip
+        split = by_process(procs)
         collector.stop()  # events now stay in the outbox, where we time their arrival
         latencies = []
         for phrase in PHRASES:
@@ -195,6 +222,7 @@ def main() -> None:
         # Every later start: the PC loads the collector's policy it kept (policy.json), not
         # the shipped one and then the collector's, as on its first start above.
         procs.stop()
+        collector.start()  # (same port) a PC's steady state: its collector reachable
         procs = AgentProcesses(state.root, desktop, tmp / "work-restarted", heartbeat=60,
                                log_level="info", bin_dir=tmp / "agent-venv" / "bin")
         started = procs.logs / "agent.err"
@@ -202,11 +230,10 @@ def main() -> None:
         if args.semantic == "on":
             wait_for(lambda: "semantic.ready" in started.read_text(), 900)
         settle(procs.pids())
+        released(started)
         rows.append(("idle, restarted", *measure(procs.pids(), args.seconds)))
         rows.append(("typing, restarted", *measure(procs.pids(), args.seconds, slow)))
-        split_later = {name: psutil.Process(pid).memory_info().rss / 2**20
-                       for name, pid in (("agent run", procs.agent.pid), ("keyboard-helper",
-                                                                          procs.helper.pid))}
+        split_later = by_process(procs)
     finally:
         procs.stop()
         desktop.close()
@@ -214,14 +241,14 @@ def main() -> None:
     cpu = psutil.cpu_freq()
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
           f"{cpu.max if cpu else '?'} MHz, Python {platform.python_version()}")  # fmt: skip
-    print("| phase | CPU (% of one core) | peak RSS, agent + helper (MB) |")
-    print("|---|---|---|")
-    for name, pct, rss in rows:
-        print(f"| {name} | {pct:.2f} | {rss:.1f} |")
-    print("RSS by process, first start (MB): "
-          + ", ".join(f"{k} {v:.1f}" for k, v in split.items()))
-    print("RSS by process, restarted (MB): "
-          + ", ".join(f"{k} {v:.1f}" for k, v in split_later.items()))
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("| phase | CPU (% of one core) | peak RSS, agent + helper (MB) | peak PSS (MB) |")
+    print("|---|---|---|---|")
+    for name, pct, rss, pss in rows:
+        print(f"| {name} | {pct:.2f} | {rss:.1f} | {pss:.1f} |")
+    for when, figures in (("first start", split), ("restarted", split_later)):
+        print(f"RSS / PSS by process, {when} (MB): "
+              + ", ".join(f"{k} {r:.1f} / {p:.1f}" for k, (r, p) in figures.items()))
     print(f"Enter after a phrase -> outbox (ms, n={len(latencies)}): median "
           f"{statistics.median(latencies):.1f}, max {max(latencies):.1f}")  # fmt: skip
     if sentence_ms:

@@ -12,9 +12,8 @@ change while the sensor runs (look it up per observation, do not keep it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:  # kept out of the per-login keyboard helper, which imports this package
     from agent.notice import NoticeLog
@@ -26,8 +25,9 @@ if TYPE_CHECKING:  # kept out of the per-login keyboard helper, which imports th
 Emit = Callable[["events_pb2.Event"], object]
 
 
-@dataclass(frozen=True)
-class SensorContext:
+# Named tuples, not dataclasses: the helper imports this package, and ``dataclasses`` (with
+# ``inspect`` and ``ast``) would cost it 1 MB.
+class SensorContext(NamedTuple):
     emit: Emit
     policy: Callable[[], ActivePolicy]
     state_dir: Path | None = None  # the agent's state folder (root only), for sensor cursors
@@ -40,8 +40,7 @@ class SensorContext:
     screenshots: Screenshotter | None = None
 
 
-@dataclass(frozen=True)
-class HelperProcess:
+class HelperProcess(NamedTuple):
     """A process outside the service that a sensor depends on (the keyboard's per-login
     helper), for the watchdog: it measures `pid` and calls `restart(reason)` when the process
     stays over its memory limit. How the process comes back is the sensor's business."""

@@ -6,14 +6,13 @@ A one-character str is a typed character; the names below are the keys that edit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 BACKSPACE, DELETE, ENTER, RESET = "<bs>", "<del>", "<enter>", "<reset>"
 SPECIAL = frozenset({BACKSPACE, DELETE, ENTER, RESET})
 
 
-@dataclass(frozen=True)
-class WindowInfo:
+class WindowInfo(NamedTuple):  # not a dataclass: ``dataclasses`` costs the helper 1 MB
     """Where keys are going: the application and its window title (context for the DSL)."""
 
     app: str = ""

@@ -111,7 +111,7 @@ def test_a_staff_login_is_never_captured(worker_for: Callable[..., Worker]) -> N
 
 def test_a_flagged_password_window_is_never_captured(worker_for: Callable[..., Worker]) -> None:
     w = worker_for(policy(ScreenshotRule("ks2", ("violence",), 1)))
-    w.shots.submit(detection("violence"), "ks2", dataclasses.replace(WINDOW, password=True),
+    w.shots.submit(detection("violence"), "ks2", WINDOW._replace(password=True),
                    SCREEN)  # fmt: skip
     assert w.done.acquire(timeout=60)
     assert not w.emitted[-1].screenshot_sha256 and w.store.waiting() == []

@@ -35,11 +35,28 @@ def test_every_occurrence_is_found_as_a_plain_search_finds_it() -> None:
         assert _found(auto, text) == want
 
 
-def test_a_state_costs_17_bytes() -> None:
-    """base 4, key 1, fail 4, term 4, out 4: a transition's target is implied by the
-    breadth-first numbering (21 bytes a state when it was stored)."""
+def test_a_state_costs_13_bytes_and_a_pattern_8_more() -> None:
+    """base 4, key 1, fail 4, its first output 4, and a bit (plus a running count per 64) for
+    whether a pattern ends there: a transition's target is implied by the breadth-first
+    numbering (21 bytes a state when it was stored), and only the states that end a pattern
+    keep its id and their next output (17 bytes a state when every state had both)."""
     rng = random.Random(7)
     patterns = sorted({"".join(rng.choices("abcdefghij", k=rng.randint(3, 12)))
                        for _ in range(2000)})  # fmt: skip
     auto = Automaton(patterns)
-    assert auto.nbytes() - len(patterns) <= 17 * len(auto) + 4
+    assert len(auto) > 4 * len(patterns)  # most states end no pattern, as in the lists
+    per_state = 13 + 1 / 8 + 4 / 64
+    assert auto.nbytes() - len(patterns) <= per_state * len(auto) + 8 * len(patterns) + 16
+
+
+def test_which_pattern_ends_where_holds_over_many_words_of_the_bitmap() -> None:
+    rng = random.Random(3)
+    patterns = sorted({"".join(rng.choices("abcdef", k=rng.randint(1, 9))) for _ in range(600)})
+    auto = Automaton(patterns)
+    assert len(auto) > 20 * 64
+    assert sorted(auto.phrases(), key=lambda x: x[1]) == [(p, i) for i, p in
+                                                          enumerate(patterns)]  # fmt: skip
+    text = "".join(rng.choices("abcdefg", k=2000))
+    want = {(i + len(p), pid) for pid, p in enumerate(patterns)
+            for i in range(len(text)) if text.startswith(p, i)}  # fmt: skip
+    assert _found(auto, text) == want

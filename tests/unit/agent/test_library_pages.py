@@ -1,0 +1,109 @@
+"""The service hands back the pages of its libraries that only start-up ran (agent/memory.py):
+the kernel drops a read-only file mapping's resident pages and reads them back on use."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.memory import StartupPages, release_library_pages
+from agent.sensors import HelperProcess
+
+pytestmark = pytest.mark.unit
+
+
+def _resident_kb(path: Path) -> int:
+    """Rss of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            inside = len(head) == 6 and head[5] == str(path)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_a_read_only_mapping_under_the_folders_leaves_memory_and_reads_back(
+    tmp_path: Path,
+) -> None:
+    lib = tmp_path / "site-packages" / "lib.so"
+    lib.parent.mkdir()
+    data = os.urandom(8 << 20)
+    with lib.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())  # clean pages: the kernel may drop them without writing
+    with lib.open("rb") as fh:
+        mapped = mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ)
+    try:
+        assert sum(mapped[i] for i in range(0, len(data), 4096)) >= 0  # touch every page
+        assert _resident_kb(lib) >= 7 << 10
+        deadline = time.monotonic() + 60  # pages still in a CPU's LRU batch wait their turn
+        while _resident_kb(lib) > 1 << 10:
+            assert release_library_pages((str(lib.parent) + "/",)) >= 8 << 20
+            assert time.monotonic() < deadline, f"still {_resident_kb(lib)} kB resident"
+            time.sleep(0.2)
+        assert mapped[:] == data  # read back from the file
+    finally:
+        mapped.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_other_folders_and_writable_mappings_stay(tmp_path: Path) -> None:
+    lib = tmp_path / "elsewhere.so"
+    lib.write_bytes(os.urandom(1 << 20))
+    with lib.open("r+b") as fh:
+        mapped = mmap.mmap(fh.fileno(), 0)  # writable, shared
+    try:
+        mapped[0] = 1
+        assert sum(mapped[i] for i in range(0, len(mapped), 4096)) >= 0
+        before = _resident_kb(lib)
+        assert release_library_pages((str(tmp_path / "site-packages") + "/",)) == 0
+        assert release_library_pages((str(tmp_path) + "/",)) == 0  # writable: left alone
+        assert _resident_kb(lib) == before
+    finally:
+        mapped.close()
+
+
+def test_released_once_start_up_is_over_and_then_every_half_hour() -> None:
+    now = [100.0]
+    calls: list[float] = []
+
+    def release() -> int:
+        calls.append(now[0])
+        return 0
+
+    pages = StartupPages(first_s=30, every_s=1800, clock=lambda: now[0], release=release)
+    for t in (100, 120, 129.9, 130, 140, 1929.9, 1930, 1931):
+        now[0] = t
+        pages.check()
+    assert calls == [130, 1930]
+
+
+def test_the_watchdog_releases_them_at_its_checks() -> None:
+    from agent.selfwatch import Watchdog, WatchdogLimits
+
+    class NoSensors:
+        def threads(self) -> dict[str, set[int]]:
+            return {}
+
+        def helpers(self) -> list[HelperProcess]:
+            return []
+
+        def shed(self, name: str, reason: str) -> bool:
+            return False
+
+    now, calls = [0.0], []
+    pages = StartupPages(first_s=30, clock=lambda: now[0], release=lambda: calls.append(1) or 0)
+    dog = Watchdog(WatchdogLimits(), NoSensors(), lambda event: None, pages=pages)
+    dog.check()
+    now[0] = 31
+    dog.check()
+    assert calls == [1]
