@@ -121,8 +121,8 @@ def test_a_helper_over_its_memory_limit_restarts_itself_and_it_is_reported(
         # The helper re-executed itself: the same process, a second run, connected again...
         wait_until(lambda: runs.read_text().splitlines() == [f"0 {helper.pid}",
                                                              f"1 {helper.pid}"],
-                   30, "the helper's second run")  # fmt: skip
-        wait_until(lambda: watched.helper_pids() == [helper.pid], 30, "the helper back")
+                   120, "the helper's second run")  # fmt: skip
+        wait_until(lambda: watched.helper_pids() == [helper.pid], 120, "the helper back")
         # ...with its memory back to normal, so it is not restarted again.
         used = rss(helper.pid)
         assert used is not None and used < LIMIT_MB << 20

@@ -260,7 +260,7 @@ class Client:
 
     def _open(self, req: urllib.request.Request) -> tuple[int, str]:
         try:
-            with self.opener.open(req, timeout=60) as resp:
+            with self.opener.open(req, timeout=180) as resp:
                 status, body = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             status, body = exc.code, exc.read()
@@ -277,7 +277,7 @@ class Client:
         """GET without following a redirect: the status and where it points (or "")."""
         req = urllib.request.Request(self.base + path)  # noqa: S310 -- our own console
         try:
-            with self.peeker.open(req, timeout=60) as resp:
+            with self.peeker.open(req, timeout=180) as resp:
                 return resp.status, ""
         except urllib.error.HTTPError as exc:
             exc.read()
@@ -286,7 +286,7 @@ class Client:
 
     def get_bytes(self, path: str) -> tuple[int, bytes, str]:
         req = urllib.request.Request(self.base + path)  # noqa: S310 -- our own console
-        with self.opener.open(req, timeout=60) as resp:
+        with self.opener.open(req, timeout=180) as resp:
             return resp.status, resp.read(), resp.headers.get("Content-Type", "")
 
     def post(
