@@ -21,18 +21,24 @@ def _found(auto: Automaton, text: str) -> set[tuple[int, int]]:
     return out
 
 
+def _agrees_with_a_plain_search(patterns: list[str], text: str) -> Automaton:
+    """The automaton of ``patterns`` keeps each with its id and finds every occurrence in
+    ``text`` that str.startswith finds; returned for further checks."""
+    auto = Automaton(patterns)
+    assert sorted(auto.phrases(), key=lambda x: x[1]) == [(p, i) for i, p in
+                                                          enumerate(patterns)]  # fmt: skip
+    want = {(i + len(p), pid) for pid, p in enumerate(patterns)
+            for i in range(len(text)) if text.startswith(p, i)}  # fmt: skip
+    assert _found(auto, text) == want
+    return auto
+
+
 def test_every_occurrence_is_found_as_a_plain_search_finds_it() -> None:
     rng = random.Random(14)
     for _ in range(30):
         patterns = sorted({"".join(rng.choices("abc ", k=rng.randint(1, 6))) for _ in range(40)})
         patterns = [p for p in patterns if p.strip()]
-        auto = Automaton(patterns)
-        assert sorted(auto.phrases(), key=lambda x: x[1]) == [(p, i) for i, p in
-                                                              enumerate(patterns)]  # fmt: skip
-        text = "".join(rng.choices("abcd ", k=300))
-        want = {(i + len(p), pid) for pid, p in enumerate(patterns)
-                for i in range(len(text)) if text.startswith(p, i)}  # fmt: skip
-        assert _found(auto, text) == want
+        _agrees_with_a_plain_search(patterns, "".join(rng.choices("abcd ", k=300)))
 
 
 def test_a_state_costs_13_bytes_and_a_pattern_8_more() -> None:
@@ -52,11 +58,5 @@ def test_a_state_costs_13_bytes_and_a_pattern_8_more() -> None:
 def test_which_pattern_ends_where_holds_over_many_words_of_the_bitmap() -> None:
     rng = random.Random(3)
     patterns = sorted({"".join(rng.choices("abcdef", k=rng.randint(1, 9))) for _ in range(600)})
-    auto = Automaton(patterns)
-    assert len(auto) > 20 * 64
-    assert sorted(auto.phrases(), key=lambda x: x[1]) == [(p, i) for i, p in
-                                                          enumerate(patterns)]  # fmt: skip
-    text = "".join(rng.choices("abcdefg", k=2000))
-    want = {(i + len(p), pid) for pid, p in enumerate(patterns)
-            for i in range(len(text)) if text.startswith(p, i)}  # fmt: skip
-    assert _found(auto, text) == want
+    assert len(_agrees_with_a_plain_search(patterns, "".join(rng.choices("abcdefg", k=2000)))
+               ) > 20 * 64  # fmt: skip
