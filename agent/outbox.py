@@ -93,6 +93,7 @@ class Outbox:
         self._changed = threading.Event()
         self._seen_version = self._data_version()
         self._waiting: tuple[WalDamage, Path | None] | None = None  # rows to put back
+        self._log_to_restart = False  # a damaged -wal's stale frames are still in the file
 
     @classmethod
     def open(
@@ -134,6 +135,7 @@ class Outbox:
             self._waiting = (damage, kept)
             return
         self._waiting = None
+        self._restart_log()
         where = (f"the damaged -wal is kept as {kept}" if kept
                  else "no copy of the damaged -wal could be kept (disk full)")  # fmt: skip
         too_big = f"; {damage.unreadable_rows} too big to read" if damage.unreadable_rows else ""
@@ -143,6 +145,25 @@ class Outbox:
         log.error("outbox.wal_recovered rechained=%d requeued=%d skipped_acked=%d unreadable=%d",
                   back.rechained, back.requeued, back.skipped, damage.unreadable_rows)  # fmt: skip
         self._recovered(detail, count=back.recovered)
+
+    def _restart_log(self) -> None:
+        """Checkpoint and empty the -wal once what it lost is put back. SQLite goes on writing
+        the log after its last good frame under the same salts, so the damaged frame's
+        successors that the new writes do not overwrite would stay in the file looking like
+        this log's frames: at the next start they would read as fresh damage, and their stale
+        rows (events chained and acknowledged since) would be put back a second time. A log
+        started afresh has new salts. On a full disk or a busy reader it is tried again at
+        each put until it succeeds (SQLite's own restart after a full checkpoint also ends it)."""
+        try:
+            with self._lock:
+                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError as exc:
+            busy, error = 1, str(exc)
+        else:
+            error = "busy (another connection reads it)"
+        if busy and not self._log_to_restart:
+            log.warning("outbox.wal_not_restarted error=%s: tried again at each put", error)
+        self._log_to_restart = bool(busy)
 
     def _recovered(self, detail: str, count: int = 0) -> None:
         status = events_pb2.AgentStatus(kind=events_pb2.AgentStatus.OUTBOX_RECOVERED,
@@ -185,6 +206,8 @@ class Outbox:
         """Commit one event (durably) and return its event_id. seq is assigned when chained."""
         if self._waiting is not None:
             self._put_back(*self._waiting)
+        elif self._log_to_restart:
+            self._restart_log()
         if not event.event_id:
             event.event_id = new_event_id()
         if not event.observed_unix_ms:

@@ -239,6 +239,8 @@ def put_back(conn: sqlite3.Connection, damage: WalDamage, agent_id: str) -> PutB
     says how far it got (release_held). Queued events are queued again under their event_id."""
     in_chain = {i for (i,) in conn.execute("SELECT event_id FROM chained")}
     in_queue = {i for (i,) in conn.execute("SELECT event_id FROM queued")}
+    # Held from an earlier recovery: the collector's next Welcome decides; never queue anew.
+    in_held = {i for (i,) in conn.execute("SELECT event_id FROM held")}
     chained = sorted((r for r in damage.rows.values()
                       if r.table == "chained" and r.event_id not in in_chain),
                      key=lambda r: r.rowid)  # fmt: skip
@@ -246,7 +248,7 @@ def put_back(conn: sqlite3.Connection, damage: WalDamage, agent_id: str) -> PutB
     # Still queued here, but chained (and perhaps shipped and acknowledged) in the lost
     # frames: the lost state is the newer one, so the queued copy must not be chained anew.
     conn.executemany("DELETE FROM queued WHERE event_id = ?", [(i,) for i in taken & in_queue])
-    have = in_chain | (in_queue - taken)
+    have = in_chain | in_held | (in_queue - taken)
     lost = [r for r in damage.rows.values() if r.event_id not in have]
     base = conn.execute(
         "SELECT (SELECT value FROM meta WHERE key='base_seq'),"

@@ -166,3 +166,52 @@ def test_a_healthy_log_is_left_alone(tmp_path: Path) -> None:
         assert not list(path.parent.glob("*.damaged-*"))
     finally:
         box.close()
+
+
+def test_a_recovered_log_is_not_read_as_damage_at_the_next_start(tmp_path: Path) -> None:
+    """After a recovery SQLite writes on after the last good frame under the same salts; the
+    damaged frame's successors left in the file once looked like fresh damage at the next
+    start, and their stale rows were put back again (a double in the chaos run)."""
+    path, _ = snapshot_with_wal(tmp_path)
+    wal = Path(f"{path}-wal")
+    log = frames(wal)
+    damage(wal, log[len(log) // 2][0] + FRAME_HEADER + 1000)
+    box = Outbox.open(path, AGENT)
+    try:
+        box.resume(*(box.counts().base or (50, b"\x07" * 32)))
+        box.chain_pending(1000)
+        head = box.counts().head
+        assert head is not None
+        box.ack(head[0])
+        for i in range(3):
+            box.put(events_pb2.Event(severity=2, test_alert=events_pb2.TestAlert(note=f"n{i}")))
+        killed = tmp_path / "killed"
+        killed.mkdir()
+        for part in path.parent.glob("outbox.sqlite*"):  # the files as a kill -9 leaves them
+            shutil.copy2(part, killed / part.name)
+    finally:
+        box.close()
+    again = Outbox.open(killed / path.name, AGENT)
+    try:
+        assert recovered_events(again) == []  # no damage reported, nothing put back
+        assert again.counts().pending == 3
+    finally:
+        again.close()
+
+
+def test_an_event_held_from_an_earlier_recovery_is_not_queued_again(tmp_path: Path) -> None:
+    """Held events wait for the collector's Welcome to say whether it has them; a stale queued
+    copy read from a damaged log must not queue them a second time."""
+    from agent.outbox_wal import LostRow, WalDamage, put_back
+
+    box = Outbox.open(tmp_path / "outbox.sqlite", AGENT)
+    try:
+        conn = box._conn
+        event_id = "ab" * 16
+        conn.execute("INSERT INTO held(seq, event_id, raw) VALUES (7, ?, x'00')", (event_id,))
+        lost = WalDamage(0, 3, 1)
+        lost.rows[("queued", event_id)] = LostRow("queued", 3, event_id, (2, b"body", 0))
+        assert put_back(conn, lost, AGENT).requeued == 0
+        assert ids_in(tmp_path / "outbox.sqlite") == set()
+    finally:
+        box.close()
