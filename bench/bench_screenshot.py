@@ -4,9 +4,10 @@ what taking and shipping pictures does to the keystroke path and to events.
     .venv/bin/python bench/bench_screenshot.py            # print the figures
     .venv/bin/python bench/bench_screenshot.py --write    # also write bench/results/screenshot.md
 
-- capture-to-outbox: `Screenshotter.handle` as the service runs it: GetImage of the window,
-  downscale to max_width, PNG, seal (X25519 + ChaCha20-Poly1305), write with fsync into the
-  evidence outbox; per window kind at the shipped max_width (1280) and at 640;
+- capture-to-outbox: `Screenshotter.handle` as the service runs it: the capture child
+  (`python -m agent.sensors.screen_x11`: GetImage of the window, downscale to max_width, PNG),
+  then seal (X25519 + ChaCha20-Poly1305) and write with fsync into the evidence outbox; per
+  window kind at the shipped max_width (1280) and at 640;
 - keystroke path: the service's detector thread fed at 200 keys/s (the shipped KS2 matcher), a
   severe phrase on every line (each one a screenshot), lateness of each key from when it was
   due to when `KeystrokeDetector.key` returned, without screenshots and with them taken and
