@@ -57,7 +57,9 @@ class ShipperConfig:
     refused_retry_s: float = 300.0  # unknown or revoked agent: keep events, ask rarely
     welcome_timeout_s: float = 30.0
     ack_timeout_s: float = 60.0
-    poll_s: float = 0.2  # how soon an event put by another process is noticed
+    poll_s: float = 0.2  # how often the wait for a session's Welcome looks again
+    other_process_s: float = 1.0  # how soon an event put by another process is noticed
+    idle_wait_s: float = 5.0  # the longest sleep with nothing to do: a put or a reply wakes it
 
 
 class Backoff:
@@ -258,7 +260,13 @@ class Shipper:
             if in_flight and time.monotonic() - in_flight[0].sent_at > cfg.ack_timeout_s:
                 raise SessionEnded(f"no ack for seq {in_flight[0].first_seq} in time")
             if not handled:
-                self._outbox.wait_for_work(cfg.poll_s, poll=cfg.poll_s)
+                # A put in this process, a reply (the reader wakes the outbox) or stop() ends
+                # the wait at once; an idle PC's shipper otherwise wakes every 5 s, not 5 times
+                # a second (a third of the idle agent's CPU went on those turns of this loop).
+                wait = cfg.idle_wait_s
+                if in_flight:
+                    wait = min(wait, in_flight[0].sent_at + cfg.ack_timeout_s - time.monotonic())
+                self._outbox.wait_for_work(max(wait, 0.0), poll=cfg.other_process_s)
 
     def _clock_measured(self, welcome: ingest_pb2.Welcome) -> None:
         """Take the skew the collector measured; say so once per session when it is beyond

@@ -111,9 +111,9 @@ class UsbSensor:
     name = "usb"
 
     def __init__(self, accounts: Callable[[], list[str]] = logged_in_accounts,
-                 poll_s: float = 0.5) -> None:  # fmt: skip
+                 poll_s: float = 0.5, idle_poll_s: float = 2.0) -> None:  # fmt: skip
         self._accounts = accounts
-        self._poll_s = poll_s
+        self._poll_s, self._idle_poll_s = poll_s, idle_poll_s
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once devices present at start are judged
         self._known: dict[str, _Known] = {}
@@ -139,7 +139,9 @@ class UsbSensor:
         log.info("usb.started present=%d", len(self._known))
         self.ready.set()
         while not self._stop.is_set():
-            dev = monitor.poll(timeout=self._poll_s)
+            # Quick turns only while a device settles; otherwise a device's arrival ends the
+            # wait anyway, and a logout or a new policy is judged again within idle_poll_s.
+            dev = monitor.poll(timeout=self._poll_s if self._pending else self._idle_poll_s)
             if dev is not None:
                 self._handle(ctx, dev)
             self.rejudge_if_changed(ctx)
