@@ -146,6 +146,33 @@ ROUND5 = [
 ]
 
 
+# Round 6 (issue 14): the families batch 8 missed, in wordings that are neither the entries'
+# examples nor batch 8's texts (each missed by the lists before round 6).
+ROUND6 = [
+    ("grooming", "ur so peng for a year 8"),
+    ("grooming", "i'll chuck you some vbucks if you do me a favour"),
+    ("grooming", "keep us a secret yeah"),
+    ("grooming", "save me as a girl's name on your phone"),
+    ("grooming", "whats your cup size"),
+    ("grooming", "send a selfie in your pe kit"),
+    ("grooming", "i'm coming near your area on friday, we could link"),
+    ("grooming", "how old are you actually, be honest"),
+    ("grooming", "age doesn't matter if we love each other"),
+    ("grooming", "i promise i won't tell anyone what you send"),
+    ("grooming", "my pic is old, i look older in my profile pic than i am"),
+    ("bullying", "the whole year is going to read your texts"),
+    ("bullying", "i'm gonna make u regret this"),
+    ("bullying", "don't let her sit with anyone at lunch"),
+    ("bullying", "everyone in 6c hates you"),
+    ("bullying", "write loser under all her posts"),
+    ("drugs", "how much for an eighth"),
+    ("drugs", "got a box of whippets for the park"),
+    ("drugs", "my mate nicked his nans tramadol"),
+    ("violence", "wet him on sight"),
+    ("extremism", "the christchurch gunman was a hero"),
+]
+
+
 def categories(compiled: Compiled, text: str) -> set[str]:
     return {a.category for a in match_text(compiled, text) if not a.suppressed}
 
@@ -176,4 +203,9 @@ def test_innocent_text_does_not_alert(ks2: Compiled, text: str) -> None:
 
 @pytest.mark.parametrize(("category", "text"), ROUND5)
 def test_round5_family_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
+    assert category in categories(ks2, text)
+
+
+@pytest.mark.parametrize(("category", "text"), ROUND6)
+def test_round6_family_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
     assert category in categories(ks2, text)
