@@ -46,6 +46,7 @@ class WalDamage:
     lost_commits: int  # committed transactions past the bad frame
     rows: dict[tuple[str, str], LostRow] = field(default_factory=dict)  # newest version seen
     unreadable_rows: int = 0  # rows too big to read from one page (overflow)
+    damaged_frames: int = 0  # frames past the first bad one that fail their own checksum
 
     def describe(self) -> str:
         return (
@@ -71,34 +72,68 @@ def inspect(wal: Path, page_size_hint: int = 4096) -> WalDamage | None:
         # SQLite ignores the whole log. Its frames still name their log by their salts.
         page_size = page_size if _valid_page_size(page_size) else page_size_hint
         salt1, salt2 = struct.unpack(">2I", data[_HEADER + 8 : _HEADER + 16])
-        big_endian = magic != _MAGIC[0]
     frame_size = _FRAME_HEADER + page_size
-    sums = (c1, c2)
-    frames: list[tuple[int, int, bytes]] = []  # (page number, commit size, page) of this log
-    first_bad: int | None = None if header_ok else 0
-    for offset in range(_HEADER, len(data) - frame_size + 1, frame_size):
-        head = data[offset : offset + _FRAME_HEADER]
-        page_no, commit, s1, s2, f1, f2 = struct.unpack(">6I", head)
-        if (s1, s2) != (salt1, salt2):
-            if first_bad is None:
-                break  # the end of this log; older logs' frames follow
-            continue
-        page = data[offset + _FRAME_HEADER : offset + frame_size]
-        if first_bad is None:
-            sums = _checksum(head[:8] + page, sums, big_endian)
-            if sums != (f1, f2):
-                first_bad = len(frames)
-        frames.append((page_no, commit, page))
+    salts = (salt1, salt2)
+    if magic in _MAGIC:
+        frames, first_bad = _frames(data, frame_size, salts, (c1, c2), big_endian, header_ok)
+    else:  # the byte order went with the magic number: take the one the frames agree with
+        frames, first_bad = max((_frames(data, frame_size, salts, (c1, c2), order, header_ok)
+                                 for order in (False, True)),
+                                key=lambda got: sum(f[3] for f in got[0]))  # fmt: skip
     if first_bad is None:
         return None
     lost = frames[first_bad:]
-    last_commit = max((i for i, (_, commit, _) in enumerate(lost) if commit), default=-1)
+    last_commit = max((i for i, (_, commit, _, _) in enumerate(lost) if commit), default=-1)
     if last_commit < 0:
         return None  # a torn, uncommitted tail: nothing committed is lost
-    damage = WalDamage(first_bad, len(frames), sum(1 for _, c, _ in lost if c))
-    for page_no, _, page in lost[: last_commit + 1]:
-        _read_leaf(page, page_no, page_size, damage)
+    damage = WalDamage(first_bad, len(frames), sum(1 for _, c, _, _ in lost if c))
+    for page_no, _, page, intact in lost[: last_commit + 1]:
+        if intact:
+            _read_leaf(page, page_no, page_size, damage)
+        else:
+            damage.damaged_frames += 1
     return damage
+
+
+def _frames(
+    data: bytes,
+    frame_size: int,
+    salts: tuple[int, int],
+    seed: tuple[int, int],
+    big_endian: bool,
+    header_ok: bool,
+) -> tuple[list[tuple[int, int, bytes, bool]], int | None]:
+    """(page number, commit size, page, intact) of each frame of this log, and the index of
+    the first bad one (None: SQLite replays them all).
+
+    A frame is intact when its checksum follows from the sums its predecessor stored. The
+    chain SQLite checks is cumulative, so past the first bad frame only this per-frame check
+    can tell a damaged frame from a sound one. Rows are read from intact frames only: a
+    flipped byte in a damaged frame once turned an event_id into another, and the event was
+    queued again beside the copy the outbox still had (stored twice)."""
+    frames: list[tuple[int, int, bytes, bool]] = []
+    first_bad: int | None = None if header_ok else 0
+    stored = seed  # what the previous frame (or the header) stored
+    before: tuple[int, int] | None = None  # what the frame before that stored
+    previous = b""  # the previous frame's checksummed bytes
+    for offset in range(_HEADER, len(data) - frame_size + 1, frame_size):
+        head = data[offset : offset + _FRAME_HEADER]
+        page_no, commit, s1, s2, f1, f2 = struct.unpack(">6I", head)
+        if (s1, s2) != salts:
+            if first_bad is None:
+                break  # the end of this log; older logs' frames follow
+            continue
+        summed = head[:8] + data[offset + _FRAME_HEADER : offset + frame_size]
+        intact = _checksum(summed, stored, big_endian) == (f1, f2)
+        if not intact and before is not None:
+            # The previous frame's stored sums may be what was damaged, not this frame.
+            intact = _checksum(summed, _checksum(previous, before, big_endian),
+                               big_endian) == (f1, f2)  # fmt: skip
+        if first_bad is None and not intact:
+            first_bad = len(frames)
+        frames.append((page_no, commit, summed[8:], intact))
+        before, stored, previous = stored, (f1, f2), summed
+    return frames, first_bad
 
 
 def _valid_page_size(size: int) -> bool:

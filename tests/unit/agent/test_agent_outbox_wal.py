@@ -215,3 +215,29 @@ def test_an_event_held_from_an_earlier_recovery_is_not_queued_again(tmp_path: Pa
         assert ids_in(tmp_path / "outbox.sqlite") == set()
     finally:
         box.close()
+
+
+def test_rows_are_not_read_from_a_damaged_frame_past_the_first(tmp_path: Path) -> None:
+    """A byte flipped in an event_id in a later frame (a second bad block) once gave the row
+    an id nobody put, so the event was queued again beside its own copy: stored twice."""
+    path, order = snapshot_with_wal(tmp_path)
+    wal = Path(f"{path}-wal")
+    log = frames(wal)
+    damage(wal, log[len(log) // 2][0] + FRAME_HEADER + 1000)  # the first bad frame
+    data = bytearray(wal.read_bytes())
+    size = log[1][0] - log[0][0]
+    # Table leaf pages past the first damage, oldest first: queued rows' images (the events
+    # were put before they were chained).
+    leaves = [o + FRAME_HEADER for o, _ in log[len(log) // 2 + 1 :]
+              if data[o + FRAME_HEADER] == 0x0D]  # fmt: skip
+    at, event_id = next((found, i) for start in leaves for i in order
+                        if (found := data.find(i.encode(), start, start + size)) > 0)  # fmt: skip
+    data[at] = ord("0" if event_id[0] != "0" else "1")  # another id, still hex
+    forged = chr(data[at]) + event_id[1:]
+    wal.write_bytes(bytes(data))
+    box = Outbox.open(path, AGENT)
+    try:
+        box.resume(*(box.counts().base or (50, b"\x07" * 32)))
+        assert forged not in ids_in(path)
+    finally:
+        box.close()
