@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PENDING = 50_000
 DEFAULT_KEEP_ACKED_S = 7 * 86_400
+RESTART_WAIT_MS = 200  # how long emptying a recovered -wal waits for a reader
 DEFAULT_MAX_KEPT = 20_000  # a week of a busy PC's events; a few MB
 MAX_EVENT_BYTES = 256 * 1024  # far above any real event; keeps every event shippable
 
@@ -156,11 +157,16 @@ class Outbox:
         each put until it succeeds (SQLite's own restart after a full checkpoint also ends it)."""
         try:
             with self._lock:
-                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                # A TRUNCATE checkpoint waits on the busy handler for readers to finish: a put
+                # must not wait the 15 s other writers get, so it gives up after a moment.
+                self._conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+                try:
+                    row = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                finally:
+                    self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            busy, error = row[0], "busy (another connection reads it)"
         except sqlite3.OperationalError as exc:
             busy, error = 1, str(exc)
-        else:
-            error = "busy (another connection reads it)"
         if busy and not self._log_to_restart:
             log.warning("outbox.wal_not_restarted error=%s: tried again at each put", error)
         self._log_to_restart = bool(busy)

@@ -241,3 +241,27 @@ def test_rows_are_not_read_from_a_damaged_frame_past_the_first(tmp_path: Path) -
         assert forged not in ids_in(path)
     finally:
         box.close()
+
+
+def test_a_reader_delays_emptying_the_log_until_a_later_put(tmp_path: Path) -> None:
+    """Emptying a recovered -wal waits for readers; with one reading it is tried again at the
+    next put, and the stale frames are gone once it succeeds."""
+    path, _ = snapshot_with_wal(tmp_path)
+    wal = Path(f"{path}-wal")
+    log = frames(wal)
+    damage(wal, log[len(log) // 2][0] + FRAME_HEADER + 1000)
+    reader = sqlite3.connect(path)  # after the damage was read: SQLite replays it on open
+    box = None
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM queued").fetchone()  # holds a read snapshot
+        box = Outbox.open(path, AGENT)
+        assert box._log_to_restart  # the reader stopped the checkpoint
+        reader.rollback()
+        box.put(events_pb2.Event(severity=2, test_alert=events_pb2.TestAlert(note="next")))
+        assert not box._log_to_restart
+        assert wal.stat().st_size < 100_000  # emptied, then one put's frames
+    finally:
+        if box is not None:
+            box.close()
+        reader.close()
