@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PENDING = 50_000
 DEFAULT_KEEP_ACKED_S = 7 * 86_400
-RESTART_WAIT_MS = 200  # how long emptying a recovered -wal waits for a reader
 DEFAULT_MAX_KEPT = 20_000  # a week of a busy PC's events; a few MB
+RESTART_WAIT_MS = 200  # how long emptying a recovered -wal waits for a reader
 MAX_EVENT_BYTES = 256 * 1024  # far above any real event; keeps every event shippable
 
 
@@ -143,8 +143,9 @@ class Outbox:
         detail = (f"{damage.describe()}; put back {back.recovered} event(s) read from its "
                   f"frames ({back.rechained} in their chain, {back.requeued} queued again, "
                   f"{back.held} held for the collector's head){too_big}; {where}")  # fmt: skip
-        log.error("outbox.wal_recovered rechained=%d requeued=%d skipped_acked=%d unreadable=%d",
-                  back.rechained, back.requeued, back.skipped, damage.unreadable_rows)  # fmt: skip
+        log.error("outbox.wal_recovered rechained=%d requeued=%d skipped_acked=%d unreadable=%d "
+                  "damaged_frames=%d", back.rechained, back.requeued, back.skipped,
+                  damage.unreadable_rows, damage.damaged_frames)  # fmt: skip
         self._recovered(detail, count=back.recovered)
 
     def _restart_log(self) -> None:

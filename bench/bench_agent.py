@@ -148,6 +148,23 @@ def rules_with_semantic(tmp: Path, on: bool) -> Path:
     return folder
 
 
+def agent_site(tmp: Path, semantic_on: bool,
+               bin_dir: Path) -> tuple[CollectorHarness, StateDir, Desktop, AgentProcesses]:
+    """A collector publishing the shipped policy (stage on or off), an agent enrolled to it,
+    Xvfb with a focused window, and `safeguard-agent run` with its helper from bin_dir."""
+    collector = CollectorHarness(tmp / "collector")
+    collector.start()
+    published.publish(collector.data, rules_with_semantic(tmp, semantic_on))
+    state = StateDir(tmp / "agent")
+    enrol(state, collector.address, collector.new_token(), collector.ca_path.read_bytes())
+    desktop = Desktop(tmp)
+    procs = AgentProcesses(state.root, desktop, tmp / "work", heartbeat=60, log_level="info",
+                           bin_dir=bin_dir)  # fmt: skip
+    desktop.window("notes")
+    desktop.focus("notes")
+    return collector, state, desktop, procs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -158,23 +175,9 @@ def main() -> None:
     version = create(tmp / "agent-venv", ROOT, "agent")
     print(f"agent venv: {tmp / 'agent-venv'} (safeguard-monitor {version}, "
           f"semantic stage {args.semantic})", flush=True)  # fmt: skip
-    collector = CollectorHarness(tmp / "collector")
-    collector.start()
-    published.publish(collector.data, rules_with_semantic(tmp, args.semantic == "on"))
-    state = StateDir(tmp / "agent")
-    enrol(state, collector.address, collector.new_token(), collector.ca_path.read_bytes())
-    desktop = Desktop(tmp)
-    procs = AgentProcesses(
-        state.root,
-        desktop,
-        tmp / "work",
-        heartbeat=60,
-        log_level="info",
-        bin_dir=tmp / "agent-venv" / "bin",
-    )
+    collector, state, desktop, procs = agent_site(tmp, args.semantic == "on",
+                                                  tmp / "agent-venv" / "bin")  # fmt: skip
     try:
-        desktop.window("notes")
-        desktop.focus("notes")
         # The helper runs once the matcher is compiled: 10 s of CPU, minutes on a busy machine.
         wait_for(lambda: "state=running" in (procs.logs / "agent.err").read_text(), 900)
         if args.semantic == "on":  # the model fetched and the bank embedded (minutes, cold)

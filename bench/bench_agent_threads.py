@@ -25,13 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_agent import released, rules_with_semantic, settle, wait_for  # noqa: E402
-
-from agent.enrol import enrol  # noqa: E402 -- after the path is set
-from agent.identity import StateDir  # noqa: E402
-from collector import policy as published  # noqa: E402
-from tests.e2e.agent.desktop import AgentProcesses, Desktop  # noqa: E402
-from tests.harness import CollectorHarness  # noqa: E402
+from bench_agent import agent_site, released, settle, wait_for  # noqa: E402
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -61,17 +55,8 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-threads-"))
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    collector = CollectorHarness(tmp / "collector")
-    collector.start()
-    published.publish(collector.data, rules_with_semantic(tmp, on=False))
-    state = StateDir(tmp / "agent")
-    enrol(state, collector.address, collector.new_token(), collector.ca_path.read_bytes())
-    desktop = Desktop(tmp)
-    procs = AgentProcesses(state.root, desktop, tmp / "work", heartbeat=60, log_level="info",
-                           bin_dir=Path(sys.executable).parent)  # fmt: skip
+    collector, _, desktop, procs = agent_site(tmp, False, Path(sys.executable).parent)
     try:
-        desktop.window("notes")
-        desktop.focus("notes")
         log = procs.logs / "agent.err"
         wait_for(lambda: "state=running" in log.read_text(), 900)
         pids = procs.pids()
