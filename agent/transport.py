@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 
 import grpc
@@ -23,6 +24,28 @@ _OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
+
+
+# gRPC's blocking calls wake every 0.1 s so that a signal reaches a main thread waiting on them
+# (grpc/grpc#19464). The agent's one long gRPC wait is the shipper's reader thread, which no
+# signal concerns, and its ten wake-ups a second were the largest share of an idle agent's CPU
+# (bench/results/agent.md). A main thread waiting on gRPC (`safeguard-agent enrol`) now sees
+# Ctrl-C within this many seconds.
+GRPC_WAIT_S = 2.0
+
+
+def _quieter_grpc_waits() -> None:
+    """Set gRPC's wait slice. The constant is private: if a release drops or renames it,
+    nothing changes but the wake-ups (a test says so)."""
+    try:
+        common = importlib.import_module("grpc._common")
+    except ImportError:
+        return
+    if isinstance(getattr(common, "MAXIMUM_WAIT_TIMEOUT", None), float):
+        common.MAXIMUM_WAIT_TIMEOUT = GRPC_WAIT_S
+
+
+_quieter_grpc_waits()
 
 
 class AddressError(ValueError):
