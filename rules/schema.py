@@ -6,7 +6,7 @@ technician at the line to edit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -147,7 +147,7 @@ class Semantic:
     model: str
     model_sha256: str
     min_words: int
-    exemplars: tuple[Exemplar, ...]
+    exemplars: Sequence[Exemplar]  # a tuple; on a PC packed (agent/policy_slim.py)
     k: int = 7
     temperature: float = 10.0
     vote: float = 0.8

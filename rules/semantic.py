@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,7 +94,7 @@ class Bank:
     BATCH = 16
     BLOCK = 512  # rows made float32 at a time: a 0.8 MB buffer, not a copy of the bank
 
-    def __init__(self, exemplars: tuple[Exemplar, ...], model: SentenceModel,
+    def __init__(self, exemplars: Sequence[Exemplar], model: SentenceModel,
                  cache: Path | None = None,
                  cancelled: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
         """``cache``: a folder where the vectors are kept between runs, named by a hash of
