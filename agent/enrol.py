@@ -2,6 +2,11 @@
 
 The order makes a failed enrolment leave nothing behind: the key lives in memory until the
 collector has accepted it, and identity.json (which makes a folder "enrolled") is written last.
+Just before it, the school's current policy bundle is fetched and kept as the last good one
+(its signature checked against the policy key the collector just gave): the service's first
+start then monitors by the school's policy from the first key, and never loads the shipped
+lists only to replace them a minute later (which left the service about 10 MB larger until
+it restarted: bench/results/agent.md). If that fetch fails, the service fetches it as ever.
 The collector answers refusals as gRPC PERMISSION_DENIED with a plain-English reason, and is
 UNAVAILABLE when down or when its certificate does not chain to the pinned CA.
 """
@@ -19,7 +24,7 @@ from pathlib import Path
 
 import grpc
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent import __version__
 from agent.identity import (
@@ -32,8 +37,10 @@ from agent.identity import (
     raw_public_key,
     write_atomic,
 )
+from agent.policy_fetch import signed_request
 from agent.transport import parse_address, secure_channel
 from protos import envelope, ingest_pb2, ingest_pb2_grpc
+from rules.bundle import BundleError, signed_payload
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +130,37 @@ def _enrol_locked(
     )
     write_atomic(state.key, pem, 0o600)
     write_atomic(state.ca, ca_pem, 0o644)
+    _keep_school_policy(state, address, ca_pem, ident.agent_id, key, reply.policy_public_key,
+                        timeout)  # fmt: skip
     write_atomic(state.identity, json.dumps(asdict(ident), indent=2).encode() + b"\n", 0o600)
     log.info("enrol.done agent=%s collector=%s", ident.agent_id, address)
     return ident
+
+
+def _keep_school_policy(state: StateDir, address: str, ca_pem: bytes, agent_id: str,
+                        key: Ed25519PrivateKey, policy_key: bytes,
+                        timeout: float) -> None:  # fmt: skip
+    """Fetch the collector's current policy bundle and keep it as the last good one (the
+    service loads it, checking it in full, at start). Any failure only leaves it to the
+    service: a collector with no policy published, a clock far off, a bundle that does not
+    verify (never written)."""
+    request = signed_request(agent_id, key, 0, int(dt.datetime.now(dt.UTC).timestamp() * 1000))
+    try:
+        with secure_channel(address, ca_pem) as channel:
+            answer = ingest_pb2_grpc.CollectorStub(channel).FetchPolicy(request, timeout=timeout)
+        if answer.bundle:
+            signed_payload(answer.bundle, Ed25519PublicKey.from_public_bytes(policy_key))
+    except grpc.RpcError as exc:
+        code = exc.code().name if isinstance(exc, grpc.Call) else type(exc).__name__
+        log.warning("enrol.policy_not_fetched reason=%s (the service will fetch it)", code)
+        return
+    except BundleError as exc:
+        log.warning("enrol.policy_not_kept reason=%s (the service will fetch it)", exc)
+        return
+    if not answer.bundle:  # nothing published yet: the service starts with the shipped lists
+        return
+    write_atomic(state.policy, answer.bundle, 0o600)
+    log.info("enrol.policy_kept version=%s bytes=%d", answer.version, len(answer.bundle))
 
 
 def _rpc_error(exc: grpc.RpcError, address: str) -> EnrolError:

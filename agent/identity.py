@@ -83,6 +83,11 @@ class StateDir:
         return self.root / "identity.json"
 
     @property
+    def policy(self) -> Path:
+        """The last good signed policy bundle (agent/policy.py): first written at enrolment."""
+        return self.root / "policy.json"
+
+    @property
     def outbox(self) -> Path:
         return self.root / "outbox.sqlite"
 

@@ -53,6 +53,14 @@ def newer(offered: str, have: int) -> bool:
     return offered.isdigit() and int(offered) > have
 
 
+def signed_request(agent_id: str, key: Ed25519PrivateKey, have: int,
+                   unix_ms: int) -> ingest_pb2.PolicyRequest:  # fmt: skip
+    """A FetchPolicy request: only an enrolled agent, by its key, reads the policy."""
+    signature = key.sign(envelope.policy_request_payload(agent_id, str(have), unix_ms))
+    return ingest_pb2.PolicyRequest(agent_id=agent_id, have_version=str(have), unix_ms=unix_ms,
+                                    signature=signature)  # fmt: skip
+
+
 class PolicyFetcher:
     """Keeps the holder's policy current; every outcome is an AgentStatus for the DSL."""
 
@@ -98,14 +106,7 @@ class PolicyFetcher:
         """One FetchPolicy call. False if the collector could not be asked (retry sooner)."""
         self.fetches += 1
         have = self._holder.version
-        unix_ms = self.clock.unix_ms()
-        signature = self.key.sign(
-            envelope.policy_request_payload(self.config.agent_id, str(have), unix_ms)
-        )
-        request = ingest_pb2.PolicyRequest(
-            agent_id=self.config.agent_id, have_version=str(have), unix_ms=unix_ms,
-            signature=signature,
-        )  # fmt: skip
+        request = signed_request(self.config.agent_id, self.key, have, self.clock.unix_ms())
         try:
             with secure_channel(self.config.address, self.config.ca_pem) as channel:
                 stub = ingest_pb2_grpc.CollectorStub(channel)

@@ -123,7 +123,7 @@ class Service:
                 clock = AgentClock(*(shipping.clock() or ()))  # corrected before a Welcome too
                 self.clock = clock
                 holder = PolicyHolder(
-                    state.root / "policy.json",
+                    state.policy,
                     Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key)),
                     clock=clock.now,
                 )

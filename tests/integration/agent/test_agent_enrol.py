@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.cli import main
 from agent.identity import StateDir, load_ca, load_identity, load_key
+from collector import policy as published
+from rules.bundle import load_last_good
 from tests.harness import CollectorHarness
 
 pytestmark = pytest.mark.integration
@@ -140,3 +143,26 @@ def test_a_token_can_come_from_standard_input(
     assert main(argv) == 0
     assert capsys.readouterr().err == ""  # no warning: the token was not on the command line
     assert load_identity(StateDir(root)).agent_id
+
+
+def test_enrolment_keeps_the_schools_current_policy_for_the_first_start(
+    tmp_path: Path,
+) -> None:
+    """The service's first start then monitors by the school's policy from the first key
+    (not the shipped lists, replaced a minute later); with nothing published, nothing is
+    kept and the service starts with the shipped lists as before."""
+    collector = CollectorHarness(tmp_path / "collector")
+    collector.start()
+    try:
+        early = StateDir(tmp_path / "early")
+        assert main(enroll(collector, early.root, collector.new_token())) == 0
+        assert not early.policy.exists()
+        version = published.publish(collector.data).version
+        state = StateDir(tmp_path / "state")
+        assert main(enroll(collector, state.root, collector.new_token())) == 0
+        key = bytes.fromhex(load_identity(state).policy_public_key)
+        kept = load_last_good(state.policy, Ed25519PublicKey.from_public_bytes(key))
+        assert kept is not None and kept.version == version
+        assert state.policy.stat().st_mode & 0o777 == 0o600
+    finally:
+        collector.stop()
