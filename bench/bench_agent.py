@@ -19,7 +19,12 @@ and times, for distinct phrases, the Enter that ends the text (an alert of a cat
 guards waits for the end of its sentence) to the event's row in the outbox. The xdotool
 process start (a few ms) is inside that figure, so it is an upper bound. Then it restarts the
 agent (and the collector, on its port: with it down, the shipper's reconnecting keeps more
-of gRPC's library resident) and measures idle and typing again.
+of gRPC's library resident) and measures idle and typing again. Last, the collector publishes
+the same rules as a new version and, once the agent has applied it and its watchdog has
+handed freed memory back, idle is measured again: a running service replacing its policy.
+
+The agent is enrolled after the policy is published, so (as on a PC enrolled to a school that
+has published its policy) enrolment keeps the bundle and the first start loads it directly.
 
 The collector publishes the shipped policy (with ``--semantic off``, a copy whose semantic
 stage is switched off) before the agent starts; with the stage on, measuring begins once the
@@ -141,6 +146,7 @@ def semantic_only_sentences(n: int = 5) -> list[str]:
 
 def rules_with_semantic(tmp: Path, on: bool) -> Path:
     folder = tmp / "rules"
+    tmp.mkdir(exist_ok=True)
     shutil.copytree(DEFAULT_DIR, folder)
     if not on:
         path = folder / "semantic.toml"
@@ -237,6 +243,13 @@ def main() -> None:
         rows.append(("idle, restarted", *measure(procs.pids(), args.seconds)))
         rows.append(("typing, restarted", *measure(procs.pids(), args.seconds, slow)))
         split_later = by_process(procs)
+        new_version = published.publish(collector.data, rules_with_semantic(
+            tmp / "update", args.semantic == "on")).version  # fmt: skip
+        wait_for(lambda: f"policy.applied version={new_version}" in started.read_text(), 900)
+        settle(procs.pids())
+        time.sleep(25)  # the watchdog's next check (every 20 s) trims the freed heap
+        rows.append(("idle, after a policy update", *measure(procs.pids(), args.seconds)))
+        split_update = by_process(procs)
     finally:
         procs.stop()
         desktop.close()
@@ -249,7 +262,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, pct, rss, pss in rows:
         print(f"| {name} | {pct:.2f} | {rss:.1f} | {pss:.1f} |")
-    for when, figures in (("first start", split), ("restarted", split_later)):
+    for when, figures in (("first start", split), ("restarted", split_later),
+                          ("after a policy update", split_update)):
         print(f"RSS / PSS by process, {when} (MB): "
               + ", ".join(f"{k} {r:.1f} / {p:.1f}" for k, (r, p) in figures.items()))
     print(f"Enter after a phrase -> outbox (ms, n={len(latencies)}): median "
