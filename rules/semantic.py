@@ -205,10 +205,18 @@ class SemanticJudge:
                  if len(text[a:b].split()) >= self.semantic.min_words]  # fmt: skip
         if not spans:
             return []
-        vectors = self.model.embed([text[a:b] for a, b in spans])
+        # The context window: a sentence after another is also judged joined with the one
+        # before it ("are u home alone. wot u wearing": each weak alone), at thresholds of
+        # at least ``context``, where the sentence alone did not alert.
+        floor = self.semantic.context
+        pairs = [(spans[i - 1][0], spans[i][1]) for i in range(1, len(spans))] if floor else []
+        vectors = self.model.embed([text[a:b] for a, b in (*spans, *pairs)])
         out = []
-        for (a, b), vec in zip(spans, vectors, strict=True):
+        for i, ((a, b), vec) in enumerate(zip(spans, vectors, strict=False)):
             alert = self._one(text, a, b, vec)
+            if alert is None and pairs and i:
+                a, b = pairs[i - 1]
+                alert = self._one(text, a, b, vectors[len(spans) + i - 1], floor)
             if alert is not None:
                 out.append(alert)
         return out
@@ -249,13 +257,16 @@ class SemanticJudge:
         probs = np.exp(logits - logits.max())
         return dict(zip(labels, (probs / probs.sum()).tolist(), strict=True))
 
-    def _one(self, text: str, a: int, b: int, vec: np.ndarray) -> SemanticAlert | None:
+    def _one(self, text: str, a: int, b: int, vec: np.ndarray,
+             floor: float = 0.0) -> SemanticAlert | None:  # fmt: skip
+        """The alert for the text at ``a:b`` (one sentence, or two: the context window),
+        if any; ``floor``: no threshold below this."""
         shares, label, share, best, similarity = self._vote(vec)
-        threshold = self.semantic.vote_for(label)
+        threshold = max(self.semantic.vote_for(label), floor)
         part = "vote"
         if not (label in self.categories and share >= threshold
                 and similarity >= self.semantic.min_similarity):  # fmt: skip
-            found = self._average(vec, shares)
+            found = self._average(vec, shares, floor)
             if found is None:
                 return None
             label, share, threshold, best, similarity = found
@@ -270,7 +281,7 @@ class SemanticJudge:
                              round(similarity, 3), a, b, context, bool(exempt), exempt,
                              part)  # fmt: skip
 
-    def _average(self, vec: np.ndarray, shares: dict[str, float]
+    def _average(self, vec: np.ndarray, shares: dict[str, float], floor: float = 0.0
                  ) -> tuple[str, float, float, int, float] | None:  # fmt: skip
         """Where the vote did not alert: the mean of each label's vote share and the head's
         probability; the highest alerts if it is a category and reaches the head's threshold.
@@ -281,7 +292,7 @@ class SemanticJudge:
             return None
         mean = {x: (shares.get(x, 0.0) + p) / 2 for x, p in probs.items()}
         label = max(mean, key=mean.__getitem__)
-        threshold = self._head[3][self._head[0].index(label)]
+        threshold = max(self._head[3][self._head[0].index(label)], floor)
         mine = self._rows_of.get(label)
         if label not in self.categories or mean[label] < threshold or mine is None or not len(
                 mine):  # fmt: skip
