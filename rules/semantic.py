@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,26 +197,30 @@ class SemanticJudge:
         self._rows_of: dict[str, np.ndarray] = {
             x: np.flatnonzero(labels == x) for x in set(bank.labels)}  # fmt: skip
 
-    def judge(self, text: str) -> list[SemanticAlert]:
-        """Alerts for the sentences of ``text`` (at most one per sentence)."""
+    def judge(self, text: str, skip: Container[str] = ()) -> list[SemanticAlert]:
+        """Alerts for the sentences of ``text`` (at most one per sentence). ``skip``: the
+        sentences (stripped) judged before, as the agent keeps them while a text is typed;
+        they are not judged again but are still the context of the sentence after them."""
         if not self.on:
             return []
         spans = [(a, b) for a, b in sentences(text, self.semantic.min_words)
                  if len(text[a:b].split()) >= self.semantic.min_words]  # fmt: skip
-        if not spans:
+        todo = [i for i, (a, b) in enumerate(spans) if text[a:b].strip() not in skip]
+        if not todo:
             return []
         # The context window: a sentence after another is also judged joined with the one
         # before it ("are u home alone. wot u wearing": each weak alone), at thresholds of
         # at least ``context``, where the sentence alone did not alert.
         floor = self.semantic.context
-        pairs = [(spans[i - 1][0], spans[i][1]) for i in range(1, len(spans))] if floor else []
-        vectors = self.model.embed([text[a:b] for a, b in (*spans, *pairs)])
+        pairs = {i: (spans[i - 1][0], spans[i][1]) for i in todo if i and floor}
+        vectors = self.model.embed([text[a:b] for a, b in (*(spans[i] for i in todo),
+                                                            *pairs.values())])  # fmt: skip
+        paired = dict(zip(pairs, vectors[len(todo) :], strict=True))
         out = []
-        for i, ((a, b), vec) in enumerate(zip(spans, vectors, strict=False)):
-            alert = self._one(text, a, b, vec)
-            if alert is None and pairs and i:
-                a, b = pairs[i - 1]
-                alert = self._one(text, a, b, vectors[len(spans) + i - 1], floor)
+        for i, vec in zip(todo, vectors, strict=False):
+            alert = self._one(text, *spans[i], vec)
+            if alert is None and i in paired:
+                alert = self._one(text, *pairs[i], paired[i], floor)
             if alert is not None:
                 out.append(alert)
         return out

@@ -133,6 +133,10 @@ def test_the_context_window_judges_a_sentence_with_the_one_before(
         "grooming", "gr-pair", 0, len(text))  # fmt: skip
     assert alert.threshold == 0.85  # the context floor over the vote's 0.5
     assert on.judge("wot r u wearing") == []  # no sentence before it
+    # The agent judges at a pause and again at Enter: a sentence judged before is skipped
+    # but is still the context of the next one.
+    assert on.judge(text, skip={"r u home alone."}) == [alert]
+    assert on.judge(text, skip={"r u home alone.", "wot r u wearing"}) == []
 
 
 def test_the_shipped_policy_loads_its_bank() -> None:
