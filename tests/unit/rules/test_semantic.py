@@ -121,7 +121,7 @@ def test_the_context_window_judges_a_sentence_with_the_one_before(
         Exemplar("in-home", "innocent", "are you home alone after school", "a parent"),
         Exemplar("in-wear", "innocent", "wot r u wearing 2day", "a friend"),
     )
-    sem = replace(policy.semantic, exemplars=exemplars, k=1, vote=0.5, head=None)
+    sem = replace(policy.semantic, exemplars=exemplars, k=1, vote=0.5, head=None, context=0.0)
     bank = Bank(exemplars, model)
     text = "r u home alone. wot r u wearing"
     off = SemanticJudge(replace(policy, semantic=sem), "ks2", model, bank)
@@ -135,7 +135,11 @@ def test_the_context_window_judges_a_sentence_with_the_one_before(
     assert on.judge("wot r u wearing") == []  # no sentence before it
     # The agent judges at a pause and again at Enter: a sentence judged before is skipped
     # but is still the context of the next one.
-    assert on.judge(text, skip={"r u home alone."}) == [alert]
+    # (the same alert; its similarity may move in the third decimal: the int8 model
+    # quantises per batch, and the batch holds one sentence fewer)
+    (again,) = on.judge(text, skip={"r u home alone."})
+    assert (again.category, again.exemplar, again.start, again.end) == (
+        alert.category, alert.exemplar, alert.start, alert.end)  # fmt: skip
     assert on.judge(text, skip={"r u home alone.", "wot r u wearing"}) == []
 
 
