@@ -126,11 +126,12 @@ class KeystrokeDetector:
         judge = self._semantic() if self._semantic is not None else None
         if judge is None or not text.strip():
             return
-        fresh = [text[a:b] for a, b in sentences(text, judge.semantic.min_words)
-                 if text[a:b].strip() not in self._judged]  # fmt: skip
-        for sentence in fresh:
-            self._judged.add(sentence.strip())
-            self._deliver([a for a in judge.judge(sentence)])
+        fresh = {text[a:b].strip() for a, b in sentences(text, judge.semantic.min_words)}
+        if not fresh - self._judged:
+            return
+        before = frozenset(self._judged)  # judged at a pause: still the next one's context
+        self._judged |= fresh
+        self._deliver(judge.judge(text, skip=before))
 
     def _current(self) -> Stream | None:
         compiled = self._source()

@@ -1,7 +1,8 @@
 """Loading the semantic stage's part of a policy (optional; without it the stage is off):
 
     semantic.toml                     [semantic]: model file and SHA-256, min_words, k,
-                                      temperature, vote, min_similarity; [votes] and
+                                      temperature, vote, min_similarity, context (the
+                                      context window's threshold floor); [votes] and
                                       [severities] per category
     semantic/head.toml                a trained classifier beside the vote (rules/load_head.py)
     semantic/exemplars.toml           [[exemplar]]: id, category (or "innocent"), text, why
@@ -36,7 +37,7 @@ def semantic_of(src: Mapping[str, Source], texts: Mapping[str, str],
     head_src.check_top({"semantic", "votes", "severities"})
     head = head_src.table("semantic")
     head.check_keys({"enabled", "model", "model_sha256", "min_words", "k", "temperature",
-                     "vote", "min_similarity"})  # fmt: skip
+                     "vote", "min_similarity", "context"})  # fmt: skip
     sha = head.get_str("model_sha256")
     if not _SHA.match(sha):
         raise head.fail("model_sha256 must be 64 lower-case hex digits", "model_sha256")
@@ -54,6 +55,7 @@ def semantic_of(src: Mapping[str, Source], texts: Mapping[str, str],
         vote=_number(head, "vote", 0.8, 0.01, 1.0),
         votes=tuple((c, _number(votes, c, 0.0, 0.01, 1.0)) for c in votes.data),
         min_similarity=_number(head, "min_similarity", 0.0, -1.0, 1.0),
+        context=_number(head, "context", 0.0, 0.0, 1.0),
         severities=tuple((c, sev.get_int(c, lo=1, hi=5)) for c in sev.data),
         enabled=head.get_bool("enabled", True),
         head=head_of(src[HEAD], cats) if HEAD in src else None,

@@ -153,6 +153,8 @@ class Semantic:
     vote: float = 0.8
     votes: tuple[tuple[str, float], ...] = ()  # per category, overriding ``vote``
     min_similarity: float = 0.0  # the closest exemplar of the category must be this close
+    context: float = 0.0  # > 0: a sentence is also judged joined with the one before it,
+    # at thresholds of at least this (0: off)
     severities: tuple[tuple[str, int], ...] = ()  # per category; else the incident rules
     enabled: bool = True
     head: SemanticHead | None = None  # a trained classifier beside the vote, if shipped

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,18 +197,30 @@ class SemanticJudge:
         self._rows_of: dict[str, np.ndarray] = {
             x: np.flatnonzero(labels == x) for x in set(bank.labels)}  # fmt: skip
 
-    def judge(self, text: str) -> list[SemanticAlert]:
-        """Alerts for the sentences of ``text`` (at most one per sentence)."""
+    def judge(self, text: str, skip: Container[str] = ()) -> list[SemanticAlert]:
+        """Alerts for the sentences of ``text`` (at most one per sentence). ``skip``: the
+        sentences (stripped) judged before, as the agent keeps them while a text is typed;
+        they are not judged again but are still the context of the sentence after them."""
         if not self.on:
             return []
         spans = [(a, b) for a, b in sentences(text, self.semantic.min_words)
                  if len(text[a:b].split()) >= self.semantic.min_words]  # fmt: skip
-        if not spans:
+        todo = [i for i, (a, b) in enumerate(spans) if text[a:b].strip() not in skip]
+        if not todo:
             return []
-        vectors = self.model.embed([text[a:b] for a, b in spans])
+        # The context window: a sentence after another is also judged joined with the one
+        # before it ("are u home alone. wot u wearing": each weak alone), at thresholds of
+        # at least ``context``, where the sentence alone did not alert.
+        floor = self.semantic.context
+        pairs = {i: (spans[i - 1][0], spans[i][1]) for i in todo if i and floor}
+        vectors = self.model.embed([text[a:b] for a, b in (*(spans[i] for i in todo),
+                                                            *pairs.values())])  # fmt: skip
+        paired = dict(zip(pairs, vectors[len(todo) :], strict=True))
         out = []
-        for (a, b), vec in zip(spans, vectors, strict=True):
-            alert = self._one(text, a, b, vec)
+        for i, vec in zip(todo, vectors, strict=False):
+            alert = self._one(text, *spans[i], vec)
+            if alert is None and i in paired:
+                alert = self._one(text, *pairs[i], paired[i], floor)
             if alert is not None:
                 out.append(alert)
         return out
@@ -249,13 +261,16 @@ class SemanticJudge:
         probs = np.exp(logits - logits.max())
         return dict(zip(labels, (probs / probs.sum()).tolist(), strict=True))
 
-    def _one(self, text: str, a: int, b: int, vec: np.ndarray) -> SemanticAlert | None:
+    def _one(self, text: str, a: int, b: int, vec: np.ndarray,
+             floor: float = 0.0) -> SemanticAlert | None:  # fmt: skip
+        """The alert for the text at ``a:b`` (one sentence, or two: the context window),
+        if any; ``floor``: no threshold below this."""
         shares, label, share, best, similarity = self._vote(vec)
-        threshold = self.semantic.vote_for(label)
+        threshold = max(self.semantic.vote_for(label), floor)
         part = "vote"
         if not (label in self.categories and share >= threshold
                 and similarity >= self.semantic.min_similarity):  # fmt: skip
-            found = self._average(vec, shares)
+            found = self._average(vec, shares, floor)
             if found is None:
                 return None
             label, share, threshold, best, similarity = found
@@ -270,7 +285,7 @@ class SemanticJudge:
                              round(similarity, 3), a, b, context, bool(exempt), exempt,
                              part)  # fmt: skip
 
-    def _average(self, vec: np.ndarray, shares: dict[str, float]
+    def _average(self, vec: np.ndarray, shares: dict[str, float], floor: float = 0.0
                  ) -> tuple[str, float, float, int, float] | None:  # fmt: skip
         """Where the vote did not alert: the mean of each label's vote share and the head's
         probability; the highest alerts if it is a category and reaches the head's threshold.
@@ -281,7 +296,7 @@ class SemanticJudge:
             return None
         mean = {x: (shares.get(x, 0.0) + p) / 2 for x, p in probs.items()}
         label = max(mean, key=mean.__getitem__)
-        threshold = self._head[3][self._head[0].index(label)]
+        threshold = max(self._head[3][self._head[0].index(label)], floor)
         mine = self._rows_of.get(label)
         if label not in self.categories or mean[label] < threshold or mine is None or not len(
                 mine):  # fmt: skip
