@@ -173,6 +173,35 @@ ROUND6 = [
 ]
 
 
+# Round 7 (issue 14): the families batch 9 missed, in wordings that are neither the entries'
+# examples nor batch 9's texts (each missed by main's lists before round 7, checked in category).
+ROUND7 = [
+    ("grooming", "good game, which year are you in"),
+    ("grooming", "my talent agency needs some photos of you first"),
+    ("grooming", "im a modelling scout and youve got the perfect face"),
+    ("grooming", "have you ever done anything with a boy"),
+    ("grooming", "you chose dare so take a pic without your hoodie"),
+    ("grooming", "every time you die you have to send me a pic"),
+    ("grooming", "you already sent one so may as well send another"),
+    ("grooming", "ill make u famous if u do everything i say"),
+    ("grooming", "they bought me clothes and now they want me to do jobs"),
+    ("grooming", "he said if i dont send one they will say im frigid"),
+    ("grooming", "still up? send me a pic"),
+    ("grooming", "i said i was 14 but im actually 20"),
+    ("bullying", "someone set up a rate page for our class"),
+    ("bullying", "everyone blocked me on snap"),
+    ("bullying", "do everyone a favour and never come back"),
+    ("bullying", "everyone can smell him, does he even wash"),
+    ("bullying", "she should be in the special school"),
+    ("bullying", "post the one where hes crying"),
+    ("bullying", "i saw them shove her into the lockers again"),
+    ("violence", "im gonna torch his bike"),
+    ("drugs", "we huffed the gas canisters behind the shops"),
+    ("drugs", "he can sort you out with some white"),
+    ("extremism", "the shooter was a legend"),
+]
+
+
 def categories(compiled: Compiled, text: str) -> set[str]:
     return {a.category for a in match_text(compiled, text) if not a.suppressed}
 
@@ -208,4 +237,9 @@ def test_round5_family_alerts_in_its_category(ks2: Compiled, category: str, text
 
 @pytest.mark.parametrize(("category", "text"), ROUND6)
 def test_round6_family_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
+    assert category in categories(ks2, text)
+
+
+@pytest.mark.parametrize(("category", "text"), ROUND7)
+def test_round7_family_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
     assert category in categories(ks2, text)
