@@ -60,6 +60,8 @@ class Screen(Protocol):
 # How soon a new text, the service coming or going, or stop() is seen (X events wake it at
 # once): once a second costs an idle helper a quarter of what four times a second did.
 NOTICE_POLL_S = 1.0
+OPEN_TRIES = 5  # opening the display, 2 s apart: an X server resetting (its last client just
+OPEN_RETRY_S = 2.0  # left) closes new connections for a moment; the notice must not be lost to it
 TITLE = "Monitoring notice"
 INDICATOR_TITLE = "This computer is monitored"
 TEXT_PROPERTY = "_SAFEGUARD_NOTICE"
@@ -161,13 +163,20 @@ class NoticeDisplay:
         if shown is not None:
             self._report(["n", how, shown[1], _age_ms(shown[2])])
 
+    def _open(self) -> Screen | None:
+        for attempt in range(1, OPEN_TRIES + 1):
+            try:
+                return self._screen(self._display or "")
+            except Exception as exc:  # no X server, refused, Xlib missing: say so at the end
+                log.warning("notice.cannot_show kind=%s attempt=%d", type(exc).__name__, attempt)
+                if attempt == OPEN_TRIES or self._stop.wait(OPEN_RETRY_S):
+                    self._report(["n", "failed", f"cannot open the display: {type(exc).__name__}"])
+        return None
+
     def _run(self) -> None:
-        try:
-            screen = self._screen(self._display or "")
-        except Exception as exc:  # no X server, refused, Xlib missing: say so, capture goes on
-            log.warning("notice.cannot_show kind=%s", type(exc).__name__)
-            self._report(["n", "failed", f"cannot open the display: {type(exc).__name__}"])
-            return
+        screen = self._open()
+        if screen is None:
+            return  # capture goes on; the service has the failure
         try:
             self._loop(screen)
         except Exception as exc:  # the X server went away (logout): nothing left to show on

@@ -11,6 +11,8 @@ import pytest
 
 from agent.enrol import enrol
 from agent.identity import StateDir
+from agent.policy import ActivePolicy
+from rules.load import load_policy
 from tests.conftest import require_tool
 from tests.e2e.agent.desktop import AgentProcesses, Desktop
 from tests.harness import CollectorHarness
@@ -24,6 +26,16 @@ def wait_until(condition: Callable[[], Any], timeout: float = 60.0, what: str = 
             pytest.fail(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(0.05)
     return value
+
+
+@pytest.fixture(scope="session")
+def shipped() -> ActivePolicy:
+    """The shipped policy with ks2 compiled, shared: a compile takes 15 s of CPU here, and the
+    service compiles before a login's helper can be answered; tests of what follows should not
+    each wait for it (nor race their own deadlines against it)."""
+    active = ActivePolicy(0, load_policy())
+    active.compiled("ks2")
+    return active
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from agent.policy import ActivePolicy
 from agent.sensors import SensorContext
 from agent.sensors.keyboard_broker import KeyboardBroker
 from protos import events_pb2
-from rules.load import load_policy
 from tests.e2e.agent.conftest import wait_until
 from tests.e2e.agent.desktop import Desktop
 
@@ -49,9 +48,8 @@ except TimeoutError:
 
 
 class Broker:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, active: ActivePolicy) -> None:
         self.path = tmp / "run" / "keyboard.sock"
-        active = ActivePolicy(0, load_policy())
         self.emitted: list[events_pb2.Event] = []
         self.ctx = SensorContext(emit=self.emitted.append, policy=lambda: active, state_dir=tmp)
         self.broker = KeyboardBroker(self.path, desktops=lambda: {ACCOUNT}, grace_s=30,
@@ -76,8 +74,8 @@ class Broker:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path)
+def broker(tmp_path: Path, shipped: ActivePolicy) -> Iterator[Broker]:
+    b = Broker(tmp_path, shipped)
     try:
         yield b
     finally:

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from agent import notice_window
 from agent.helper import x11_notice
-from agent.notice_window import INDICATOR_TITLE, TITLE, NoticeDisplay
+from agent.notice_window import INDICATOR_TITLE, TITLE, NoticeDisplay, Screen
 from tests.e2e.agent.conftest import wait_until
 from tests.e2e.agent.desktop import Desktop
 from tests.e2e.agent.test_notice import notice_property, visible
@@ -100,3 +101,43 @@ def test_a_session_without_a_display_says_it_cannot_show_the_notice() -> None:
     reports = Reports()
     NoticeDisplay(None, reports, x11_notice).offer("Text.", "1")
     assert reports.items == [["n", "failed", "no X display in this session to show it on"]]
+
+
+def test_a_display_that_closes_the_first_connection_still_gets_the_notice(
+    desktop: Desktop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notice_window, "OPEN_RETRY_S", 0.1)
+    tries: list[str] = []
+
+    def resetting(display: str) -> Screen:  # an X server in its reset after the last client
+        tries.append(display)
+        if len(tries) == 1:
+            raise ConnectionResetError("closed during setup")
+        return x11_notice(display)
+
+    reports = Reports()
+    notice = NoticeDisplay(desktop.display, reports, resetting)
+    try:
+        notice.offer("Text.", "1")
+        wait_until(lambda: visible(desktop, TITLE), 60, "the notice")
+        wait_until(lambda: reports.of("shown"), 60, "the showing")
+        assert tries == [desktop.display] * 2 and not reports.of("failed")
+    finally:
+        notice.stop()
+
+
+def test_a_display_that_never_opens_is_reported_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notice_window, "OPEN_RETRY_S", 0.01)
+    tries: list[str] = []
+
+    def refusing(display: str) -> Screen:
+        tries.append(display)
+        raise ConnectionRefusedError(display)
+
+    reports = Reports()
+    notice = NoticeDisplay(":99", reports, refusing)
+    notice.offer("Text.", "1")
+    wait_until(lambda: reports.of("failed"), 30, "the failure reported")
+    notice.stop()
+    assert len(tries) == notice_window.OPEN_TRIES
+    assert reports.items == [["n", "failed", "cannot open the display: ConnectionRefusedError"]]

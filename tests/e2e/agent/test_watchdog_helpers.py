@@ -23,7 +23,6 @@ from agent.sensors.registry import SensorSettings, SensorSpec
 from agent.supervisor import Supervisor
 from agent.usage import rss
 from protos import events_pb2
-from rules.load import load_policy
 from tests.e2e.agent.conftest import wait_until
 from tests.e2e.agent.desktop import Desktop
 
@@ -63,9 +62,8 @@ time.sleep(120)
 
 
 class Watched:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, active: ActivePolicy) -> None:
         self.path = tmp / "run" / "keyboard.sock"
-        active = ActivePolicy(0, load_policy())
         self.emitted: list[events_pb2.Event] = []
         ctx = SensorContext(emit=self.emitted.append, policy=lambda: active, state_dir=tmp)
         self.broker = KeyboardBroker(self.path, desktops=lambda: {ACCOUNT}, grace_s=300,
@@ -99,8 +97,8 @@ class Watched:
 
 
 @pytest.fixture
-def watched(tmp_path: Path) -> Iterator[Watched]:
-    w = Watched(tmp_path)
+def watched(tmp_path: Path, shipped: ActivePolicy) -> Iterator[Watched]:
+    w = Watched(tmp_path, shipped)
     try:
         yield w
     finally:
