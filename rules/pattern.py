@@ -12,7 +12,8 @@ streaming automaton already matches, so matching stays one pass with Backspace::
 - ``word~``: the word's regular inflections (-s, -ed, -ing; a final ``e`` dropped, a final
   consonant doubled, ``y`` to ``ies``/``ied``); ``word~s``: the plural only. Irregular
   forms go in a class (``{die}``).
-- ``[a|b c]``: optional: nothing, or one of the alternatives.
+- ``[a|b c]``: optional: nothing, or one of the alternatives. (``?`` is refused: it would
+  be read as part of a word, and typed text never has it there.)
 - ``(a|b c)``: exactly one of the alternatives.
 - ``...N``: a gap of 0 to N words (``...`` alone is 3). A pattern with gaps is a sequence
   of *segments*, each a set of phrases; the scorer chains them by word positions.
@@ -133,6 +134,9 @@ class _Parser:
             return self.word_class(tok[1:-1])
         if tok in ("]", ")", "|") or tok == "{":
             raise self.fail(f"unexpected {tok!r}")
+        if tok.endswith("?"):  # a regex habit: here it would make nothing optional
+            raise self.fail(f"{tok!r}: '?' does not make a word optional; write [word] or "
+                            "[a|b] (and a plural as word~s)")  # fmt: skip
         if tok.endswith(("~", "~s")):
             word, plural = (tok[:-2], True) if tok.endswith("~s") else (tok[:-1], False)
             if not word or any(c in _SPECIAL for c in word):
