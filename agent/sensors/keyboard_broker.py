@@ -263,6 +263,9 @@ class KeyboardBroker:
         with self._lock:
             self._sessions[id(conn)] = (account, state, detail[:200])
 
+    def _captures(self, ctx: SensorContext, account: str) -> bool:
+        return "keyboard" in self._profiles.profile_for(ctx.policy().policy, account).sensors
+
     def _compiled(self, ctx: SensorContext, account: str) -> Compiled | None:
         active = ctx.policy()
         profile = self._profiles.profile_for(active.policy, account)
@@ -300,7 +303,9 @@ class KeyboardBroker:
                 if not greeted and time.monotonic() - opened > self._hello_s:
                     log.warning("keyboard.refused account=%s reason=no_hello", account)
                     return
-                wanted = matcher() is not None
+                # From the profile, not the matcher: capture starts at once, and keys typed
+                # while a first compile runs wait in the socket for the detector.
+                wanted = self._captures(ctx, account)
                 if wanted != capture:  # at start, and whenever a new policy flips it
                     capture = wanted
                     why = "" if wanted else "the account's profile has keyboard capture off"

@@ -22,6 +22,7 @@ from agent.policy import ActivePolicy
 from agent.sensors import SensorContext
 from agent.sensors.keyboard_broker import KeyboardBroker
 from protos import events_pb2
+from rules.load import load_policy
 from tests.e2e.agent.conftest import wait_until
 from tests.e2e.agent.desktop import Desktop
 
@@ -46,6 +47,17 @@ except TimeoutError:
     print("open", flush=True)
 """
 
+# A helper that says hello and prints the service's first answer.
+ASKS = """
+import socket, sys
+from agent.helper_protocol import encode
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(encode(["hello", {"display": ":0", "session": "x11"}]))
+s.settimeout(60)
+print(s.recv(4096).split(b"\\n")[0].decode(), flush=True)
+"""
+
 
 class Broker:
     def __init__(self, tmp: Path, active: ActivePolicy) -> None:
@@ -65,9 +77,9 @@ class Broker:
     def kinds(self) -> list[str]:
         return [events_pb2.AgentStatus.Kind.Name(e.status.kind) for e in self.emitted]
 
-    def peer(self, desktop: Desktop, hello: bool) -> subprocess.Popen[str]:
+    def peer(self, desktop: Desktop, hello: bool, script: str = PEER) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-c", PEER, str(self.path), "hello" if hello else "silent"],
+            [sys.executable, "-c", script, str(self.path), "hello" if hello else "silent"],
             env=desktop.env, stdout=subprocess.PIPE, text=True,
             cwd=Path(__file__).resolve().parents[3],
         )  # fmt: skip
@@ -111,6 +123,17 @@ def test_a_connection_that_never_says_hello_is_closed(broker: Broker, desktop: D
     silent = broker.peer(desktop, hello=False)
     out: Any = silent.communicate(timeout=30)[0]
     assert out.startswith("closed") and '"capture"' in out  # answered, then let go
+
+
+def test_capture_starts_before_the_policy_is_compiled(tmp_path: Path, desktop: Desktop) -> None:
+    fresh = ActivePolicy(0, load_policy())  # nothing compiled: a service just started
+    broker = Broker(tmp_path, fresh)
+    try:
+        answer = broker.peer(desktop, hello=True, script=ASKS).communicate(timeout=90)[0]
+        assert answer.strip() == '["capture",true,""]'
+        assert fresh.in_use() == []  # decided by the profile; keys wait for the compile
+    finally:
+        broker.close()
 
 
 def test_desktop_sessions_are_read_from_logind_session_files(tmp_path: Path) -> None:
