@@ -69,16 +69,6 @@ class ActivePolicy:
         with self._lock:
             return list(self._compiled)
 
-    def warm(self, profiles: list[str]) -> None:
-        """Compile these profiles now, so that the first key or page after an update is not
-        kept waiting for it (a compile takes 15 s of CPU on a current PC). A profile that
-        fails is left for its first use to report."""
-        for name in profiles:
-            try:
-                self.compiled(name)
-            except (PolicyError, KeyError) as exc:  # (a failed child: compiled in-process)
-                log.warning("policy.warm_failed profile=%s reason=%s", name, exc)
-
 
 class PolicyHolder:
     """The current policy for every sensor; replaced only by a verified, newer bundle."""
@@ -131,9 +121,7 @@ class PolicyHolder:
             assert got is not None
             version, policy = got
             bundles.save_last_good(self._path, bundles.Bundle(version, policy, {}, data))
-            new = ActivePolicy(version, policy, clock=self._clock, in_child=True)
-            new.warm(self._active.in_use())  # the old one monitors meanwhile: no gap
-            self._active = new
+            self._active = ActivePolicy(version, policy, clock=self._clock, in_child=True)
         log.info("policy.applied version=%d previous=%d", version, installed)
         for listener in self._listeners:
             listener(self._active)

@@ -92,17 +92,6 @@ def test_a_bundle_is_verified_in_the_child_and_a_forged_one_refused(tmp_path: Pa
     assert again.current().policy == holder.current().policy
 
 
-def test_a_new_bundle_is_compiled_for_the_profiles_in_use_before_it_applies(
-    tmp_path: Path,
-) -> None:
-    key = Ed25519PrivateKey.generate()
-    holder = PolicyHolder(tmp_path / "policy.json", key.public_key())
-    assert holder.current().in_use() == []
-    holder.current().compiled("ks2")  # a pupil's helper asked for it
-    new = holder.apply(build_bundle(DEFAULT_DIR, 7, key))
-    assert new.in_use() == ["ks2"]  # no helper waits for the new one: it came compiled
-
-
 def test_when_the_child_cannot_start_the_service_does_the_work_itself(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
