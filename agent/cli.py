@@ -338,9 +338,10 @@ def _usb_list(args: argparse.Namespace) -> int:
         from agent.identity import StateDir, load_identity
         from agent.policy import PolicyHolder
 
-        ident = load_identity(StateDir(args.state))
+        state = StateDir(args.state)
+        ident = load_identity(state)
         key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key))
-        policy = PolicyHolder(args.state / "policy.json", key).current().policy
+        policy = PolicyHolder(state.policy, key).current().policy
     rows = list_devices(policy)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -360,7 +361,7 @@ def _policy_version(state: StateDir) -> str:
     ident = load_identity(state)
     try:
         key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key))
-        saved = bundle.load_last_good(state.root / "policy.json", key)
+        saved = bundle.load_last_good(state.policy, key)
     except (PolicyError, ValueError) as exc:
         return f"none (the saved bundle does not verify: {exc})"
     if saved is None:

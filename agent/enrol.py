@@ -37,8 +37,8 @@ from agent.identity import (
     raw_public_key,
     write_atomic,
 )
-from agent.policy_fetch import signed_request
-from agent.transport import parse_address, secure_channel
+from agent.policy_fetch import fetch_bundle, signed_request
+from agent.transport import parse_address, rpc_code, secure_channel
 from protos import envelope, ingest_pb2, ingest_pb2_grpc
 from rules.bundle import BundleError, signed_payload
 
@@ -123,6 +123,9 @@ def _enrol_locked(
         kept = _set_outbox_aside(state, old_agent)
         if kept is not None:
             log.warning("enrol.outbox_set_aside old_agent=%s path=%s", old_agent, kept)
+        # The old collector's policy: signed with another key, it would be refused at start
+        # and reported as tampering if the new collector has none to give yet.
+        state.policy.unlink(missing_ok=True)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -130,34 +133,33 @@ def _enrol_locked(
     )
     write_atomic(state.key, pem, 0o600)
     write_atomic(state.ca, ca_pem, 0o644)
-    _keep_school_policy(state, address, ca_pem, ident.agent_id, key, reply.policy_public_key,
-                        timeout)  # fmt: skip
+    _keep_school_policy(state, ident, ca_pem, key, timeout)
     write_atomic(state.identity, json.dumps(asdict(ident), indent=2).encode() + b"\n", 0o600)
     log.info("enrol.done agent=%s collector=%s", ident.agent_id, address)
     return ident
 
 
-def _keep_school_policy(state: StateDir, address: str, ca_pem: bytes, agent_id: str,
-                        key: Ed25519PrivateKey, policy_key: bytes,
+def _keep_school_policy(state: StateDir, ident: Identity, ca_pem: bytes, key: Ed25519PrivateKey,
                         timeout: float) -> None:  # fmt: skip
     """Fetch the collector's current policy bundle and keep it as the last good one (the
     service loads it, checking it in full, at start). Any failure only leaves it to the
     service: a collector with no policy published, a clock far off, a bundle that does not
     verify (never written)."""
-    request = signed_request(agent_id, key, 0, int(dt.datetime.now(dt.UTC).timestamp() * 1000))
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    request = signed_request(ident.agent_id, key, 0, now_ms)
     try:
-        with secure_channel(address, ca_pem) as channel:
-            answer = ingest_pb2_grpc.CollectorStub(channel).FetchPolicy(request, timeout=timeout)
-        if answer.bundle:
-            signed_payload(answer.bundle, Ed25519PublicKey.from_public_bytes(policy_key))
+        answer = fetch_bundle(ident.collector, ca_pem, request, timeout)
     except grpc.RpcError as exc:
-        code = exc.code().name if isinstance(exc, grpc.Call) else type(exc).__name__
-        log.warning("enrol.policy_not_fetched reason=%s (the service will fetch it)", code)
-        return
-    except BundleError as exc:
-        log.warning("enrol.policy_not_kept reason=%s (the service will fetch it)", exc)
+        log.warning("enrol.policy_not_fetched reason=%s (the service will fetch it)",
+                    rpc_code(exc))  # fmt: skip
         return
     if not answer.bundle:  # nothing published yet: the service starts with the shipped lists
+        return
+    policy_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key))
+    try:
+        signed_payload(answer.bundle, policy_key)
+    except BundleError as exc:
+        log.warning("enrol.policy_not_kept reason=%s (the service will fetch it)", exc)
         return
     write_atomic(state.policy, answer.bundle, 0o600)
     log.info("enrol.policy_kept version=%s bytes=%d", answer.version, len(answer.bundle))

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.clock import AgentClock
 from agent.evidence_store import EvidenceStore, Waiting
 from agent.shipper import Backoff
+from agent.transport import rpc_code, rpc_detail
 from protos import envelope, ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -91,9 +92,8 @@ class EvidenceUploader:
         return 0.0 if self._store.waiting() else self._idle_s
 
     def _failed(self, exc: grpc.RpcError) -> float:
-        code = exc.code() if isinstance(exc, grpc.Call) else None
-        self.last_error = code.name if code else type(exc).__name__
-        if code == grpc.StatusCode.UNIMPLEMENTED:
+        self.last_error = rpc_code(exc)
+        if self.last_error == grpc.StatusCode.UNIMPLEMENTED.name:
             if not self._said_unimplemented:
                 self._said_unimplemented = True
                 log.warning("evidence.collector_takes_none: the collector does not take "
@@ -101,9 +101,8 @@ class EvidenceUploader:
                             "budget and are asked for again every %gs", self._unimplemented_s)
             return self._backoff.slow(self._unimplemented_s)
         delay = self._backoff.next_delay()
-        detail = exc.details() if isinstance(exc, grpc.Call) else ""
         log.warning("evidence.upload_failed code=%s detail=%r retry_s=%.1f",
-                    self.last_error, detail, delay)  # fmt: skip
+                    self.last_error, rpc_detail(exc), delay)  # fmt: skip
         return delay
 
     def _upload(self, stub: ingest_pb2_grpc.CollectorStub, item: Waiting) -> None:

@@ -169,8 +169,11 @@ class NoticeDisplay:
                 return self._screen(self._display or "")
             except Exception as exc:  # no X server, refused, Xlib missing: say so at the end
                 log.warning("notice.cannot_show kind=%s attempt=%d", type(exc).__name__, attempt)
-                if attempt == OPEN_TRIES or self._stop.wait(OPEN_RETRY_S):
+                if attempt == OPEN_TRIES or isinstance(exc, ImportError):  # (no use waiting)
                     self._report(["n", "failed", f"cannot open the display: {type(exc).__name__}"])
+                    return None
+                if self._stop.wait(OPEN_RETRY_S):
+                    return None  # stopping (a logout): nothing to report
         return None
 
     def _run(self) -> None:

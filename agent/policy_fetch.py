@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.clock import AgentClock
 from agent.policy import PolicyHolder
-from agent.transport import secure_channel
+from agent.transport import rpc_code, rpc_detail, secure_channel
 from protos import envelope, events_pb2, ingest_pb2, ingest_pb2_grpc
 from rules.schema import PolicyError
 
@@ -59,6 +59,13 @@ def signed_request(agent_id: str, key: Ed25519PrivateKey, have: int,
     signature = key.sign(envelope.policy_request_payload(agent_id, str(have), unix_ms))
     return ingest_pb2.PolicyRequest(agent_id=agent_id, have_version=str(have), unix_ms=unix_ms,
                                     signature=signature)  # fmt: skip
+
+
+def fetch_bundle(address: str, ca_pem: bytes, request: ingest_pb2.PolicyRequest,
+                 timeout: float) -> ingest_pb2.PolicyBundle:  # fmt: skip
+    """One FetchPolicy call (raises grpc.RpcError)."""
+    with secure_channel(address, ca_pem) as channel:
+        return ingest_pb2_grpc.CollectorStub(channel).FetchPolicy(request, timeout=timeout)
 
 
 class PolicyFetcher:
@@ -108,13 +115,10 @@ class PolicyFetcher:
         have = self._holder.version
         request = signed_request(self.config.agent_id, self.key, have, self.clock.unix_ms())
         try:
-            with secure_channel(self.config.address, self.config.ca_pem) as channel:
-                stub = ingest_pb2_grpc.CollectorStub(channel)
-                answer = stub.FetchPolicy(request, timeout=self.config.timeout_s)
+            answer = fetch_bundle(self.config.address, self.config.ca_pem, request,
+                                  self.config.timeout_s)  # fmt: skip
         except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.Call) else None
-            self.last_error = code.name if code else type(exc).__name__
-            detail = exc.details() if isinstance(exc, grpc.Call) else ""
+            self.last_error, detail = rpc_code(exc), rpc_detail(exc)
             log.warning(
                 "policy.fetch_failed code=%s detail=%r keeping_version=%d",
                 self.last_error, detail, have,

@@ -60,11 +60,17 @@ class PackedExemplars(Sequence[Exemplar]):
     def __iter__(self) -> Iterator[Exemplar]:
         return (self[i] for i in range(len(self)))
 
+    def _key(self) -> tuple[object, ...]:
+        return (self._names, self._cats, self._ids, self._texts, self._id_at.tobytes(),
+                self._text_at.tobytes())  # fmt: skip
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
+        if not isinstance(other, PackedExemplars):
+            return NotImplemented
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self._ids, self._texts, self._cats))
+        return hash(self._key())
 
 
 def _joined(parts: list[str]) -> tuple[bytes, array[int]]:

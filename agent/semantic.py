@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.clock import AgentClock
 from agent.memory import give_back_memory
 from agent.policy import ActivePolicy
-from agent.transport import secure_channel
+from agent.transport import rpc_code, secure_channel
 from protos import envelope, events_pb2, ingest_pb2, ingest_pb2_grpc
 from rules.embed import SentenceModel, file_sha256
 from rules.schema import PolicyError
@@ -187,8 +187,7 @@ class ModelFetcher:
                     with part.open("ab") as f:
                         f.write(chunk.data)
         except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.Call) else None
-            self.last_error = code.name if code else type(exc).__name__
+            self.last_error = rpc_code(exc)
             log.warning("semantic.fetch_failed sha256=%s code=%s have=%d", sha, self.last_error,
                         part.stat().st_size if part.exists() else 0)  # fmt: skip
             return False

@@ -48,7 +48,7 @@ from agent.sensors.registry import SENSORS, SensorSettings, SensorSpec
 from agent.shipper import Shipper, ShipperConfig
 from agent.shipping_state import ShippingState
 from agent.supervisor import Supervisor
-from agent.transport import secure_channel
+from agent.transport import quieter_grpc_waits, secure_channel
 from protos import events_pb2
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class Service:
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set. Raises StateError / OutboxError before anything starts."""
+        quieter_grpc_waits()
         state = self._state
         state.require()
         with state.locked("running the agent"):

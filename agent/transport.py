@@ -29,14 +29,15 @@ _OPTIONS: list[tuple[str, int]] = [
 # gRPC's blocking calls wake every 0.1 s so that a signal reaches a main thread waiting on them
 # (grpc/grpc#19464). The agent's one long gRPC wait is the shipper's reader thread, which no
 # signal concerns, and its ten wake-ups a second were the largest share of an idle agent's CPU
-# (bench/results/agent.md). A main thread waiting on gRPC (`safeguard-agent enrol`) now sees
-# Ctrl-C within this many seconds.
+# (bench/results/agent.md). Set by the service only, whose main thread waits on no gRPC call
+# (a command such as `enrol` keeps gRPC's 0.1 s and sees Ctrl-C at once).
 GRPC_WAIT_S = 2.0
 
 
-def _quieter_grpc_waits() -> None:
-    """Set gRPC's wait slice. The constant is private: if a release drops or renames it,
-    nothing changes but the wake-ups (a test says so)."""
+def quieter_grpc_waits() -> None:
+    """Set gRPC's wait slice, for the whole process: the service calls it as it starts. The
+    constant is private: if a release drops or renames it, nothing changes but the wake-ups
+    (a test says so)."""
     try:
         common = importlib.import_module("grpc._common")
     except ImportError:
@@ -45,7 +46,14 @@ def _quieter_grpc_waits() -> None:
         setattr(common, "MAXIMUM_WAIT_TIMEOUT", GRPC_WAIT_S)  # noqa: B010  # private: mypy knows no such name
 
 
-_quieter_grpc_waits()
+
+def rpc_code(exc: grpc.RpcError) -> str:
+    """The status code's name (UNAVAILABLE, ...), or the exception's for a call that never ran."""
+    return exc.code().name if isinstance(exc, grpc.Call) else type(exc).__name__
+
+
+def rpc_detail(exc: grpc.RpcError) -> str:
+    return (exc.details() or "") if isinstance(exc, grpc.Call) else ""
 
 
 class AddressError(ValueError):

@@ -134,7 +134,7 @@ class _Parser:
             return self.word_class(tok[1:-1])
         if tok in ("]", ")", "|") or tok == "{":
             raise self.fail(f"unexpected {tok!r}")
-        if tok.endswith("?"):  # a regex habit: here it would make nothing optional
+        if "?" in tok:  # a regex habit ("words?"): here it would make nothing optional
             raise self.fail(f"{tok!r}: '?' does not make a word optional; write [word] or "
                             "[a|b] (and a plural as word~s)")  # fmt: skip
         if tok.endswith(("~", "~s")):

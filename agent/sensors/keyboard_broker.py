@@ -53,6 +53,7 @@ from agent.sensors.helper_peers import RESTART_GRACE_S, HelperPeers
 from protos import events_pb2
 from rules.compile import Compiled
 from rules.match import Alert
+from rules.schema import Profile
 from rules.semantic import SemanticAlert, SemanticJudge
 
 log = logging.getLogger(__name__)
@@ -263,19 +264,22 @@ class KeyboardBroker:
         with self._lock:
             self._sessions[id(conn)] = (account, state, detail[:200])
 
+    def _keyboard_profile(self, active: ActivePolicy, account: str) -> Profile | None:
+        """The account's profile, if it captures keys."""
+        profile = self._profiles.profile_for(active.policy, account)
+        return profile if "keyboard" in profile.sensors else None
+
     def _captures(self, ctx: SensorContext, account: str) -> bool:
-        return "keyboard" in self._profiles.profile_for(ctx.policy().policy, account).sensors
+        return self._keyboard_profile(ctx.policy(), account) is not None
 
     def _compiled(self, ctx: SensorContext, account: str) -> Compiled | None:
         active = ctx.policy()
-        profile = self._profiles.profile_for(active.policy, account)
-        return active.compiled(profile.name) if "keyboard" in profile.sensors else None
+        profile = self._keyboard_profile(active, account)
+        return active.compiled(profile.name) if profile else None
 
     def _semantic(self, ctx: SensorContext, account: str) -> SemanticJudge | None:
-        if ctx.semantic is None:
-            return None
-        profile = self._profiles.profile_for(ctx.policy().policy, account)
-        return ctx.semantic(profile.name) if "keyboard" in profile.sensors else None
+        profile = self._keyboard_profile(ctx.policy(), account)
+        return ctx.semantic(profile.name) if profile and ctx.semantic else None
 
     def _converse(self, conn: socket.socket, ctx: SensorContext, account: str,
                   pid: int) -> None:  # fmt: skip

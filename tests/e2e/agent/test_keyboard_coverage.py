@@ -29,14 +29,19 @@ from tests.e2e.agent.desktop import Desktop
 pytestmark = pytest.mark.e2e
 
 ACCOUNT = pwd.getpwuid(os.getuid()).pw_name  # the peers below run as this test's user
-# A stand-in helper: says hello (or not), then holds the connection until stdin closes.
+# A stand-in helper: says hello (or not, "silent"), then holds the connection until it is closed
+# and prints what it was sent; or ("first") prints the service's first answer and goes.
 PEER = """
 import socket, sys
 from agent.helper_protocol import encode
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-if sys.argv[2] == "hello":
+if sys.argv[2] != "silent":
     s.sendall(encode(["hello", {"display": ":0", "session": "x11"}]))
+if sys.argv[2] == "first":
+    s.settimeout(60)
+    print(s.recv(4096).split(b"\\n")[0].decode(), flush=True)
+    sys.exit()
 s.settimeout(15)
 got = b""
 try:
@@ -45,17 +50,6 @@ try:
     print("closed", got.decode(), flush=True)
 except TimeoutError:
     print("open", flush=True)
-"""
-
-# A helper that says hello and prints the service's first answer.
-ASKS = """
-import socket, sys
-from agent.helper_protocol import encode
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(encode(["hello", {"display": ":0", "session": "x11"}]))
-s.settimeout(60)
-print(s.recv(4096).split(b"\\n")[0].decode(), flush=True)
 """
 
 
@@ -77,9 +71,9 @@ class Broker:
     def kinds(self) -> list[str]:
         return [events_pb2.AgentStatus.Kind.Name(e.status.kind) for e in self.emitted]
 
-    def peer(self, desktop: Desktop, hello: bool, script: str = PEER) -> subprocess.Popen[str]:
+    def peer(self, desktop: Desktop, mode: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-c", script, str(self.path), "hello" if hello else "silent"],
+            [sys.executable, "-c", PEER, str(self.path), mode],
             env=desktop.env, stdout=subprocess.PIPE, text=True,
             cwd=Path(__file__).resolve().parents[3],
         )  # fmt: skip
@@ -108,7 +102,7 @@ def test_a_desktop_session_without_its_helper_is_reported_and_its_return_too(
     missing = broker.emitted[0]
     assert missing.account == ACCOUNT and missing.severity == 3
     assert kb.status()[0] == "degraded"
-    helper = broker.peer(desktop, hello=True)
+    helper = broker.peer(desktop, "hello")
     try:
         wait_until(lambda: kb.status()[1].startswith(f"{ACCOUNT}:"), 15, "the helper admitted")
         kb.check_coverage(ctx, now=t0 + 61)
@@ -120,7 +114,7 @@ def test_a_desktop_session_without_its_helper_is_reported_and_its_return_too(
 
 
 def test_a_connection_that_never_says_hello_is_closed(broker: Broker, desktop: Desktop) -> None:
-    silent = broker.peer(desktop, hello=False)
+    silent = broker.peer(desktop, "silent")
     out: Any = silent.communicate(timeout=30)[0]
     assert out.startswith("closed") and '"capture"' in out  # answered, then let go
 
@@ -129,7 +123,7 @@ def test_capture_starts_before_the_policy_is_compiled(tmp_path: Path, desktop: D
     fresh = ActivePolicy(0, load_policy())  # nothing compiled: a service just started
     broker = Broker(tmp_path, fresh)
     try:
-        answer = broker.peer(desktop, hello=True, script=ASKS).communicate(timeout=90)[0]
+        answer = broker.peer(desktop, "first").communicate(timeout=90)[0]
         assert answer.strip() == '["capture",true,""]'
         assert fresh.in_use() == []  # decided by the profile; keys wait for the compile
     finally:

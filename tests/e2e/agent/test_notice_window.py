@@ -141,3 +141,21 @@ def test_a_display_that_never_opens_is_reported_once(monkeypatch: pytest.MonkeyP
     notice.stop()
     assert len(tries) == notice_window.OPEN_TRIES
     assert reports.items == [["n", "failed", "cannot open the display: ConnectionRefusedError"]]
+
+
+def test_a_helper_stopped_between_tries_reports_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notice_window, "OPEN_RETRY_S", 30.0)
+    tries: list[str] = []
+    reports = Reports()
+    notice: NoticeDisplay
+
+    def refusing(display: str) -> Screen:  # the login ends while the server refuses
+        tries.append(display)
+        threading.Thread(target=notice.stop).start()
+        raise ConnectionRefusedError(display)
+
+    notice = NoticeDisplay(":99", reports, refusing)
+    notice.offer("Text.", "1")
+    wait_until(lambda: tries, 30, "the first try")
+    notice.stop()
+    assert tries == [":99"] and reports.items == []

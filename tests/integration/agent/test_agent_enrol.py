@@ -108,7 +108,9 @@ def test_enrolling_again_needs_force_and_keeps_the_old_outbox(
     assert main(enroll(collector, root, collector.new_token())) == 1
     assert "--force" in capsys.readouterr().err
     assert load_identity(StateDir(root)).agent_id == first
+    StateDir(root).policy.write_bytes(b"a bundle signed by the old collector's key")
     assert main(enroll(collector, root, collector.new_token(), "--force")) == 0
+    assert not StateDir(root).policy.exists()  # nothing published here: not kept, not refused
     second = load_identity(StateDir(root)).agent_id
     assert second != first
     kept = [p.name for p in root.iterdir() if p.name.startswith("outbox.sqlite.previous-")]

@@ -221,6 +221,7 @@ def test_boundary_from_stars() -> None:
     ("(a|b|c|d|e|f|g|h|i|j) " * 4, "expands to more than"),
     ("join the recruiters?", "'\\?' does not make a word optional"),  # a regex habit
     ("a (big|small)? thing", "'\\?' does not make a word optional"),
+    ("wh?t now", "'\\?' does not make a word optional"),
 ])  # fmt: skip
 def test_pattern_faults(pattern: str, fault: str) -> None:
     with pytest.raises(PolicyError, match=fault):
