@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,9 +60,12 @@ class ActivePolicy:
             found = self._compiled.get(profile)
             if found is None or (found.valid_until is not None and now >= found.valid_until):
                 build = policy_child.compiled_tables if self.in_child else None
+                started = time.monotonic()
                 found = Compiled(self.policy, profile, now, self._shared, build)
                 self._compiled[profile] = found
                 give_back_memory()  # compiling peaks at several times what it keeps
+                log.info("policy.compiled version=%d profile=%s seconds=%.1f", self.version,
+                         profile, time.monotonic() - started)  # fmt: skip
             return found
 
     def in_use(self) -> list[str]:

@@ -217,7 +217,7 @@ class SemanticJudge:
                                                             *pairs.values())])  # fmt: skip
         paired = dict(zip(pairs, vectors[len(todo) :], strict=True))
         out = []
-        for i, vec in zip(todo, vectors, strict=False):
+        for i, vec in zip(todo, vectors[: len(todo)], strict=True):
             alert = self._one(text, *spans[i], vec)
             if alert is None and i in paired:
                 alert = self._one(text, *pairs[i], paired[i], floor)

@@ -213,7 +213,13 @@ def test_every_category_has_recall_cases(policy: Policy, ks2: Compiled) -> None:
     assert set(counts) <= set(ks2.profile.categories)  # all are enabled for KS2
 
 
-@pytest.mark.parametrize(("category", "text"), RECALL)
+TYPED = [pytest.param(category, text, id=f"{name}-{i}")
+         for name, cases in (("recall", RECALL), ("round5", ROUND5), ("round6", ROUND6),
+                             ("round7", ROUND7))
+         for i, (category, text) in enumerate(cases)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("category", "text"), TYPED)
 def test_typed_text_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
     assert category in categories(ks2, text)
 
@@ -228,18 +234,3 @@ def test_searched_text_alerts_in_its_category(ks2: Compiled, category: str, text
 @pytest.mark.parametrize("text", INNOCENT)
 def test_innocent_text_does_not_alert(ks2: Compiled, text: str) -> None:
     assert match_text(ks2, text) == []
-
-
-@pytest.mark.parametrize(("category", "text"), ROUND5)
-def test_round5_family_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
-    assert category in categories(ks2, text)
-
-
-@pytest.mark.parametrize(("category", "text"), ROUND6)
-def test_round6_family_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
-    assert category in categories(ks2, text)
-
-
-@pytest.mark.parametrize(("category", "text"), ROUND7)
-def test_round7_family_alerts_in_its_category(ks2: Compiled, category: str, text: str) -> None:
-    assert category in categories(ks2, text)
