@@ -4,7 +4,8 @@
     .venv/bin/python bench/bench_semantic.py --write    # also write bench/results/semantic.md
 
 Loads the shipped policy's model (onnxruntime, one thread) and bank, then judges every
-sentence of the open corpus one at a time (as the keyboard detector does at Enter) and
+sentence of the open corpus one at a time (as the keyboard detector does at Enter), then each
+again after the one before it (the context window: a second, longer embedding), and
 reports the time per judged sentence (tokenising, the model, the vote over the bank) at
 p50/p99/max, the time to embed the bank on a cold start, and the process's RSS at each step
 (psutil; glibc's free memory returned with malloc_trim, as the agent does).
@@ -20,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import psutil
@@ -80,6 +82,15 @@ def main() -> None:
         cpu_times.append(1000 * (time.thread_time() - c0))
     times.sort()
     cpu_times.sort()
+    # As the agent judges a sentence typed after another: the whole text, the earlier one
+    # skipped but the context of the later (the context window's second embedding).
+    after_times = []
+    for before, piece in pairwise(pieces):
+        text = f"{before} {piece}"
+        c0 = time.thread_time()
+        judge.judge(text, skip={before.strip()})
+        after_times.append(1000 * (time.thread_time() - c0))
+    after_times.sort()
     after_judging = rss()
     cpu = psutil.cpu_freq()
     lines.append(f"Machine: {platform.platform()}, {os.cpu_count()} CPUs "
@@ -102,6 +113,9 @@ def main() -> None:
     p50_cpu, p99_cpu = statistics.median(cpu_times), cpu_times[int(0.99 * len(cpu_times))]
     lines.append(f"| the same, CPU time of the judging thread: p50 / p99 / max | "
                  f"{p50_cpu:.2f} / {p99_cpu:.2f} / {cpu_times[-1]:.2f} ms |")  # fmt: skip
+    lines.append(f"| a sentence after another (with its context), CPU time, n={len(after_times)}: "
+                 f"p50 / p99 / max | {statistics.median(after_times):.2f} / "
+                 f"{after_times[int(0.99 * len(after_times))]:.2f} / {after_times[-1]:.2f} ms |")
     lines.append(f"| load average (1 min) at the end | {os.getloadavg()[0]:.2f} |")
     lines.append(f"| RSS: start / policy loaded / model / bank / after judging | {base:.1f} / "
                  f"{after_policy:.1f} / {after_model:.1f} / {after_bank:.1f} / "
