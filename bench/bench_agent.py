@@ -153,15 +153,6 @@ def rules_with_semantic(tmp: Path, on: bool) -> Path:
     return folder
 
 
-def first_key(desktop: Desktop, log: Path) -> None:
-    """A key and Enter, then wait until the matcher is compiled: a helper captures from the
-    start, but the policy is compiled (15 s of CPU) at the first key after a start or an
-    update, and every phase is measured with it in memory."""
-    done = log.read_text().count("policy.compiled")
-    desktop.type("x\n", delay_ms=20)
-    wait_for(lambda: log.read_text().count("policy.compiled") > done, 900)
-
-
 def agent_site(tmp: Path, semantic_on: bool,
                bin_dir: Path) -> tuple[CollectorHarness, StateDir, Desktop, AgentProcesses]:
     """A collector publishing the shipped policy (stage on or off), an agent enrolled to it,
@@ -192,10 +183,10 @@ def main() -> None:
     collector, state, desktop, procs = agent_site(tmp, args.semantic == "on",
                                                   tmp / "agent-venv" / "bin")  # fmt: skip
     try:
+        # The helper runs once the matcher is compiled: 15 s of CPU, minutes on a busy machine.
         wait_for(lambda: "state=running" in (procs.logs / "agent.err").read_text(), 900)
         if args.semantic == "on":  # the model fetched and the bank embedded (minutes, cold)
             wait_for(lambda: "semantic.ready" in (procs.logs / "agent.err").read_text(), 900)
-        first_key(desktop, procs.logs / "agent.err")
         pids = procs.pids()
         settle(pids)  # start-up work (policy fetch, compiling the matcher, first scans)
         released(procs.logs / "agent.err")
@@ -246,15 +237,13 @@ def main() -> None:
         wait_for(lambda: "state=running" in started.read_text(), 900)
         if args.semantic == "on":
             wait_for(lambda: "semantic.ready" in started.read_text(), 900)
-        first_key(desktop, started)
         settle(procs.pids())
         released(started)
         rows.append(("idle, restarted", *measure(procs.pids(), args.seconds)))
         rows.append(("typing, restarted", *measure(procs.pids(), args.seconds, slow)))
         split_later = by_process(procs)
         new_version = published.publish(collector.data).version  # the last folder again
-        wait_for(lambda: f"policy.applied version={new_version}" in started.read_text(), 900)
-        first_key(desktop, started)
+        wait_for(lambda: f"policy.compiled version={new_version}" in started.read_text(), 900)
         settle(procs.pids())
         time.sleep(25)  # the watchdog's next check (every 20 s) trims the freed heap
         rows.append(("idle, after a policy update", *measure(procs.pids(), args.seconds)))

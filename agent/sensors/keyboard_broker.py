@@ -269,9 +269,6 @@ class KeyboardBroker:
         profile = self._profiles.profile_for(active.policy, account)
         return profile if "keyboard" in profile.sensors else None
 
-    def _captures(self, ctx: SensorContext, account: str) -> bool:
-        return self._keyboard_profile(ctx.policy(), account) is not None
-
     def _compiled(self, ctx: SensorContext, account: str) -> Compiled | None:
         active = ctx.policy()
         profile = self._keyboard_profile(active, account)
@@ -307,9 +304,10 @@ class KeyboardBroker:
                 if not greeted and time.monotonic() - opened > self._hello_s:
                     log.warning("keyboard.refused account=%s reason=no_hello", account)
                     return
-                # From the profile, not the matcher: capture starts at once, and keys typed
-                # while a first compile runs wait in the socket for the detector.
-                wanted = self._captures(ctx, account)
+                # After the account's matcher is compiled (15 s of CPU at a first login): the
+                # helper's sends time out while this loop is busy, so keys typed during a
+                # compile would be dropped; they are not captured until it is done instead.
+                wanted = matcher() is not None
                 if wanted != capture:  # at start, and whenever a new policy flips it
                     capture = wanted
                     why = "" if wanted else "the account's profile has keyboard capture off"

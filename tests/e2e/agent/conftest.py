@@ -17,8 +17,12 @@ from tests.conftest import require_tool
 from tests.e2e.agent.desktop import AgentProcesses, Desktop
 from tests.harness import CollectorHarness
 
+# Long: a helper is answered after the policy's compile (15 s of CPU here, several times that
+# on a CI machine running two workers' agents, collectors and browsers at once).
+WAIT_S = 240.0
 
-def wait_until(condition: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
+
+def wait_until(condition: Callable[[], Any], timeout: float = WAIT_S, what: str = "") -> Any:
     """Poll a condition until it holds (returns its value); fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
@@ -30,9 +34,12 @@ def wait_until(condition: Callable[[], Any], timeout: float = 60.0, what: str = 
 
 @pytest.fixture(scope="session")
 def shipped() -> ActivePolicy:
-    """The shipped policy, loaded once (3 s here) for the brokers of tests that type nothing
-    (so compile nothing: a helper is answered from the account's profile)."""
-    return ActivePolicy(0, load_policy())
+    """The shipped policy with ks2 compiled, shared: a compile takes 15 s of CPU here, and a
+    login's helper is answered only once its account's matcher is; tests of what follows
+    should not each wait for it (nor race their own deadlines against it)."""
+    active = ActivePolicy(0, load_policy())
+    active.compiled("ks2")
+    return active
 
 
 @pytest.fixture
