@@ -13,7 +13,9 @@ from tests.chaos.site import rounds
 from tests.conftest import require
 from tests.e2e.chaos.conftest import MakeSite
 
-pytestmark = pytest.mark.e2e
+# A site (collector, agent, proxy, writers) through faults and back: 30 s alone, ten times
+# that on a CI machine running two workers of other e2e tests; the global 300 s is a hang guard.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 
 def test_collector_killed_at_random_moments(make_site: MakeSite) -> None:
