@@ -202,6 +202,32 @@ ROUND7 = [
 ]
 
 
+# Round 8 (issue 14): the families batch 10 missed, across every category, in wordings that are
+# neither the entries' examples nor batch 10's texts (each missed by main's lists before round 8,
+# checked in category).
+ROUND8 = [
+    ("bullying", "got screenshots of ur dms, the whole year will see them tomorrow"),
+    ("bullying", "nobody wants to be ur friend so stop trying"),
+    ("bullying", "we all decided not to sit with her anymore"),
+    ("bullying", "the girls voted to blank him all week"),
+    ("discrimination", "hes a nonce queer dont sit near him"),
+    ("discrimination", "lesbians are all pervs, keep them out of our changing rooms"),
+    ("drugs", "who sells spice near the station"),
+    ("drugs", "mans trapping and said i can help weigh it out"),
+    ("extremism", "what gun did the christchurch shooter use"),
+    ("extremism", "someone should hang the politicians for this"),
+    ("extremism", "we should burn the 5g masts down"),
+    ("grooming", "its okay for friends to swap pics, everyone does it"),
+    ("grooming", "if u stop ill send ur dad the pics"),
+    ("illegal", "we egged her house and smashed up the car"),
+    ("illegal", "anyone got a pirated version of photoshop"),
+    ("pornography", "u wanna sext later"),
+    ("self_harm", "my cuts are infected but i cant tell anyone"),
+    ("suicide", "can you die from hanging urself with a charger"),
+    ("violence", "swear im gonna open him up next time"),
+]
+
+
 def categories(compiled: Compiled, text: str) -> set[str]:
     return {a.category for a in match_text(compiled, text) if not a.suppressed}
 
@@ -215,7 +241,7 @@ def test_every_category_has_recall_cases(policy: Policy, ks2: Compiled) -> None:
 
 TYPED = [pytest.param(category, text, id=f"{name}-{i}")
          for name, cases in (("recall", RECALL), ("round5", ROUND5), ("round6", ROUND6),
-                             ("round7", ROUND7))
+                             ("round7", ROUND7), ("round8", ROUND8))
          for i, (category, text) in enumerate(cases)]  # fmt: skip
 
 
