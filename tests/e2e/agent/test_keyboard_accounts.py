@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.policy import ActivePolicy
 from tests.conftest import require, require_tool
 from tests.e2e.agent.conftest import wait_until
 from tests.e2e.agent.desktop import Desktop
@@ -62,11 +63,11 @@ def accounts() -> Iterator[None]:
 
 
 @pytest.fixture
-def shared_broker(accounts: None) -> Iterator[Broker]:
+def shared_broker(accounts: None, shipped: ActivePolicy) -> Iterator[Broker]:
     # Other accounts must reach the socket: a folder they may enter, not pytest's 0700 one.
     folder = Path(tempfile.mkdtemp(prefix="sgkb-", dir="/tmp"))
     folder.chmod(0o755)
-    b = Broker(folder)
+    b = Broker(folder, shipped)
     try:
         yield b
     finally:
