@@ -68,11 +68,6 @@ class ActivePolicy:
                          profile, time.monotonic() - started)  # fmt: skip
             return found
 
-    def in_use(self) -> list[str]:
-        """The profiles compiled so far: the ones this PC's accounts have needed."""
-        with self._lock:
-            return list(self._compiled)
-
 
 class PolicyHolder:
     """The current policy for every sensor; replaced only by a verified, newer bundle."""
