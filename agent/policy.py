@@ -24,11 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent import policy_child
+from agent.matcher_cache import MatcherCache
 from agent.memory import give_back_memory
 from rules import bundle as bundles
 from rules.compile import Compiled
@@ -46,8 +48,11 @@ class ActivePolicy:
     _compiled: dict[str, Compiled] = field(default_factory=dict, repr=False)
     _shared: dict[tuple[object, ...], Compiled] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _kept: bool = field(default=False, repr=False)  # the last compile was read from the cache
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
     in_child: bool = False  # compile in a child process (the service: agent/policy_child.py)
+    source: str = ""  # the digest of the policy's files (rules/bundle.py ``files_digest``)
+    cache: MatcherCache | None = field(default=None, repr=False)  # with ``source`` and a child
 
     def now(self) -> datetime:
         """The time exemption windows are judged by."""
@@ -59,22 +64,38 @@ class ActivePolicy:
         with self._lock:
             found = self._compiled.get(profile)
             if found is None or (found.valid_until is not None and now >= found.valid_until):
-                build = policy_child.compiled_tables if self.in_child else None
+                self._kept = False
                 started = time.monotonic()
-                found = Compiled(self.policy, profile, now, self._shared, build)
+                found = Compiled(self.policy, profile, now, self._shared,
+                                 self._tables if self.in_child else None)  # fmt: skip
                 self._compiled[profile] = found
                 give_back_memory()  # compiling peaks at several times what it keeps
-                log.info("policy.compiled version=%d profile=%s seconds=%.1f", self.version,
-                         profile, time.monotonic() - started)  # fmt: skip
+                log.info("policy.compiled version=%d profile=%s seconds=%.1f kept=%s",
+                         self.version, profile, time.monotonic() - started,
+                         "yes" if self._kept else "no")  # fmt: skip
             return found
+
+    def _tables(self, policy: Policy, profile: str, now: datetime) -> dict[str, Any]:
+        """From the cache if this policy's tables were kept there, else built in a child
+        (which keeps them)."""
+        if self.cache is None or not self.source:
+            return policy_child.compiled_tables(policy, profile, now)
+        path = self.cache.path(self.source, Compiled.share_key(policy, profile, now))
+        tables = self.cache.load(path)
+        if tables is not None:
+            self._kept = True
+            return tables
+        return policy_child.compiled_tables(policy, profile, now, path)
 
 
 class PolicyHolder:
     """The current policy for every sensor; replaced only by a verified, newer bundle."""
 
     def __init__(self, last_good: Path, public_key: Ed25519PublicKey,
-                 clock: Callable[[], datetime] | None = None) -> None:  # fmt: skip
+                 clock: Callable[[], datetime] | None = None,
+                 cache: MatcherCache | None = None) -> None:  # fmt: skip
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._cache = cache
         self._path = last_good
         self._key = public_key
         self._raw_key = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -98,7 +119,11 @@ class PolicyHolder:
         if saved is None:
             saved = policy_child.loaded(("shipped",))
             assert saved is not None
-        return ActivePolicy(*saved, clock=self._clock, in_child=True)
+        return self._active_policy(*saved)
+
+    def _active_policy(self, version: int, policy: Policy, source: str) -> ActivePolicy:
+        return ActivePolicy(version, policy, clock=self._clock, in_child=True, source=source,
+                            cache=self._cache)  # fmt: skip
 
     def current(self) -> ActivePolicy:
         return self._active
@@ -118,9 +143,9 @@ class PolicyHolder:
             installed = self._active.version
             got = policy_child.loaded(("bundle", data, self._raw_key, installed))
             assert got is not None
-            version, policy = got
+            version, policy, source = got
             bundles.save_last_good(self._path, bundles.Bundle(version, policy, {}, data))
-            self._active = ActivePolicy(version, policy, clock=self._clock, in_child=True)
+            self._active = self._active_policy(version, policy, source)
         log.info("policy.applied version=%d previous=%d", version, installed)
         for listener in self._listeners:
             listener(self._active)

@@ -74,10 +74,13 @@ def in_child(request: tuple[Any, ...]) -> Any:
     return value
 
 
-def compiled_tables(policy: Policy, profile: str, now: datetime) -> dict[str, Any]:
-    """The matcher tables of ``Compiled(policy, profile, now)``, built in a child."""
+def compiled_tables(policy: Policy, profile: str, now: datetime,
+                    keep: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """The matcher tables of ``Compiled(policy, profile, now)``, built in a child, which
+    also keeps them at ``keep`` (agent/matcher_cache.py) when given."""
     try:
-        tables: dict[str, Any] = in_child(("compile", policy, profile, now))
+        keep_at = None if keep is None else str(keep)
+        tables: dict[str, Any] = in_child(("compile", policy, profile, now, keep_at))
     except ChildFailed as exc:
         from rules.compile import Compiled
 
@@ -86,12 +89,12 @@ def compiled_tables(policy: Policy, profile: str, now: datetime) -> dict[str, An
     return tables
 
 
-def loaded(request: tuple[Any, ...]) -> tuple[int, Policy] | None:
+def loaded(request: tuple[Any, ...]) -> tuple[int, Policy, str] | None:
     """``("shipped",)``, ``("last_good", path, key)`` or ``("bundle", data, key,
-    installed)``, answered in a child: (version, policy), or None (no last good bundle).
-    Keys are raw Ed25519 public key bytes."""
+    installed)``, answered in a child: (version, policy, the digest of its files), or None
+    (no last good bundle). Keys are raw Ed25519 public key bytes."""
     try:
-        answer: tuple[int, Policy] | None = in_child(request)
+        answer: tuple[int, Policy, str] | None = in_child(request)
     except ChildFailed as exc:
         log.warning("policy.child_failed step=%s reason=%s", request[0], exc)
         answer = _answer(request)
@@ -104,30 +107,40 @@ def _answer(request: tuple[Any, ...]) -> Any:
     from agent.policy_slim import for_a_pc
     from rules import bundle
     from rules.compile import Compiled
-    from rules.load import load_policy
+    from rules.load import DEFAULT_DIR, load_files, read_folder
 
     match request:
         case ("shipped",):
-            return 0, for_a_pc(load_policy())
+            files = read_folder(DEFAULT_DIR)
+            policy = load_files(files, prefix=f"{DEFAULT_DIR}/")
+            return 0, for_a_pc(policy), bundle.files_digest(files)
         case ("last_good", str(path), bytes(key)):
             saved = bundle.load_last_good(Path(path), Ed25519PublicKey.from_public_bytes(key))
-            return None if saved is None else (saved.version, for_a_pc(saved.policy))
+            if saved is None:
+                return None
+            return saved.version, for_a_pc(saved.policy), bundle.files_digest(saved.files)
         case ("bundle", bytes(data), bytes(key), installed):
             got = bundle.verify_bundle(data, Ed25519PublicKey.from_public_bytes(key), installed)
-            return got.version, for_a_pc(got.policy)
-        case ("compile", policy, str(profile), now):
+            return got.version, for_a_pc(got.policy), bundle.files_digest(got.files)
+        case ("compile", policy, str(profile), now, _):
             return Compiled(policy, profile, now, compact=False).tables()
     raise PolicyError(f"unknown request {request[0]!r}")
 
 
 def main() -> int:
     request = pickle.load(sys.stdin.buffer)  # noqa: S301  # from the service that started us
+    keep = request[4] if request[0] == "compile" else None
     try:
-        answer: tuple[str, Any] = ("ok", _answer(request))
+        value = _answer(request)
+        answer: tuple[str, Any] = ("ok", value)
     except PolicyError as exc:  # BundleError is one
-        answer = ("error", (type(exc).__name__, str(exc)))
+        answer, keep = ("error", (type(exc).__name__, str(exc))), None
     sys.stdout.buffer.write(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
     sys.stdout.buffer.flush()
+    if keep is not None:  # for the next start (agent/matcher_cache.py)
+        from agent import matcher_cache
+
+        matcher_cache.write(Path(keep), pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
     return 0
 
 

@@ -35,6 +35,7 @@ from agent.evidence_store import EvidenceStore
 from agent.evidence_upload import EvidenceUploader
 from agent.full_disk import SpillingPut, open_when_space
 from agent.identity import StateDir, load_ca, load_identity, load_key
+from agent.matcher_cache import MatcherCache
 from agent.notice import NoticeLog
 from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PENDING, Outbox
 from agent.policy import ActivePolicy, PolicyHolder
@@ -127,6 +128,7 @@ class Service:
                     state.policy,
                     Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key)),
                     clock=clock.now,
+                    cache=MatcherCache(state.matchers),
                 )
                 self.holder = holder
                 fetcher = PolicyFetcher(

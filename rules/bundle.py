@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import tempfile
@@ -46,6 +47,12 @@ class Bundle:
 
 def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def files_digest(files: dict[str, str]) -> str:
+    """SHA-256 of a policy's files: the same lists give the same digest, whether shipped
+    with the agent or signed into any collector's bundle (agent/matcher_cache.py)."""
+    return hashlib.sha256(_canonical(files)).hexdigest()
 
 
 def compile_bundle(folder: Path, version: int) -> bytes:

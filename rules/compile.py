@@ -63,14 +63,10 @@ class Compiled:
         now = now or datetime.now(UTC)
         prof = policy.profile(profile)
         self.policy, self.profile = policy, prof
-        self.categories: tuple[Category, ...] = tuple(
-            c for c in policy.categories if c.enabled and c.name in prof.categories
-        )
-        self.exemptions = tuple(e for e in policy.exemptions if e.group == prof.name)
-        active = tuple(e for e in self.exemptions if e.active(now))
+        self.categories, self.exemptions, active = _in_force(policy, profile, now)
         edges = [t for e in self.exemptions for t in (e.start, e.end) if t > now]
         self.valid_until: datetime | None = min(edges) if edges else None
-        key = (tuple(c.name for c in self.categories), tuple(e.id for e in active))
+        key = self.share_key(policy, profile, now)
         if shared is not None and key in shared:
             same = shared[key]
             self.__dict__.update({name: getattr(same, name) for name in self.SHARED})
@@ -83,6 +79,12 @@ class Compiled:
         self._build(policy, active)
         if compact:
             self._compact()
+
+    @staticmethod
+    def share_key(policy: Policy, profile: str, now: datetime) -> tuple[object, ...]:
+        """What the tables depend on besides the policy: equal keys, equal tables."""
+        categories, _, active = _in_force(policy, profile, now)
+        return (tuple(c.name for c in categories), tuple(e.id for e in active))
 
     def tables(self) -> dict[str, Any]:
         """What the matcher holds, to hand to another process (see ``build``)."""
@@ -339,3 +341,12 @@ def _squeezed(phrase: str) -> str:
 
 def _words(phrase: str) -> int:
     return _squeezed(phrase).count(" ") + 1
+
+
+def _in_force(policy: Policy, profile: str, now: datetime
+              ) -> tuple[tuple[Category, ...], tuple[Exemption, ...], tuple[Exemption, ...]]:
+    """A profile's enabled categories, its exemptions, and those active at ``now``."""
+    prof = policy.profile(profile)
+    categories = tuple(c for c in policy.categories if c.enabled and c.name in prof.categories)
+    exemptions = tuple(e for e in policy.exemptions if e.group == prof.name)
+    return categories, exemptions, tuple(e for e in exemptions if e.active(now))

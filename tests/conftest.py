@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,15 @@ import pytest
 from tests.harness import CollectorHarness
 
 pytest_plugins = ["tests.leaks"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Agents started by the tests share one folder of compiled matchers (agent/
+    matcher_cache.py): the shipped lists take 15-30 s of CPU to compile, and every test
+    that starts an agent would pay it again. Files are named by the code and lists they
+    were made from, so a stale one is never read; the cache's own tests use their own."""
+    shared = Path(tempfile.gettempdir()) / f"safeguard-test-matchers-{os.getuid()}"
+    os.environ.setdefault("SAFEGUARD_MATCHER_CACHE", str(shared))
 
 
 def require_tool(name: str) -> str:

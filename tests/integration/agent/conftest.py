@@ -19,8 +19,10 @@ from tests.harness import CollectorHarness
 Wait = Callable[..., None]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    """Poll a condition (cheaply) until it holds; fail with `what` after `timeout` seconds."""
+def wait_until(condition: Callable[[], bool], timeout: float = 120.0, what: str = "") -> None:
+    """Poll a condition (cheaply) until it holds; fail with `what` after `timeout` seconds.
+    The default is generous: loading a policy takes seconds of CPU, many more on a loaded
+    machine, and only a failing test waits it out."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import policy_child
+from agent.matcher_cache import MatcherCache
 from agent.policy import ActivePolicy, PolicyHolder
 from agent.policy_slim import for_a_pc
 from rules.bundle import BundleError, build_bundle
@@ -116,3 +117,32 @@ def test_a_child_that_hangs_is_stopped_and_the_service_does_the_work_itself(
     assert holder.version == 0 and holder.current().policy.categories
     assert any("step=shipped" in r.getMessage() and "exit status -9" in r.getMessage()
                for r in caplog.records)  # fmt: skip
+
+
+def test_a_restarted_service_reads_its_matcher_back_instead_of_compiling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    cache = MatcherCache(tmp_path / "matchers")
+    caplog.set_level(logging.INFO, logger="agent.policy")
+    first = PolicyHolder(tmp_path / "policy.json", key.public_key(), cache=cache)
+    compiled = first.current().compiled("ks2")
+    assert "kept=no" in caplog.text and len(list(cache.folder.iterdir())) == 1
+    caplog.clear()
+    # The same lists signed into a collector's bundle are the same matcher.
+    first.apply(build_bundle(DEFAULT_DIR, 3, key))
+    assert first.current().source and first.current().source == PolicyHolder(
+        tmp_path / "none.json", key.public_key()).current().source  # fmt: skip
+
+    def no_compiling(request: tuple[object, ...]) -> object:
+        assert request[0] != "compile", "compiled again: the kept matcher was not used"
+        return real(request)
+
+    real = policy_child.in_child
+    monkeypatch.setattr(policy_child, "in_child", no_compiling)
+    again = PolicyHolder(tmp_path / "policy.json", key.public_key(), cache=cache)  # a restart
+    assert again.version == 3
+    kept = again.current().compiled("ks2")
+    assert "kept=yes" in caplog.text
+    for text in TEXTS:
+        assert match_text(kept, text) == match_text(compiled, text), text

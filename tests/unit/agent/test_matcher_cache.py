@@ -1,0 +1,142 @@
+"""Compiled matchers kept on disk (agent/matcher_cache.py): read back only when whole, owned
+by the service and made of the matcher's own classes; anything else is removed, reported,
+and costs a compile, never a crash or a planted object."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import matcher_cache
+from agent.matcher_cache import KEEP, MAGIC, MatcherCache
+from rules.compile import Compiled
+from rules.load import load_files
+from rules.match import match_text
+from tests.unit.rules.test_pattern import _policy_files
+
+pytestmark = pytest.mark.unit
+TEXTS = ["send me a pic of you", "im gonna bring a knife to school", "we read a book"]
+
+
+@pytest.fixture(scope="module")
+def compiled() -> Compiled:
+    return Compiled(load_files(_policy_files()), "ks2")
+
+
+def _kept(tmp_path: Path, compiled: Compiled) -> tuple[MatcherCache, Path]:
+    cache = MatcherCache(tmp_path / "matchers")
+    path = cache.path("files", ("categories", ()))
+    matcher_cache.write(path, pickle.dumps(compiled.tables(), pickle.HIGHEST_PROTOCOL))
+    return cache, path
+
+
+def _planted(path: Path, payload: bytes) -> None:
+    """A file with a right header: only what it unpickles into can give it away."""
+    import hashlib
+
+    path.write_bytes(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    path.chmod(0o600)
+
+
+def test_kept_tables_are_read_back_and_match_as_the_compiled_ones(
+    tmp_path: Path, compiled: Compiled
+) -> None:
+    cache, path = _kept(tmp_path, compiled)
+    tables = cache.load(path)
+    assert tables is not None
+    again = Compiled(compiled.policy, "ks2", build=lambda *_: tables)
+    for text in TEXTS:
+        assert match_text(again, text) == match_text(compiled, text)
+    assert any(match_text(again, t) for t in TEXTS)  # (the texts do test something)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "cut short", "not a matcher file"])
+def test_a_damaged_file_is_removed_and_reported(
+    tmp_path: Path, compiled: Compiled, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache, path = _kept(tmp_path, compiled)
+    data = bytearray(path.read_bytes())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0x01
+    elif damage == "cut short":
+        del data[len(data) // 2 :]
+    else:
+        data[:4] = b"PK\x03\x04"
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="agent.matcher_cache"):
+        assert cache.load(path) is None
+    assert not path.exists()
+    assert "policy.cache_refused" in caplog.text
+
+
+class _Calls:
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self.fn, self.args = fn, args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.fn, self.args
+
+
+@pytest.mark.parametrize("call", ["os.system", "our own file writer"])
+def test_a_planted_pickle_cannot_call_anything(
+    tmp_path: Path, call: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "ran"
+    if call == "os.system":
+        payload = pickle.dumps({"automaton": _Calls(os.system, f"touch {marker}")})
+    else:
+        from rules import bundle
+
+        payload = pickle.dumps({"x": _Calls(bundle.save_last_good, marker, None)})
+    cache = MatcherCache(tmp_path)
+    path = cache.path("files", ())
+    _planted(path, payload)
+    with caplog.at_level(logging.WARNING, logger="agent.matcher_cache"):
+        assert cache.load(path) is None
+    assert not marker.exists()
+    assert "which no matcher holds" in caplog.text
+    assert not path.exists()
+
+
+def test_a_file_others_may_write_is_refused(tmp_path: Path, compiled: Compiled) -> None:
+    cache, path = _kept(tmp_path, compiled)
+    path.chmod(0o666)
+    assert cache.load(path) is None
+    assert not path.exists()
+
+
+def test_each_input_of_the_tables_names_its_own_file(tmp_path: Path) -> None:
+    cache = MatcherCache(tmp_path)
+    base = cache.path("files-a", (("grooming",), ()))
+    assert cache.path("files-a", (("grooming",), ())) == base
+    assert cache.path("files-b", (("grooming",), ())) != base  # other lists
+    assert cache.path("files-a", (("grooming", "violence"), ())) != base  # other categories
+    assert cache.path("files-a", (("grooming",), ("history",))) != base  # an exemption active
+    assert base.parent == tmp_path and base.suffix == ".matcher"
+
+
+def test_a_file_that_cannot_be_written_costs_only_the_next_compile(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    with caplog.at_level(logging.WARNING, logger="agent.matcher_cache"):
+        matcher_cache.write(blocked / "x.matcher", b"tables")
+    assert "policy.cache_not_written" in caplog.text
+    assert MatcherCache(blocked).load(blocked / "x.matcher") is None
+
+
+def test_the_folder_keeps_only_the_newest_files(tmp_path: Path) -> None:
+    paths = [tmp_path / f"{i}.matcher" for i in range(KEEP + 3)]
+    for i, path in enumerate(paths):
+        matcher_cache.write(path, b"tables")
+        os.utime(path, (time.time() - 100 + i, time.time() - 100 + i))
+    matcher_cache.write(paths[-1], b"tables")  # the newest again: prunes
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths[-KEEP:])
