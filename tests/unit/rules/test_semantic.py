@@ -13,7 +13,7 @@ from rules.embed import MODEL_DIR, MODEL_FILE, SentenceModel, file_sha256
 from rules.evaluate import read_folder
 from rules.load import load_policy
 from rules.schema import Exemplar, Exemption, Policy, PolicyError, Semantic
-from rules.semantic import Bank, SemanticJudge, sentences
+from rules.semantic import CONTEXT_WORDS, PAIRED_WORDS, Bank, SemanticJudge, sentences
 from rules.wordpiece import WordPiece
 
 pytestmark = pytest.mark.unit
@@ -141,6 +141,28 @@ def test_the_context_window_judges_a_sentence_with_the_one_before(
     assert (again.category, again.exemplar, again.start, again.end) == (
         alert.category, alert.exemplar, alert.start, alert.end)  # fmt: skip
     assert on.judge(text, skip={"r u home alone.", "wot r u wearing"}) == []
+
+
+def test_the_context_window_joins_a_short_sentence_to_the_last_words_before_it(
+        policy: Policy, model: SentenceModel) -> None:  # fmt: skip
+    """What is embedded: a sentence of at most PAIRED_WORDS words after the last
+    CONTEXT_WORDS words of the one before; a longer sentence alone (its own context)."""
+    assert policy.semantic is not None
+    bank = Bank(policy.semantic.exemplars[:3], model)
+    judge = SemanticJudge(policy, "ks2", model, bank)
+    seen: list[list[str]] = []
+    real = model.embed
+    model.embed = lambda texts: seen.append(texts) or real(texts)  # type: ignore[method-assign]
+    try:
+        before = " ".join(f"w{i}" for i in range(CONTEXT_WORDS + 5)) + "."
+        short = " wot r u wearing"
+        long = " " + " ".join(["so"] * (PAIRED_WORDS + 1))
+        judge.judge(before + short, skip={before})
+        judge.judge(before + long, skip={before})
+    finally:
+        del model.embed
+    last = " ".join(f"w{i}" for i in range(5, CONTEXT_WORDS + 5)) + "."
+    assert seen == [[short, last + short], [long]]
 
 
 def test_the_shipped_policy_loads_its_bank() -> None:

@@ -29,3 +29,9 @@ def test_the_bank_holds_a_byte_a_number_and_scores_as_float32_does() -> None:
         got = bank.similarities(query)
         assert got.dtype == np.float32
         assert np.abs(got - exact @ query).max() < 0.003
+    # Several vectors at once (the context window: a sentence and its pair): the same rows.
+    queries = model.embed(["nobody needs to know about the photos", "my maths homework"])
+    both = bank.similarities(queries)
+    assert both.shape == (2, len(TEXTS))
+    for row, query in zip(both, queries, strict=True):
+        assert np.abs(row - bank.similarities(query)).max() < 1e-5
