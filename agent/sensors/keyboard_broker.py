@@ -305,8 +305,9 @@ class KeyboardBroker:
                     log.warning("keyboard.refused account=%s reason=no_hello", account)
                     return
                 # After the account's matcher is compiled (15 s of CPU at a first login): the
-                # helper's sends time out while this loop is busy, so keys typed during a
+                # helper's sends time out while this loop is busy, so keys typed during that
                 # compile would be dropped; they are not captured until it is done instead.
+                # (A new policy's compile runs aside: see _Matcher.)
                 wanted = matcher() is not None
                 if wanted != capture:  # at start, and whenever a new policy flips it
                     capture = wanted
@@ -364,7 +365,13 @@ class KeyboardBroker:
 class _Matcher:
     """One session's matcher, asked for every key: looked up again only when the policy is
     replaced or the matcher's exemptions change (`Compiled.valid_until`), the only times the
-    lookup can give another answer."""
+    lookup can give another answer.
+
+    The first lookup is waited for (the helper is told to capture once it is done). A later
+    one, which for a new policy compiles for 15-30 s of CPU, runs in a thread of its own
+    while the matcher before it goes on judging: the helper's sends time out after 0.5 s,
+    so a reader busy compiling would drop what is typed meanwhile. Those keys are judged by
+    the policy before the new one (and by an exemption that has just ended)."""
 
     def __init__(self, ctx: SensorContext, lookup: Callable[[], Compiled | None]) -> None:
         self._ctx = ctx
@@ -372,15 +379,36 @@ class _Matcher:
         self._active: ActivePolicy | None = None
         self._found: Compiled | None = None
         self._until = 0.0  # the policy's clock (Unix s) after which the lookup is made again
+        self._next: tuple[ActivePolicy, Compiled | None] | None = None  # a lookup done aside
+        self._aside: threading.Thread | None = None
 
     def __call__(self) -> Compiled | None:
         active = self._ctx.policy()
-        if active is not self._active or active.now().timestamp() >= self._until:
-            found = self._lookup()
-            edge = found.valid_until if found is not None else None
-            self._active, self._found = active, found
-            self._until = edge.timestamp() if edge is not None else math.inf
+        if active is self._active and active.now().timestamp() < self._until:
+            return self._found
+        if self._found is None:  # nothing to judge with meanwhile: wait for it
+            self._take(active, self._lookup())
+        elif (done := self._next) is not None:
+            self._next = None
+            self._take(*done)  # (should the policy have changed again: looked up next time)
+        elif self._aside is None or not self._aside.is_alive():
+            self._aside = threading.Thread(target=self._look_aside, args=(active,),
+                                           name="keyboard-compile", daemon=True)  # fmt: skip
+            self._aside.start()
         return self._found
+
+    def _look_aside(self, active: ActivePolicy) -> None:
+        try:
+            found = self._lookup()
+        except Exception:  # (a policy that loaded compiles; should it not, keep the old one)
+            log.exception("keyboard.compile_failed version=%d", active.version)
+            found = self._found
+        self._next = (active, found)
+
+    def _take(self, active: ActivePolicy, found: Compiled | None) -> None:
+        edge = found.valid_until if found is not None else None
+        self._active, self._found = active, found
+        self._until = edge.timestamp() if edge is not None else math.inf
 
 
 def session_screen(pid: int, said: str) -> Screen:

@@ -3,11 +3,15 @@ the per-login helper, the service matches it, and detections reach the real coll
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.identity import StateDir, load_identity
+from collector import policy as published
+from rules.load import DEFAULT_DIR
 from tests.e2e.agent.conftest import keyboard_running, wait_until
 from tests.e2e.agent.desktop import AgentProcesses, Desktop
 from tests.harness import CollectorHarness
@@ -73,3 +77,39 @@ def test_focus_change_ends_the_text_and_a_password_prompt_is_not_captured(
     wait_until(lambda: len(keyword_events(collector, agent_id)) >= 2, what="the sentinel")
     contexts = [e["keyword"]["context"] for e in keyword_events(collector, agent_id)]
     assert contexts == ["I will kill you", "sentinel dont tell your mum"]
+
+
+def test_keys_typed_while_a_new_policy_compiles_are_judged_by_the_one_before(
+    collector: CollectorHarness, state: StateDir, desktop: Desktop, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A new policy's matcher compiles for 15-30 s of CPU on each PC. Keys typed meanwhile
+    are judged by the matcher before it (they used to be dropped: the helper's sends time
+    out while the service is busy), and the new one takes over once it is ready."""
+    monkeypatch.setenv("SAFEGUARD_MATCHER_CACHE", str(tmp_path / "own-matchers"))  # compiles
+    agent = AgentProcesses(state.root, desktop, tmp_path / "work")
+    try:
+        agent_id = start(collector, state, desktop)
+        log = agent.logs / "agent.err"
+        wait_until(lambda: "policy.compiled version=" in log.read_text(), what="a matcher")
+        folder = tmp_path / "rules-v2"  # the shipped lists and one new grooming term
+        shutil.copytree(DEFAULT_DIR, folder)
+        with (folder / "keywords" / "grooming.toml").open("a") as fh:
+            fh.write('\n[[term]]\nphrase = "zebra quokka"\nweight = 10\n'
+                     'why = "A test term."\nexample = "zebra quokka"\n')  # fmt: skip
+        new = published.publish(collector.data, folder).version
+        wait_until(lambda: f"policy.applied version={new}" in log.read_text(), what="applied")
+        desktop.type("i want to kill myself\n")  # while version 2 compiles
+        typed = log.read_text()
+        assert f"policy.compiled version={new}" not in typed, (
+            "the new policy compiled before the typing ended: this test tests nothing here")
+        wait_until(lambda: keyword_events(collector, agent_id), what="the detection")
+        wait_until(lambda: f"policy.compiled version={new}" in log.read_text(), what="compiled")
+        desktop.type("sentinel zebra quokka\n")  # judged by the new policy
+        wait_until(lambda: len(keyword_events(collector, agent_id)) >= 2, what="the sentinel")
+        got = [(e["keyword"]["category"], e["keyword"]["context"])
+               for e in keyword_events(collector, agent_id)]  # fmt: skip
+        assert got == [("suicide", "i want to kill myself"),
+                       ("grooming", "sentinel zebra quokka")]  # fmt: skip
+    finally:
+        agent.stop()

@@ -64,7 +64,9 @@ def test_lines_are_framed_and_bounded_and_peer_credentials_come_from_the_kernel(
 
 def test_a_sessions_matcher_is_looked_up_again_only_when_it_could_change() -> None:
     """Asked for every key: the policy lookup runs again for a new policy or once the
-    matcher's exemptions start or end (its valid_until), and otherwise not."""
+    matcher's exemptions start or end (its valid_until), and otherwise not. The first is
+    waited for; a later one runs aside while the matcher before it goes on judging."""
+    import threading
     from datetime import UTC, datetime, timedelta
     from types import SimpleNamespace
     from typing import Any, cast
@@ -72,28 +74,71 @@ def test_a_sessions_matcher_is_looked_up_again_only_when_it_could_change() -> No
     from agent.sensors.keyboard_broker import _Matcher
 
     def new_policy() -> Any:  # a policy judges exemption edges by its (corrected) clock
-        return SimpleNamespace(now=lambda: datetime.now(UTC))
+        return SimpleNamespace(now=lambda: datetime.now(UTC), version=len(lookups))
 
-    policy = [new_policy()]
     lookups: list[Any] = []
+    policy = [new_policy()]
     until: list[datetime | None] = [None]
+    compiling = threading.Event()
+    compiling.set()  # (cleared: a lookup waits, as a compile of 15-30 s would)
 
     def lookup() -> Any:
         lookups.append(policy[0])
+        assert compiling.wait(30)
         return SimpleNamespace(valid_until=until[0])
 
     ctx = cast(Any, SimpleNamespace(policy=lambda: policy[0]))
     matcher = _Matcher(ctx, lookup)
-    first = matcher()
+
+    def after_aside() -> Any:
+        """What the next key gets once the lookup aside is done."""
+        assert matcher._aside is not None
+        matcher._aside.join(30)
+        return matcher()
+
+    first = matcher()  # waited for
     assert all(matcher() is first for _ in range(100)) and len(lookups) == 1
-    policy[0] = new_policy()  # a new policy arrived
-    assert matcher() is not first and len(lookups) == 2
+    compiling.clear()
+    policy[0] = new_policy()  # a new policy arrived: compiling it takes a while
+    assert all(matcher() is first for _ in range(100))  # meanwhile keys are still judged
+    assert len(lookups) == 2  # by one lookup aside
+    compiling.set()
+    second = after_aside()
+    assert second is not first and matcher() is second and len(lookups) == 2
     until[0] = datetime.now(UTC) - timedelta(seconds=1)  # an exemption edge, already passed
     policy[0] = new_policy()
     matcher()
+    assert after_aside() is not second and len(lookups) == 3
     matcher()
+    after_aside()
     assert len(lookups) == 4  # asked again each time until the lookup gives a later edge
     until[0] = datetime.now(UTC) + timedelta(hours=1)
     matcher()
+    after_aside()
+    matcher()
     matcher()
     assert len(lookups) == 5
+
+
+def test_a_matcher_that_fails_to_compile_aside_keeps_the_one_before() -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from agent.sensors.keyboard_broker import _Matcher
+
+    policy = [SimpleNamespace(now=lambda: datetime.now(UTC), version=1)]
+    answers: list[Any] = [SimpleNamespace(valid_until=None)]
+
+    def lookup() -> Any:
+        if not answers:
+            raise ValueError("cannot compile")
+        return answers.pop()
+
+    matcher = _Matcher(cast(Any, SimpleNamespace(policy=lambda: policy[0])), lookup)
+    first = matcher()
+    policy[0] = SimpleNamespace(now=policy[0].now, version=2)
+    assert matcher() is first
+    assert matcher._aside is not None
+    matcher._aside.join(30)
+    assert matcher() is first and matcher() is first
