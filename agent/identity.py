@@ -9,7 +9,8 @@ State folder (0700), one per agent:
     outbox.sqlite   the durable outbox (+ -wal, -shm); see agent/outbox.py
     run.lock        held by `run` (and `enroll`) so two agents never share one folder
     policy.json     the last good signed policy bundle (agent/policy.py)
-    matchers/       compiled matchers kept for the next start (agent/matcher_cache.py)
+    policy-cache/   the loaded policy and compiled matchers, kept for the next start
+                    (agent/policy_cache.py)
 
 Every file is written to a temporary name, fsynced and renamed, so a crash leaves either the
 old file or the new one. identity.json records the fingerprints of the key and CA it belongs
@@ -90,10 +91,11 @@ class StateDir:
         return self.root / "policy.json"
 
     @property
-    def matchers(self) -> Path:
-        """Compiled matchers kept for the next start (agent/matcher_cache.py); a test run
-        may share one folder between its agents with ``SAFEGUARD_MATCHER_CACHE``."""
-        return Path(os.environ.get("SAFEGUARD_MATCHER_CACHE") or self.root / "matchers")
+    def policy_cache(self) -> Path:
+        """The loaded policy and compiled matchers kept for the next start (agent/
+        policy_cache.py); a test run may share one folder between its agents with
+        ``SAFEGUARD_POLICY_CACHE``."""
+        return Path(os.environ.get("SAFEGUARD_POLICY_CACHE") or self.root / "policy-cache")
 
     @property
     def outbox(self) -> Path:

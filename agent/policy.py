@@ -30,10 +30,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent import policy_child
-from agent.matcher_cache import MatcherCache
 from agent.memory import give_back_memory
+from agent.policy_cache import PolicyCache
 from rules import bundle as bundles
+from rules.bundle import files_digest
 from rules.compile import Compiled
+from rules.load import DEFAULT_DIR, read_folder
 from rules.schema import Policy, PolicyError
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ class ActivePolicy:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
     in_child: bool = False  # compile in a child process (the service: agent/policy_child.py)
     source: str = ""  # the digest of the policy's files (rules/bundle.py ``files_digest``)
-    cache: MatcherCache | None = field(default=None, repr=False)  # with ``source`` and a child
+    cache: PolicyCache | None = field(default=None, repr=False)  # with ``source`` and a child
 
     def now(self) -> datetime:
         """The time exemption windows are judged by."""
@@ -80,9 +82,9 @@ class ActivePolicy:
         (which keeps them)."""
         if self.cache is None or not self.source:
             return policy_child.compiled_tables(policy, profile, now)
-        path = self.cache.path(self.source, Compiled.share_key(policy, profile, now))
+        path = self.cache.matcher(self.source, Compiled.share_key(policy, profile, now))
         tables = self.cache.load(path)
-        if tables is not None:
+        if isinstance(tables, dict):
             self._kept = True
             return tables
         return policy_child.compiled_tables(policy, profile, now, path)
@@ -93,7 +95,7 @@ class PolicyHolder:
 
     def __init__(self, last_good: Path, public_key: Ed25519PublicKey,
                  clock: Callable[[], datetime] | None = None,
-                 cache: MatcherCache | None = None) -> None:  # fmt: skip
+                 cache: PolicyCache | None = None) -> None:  # fmt: skip
         self._clock = clock or (lambda: datetime.now(UTC))
         self._cache = cache
         self._path = last_good
@@ -105,7 +107,8 @@ class PolicyHolder:
 
     def _load(self) -> ActivePolicy:
         try:
-            saved = policy_child.loaded(("last_good", str(self._path), self._raw_key))
+            saved = self._loaded(("last_good", str(self._path), self._raw_key),
+                                 self._kept_last_good())  # fmt: skip
         except PolicyError as exc:
             # A damaged or forged file: keep it for the technician, fall back to what shipped.
             aside = self._path.with_name(self._path.name + ".rejected")
@@ -117,9 +120,31 @@ class PolicyHolder:
         else:
             self.load_error = None
         if saved is None:
-            saved = policy_child.loaded(("shipped",))
+            kept = None
+            if self._cache is not None:
+                kept = self._cache.policy("shipped", files_digest(read_folder(DEFAULT_DIR)))
+            saved = self._loaded(("shipped",), kept)
             assert saved is not None
         return self._active_policy(*saved)
+
+    def _kept_last_good(self) -> Path | None:
+        """Where the policy loaded from ``policy.json`` as it is now is kept: its bytes and
+        the key that verified them name the file, so an edited one is verified afresh."""
+        try:
+            data = self._path.read_bytes()
+        except OSError:
+            return None  # (none yet; or unreadable: the child says why)
+        return None if self._cache is None else self._cache.policy("last_good", data,
+                                                                   self._raw_key)  # fmt: skip
+
+    def _loaded(self, request: tuple[object, ...], kept: Path | None
+                ) -> tuple[int, Policy, str] | None:  # fmt: skip
+        if self._cache is not None and kept is not None:
+            found = self._cache.load(kept)
+            if _is_loaded(found):
+                log.info("policy.loaded step=%s kept=yes", request[0])
+                return found  # type: ignore[no-any-return]
+        return policy_child.loaded(request, kept)
 
     def _active_policy(self, version: int, policy: Policy, source: str) -> ActivePolicy:
         return ActivePolicy(version, policy, clock=self._clock, in_child=True, source=source,
@@ -141,7 +166,9 @@ class PolicyHolder:
         newer) or PolicyError; the current policy then stays as it was."""
         with self._lock:
             installed = self._active.version
-            got = policy_child.loaded(("bundle", data, self._raw_key, installed))
+            kept = None if self._cache is None else self._cache.policy("last_good", data,
+                                                                        self._raw_key)
+            got = policy_child.loaded(("bundle", data, self._raw_key, installed), kept)
             assert got is not None
             version, policy, source = got
             bundles.save_last_good(self._path, bundles.Bundle(version, policy, {}, data))
@@ -150,3 +177,10 @@ class PolicyHolder:
         for listener in self._listeners:
             listener(self._active)
         return self._active
+
+
+def _is_loaded(found: object) -> bool:
+    """Whether a kept answer has the shape of a loaded policy (a file of another kind
+    under this name is not used)."""
+    return (isinstance(found, tuple) and len(found) == 3 and isinstance(found[0], int)
+            and isinstance(found[1], Policy) and isinstance(found[2], str))  # fmt: skip

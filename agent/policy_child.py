@@ -38,10 +38,11 @@ class ChildFailed(Exception):
     """The child gave no answer (it could not start, crashed or was killed)."""
 
 
-def in_child(request: tuple[Any, ...]) -> Any:
+def in_child(request: tuple[Any, ...], keep: Path | None = None) -> Any:
     """Run one request in a child process; raise what the child raised (a ``PolicyError``
     or ``BundleError`` with the same message), or ``ChildFailed``. The answer is unpickled
-    as it streams from the pipe: no copy of it, whole, ever sits in the service."""
+    as it streams from the pipe: no copy of it, whole, ever sits in the service. The child
+    also keeps the answer at ``keep`` (agent/policy_cache.py) when given."""
     with tempfile.TemporaryFile() as errors:
         try:
             child = subprocess.Popen(COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -53,7 +54,8 @@ def in_child(request: tuple[Any, ...]) -> Any:
         hung.start()
         try:
             with child.stdin:  # the child reads all of it before it answers
-                pickle.dump(request, child.stdin, pickle.HIGHEST_PROTOCOL)
+                keep_at = None if keep is None else str(keep)
+                pickle.dump((request, keep_at), child.stdin, pickle.HIGHEST_PROTOCOL)
             with child.stdout:
                 kind, value = pickle.load(child.stdout)  # noqa: S301  # written by our own child
         except Exception as exc:  # a broken pipe or a cut answer: one failure
@@ -77,10 +79,9 @@ def in_child(request: tuple[Any, ...]) -> Any:
 def compiled_tables(policy: Policy, profile: str, now: datetime,
                     keep: Path | None = None) -> dict[str, Any]:  # fmt: skip
     """The matcher tables of ``Compiled(policy, profile, now)``, built in a child, which
-    also keeps them at ``keep`` (agent/matcher_cache.py) when given."""
+    also keeps them at ``keep`` (agent/policy_cache.py) when given."""
     try:
-        keep_at = None if keep is None else str(keep)
-        tables: dict[str, Any] = in_child(("compile", policy, profile, now, keep_at))
+        tables: dict[str, Any] = in_child(("compile", policy, profile, now), keep)
     except ChildFailed as exc:
         from rules.compile import Compiled
 
@@ -89,12 +90,13 @@ def compiled_tables(policy: Policy, profile: str, now: datetime,
     return tables
 
 
-def loaded(request: tuple[Any, ...]) -> tuple[int, Policy, str] | None:
+def loaded(request: tuple[Any, ...], keep: Path | None = None) -> tuple[int, Policy, str] | None:
     """``("shipped",)``, ``("last_good", path, key)`` or ``("bundle", data, key,
-    installed)``, answered in a child: (version, policy, the digest of its files), or None
-    (no last good bundle). Keys are raw Ed25519 public key bytes."""
+    installed)``, answered in a child (which keeps the answer at ``keep`` when given):
+    (version, policy, the digest of its files), or None (no last good bundle). Keys are raw
+    Ed25519 public key bytes."""
     try:
-        answer: tuple[int, Policy, str] | None = in_child(request)
+        answer: tuple[int, Policy, str] | None = in_child(request, keep)
     except ChildFailed as exc:
         log.warning("policy.child_failed step=%s reason=%s", request[0], exc)
         answer = _answer(request)
@@ -122,14 +124,15 @@ def _answer(request: tuple[Any, ...]) -> Any:
         case ("bundle", bytes(data), bytes(key), installed):
             got = bundle.verify_bundle(data, Ed25519PublicKey.from_public_bytes(key), installed)
             return got.version, for_a_pc(got.policy), bundle.files_digest(got.files)
-        case ("compile", policy, str(profile), now, _):
+        case ("compile", policy, str(profile), now):
             return Compiled(policy, profile, now, compact=False).tables()
     raise PolicyError(f"unknown request {request[0]!r}")
 
 
 def main() -> int:
-    request = pickle.load(sys.stdin.buffer)  # noqa: S301  # from the service that started us
-    keep = request[4] if request[0] == "compile" else None
+    # (from the service that started us)
+    request, keep = pickle.load(sys.stdin.buffer)  # noqa: S301
+    value = None
     try:
         value = _answer(request)
         answer: tuple[str, Any] = ("ok", value)
@@ -137,10 +140,10 @@ def main() -> int:
         answer, keep = ("error", (type(exc).__name__, str(exc))), None
     sys.stdout.buffer.write(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
     sys.stdout.buffer.flush()
-    if keep is not None:  # for the next start (agent/matcher_cache.py)
-        from agent import matcher_cache
+    if keep is not None and value is not None:  # for the next start (agent/policy_cache.py)
+        from agent import policy_cache
 
-        matcher_cache.write(Path(keep), pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+        policy_cache.write(Path(keep), pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
     return 0
 
 

@@ -35,10 +35,10 @@ from agent.evidence_store import EvidenceStore
 from agent.evidence_upload import EvidenceUploader
 from agent.full_disk import SpillingPut, open_when_space
 from agent.identity import StateDir, load_ca, load_identity, load_key
-from agent.matcher_cache import MatcherCache
 from agent.notice import NoticeLog
 from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PENDING, Outbox
 from agent.policy import ActivePolicy, PolicyHolder
+from agent.policy_cache import PolicyCache
 from agent.policy_fetch import FetchConfig, PolicyFetcher
 from agent.ratecap import RateConfig, RateGate
 from agent.screenshots import WAIT_S, Screenshotter
@@ -128,7 +128,7 @@ class Service:
                     state.policy,
                     Ed25519PublicKey.from_public_bytes(bytes.fromhex(ident.policy_public_key)),
                     clock=clock.now,
-                    cache=MatcherCache(state.matchers),
+                    cache=PolicyCache(state.policy_cache),
                 )
                 self.holder = holder
                 fetcher = PolicyFetcher(

@@ -16,12 +16,13 @@ pytest_plugins = ["tests.leaks"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Agents started by the tests share one folder of compiled matchers (agent/
-    matcher_cache.py): the shipped lists take 15-30 s of CPU to compile, and every test
-    that starts an agent would pay it again. Files are named by the code and lists they
-    were made from, so a stale one is never read; the cache's own tests use their own."""
-    shared = Path(tempfile.gettempdir()) / f"safeguard-test-matchers-{os.getuid()}"
-    os.environ.setdefault("SAFEGUARD_MATCHER_CACHE", str(shared))
+    """Agents started by the tests share one folder of loaded policies and compiled
+    matchers (agent/policy_cache.py): the shipped lists take 3-5 s of CPU to load and 15-30
+    s to compile, and every test that starts an agent would pay it again. Files are named by
+    the code and lists they were made from, so a stale one is never read; the cache's own
+    tests use their own folders."""
+    shared = Path(tempfile.gettempdir()) / f"safeguard-test-policy-cache-{os.getuid()}"
+    os.environ.setdefault("SAFEGUARD_POLICY_CACHE", str(shared))
 
 
 def require_tool(name: str) -> str:

@@ -86,7 +86,7 @@ def test_keys_typed_while_a_new_policy_compiles_are_judged_by_the_one_before(
     """A new policy's matcher compiles for 15-30 s of CPU on each PC. Keys typed meanwhile
     are judged by the matcher before it (they used to be dropped: the helper's sends time
     out while the service is busy), and the new one takes over once it is ready."""
-    monkeypatch.setenv("SAFEGUARD_MATCHER_CACHE", str(tmp_path / "own-matchers"))  # compiles
+    monkeypatch.setenv("SAFEGUARD_POLICY_CACHE", str(tmp_path / "own-matchers"))  # compiles
     agent = AgentProcesses(state.root, desktop, tmp_path / "work")
     try:
         agent_id = start(collector, state, desktop)

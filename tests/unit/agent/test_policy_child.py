@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import policy_child
-from agent.matcher_cache import MatcherCache
 from agent.policy import ActivePolicy, PolicyHolder
+from agent.policy_cache import PolicyCache
 from agent.policy_slim import for_a_pc
 from rules.bundle import BundleError, build_bundle
 from rules.compile import Compiled
@@ -119,30 +119,35 @@ def test_a_child_that_hangs_is_stopped_and_the_service_does_the_work_itself(
                for r in caplog.records)  # fmt: skip
 
 
-def test_a_restarted_service_reads_its_matcher_back_instead_of_compiling(
+def test_a_restarted_service_reads_its_policy_and_matcher_back_instead_of_making_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = Ed25519PrivateKey.generate()
-    cache = MatcherCache(tmp_path / "matchers")
+    cache = PolicyCache(tmp_path / "kept")
     caplog.set_level(logging.INFO, logger="agent.policy")
     first = PolicyHolder(tmp_path / "policy.json", key.public_key(), cache=cache)
     compiled = first.current().compiled("ks2")
-    assert "kept=no" in caplog.text and len(list(cache.folder.iterdir())) == 1
-    caplog.clear()
+    assert "kept=no" in caplog.text
+    assert sorted(p.suffix for p in cache.folder.iterdir()) == [".matcher", ".policy"]
     # The same lists signed into a collector's bundle are the same matcher.
-    first.apply(build_bundle(DEFAULT_DIR, 3, key))
-    assert first.current().source and first.current().source == PolicyHolder(
-        tmp_path / "none.json", key.public_key()).current().source  # fmt: skip
+    data = build_bundle(DEFAULT_DIR, 3, key)
+    first.apply(data)
+    assert first.current().source == PolicyHolder(tmp_path / "none.json",
+                                                  key.public_key()).current().source  # fmt: skip
+    caplog.clear()
 
-    def no_compiling(request: tuple[object, ...]) -> object:
-        assert request[0] != "compile", "compiled again: the kept matcher was not used"
-        return real(request)
+    def no_child(request: tuple[object, ...], keep: Path | None = None) -> object:
+        raise AssertionError(f"{request[0]} done again: what was kept was not used")
 
-    real = policy_child.in_child
-    monkeypatch.setattr(policy_child, "in_child", no_compiling)
+    monkeypatch.setattr(policy_child, "in_child", no_child)
     again = PolicyHolder(tmp_path / "policy.json", key.public_key(), cache=cache)  # a restart
-    assert again.version == 3
+    assert again.version == 3 and again.current().policy == first.current().policy
     kept = again.current().compiled("ks2")
-    assert "kept=yes" in caplog.text
+    assert "policy.loaded step=last_good kept=yes" in caplog.text and "kept=yes" in caplog.text
     for text in TEXTS:
         assert match_text(kept, text) == match_text(compiled, text), text
+    # An edited policy.json is another file's name: verified afresh (and refused).
+    monkeypatch.undo()
+    (tmp_path / "policy.json").write_bytes(data.replace(b'"payload":"', b'"payload":"A'))
+    edited = PolicyHolder(tmp_path / "policy.json", key.public_key(), cache=cache)
+    assert edited.version == 0 and edited.load_error

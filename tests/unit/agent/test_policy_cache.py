@@ -1,6 +1,6 @@
-"""Compiled matchers kept on disk (agent/matcher_cache.py): read back only when whole, owned
-by the service and made of the matcher's own classes; anything else is removed, reported,
-and costs a compile, never a crash or a planted object."""
+"""Loaded policies and compiled matchers kept on disk (agent/policy_cache.py): read back only
+when whole, owned by the service and made of their own classes; anything else is removed,
+reported, and costs a load or a compile, never a crash or a planted object."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from agent import matcher_cache
-from agent.matcher_cache import KEEP, MAGIC, MatcherCache
+from agent import policy_cache
+from agent.policy_cache import KEEP, MAGIC, PolicyCache
 from rules.compile import Compiled
+from rules.entries import Entry
 from rules.load import load_files
 from rules.match import match_text
 from tests.unit.rules.test_pattern import _policy_files
@@ -29,11 +30,15 @@ def compiled() -> Compiled:
     return Compiled(load_files(_policy_files()), "ks2")
 
 
-def _kept(tmp_path: Path, compiled: Compiled) -> tuple[MatcherCache, Path]:
-    cache = MatcherCache(tmp_path / "matchers")
-    path = cache.path("files", ("categories", ()))
-    matcher_cache.write(path, pickle.dumps(compiled.tables(), pickle.HIGHEST_PROTOCOL))
+def _kept(tmp_path: Path, compiled: Compiled) -> tuple[PolicyCache, Path]:
+    cache = PolicyCache(tmp_path / "matchers")
+    path = cache.matcher("files", ("categories", ()))
+    policy_cache.write(path, pickle.dumps(compiled.tables(), pickle.HIGHEST_PROTOCOL))
     return cache, path
+
+
+def _keep(path: Path, value: object) -> None:
+    policy_cache.write(path, pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
 
 
 def _planted(path: Path, payload: bytes) -> None:
@@ -70,7 +75,7 @@ def test_a_damaged_file_is_removed_and_reported(
     else:
         data[:4] = b"PK\x03\x04"
     path.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="agent.matcher_cache"):
+    with caplog.at_level(logging.WARNING, logger="agent.policy_cache"):
         assert cache.load(path) is None
     assert not path.exists()
     assert "policy.cache_refused" in caplog.text
@@ -84,9 +89,10 @@ class _Calls:
         return self.fn, self.args
 
 
+@pytest.mark.parametrize("kind", ["matcher", "policy"])
 @pytest.mark.parametrize("call", ["os.system", "our own file writer"])
 def test_a_planted_pickle_cannot_call_anything(
-    tmp_path: Path, call: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, call: str, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     marker = tmp_path / "ran"
     if call == "os.system":
@@ -95,13 +101,13 @@ def test_a_planted_pickle_cannot_call_anything(
         from rules import bundle
 
         payload = pickle.dumps({"x": _Calls(bundle.save_last_good, marker, None)})
-    cache = MatcherCache(tmp_path)
-    path = cache.path("files", ())
+    cache = PolicyCache(tmp_path)
+    path = cache.matcher("files", ()) if kind == "matcher" else cache.policy("shipped", "x")
     _planted(path, payload)
-    with caplog.at_level(logging.WARNING, logger="agent.matcher_cache"):
+    with caplog.at_level(logging.WARNING, logger="agent.policy_cache"):
         assert cache.load(path) is None
     assert not marker.exists()
-    assert "which no matcher holds" in caplog.text
+    assert "which nothing kept here holds" in caplog.text
     assert not path.exists()
 
 
@@ -112,14 +118,32 @@ def test_a_file_others_may_write_is_refused(tmp_path: Path, compiled: Compiled) 
     assert not path.exists()
 
 
-def test_each_input_of_the_tables_names_its_own_file(tmp_path: Path) -> None:
-    cache = MatcherCache(tmp_path)
-    base = cache.path("files-a", (("grooming",), ()))
-    assert cache.path("files-a", (("grooming",), ())) == base
-    assert cache.path("files-b", (("grooming",), ())) != base  # other lists
-    assert cache.path("files-a", (("grooming", "violence"), ())) != base  # other categories
-    assert cache.path("files-a", (("grooming",), ("history",))) != base  # an exemption active
+def test_each_input_names_its_own_file(tmp_path: Path) -> None:
+    cache = PolicyCache(tmp_path)
+    base = cache.matcher("files-a", (("grooming",), ()))
+    assert cache.matcher("files-a", (("grooming",), ())) == base
+    assert cache.matcher("files-b", (("grooming",), ())) != base  # other lists
+    assert cache.matcher("files-a", (("grooming", "violence"), ())) != base  # other categories
+    assert cache.matcher("files-a", (("grooming",), ("history",))) != base  # an exemption on
     assert base.parent == tmp_path and base.suffix == ".matcher"
+    kept = cache.policy("last_good", b"bundle", b"key")
+    assert kept.suffix == ".policy" and kept != cache.policy("last_good", b"bundle", b"other")
+    assert kept != cache.policy("last_good", b"bundle!", b"key")  # an edited policy.json
+    assert cache.policy("last_good", b"ab", b"c") != cache.policy("last_good", b"a", b"bc")
+
+
+def test_a_kept_policy_is_read_back_whole(tmp_path: Path) -> None:
+    from agent.policy_slim import for_a_pc
+    from rules.load import load_policy
+
+    policy = for_a_pc(load_policy())
+    cache = PolicyCache(tmp_path)
+    path = cache.policy("shipped", "digest")
+    _keep(path, (0, policy, "digest"))
+    assert cache.load(path) == (0, policy, "digest")
+    # A matcher's tables under a policy's name: refused (a policy's classes only).
+    _keep(path, {"x": Entry(0, 1, "word", b"", "x")})
+    assert cache.load(path) is None
 
 
 def test_a_file_that_cannot_be_written_costs_only_the_next_compile(
@@ -127,16 +151,16 @@ def test_a_file_that_cannot_be_written_costs_only_the_next_compile(
 ) -> None:
     blocked = tmp_path / "a file, not a folder"
     blocked.write_text("")
-    with caplog.at_level(logging.WARNING, logger="agent.matcher_cache"):
-        matcher_cache.write(blocked / "x.matcher", b"tables")
+    with caplog.at_level(logging.WARNING, logger="agent.policy_cache"):
+        policy_cache.write(blocked / "x.matcher", b"tables")
     assert "policy.cache_not_written" in caplog.text
-    assert MatcherCache(blocked).load(blocked / "x.matcher") is None
+    assert PolicyCache(blocked).load(blocked / "x.matcher") is None
 
 
 def test_the_folder_keeps_only_the_newest_files(tmp_path: Path) -> None:
     paths = [tmp_path / f"{i}.matcher" for i in range(KEEP + 3)]
     for i, path in enumerate(paths):
-        matcher_cache.write(path, b"tables")
+        policy_cache.write(path, b"tables")
         os.utime(path, (time.time() - 100 + i, time.time() - 100 + i))
-    matcher_cache.write(paths[-1], b"tables")  # the newest again: prunes
+    policy_cache.write(paths[-1], b"tables")  # the newest again: prunes
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths[-KEEP:])
