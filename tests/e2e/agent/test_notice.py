@@ -73,7 +73,8 @@ def test_the_live_policys_notice_is_shown_at_login_and_its_showing_is_in_the_hea
 
     procs = AgentProcesses(state.root, desktop, tmp_path / "work")
     try:
-        wid = wait_until(lambda: visible(desktop, TITLE), 90, "the notice window")[0]
+        # (offered once the account's matcher is ready: this changed policy compiles first)
+        wid = wait_until(lambda: visible(desktop, TITLE), what="the notice window")[0]
         assert notice_property(desktop, wid) == NOTICE
         beat = wait_until(lambda: notice_beats(collector, agent_id), 90, "a heartbeat with it")[-1]
         assert beat["notice_version"] == "1"
