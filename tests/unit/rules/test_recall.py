@@ -228,6 +228,35 @@ ROUND8 = [
 ]
 
 
+# Round 9 (issue 14): the families batch 11 missed (grooming as kindness and supervision checks,
+# bullying as exclusion, rumours and threats to expose, plans in ordinary words), in wordings
+# that are neither the entries' examples nor batch 11's texts (each missed by main's lists
+# before round 9, checked in category).
+ROUND9 = [
+    ("grooming", "ill always be there for u when ur dad is at work"),
+    ("grooming", "who else uses ur tablet besides u"),
+    ("grooming", "what time do ur parents go to sleep on a school night"),
+    ("grooming", "we can facetime later once ur mum is asleep"),
+    ("grooming", "come round to mine after school, just dont say where ur going"),
+    ("grooming", "u look gorgeous in that pic, got any more like it"),
+    ("grooming", "the lads at ur school must be blind"),
+    ("grooming", "ill message u not ur mum about saturday"),
+    ("grooming", "is ur bedroom upstairs or downstairs, got a lock on it?"),
+    ("bullying", "the whole class is going bowling apart from u"),
+    ("bullying", "nobody would even notice if u was gone tbh"),
+    ("bullying", "im showing everyone the pics from ur party"),
+    ("bullying", "my whole friendship group stopped talking to me"),
+    ("bullying", "lets all say he started it so he gets excluded"),
+    ("bullying", "theres a group chat just to make fun of her"),
+    ("violence", "me and u behind the shops at 4, bring ur boys"),
+    ("drugs", "anyone holding for the weekend"),
+    ("self_harm", "i wear long sleeves in summer so no one notices"),
+    ("gambling", "i owe him 20 quid from the bets we did"),
+    ("extremism", "we have to rise up against them before its too late"),
+    ("discrimination", "deaf kids just hold everyone back in class"),
+]
+
+
 def categories(compiled: Compiled, text: str) -> set[str]:
     return {a.category for a in match_text(compiled, text) if not a.suppressed}
 
@@ -241,7 +270,7 @@ def test_every_category_has_recall_cases(policy: Policy, ks2: Compiled) -> None:
 
 TYPED = [pytest.param(category, text, id=f"{name}-{i}")
          for name, cases in (("recall", RECALL), ("round5", ROUND5), ("round6", ROUND6),
-                             ("round7", ROUND7), ("round8", ROUND8))
+                             ("round7", ROUND7), ("round8", ROUND8), ("round9", ROUND9))
          for i, (category, text) in enumerate(cases)]  # fmt: skip
 
 
