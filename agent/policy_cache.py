@@ -2,9 +2,9 @@
 second: the loaded policy and the compiled matchers.
 
 Loading the policy (3-5 s of CPU here: TOML, validation, pattern expansion) and compiling a
-profile's matcher (15-30 s) are done in a child (agent/policy_child.py) at every start; until
-the matcher is ready, keys typed at a login are not captured. The child now also keeps what it
-made, under a name made of everything it depends on, and the service reads it back (0.1-0.2 s):
+profile's matcher (15-30 s) are done in a child (agent/policy_child.py); until the matcher is
+ready, keys typed at a login are not captured. The child also keeps what it made, under a name
+made of everything it depends on, and the service reads it back at its next start (0.1-0.2 s):
 
 - a loaded policy (``.policy``): the code of ``rules/`` and the bytes it was loaded from (the
   signed bundle as kept in ``policy.json`` with the key that verified it, or the shipped
@@ -13,12 +13,14 @@ made, under a name made of everything it depends on, and the service reads it ba
   the same lists shipped or signed by any collector give the same digest), and the profile's
   categories and active exemptions (``Compiled.share_key``).
 
-A file is used only if it is whole (the SHA-256 in its header matches), is owned by this
-account and not writable by others, and unpickles into nothing but the classes of what was
-kept (no function a planted file could call); anything else is removed, logged as
-``policy.cache_refused``, and made again. The files are as trusted as the state folder they
-are in: whoever can write there can also stop the service. The newest few of each kind are
-kept (a matcher about 12 MB, a policy 2 MB).
+A file is used only if it is whole and kept under its own name (the SHA-256 in its header,
+of its name and data, matches), is owned by this account and not writable by others (POSIX;
+not checked on Windows), and unpickles into nothing but the classes of what was kept (no
+function a planted file could call); anything else is removed, logged as
+``policy.cache_refused``, and made again. A kept policy is not verified again: the files are
+exactly as trusted as the state folder they sit in (0700, the service's), and whoever can
+write there could plant a weaker policy unreported, as they could replace the agent. The
+newest few of each kind (by last use) are kept: a matcher about 12 MB, a policy 2 MB.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import pickle
 import sys
 import tempfile
+import time
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
@@ -62,14 +65,18 @@ ALLOWED = {
 
 
 class CacheRefused(Exception):
-    """The file is not one this service wrote for this name."""
+    """The file is not whole, not this service's, or not kept under this name."""
 
 
 @cache
 def code_fingerprint() -> str:
-    """The code what is kept was made by: every module of ``rules/`` and the interpreter."""
+    """What made what is kept, besides its inputs: the interpreter, every module and word
+    list of ``rules/`` (sequences pick their triggers from ``common_words.txt``), and the
+    slimming of a PC's policy (agent/policy_slim.py)."""
     digest = hashlib.sha256(sys.version.encode())
-    for path in sorted(Path(rules.__file__).parent.glob("*.py")):
+    here = Path(rules.__file__).parent
+    paths = [*here.glob("*.py"), *here.glob("*.txt"), Path(__file__).with_name("policy_slim.py")]
+    for path in sorted(paths):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -102,7 +109,9 @@ class PolicyCache:
         try:
             with path.open("rb") as fh:
                 _check_owner(os.fstat(fh.fileno()))
-                return _read(fh, ALLOWED[path.suffix])
+                found = _read(fh, path.stem, ALLOWED[path.suffix])
+            os.utime(path)  # (pruning keeps the newest: the ones in use)
+            return found
         except FileNotFoundError:
             return None
         except Exception as exc:  # anything wrong with the file: make it again instead
@@ -120,7 +129,7 @@ def write(path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kept-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n")
+                fh.write(MAGIC + path.stem.encode() + b"\n" + _digest(path.stem, data) + b"\n")
                 fh.write(data)
             Path(tmp).replace(path)  # (mkstemp made it 0600)
         except BaseException:
@@ -131,15 +140,22 @@ def write(path: Path, data: bytes) -> None:
         log.warning("policy.cache_not_written path=%s reason=%s", path, exc.strerror or exc)
 
 
-def _read(fh: IO[bytes], allowed: set[tuple[str, str]]) -> Any:
+def _digest(name: str, data: bytes) -> bytes:
+    """SHA-256 of the name and the data: a file copied under another name is refused."""
+    return hashlib.sha256(name.encode() + b"\0" + data).hexdigest().encode()
+
+
+def _read(fh: IO[bytes], name: str, allowed: set[tuple[str, str]]) -> Any:
     if fh.readline() != MAGIC:
         raise CacheRefused("not a kept policy or matcher")
-    want = fh.readline().strip().decode("ascii", "replace")
+    if fh.readline().strip().decode("ascii", "replace") != name:
+        raise CacheRefused("kept under another name")
+    want = fh.readline().strip()
     start = fh.tell()
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(name.encode() + b"\0")
     while chunk := fh.read(CHUNK):  # hashed as it streams: no whole copy in memory
         digest.update(chunk)
-    if digest.hexdigest() != want:
+    if digest.hexdigest().encode() != want:
         raise CacheRefused("damaged (its SHA-256 does not match)")
     fh.seek(start)
     return _Restricted(fh, allowed).load()
@@ -169,3 +185,6 @@ def _prune(folder: Path, suffix: str) -> None:
     kept = sorted(folder.glob("*" + suffix), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in kept[KEEP:]:
         old.unlink(missing_ok=True)
+    for part in folder.glob(".kept-*"):  # a child killed while writing
+        if time.time() - part.stat().st_mtime > 3600:
+            part.unlink(missing_ok=True)

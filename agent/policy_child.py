@@ -61,13 +61,13 @@ def in_child(request: tuple[Any, ...], keep: Path | None = None) -> Any:
         except Exception as exc:  # a broken pipe or a cut answer: one failure
             child.kill()
             child.wait()
+            hung.cancel()
             errors.seek(0)
             last = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
             raise ChildFailed(f"{type(exc).__name__} (exit status {child.returncode}): "
                               f"{last[0][:300]}") from None  # fmt: skip
-        finally:
-            hung.cancel()
-        child.wait()
+        child.wait()  # (it keeps the answer after giving it: the timer still bounds that)
+        hung.cancel()
     if kind == "error":
         from rules.bundle import BundleError
 

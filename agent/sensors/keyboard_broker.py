@@ -362,6 +362,9 @@ class KeyboardBroker:
             ctx.notices.record(showing)
 
 
+RETRY_S = 60.0  # after a compile aside failed
+
+
 class _Matcher:
     """One session's matcher, asked for every key: looked up again only when the policy is
     replaced or the matcher's exemptions change (`Compiled.valid_until`), the only times the
@@ -381,6 +384,7 @@ class _Matcher:
         self._until = 0.0  # the policy's clock (Unix s) after which the lookup is made again
         self._next: tuple[ActivePolicy, Compiled | None] | None = None  # a lookup done aside
         self._aside: threading.Thread | None = None
+        self._retry = 0.0  # (monotonic) after a lookup aside failed, not before this
 
     def __call__(self) -> Compiled | None:
         active = self._ctx.policy()
@@ -391,7 +395,8 @@ class _Matcher:
         elif (done := self._next) is not None:
             self._next = None
             self._take(*done)  # (should the policy have changed again: looked up next time)
-        elif self._aside is None or not self._aside.is_alive():
+        elif (self._aside is None or not self._aside.is_alive()) and (
+                time.monotonic() >= self._retry):  # fmt: skip
             self._aside = threading.Thread(target=self._look_aside, args=(active,),
                                            name="keyboard-compile", daemon=True)  # fmt: skip
             self._aside.start()
@@ -400,9 +405,10 @@ class _Matcher:
     def _look_aside(self, active: ActivePolicy) -> None:
         try:
             found = self._lookup()
-        except Exception:  # (a policy that loaded compiles; should it not, keep the old one)
-            log.exception("keyboard.compile_failed version=%d", active.version)
-            found = self._found
+        except Exception:  # (a policy that loaded compiles; should it not, keep the old one
+            log.exception("keyboard.compile_failed version=%d", active.version)  # and retry)
+            self._retry = time.monotonic() + RETRY_S
+            return
         self._next = (active, found)
 
     def _take(self, active: ActivePolicy, found: Compiled | None) -> None:

@@ -81,9 +81,11 @@ def test_a_sessions_matcher_is_looked_up_again_only_when_it_could_change() -> No
     until: list[datetime | None] = [None]
     compiling = threading.Event()
     compiling.set()  # (cleared: a lookup waits, as a compile of 15-30 s would)
+    started = threading.Event()
 
     def lookup() -> Any:
         lookups.append(policy[0])
+        started.set()
         assert compiling.wait(30)
         return SimpleNamespace(valid_until=until[0])
 
@@ -94,12 +96,16 @@ def test_a_sessions_matcher_is_looked_up_again_only_when_it_could_change() -> No
         """What the next key gets once the lookup aside is done."""
         assert matcher._aside is not None
         matcher._aside.join(30)
+        assert not matcher._aside.is_alive()
         return matcher()
 
     first = matcher()  # waited for
     assert all(matcher() is first for _ in range(100)) and len(lookups) == 1
     compiling.clear()
+    started.clear()
     policy[0] = new_policy()  # a new policy arrived: compiling it takes a while
+    assert matcher() is first
+    assert started.wait(30)
     assert all(matcher() is first for _ in range(100))  # meanwhile keys are still judged
     assert len(lookups) == 2  # by one lookup aside
     compiling.set()
@@ -120,17 +126,22 @@ def test_a_sessions_matcher_is_looked_up_again_only_when_it_could_change() -> No
     assert len(lookups) == 5
 
 
-def test_a_matcher_that_fails_to_compile_aside_keeps_the_one_before() -> None:
+def test_a_matcher_that_fails_to_compile_aside_keeps_the_one_before_and_retries_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from datetime import UTC, datetime
     from types import SimpleNamespace
     from typing import Any, cast
 
+    from agent.sensors import keyboard_broker
     from agent.sensors.keyboard_broker import _Matcher
 
     policy = [SimpleNamespace(now=lambda: datetime.now(UTC), version=1)]
     answers: list[Any] = [SimpleNamespace(valid_until=None)]
+    tries = [0]
 
     def lookup() -> Any:
+        tries[0] += 1
         if not answers:
             raise ValueError("cannot compile")
         return answers.pop()
@@ -138,7 +149,18 @@ def test_a_matcher_that_fails_to_compile_aside_keeps_the_one_before() -> None:
     matcher = _Matcher(cast(Any, SimpleNamespace(policy=lambda: policy[0])), lookup)
     first = matcher()
     policy[0] = SimpleNamespace(now=policy[0].now, version=2)
+
+    def settle() -> None:
+        assert matcher._aside is not None
+        matcher._aside.join(30)
+        assert not matcher._aside.is_alive()
+
     assert matcher() is first
-    assert matcher._aside is not None
-    matcher._aside.join(30)
-    assert matcher() is first and matcher() is first
+    settle()
+    assert all(matcher() is first for _ in range(50)) and tries[0] == 2  # no retry at once
+    monkeypatch.setattr(keyboard_broker, "RETRY_S", 0.0)
+    matcher._retry = 0.0
+    answers.append(SimpleNamespace(valid_until=None))
+    assert matcher() is first
+    settle()
+    assert matcher() is not first and tries[0] == 3

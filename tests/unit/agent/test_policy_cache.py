@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent import policy_cache
-from agent.policy_cache import KEEP, MAGIC, PolicyCache
+from agent.policy_cache import KEEP, PolicyCache
 from rules.compile import Compiled
 from rules.entries import Entry
 from rules.load import load_files
@@ -43,10 +43,7 @@ def _keep(path: Path, value: object) -> None:
 
 def _planted(path: Path, payload: bytes) -> None:
     """A file with a right header: only what it unpickles into can give it away."""
-    import hashlib
-
-    path.write_bytes(MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
-    path.chmod(0o600)
+    policy_cache.write(path, payload)
 
 
 def test_kept_tables_are_read_back_and_match_as_the_compiled_ones(
@@ -109,6 +106,16 @@ def test_a_planted_pickle_cannot_call_anything(
     assert not marker.exists()
     assert "which nothing kept here holds" in caplog.text
     assert not path.exists()
+
+
+def test_a_file_copied_under_another_name_is_refused(tmp_path: Path, compiled: Compiled) -> None:
+    """Another profile's matcher, or the shipped policy under the school's policy's name."""
+    cache, path = _kept(tmp_path, compiled)
+    other = cache.matcher("files", (("grooming",), ()))
+    other.write_bytes(path.read_bytes())
+    other.chmod(0o600)
+    assert cache.load(other) is None and not other.exists()
+    assert cache.load(path) is not None
 
 
 def test_a_file_others_may_write_is_refused(tmp_path: Path, compiled: Compiled) -> None:

@@ -132,8 +132,8 @@ def test_a_restarted_service_reads_its_policy_and_matcher_back_instead_of_making
     # The same lists signed into a collector's bundle are the same matcher.
     data = build_bundle(DEFAULT_DIR, 3, key)
     first.apply(data)
-    assert first.current().source == PolicyHolder(tmp_path / "none.json",
-                                                  key.public_key()).current().source  # fmt: skip
+    assert first.current().source == PolicyHolder(tmp_path / "none.json", key.public_key(),
+                                                  cache=cache).current().source  # fmt: skip
     caplog.clear()
 
     def no_child(request: tuple[object, ...], keep: Path | None = None) -> object:
@@ -143,7 +143,10 @@ def test_a_restarted_service_reads_its_policy_and_matcher_back_instead_of_making
     again = PolicyHolder(tmp_path / "policy.json", key.public_key(), cache=cache)  # a restart
     assert again.version == 3 and again.current().policy == first.current().policy
     kept = again.current().compiled("ks2")
-    assert "policy.loaded step=last_good kept=yes" in caplog.text and "kept=yes" in caplog.text
+    assert "policy.loaded step=last_good kept=yes" in caplog.text
+    assert "policy.compiled version=3 profile=ks2" in caplog.text
+    assert caplog.text.split("policy.compiled version=3 profile=ks2")[1].split("\n")[0].endswith(
+        "kept=yes")  # fmt: skip
     for text in TEXTS:
         assert match_text(kept, text) == match_text(compiled, text), text
     # An edited policy.json is another file's name: verified afresh (and refused).
