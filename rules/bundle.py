@@ -51,7 +51,7 @@ def _canonical(obj: Any) -> bytes:
 
 def files_digest(files: dict[str, str]) -> str:
     """SHA-256 of a policy's files: the same lists give the same digest, whether shipped
-    with the agent or signed into any collector's bundle (agent/matcher_cache.py)."""
+    with the agent or signed into any collector's bundle (agent/policy_cache.py)."""
     return hashlib.sha256(_canonical(files)).hexdigest()
 
 
