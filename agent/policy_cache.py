@@ -43,7 +43,7 @@ from rules import schema
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"safeguard-policy-cache/1\n"
+MAGIC = b"safeguard-policy-cache/2\n"  # (1: no name in the header)
 MATCHER, POLICY = ".matcher", ".policy"
 KEEP = 4  # files of each kind: a policy update and an exemption starting leave a few in play
 CHUNK = 1 << 20
