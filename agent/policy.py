@@ -134,12 +134,16 @@ class PolicyHolder:
             data = self._path.read_bytes()
         except OSError:
             return None  # (none yet; or unreadable: the child says why)
+        return self._kept_bundle(data)
+
+    def _kept_bundle(self, data: bytes) -> Path | None:
+        """Where the policy of a bundle verified with this holder's key is kept."""
         return None if self._cache is None else self._cache.policy("last_good", data,
                                                                    self._raw_key)  # fmt: skip
 
     def _loaded(self, request: tuple[object, ...], kept: Path | None
                 ) -> tuple[int, Policy, str] | None:  # fmt: skip
-        if self._cache is not None and kept is not None:
+        if kept is not None and self._cache is not None:  # (kept is named by the cache)
             found = self._cache.load(kept)
             if _is_loaded(found):
                 log.info("policy.loaded step=%s kept=yes", request[0])
@@ -166,9 +170,8 @@ class PolicyHolder:
         newer) or PolicyError; the current policy then stays as it was."""
         with self._lock:
             installed = self._active.version
-            kept = None if self._cache is None else self._cache.policy("last_good", data,
-                                                                        self._raw_key)
-            got = policy_child.loaded(("bundle", data, self._raw_key, installed), kept)
+            got = policy_child.loaded(("bundle", data, self._raw_key, installed),
+                                      self._kept_bundle(data))  # fmt: skip
             assert got is not None
             version, policy, source = got
             bundles.save_last_good(self._path, bundles.Bundle(version, policy, {}, data))

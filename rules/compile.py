@@ -66,7 +66,7 @@ class Compiled:
         self.categories, self.exemptions, active = _in_force(policy, profile, now)
         edges = [t for e in self.exemptions for t in (e.start, e.end) if t > now]
         self.valid_until: datetime | None = min(edges) if edges else None
-        key = self.share_key(policy, profile, now)
+        key = _share_key(self.categories, active)
         if shared is not None and key in shared:
             same = shared[key]
             self.__dict__.update({name: getattr(same, name) for name in self.SHARED})
@@ -84,7 +84,7 @@ class Compiled:
     def share_key(policy: Policy, profile: str, now: datetime) -> tuple[object, ...]:
         """What the tables depend on besides the policy: equal keys, equal tables."""
         categories, _, active = _in_force(policy, profile, now)
-        return (tuple(c.name for c in categories), tuple(e.id for e in active))
+        return _share_key(categories, active)
 
     def tables(self) -> dict[str, Any]:
         """What the matcher holds, to hand to another process (see ``build``)."""
@@ -350,3 +350,8 @@ def _in_force(policy: Policy, profile: str, now: datetime
     categories = tuple(c for c in policy.categories if c.enabled and c.name in prof.categories)
     exemptions = tuple(e for e in policy.exemptions if e.group == prof.name)
     return categories, exemptions, tuple(e for e in exemptions if e.active(now))
+
+
+def _share_key(categories: tuple[Category, ...], active: tuple[Exemption, ...]
+               ) -> tuple[object, ...]:  # fmt: skip
+    return (tuple(c.name for c in categories), tuple(e.id for e in active))
