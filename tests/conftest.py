@@ -12,7 +12,7 @@ import pytest
 
 from tests.harness import CollectorHarness
 
-pytest_plugins = ["tests.leaks"]
+pytest_plugins = ["tests.leaks", "tests.timings"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
