@@ -60,10 +60,11 @@ _timings = Timings()
 
 
 def _on_term(signum: int, frame: FrameType | None) -> None:
-    print("\n== cut off: where the time went", file=sys.__stderr__)
+    err = sys.__stderr__ or sys.stderr
+    print("\n== cut off: where the time went", file=err)
     for line in _timings.summary():
-        print(line, file=sys.__stderr__)
-    sys.__stderr__.flush()
+        print(line, file=err)
+    err.flush()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 
