@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import pickle
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ import ahocorasick  # type: ignore[import-not-found]  # C library without type s
 from rules.automaton import Automaton
 from rules.bulk_gate import Gate
 from rules.entries import Entry, EntryTable
-from rules.normalise import normalise
+from rules.normalise import fast_squeeze, squeeze_parts
 from rules.pattern import expand, expand_term
 from rules.schema import Boundary, Category, Exemption, Policy, PolicyError
 from rules.sequences import Members, SequenceRule, merged, trigger
@@ -231,17 +232,13 @@ class Compiled:
 
     def _add(self, building: list[list[Entry]], patterns: dict[str, int], phrase: str,
              entry: Entry, exempt_terms: dict[str, str], store: bool = True) -> Entry:  # fmt: skip
-        norm = normalise(phrase)
-        text = norm.text().strip()
+        text, runs = _text_and_runs(phrase)
         if not text:
             raise PolicyError(f"{phrase!r} has no letters or digits to match")
         if len(text) > MAX_PHRASE:
             raise PolicyError(f"{phrase[:40]!r}... is longer than {MAX_PHRASE} characters")
-        offset = norm.chars.index(text[0])
-        runs = bytes(0 if c == " " else min(r, 255)
-                     for c, r in zip(text, norm.runs[offset:], strict=False))  # fmt: skip
         # Most phrases have no doubled letter: () says so, and lets their entries be shared.
-        runs = self._shared.setdefault(runs, runs) if max(runs) > 1 else b""
+        runs = self._shared.setdefault(runs, runs) if runs else b""
         ex = entry.exempt
         if text in exempt_terms and exempt_terms[text] not in ex:
             ex += (exempt_terms[text],)
@@ -335,8 +332,26 @@ def _named(parts: tuple[tuple[str, ...], ...], gaps: tuple[int, ...],
     return 1 if any(seg & names.keys() for seg in squeezed) else 0
 
 
+def _text_and_runs(phrase: str) -> tuple[str, bytes]:
+    """A phrase as the matcher holds it (``normalise(phrase).text()``, stripped) and its
+    characters' run lengths (0 for a gap), or b"" when no letter is doubled. At C speed
+    (``squeeze_parts``): the stream normaliser, a character at a time, was a third of a
+    compile of the shipped lists."""
+    parts = squeeze_parts(phrase)
+    text = parts.squeezed.strip()
+    if len(parts.unsqueezed) == len(parts.squeezed) or not text:
+        return text, b""  # no run of any character
+    lead = len(parts.squeezed) - len(parts.squeezed.lstrip())
+    lengths = [len(m.group()) for m in _ANY_RUN.finditer(parts.unsqueezed)][lead:]
+    runs = bytes(0 if c == " " else min(r, 255) for c, r in zip(text, lengths, strict=False))
+    return text, runs if max(runs) > 1 else b""
+
+
+_ANY_RUN = re.compile(r"(.)\1*", re.DOTALL)  # each character with its repeats
+
+
 def _squeezed(phrase: str) -> str:
-    return normalise(phrase).text().strip()
+    return fast_squeeze(phrase)[0].strip()  # (normalise's text, at C speed)
 
 
 def _words(phrase: str) -> int:

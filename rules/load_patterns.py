@@ -8,14 +8,17 @@ from collections.abc import Mapping
 from typing import cast
 
 from rules.fields import Source, Table
-from rules.normalise import normalise
+from rules.normalise import fast_squeeze
 from rules.pattern import Expanded, class_name_ok, expand
 from rules.schema import BOUNDARIES, Boundary, Guard, PolicyError, Term, WordClass
 
 
 def phrase_text(t: Table, key: str, phrase: str) -> str:
-    """``phrase`` normalised as typed text is; a fault if nothing of it can match."""
-    folded = normalise(phrase).text().strip()
+    """``phrase`` normalised as typed text is; a fault if nothing of it can match. (The
+    bulk path's normaliser: the same string as the keystroke one's, which property tests
+    hold it to, at C speed: the shipped lists' 170,000 expanded phrases took 3 s of a
+    policy's 5 s load one character at a time.)"""
+    folded = fast_squeeze(phrase)[0].strip()
     if not folded:
         raise t.fail(f"{key} {phrase!r} has no letters or digits to match", key)
     return folded
