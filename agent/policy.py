@@ -53,7 +53,7 @@ class ActivePolicy:
     _kept: bool = field(default=False, repr=False)  # the last compile was read from the cache
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
     in_child: bool = False  # compile in a child process (the service: agent/policy_child.py)
-    source: str = ""  # the digest of the policy's files (rules/bundle.py ``files_digest``)
+    source: str = ""  # the digest of the files its matchers are made from (``matcher_digest``)
     cache: PolicyCache | None = field(default=None, repr=False)  # with ``source`` and a child
 
     def now(self) -> datetime:

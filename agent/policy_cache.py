@@ -9,9 +9,11 @@ made of everything it depends on, and the service reads it back at its next star
 - a loaded policy (``.policy``): the code of ``rules/`` and the bytes it was loaded from (the
   signed bundle as kept in ``policy.json`` with the key that verified it, or the shipped
   lists' files), so an edited ``policy.json`` names another file and is verified afresh;
-- a matcher (``.matcher``): the code, the policy's files (rules/bundle.py ``files_digest``:
-  the same lists shipped or signed by any collector give the same digest), and the profile's
-  categories and active exemptions (``Compiled.share_key``).
+- a matcher (``.matcher``): the code, the files a matcher is made from (rules/bundle.py
+  ``matcher_digest``: the lists, classes, guards, profiles and exemptions; the same lists
+  shipped or signed by any collector give the same digest, whatever evidence key or semantic
+  exemplars the bundle also carries), and the profile's categories and active exemptions
+  (``Compiled.share_key``).
 
 A file is used only if it is whole and kept under its own name (the SHA-256 in its header,
 of its name and data, matches), is owned by this account and not writable by others (POSIX;

@@ -115,15 +115,15 @@ def _answer(request: tuple[Any, ...]) -> Any:
         case ("shipped",):
             files = read_folder(DEFAULT_DIR)
             policy = load_files(files, prefix=f"{DEFAULT_DIR}/")
-            return 0, for_a_pc(policy), bundle.files_digest(files)
+            return 0, for_a_pc(policy), bundle.matcher_digest(files)
         case ("last_good", str(path), bytes(key)):
             saved = bundle.load_last_good(Path(path), Ed25519PublicKey.from_public_bytes(key))
             if saved is None:
                 return None
-            return saved.version, for_a_pc(saved.policy), bundle.files_digest(saved.files)
+            return saved.version, for_a_pc(saved.policy), bundle.matcher_digest(saved.files)
         case ("bundle", bytes(data), bytes(key), installed):
             got = bundle.verify_bundle(data, Ed25519PublicKey.from_public_bytes(key), installed)
-            return got.version, for_a_pc(got.policy), bundle.files_digest(got.files)
+            return got.version, for_a_pc(got.policy), bundle.matcher_digest(got.files)
         case ("compile", policy, str(profile), now):
             return Compiled(policy, profile, now, compact=False).tables()
     raise PolicyError(f"unknown request {request[0]!r}")

@@ -55,6 +55,20 @@ def files_digest(files: dict[str, str]) -> str:
     return hashlib.sha256(_canonical(files)).hexdigest()
 
 
+# The files a keyword matcher is made from (rules/compile.py reads the policy's categories,
+# word classes, guards, profiles and exemptions; tests/unit/rules/test_bundle.py fails if it
+# reads another field). The others differ from school to school (the collector's evidence
+# key) or change without the lists (the semantic stage, USB, URLs, incident rules).
+MATCHER_FILES = ("policy.toml", "profiles.toml", "exemptions.toml", "classes.toml",
+                 "guards.toml", "keywords/", "classes/", "guards/")  # fmt: skip
+
+
+def matcher_digest(files: dict[str, str]) -> str:
+    """SHA-256 of the files a matcher is made from: one school's lists compile to the same
+    matcher as another's, or as the shipped ones, whatever else their bundles carry."""
+    return files_digest({k: v for k, v in files.items() if k.startswith(MATCHER_FILES)})
+
+
 def compile_bundle(folder: Path, version: int) -> bytes:
     """The deterministic, unsigned payload for a policy folder (validated first)."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:

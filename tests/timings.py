@@ -48,6 +48,10 @@ class Timings:
         lines.append("slowest tests:")
         for nodeid, seconds in sorted(self.spent.items(), key=lambda kv: -kv[1])[:SLOWEST]:
             lines.append(f"  {seconds:7.1f} s  {self.outcome.get(nodeid, '?'):7}  {nodeid}")
+        failed = [nodeid for nodeid, outcome in self.outcome.items() if outcome == "failed"]
+        if failed:
+            lines.append("failed:")
+            lines.extend(f"  {nodeid}" for nodeid in failed)
         now = time.monotonic()
         if self.started:
             lines.append("still running:")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules.bundle import (
+    MATCHER_FILES,
     BundleError,
     build_bundle,
     compile_bundle,
     load_last_good,
+    matcher_digest,
     save_last_good,
     sign_bundle,
     verify_bundle,
 )  # fmt: skip
-from rules.load import DEFAULT_DIR
+from rules.load import DEFAULT_DIR, read_folder
 from rules.schema import PolicyError
 
 pytestmark = pytest.mark.unit
@@ -119,3 +122,35 @@ def test_fuzz_bit_flips(pos: int, flip: int) -> None:
         return
     # Only flips JSON ignores (e.g. in the base64 padding or whitespace) may still verify.
     assert json.loads(bytes(data))["payload"] == json.loads(SIGNED)["payload"]
+
+
+# Policy fields a matcher is made from, and the files they are loaded from (rules/load.py).
+MATCHER_FIELDS = {"categories": "keywords/", "category": "keywords/", "classes": "classes",
+                  "guards": "guards", "exemptions": "exemptions.toml",
+                  "profile": "profiles.toml", "profiles": "profiles.toml"}  # fmt: skip
+
+
+def test_a_matcher_is_named_by_every_file_it_is_made_from() -> None:
+    """Agents keep compiled matchers named by ``matcher_digest``: were the compiler to read a
+    policy field whose file the digest leaves out, an edit to that file would be served the
+    old matcher. Every ``policy.<field>`` the matcher's modules read is listed here, and its
+    file is in MATCHER_FILES."""
+    rules = Path(__file__).resolve().parents[3] / "rules"
+    read = set()
+    for module in ("compile", "sequences", "scoring", "bulk_gate", "entries", "automaton"):
+        read |= set(re.findall(r"\bpolicy\.([a-z_]+)", (rules / f"{module}.py").read_text()))
+    assert read <= MATCHER_FIELDS.keys(), f"the compiler reads {read - MATCHER_FIELDS.keys()}"
+    for field in read:
+        assert MATCHER_FIELDS[field].startswith(MATCHER_FILES) or any(
+            f.startswith(MATCHER_FIELDS[field]) for f in MATCHER_FILES), field  # fmt: skip
+
+
+def test_bundles_of_the_same_lists_name_the_same_matcher() -> None:
+    files = read_folder(DEFAULT_DIR)
+    school = {**files, "evidence_key.toml": "[evidence]\nkey = 'another school'\n",
+              "usb.toml": files["usb.toml"] + "\n# edited\n"}  # fmt: skip
+    assert matcher_digest(school) == matcher_digest(files)
+    for rel in ("keywords/extremism.toml", "classes.toml", "guards.toml", "profiles.toml",
+                "exemptions.toml", "policy.toml"):  # fmt: skip
+        assert matcher_digest({**files, rel: files[rel] + "\n# edited\n"}) != matcher_digest(
+            files), rel  # fmt: skip

@@ -21,7 +21,11 @@ def test_the_shipped_lists_catch_their_examples(policy: Policy) -> None:
 
 
 def test_a_wrong_example_is_a_fault(policy: Policy) -> None:
-    cat = policy.categories[0]
+    # One category of a few entries, no guards: the fault is the same in the whole lists,
+    # whose checks compile them three times (two minutes of CI).
+    first = policy.categories[0]
+    cat = replace(first, terms=first.terms[:12])
+    policy = replace(policy, categories=(cat,), guards=())
     bad = replace(cat.terms[0], example="nothing to see here")
     broken = replace(policy, categories=(replace(cat, terms=(bad, *cat.terms[1:])),
                                          *policy.categories[1:]))  # fmt: skip
