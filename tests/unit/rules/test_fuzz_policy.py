@@ -38,7 +38,7 @@ from rules.schema import PolicyError
 
 pytestmark = pytest.mark.unit
 
-FUZZ = settings(derandomize=True, deadline=None, max_examples=150, database=None,
+FUZZ = settings(derandomize=True, deadline=None, max_examples=60, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])  # fmt: skip
 GARBAGE = settings(FUZZ, max_examples=40)
@@ -344,9 +344,10 @@ def test_each_kind_survives_every_mutation_op(rel: str) -> None:
     """Deterministic sweep over one entry of each shape: every value retyped, replaced by
     something nasty, and deleted."""
     doc = _representatives(tomllib.loads(BASE[rel]))
-    # past the second item, a list of strings (categories, hosts) is more of the same
+    # past the first item, a list of strings (categories, hosts) is more of the same (each
+    # load takes 0.5 s of CPU: the second items doubled this sweep, to 5 minutes of CI)
     for path in [p for p in _paths(doc) if p and all(
-            not isinstance(i, int) or i < 2 for i in p[2:])]:  # fmt: skip
+            not isinstance(i, int) or i < 1 for i in p[2:])]:  # fmt: skip
         for variant in (*_retype(_at(doc, path)), *_nasty(_at(doc, path))):
             mutated = copy.deepcopy(doc)
             _at(mutated, path[:-1])[path[-1]] = variant
