@@ -107,8 +107,11 @@ class PolicyHolder:
 
     def _load(self) -> ActivePolicy:
         try:
-            saved = self._loaded(("last_good", str(self._path), self._raw_key),
-                                 self._kept_last_good())  # fmt: skip
+            data = self._last_good_bytes()
+            # The bytes that name the kept policy are the bytes the child verifies: a file
+            # replaced between two reads cannot be kept under another's name.
+            saved = None if data is None else self._loaded(
+                ("last_good", data, self._raw_key), self._kept_bundle(data))  # fmt: skip
         except PolicyError as exc:
             # A damaged or forged file: keep it for the technician, fall back to what shipped.
             aside = self._path.with_name(self._path.name + ".rejected")
@@ -127,14 +130,14 @@ class PolicyHolder:
             assert saved is not None
         return self._active_policy(*saved)
 
-    def _kept_last_good(self) -> Path | None:
-        """Where the policy loaded from ``policy.json`` as it is now is kept: its bytes and
-        the key that verified them name the file, so an edited one is verified afresh."""
+    def _last_good_bytes(self) -> bytes | None:
+        """``policy.json`` as it is now, or None (none saved yet)."""
         try:
-            data = self._path.read_bytes()
-        except OSError:
-            return None  # (none yet; or unreadable: the child says why)
-        return self._kept_bundle(data)
+            return self._path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise bundles.BundleError(f"{self._path}: cannot read ({exc.strerror})") from None
 
     def _kept_bundle(self, data: bytes) -> Path | None:
         """Where the policy of a bundle verified with this holder's key is kept."""

@@ -91,7 +91,7 @@ def compiled_tables(policy: Policy, profile: str, now: datetime,
 
 
 def loaded(request: tuple[Any, ...], keep: Path | None = None) -> tuple[int, Policy, str] | None:
-    """``("shipped",)``, ``("last_good", path, key)`` or ``("bundle", data, key,
+    """``("shipped",)``, ``("last_good", data, key)`` or ``("bundle", data, key,
     installed)``, answered in a child (which keeps the answer at ``keep`` when given):
     (version, policy, the digest of its files), or None (no last good bundle). Keys are raw
     Ed25519 public key bytes."""
@@ -116,10 +116,8 @@ def _answer(request: tuple[Any, ...]) -> Any:
             files = read_folder(DEFAULT_DIR)
             policy = load_files(files, prefix=f"{DEFAULT_DIR}/")
             return 0, for_a_pc(policy), bundle.matcher_digest(files)
-        case ("last_good", str(path), bytes(key)):
-            saved = bundle.load_last_good(Path(path), Ed25519PublicKey.from_public_bytes(key))
-            if saved is None:
-                return None
+        case ("last_good", bytes(data), bytes(key)):  # policy.json's bytes, re-verified
+            saved = bundle.verify_bundle(data, Ed25519PublicKey.from_public_bytes(key))
             return saved.version, for_a_pc(saved.policy), bundle.matcher_digest(saved.files)
         case ("bundle", bytes(data), bytes(key), installed):
             got = bundle.verify_bundle(data, Ed25519PublicKey.from_public_bytes(key), installed)

@@ -154,3 +154,27 @@ def test_a_restarted_service_reads_its_policy_and_matcher_back_instead_of_making
     (tmp_path / "policy.json").write_bytes(data.replace(b'"payload":"', b'"payload":"A'))
     edited = PolicyHolder(tmp_path / "policy.json", key.public_key(), cache=cache)
     assert edited.version == 0 and edited.load_error
+
+
+def test_policy_json_replaced_while_it_loads_is_kept_under_the_name_of_what_was_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept policy is named by policy.json's bytes; the child must verify those same
+    bytes, not read the file again: a valid bundle swapped in between would otherwise be
+    kept under the first one's name, and read back for it at every later start."""
+    key = Ed25519PrivateKey.generate()
+    cache = PolicyCache(tmp_path / "kept")
+    path = tmp_path / "policy.json"
+    three, four = build_bundle(DEFAULT_DIR, 3, key), build_bundle(DEFAULT_DIR, 4, key)
+    path.write_bytes(three)
+    child = policy_child.in_child
+
+    def swapped_first(request: tuple[object, ...], keep: Path | None = None) -> object:
+        path.write_bytes(four)  # after the service read policy.json, before the child
+        return child(request, keep)
+
+    monkeypatch.setattr(policy_child, "in_child", swapped_first)
+    holder = PolicyHolder(path, key.public_key(), cache=cache)
+    assert holder.version == 3
+    kept = cache.load(cache.policy("last_good", three, holder._raw_key))
+    assert kept is not None and kept[0] == 3
