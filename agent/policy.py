@@ -115,10 +115,14 @@ class PolicyHolder:
         except PolicyError as exc:
             # A damaged or forged file: keep it for the technician, fall back to what shipped.
             aside = self._path.with_name(self._path.name + ".rejected")
-            self._path.replace(aside)
-            log.error("policy.last_good_rejected path=%s kept=%s reason=%s", self._path, aside,
+            try:
+                self._path.replace(aside)
+                kept, kept_as = str(aside), f"kept as {aside.name}"
+            except OSError as moved:  # gone or unmovable: say so, still start on what shipped
+                kept, kept_as = "no", f"not kept: {moved.strerror}"
+            log.error("policy.last_good_rejected path=%s kept=%s reason=%s", self._path, kept,
                       exc)
-            self.load_error: str | None = f"{exc} (kept as {aside.name})"
+            self.load_error: str | None = f"{exc} ({kept_as})"
             saved = None
         else:
             self.load_error = None

@@ -178,3 +178,23 @@ def test_policy_json_replaced_while_it_loads_is_kept_under_the_name_of_what_was_
     assert holder.version == 3
     kept = cache.load(cache.policy("last_good", three, holder._raw_key))
     assert kept is not None and kept[0] == 3
+
+
+def test_a_refused_policy_json_that_is_gone_before_it_is_set_aside_still_starts_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused file removed before the rename (a technician's cleanup, a second start) must
+    not stop the service: it starts on what shipped and says the file was not kept."""
+    path = tmp_path / "policy.json"
+    path.write_bytes(b"{not a bundle")
+    child = policy_child.in_child
+
+    def removed_first(request: tuple[object, ...], keep: Path | None = None) -> object:
+        if request[0] == "last_good":
+            path.unlink()
+        return child(request, keep)
+
+    monkeypatch.setattr(policy_child, "in_child", removed_first)
+    holder = PolicyHolder(path, Ed25519PrivateKey.generate().public_key())
+    assert holder.version == 0 and holder.load_error is not None
+    assert "not kept" in holder.load_error and not path.exists()
