@@ -2,16 +2,19 @@
 timeout (scripts/test's backstop sends SIGTERM) which tests were still running.
 
 CI gives one run's output and nothing else, so a run that is cut off must say what it was
-doing. Runs in the controller only (under xdist the workers' reports arrive there).
+doing. Runs in the controller only (under xdist the workers' reports arrive there). With
+``TEST_TIMINGS_JSON=path`` every test's seconds are also written there, to find what to cut.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from types import FrameType
 
 import pytest
@@ -90,6 +93,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if hasattr(terminalreporter.config, "workerinput"):
         return
+    path = os.environ.get("TEST_TIMINGS_JSON")
+    if path:
+        Path(path).write_text(json.dumps(dict(_timings.spent), indent=0, sort_keys=True))
     terminalreporter.section("where the time went")
     for line in _timings.summary():
         terminalreporter.write_line(line)
