@@ -117,21 +117,21 @@ def test_the_context_window_judges_a_sentence_with_the_one_before(
     spanning both; nothing with the context window off or for a lone sentence."""
     assert policy.semantic is not None
     exemplars = (
-        Exemplar("gr-pair", "grooming", "are you home alone. what are you wearing", "both"),
-        Exemplar("in-home", "innocent", "are you home alone after school", "a parent"),
-        Exemplar("in-wear", "innocent", "wot r u wearing 2day", "a friend"),
+        Exemplar("gr-pair", "grooming", "r u home alone rn. wot r u wearing", "both"),
+        Exemplar("in-home", "innocent", "are you home alone", "a parent"),
+        Exemplar("in-wear", "innocent", "wot u wearing 2day", "a friend"),
     )
     sem = replace(policy.semantic, exemplars=exemplars, k=1, vote=0.5, head=None, context=0.0)
     bank = Bank(exemplars, model)
     text = "r u home alone. wot r u wearing"
     off = SemanticJudge(replace(policy, semantic=sem), "ks2", model, bank)
     assert off.judge(text) == []
-    on = SemanticJudge(replace(policy, semantic=replace(sem, context=0.85)), "ks2", model,
+    on = SemanticJudge(replace(policy, semantic=replace(sem, context=0.8)), "ks2", model,
                        bank)  # fmt: skip
     (alert,) = on.judge(text)
     assert (alert.category, alert.exemplar, alert.start, alert.end) == (
         "grooming", "gr-pair", 0, len(text))  # fmt: skip
-    assert alert.threshold == 0.85  # the context floor over the vote's 0.5
+    assert alert.threshold == 0.8  # the context floor over the vote's 0.5
     assert on.judge("wot r u wearing") == []  # no sentence before it
     # The agent judges at a pause and again at Enter: a sentence judged before is skipped
     # but is still the context of the next one.
