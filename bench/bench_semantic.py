@@ -5,7 +5,8 @@
 
 Loads the shipped policy's model (onnxruntime, one thread) and bank, then judges every
 sentence of the open corpus one at a time (as the keyboard detector does at Enter), then each
-again after the one before it (the context window: a second, longer embedding), and
+again after the one before it (the context window: the earlier one judged first, as the
+agent did when it was finished, then the pair), and
 reports the time per judged sentence (tokenising, the model, the vote over the bank) at
 p50/p99/max, the time to embed the bank on a cold start, and the process's RSS at each step
 (psutil; glibc's free memory returned with malloc_trim, as the agent does).
@@ -82,11 +83,13 @@ def main() -> None:
         cpu_times.append(1000 * (time.thread_time() - c0))
     times.sort()
     cpu_times.sort()
-    # As the agent judges a sentence typed after another: the whole text, the earlier one
-    # skipped but the context of the later (the context window's second embedding).
+    # As the agent judges a sentence typed after another: the earlier one was judged when it
+    # was finished (untimed here), then the whole text, the earlier one skipped but the
+    # context of the later (its vector kept from its own judging: no second model run).
     after_times = []
     for before, piece in pairwise(pieces):
         text = f"{before} {piece}"
+        judge.judge(before)
         c0 = time.thread_time()
         judge.judge(text, skip={before.strip()})
         after_times.append(1000 * (time.thread_time() - c0))

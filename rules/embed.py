@@ -69,6 +69,10 @@ class SentenceModel:
             raise PolicyError(f"{path}: the model carries no vocabulary")
         self._tokens = WordPiece(meta["vocab"])
 
+    def tokens(self, text: str) -> int:
+        """How many word pieces the model reads of ``text`` (its special tokens included)."""
+        return len(self._tokens.encode(text, MAX_TOKENS))
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors, one row per text (texts are padded to the longest of the batch)."""
         np = self._np

@@ -117,21 +117,21 @@ def test_the_context_window_judges_a_sentence_with_the_one_before(
     spanning both; nothing with the context window off or for a lone sentence."""
     assert policy.semantic is not None
     exemplars = (
-        Exemplar("gr-pair", "grooming", "are you home alone. what are you wearing", "both"),
-        Exemplar("in-home", "innocent", "are you home alone after school", "a parent"),
-        Exemplar("in-wear", "innocent", "wot r u wearing 2day", "a friend"),
+        Exemplar("gr-pair", "grooming", "r u home alone rn. wot r u wearing", "both"),
+        Exemplar("in-home", "innocent", "are you home alone", "a parent"),
+        Exemplar("in-wear", "innocent", "wot u wearing 2day", "a friend"),
     )
     sem = replace(policy.semantic, exemplars=exemplars, k=1, vote=0.5, head=None, context=0.0)
     bank = Bank(exemplars, model)
     text = "r u home alone. wot r u wearing"
     off = SemanticJudge(replace(policy, semantic=sem), "ks2", model, bank)
     assert off.judge(text) == []
-    on = SemanticJudge(replace(policy, semantic=replace(sem, context=0.85)), "ks2", model,
+    on = SemanticJudge(replace(policy, semantic=replace(sem, context=0.8)), "ks2", model,
                        bank)  # fmt: skip
     (alert,) = on.judge(text)
     assert (alert.category, alert.exemplar, alert.start, alert.end) == (
         "grooming", "gr-pair", 0, len(text))  # fmt: skip
-    assert alert.threshold == 0.85  # the context floor over the vote's 0.5
+    assert alert.threshold == 0.8  # the context floor over the vote's 0.5
     assert on.judge("wot r u wearing") == []  # no sentence before it
     # The agent judges at a pause and again at Enter: a sentence judged before is skipped
     # but is still the context of the next one.
@@ -143,10 +143,12 @@ def test_the_context_window_judges_a_sentence_with_the_one_before(
     assert on.judge(text, skip={"r u home alone.", "wot r u wearing"}) == []
 
 
-def test_the_context_window_joins_a_short_sentence_to_the_last_words_before_it(
+def test_the_context_window_joins_a_short_sentence_to_the_words_before_it_without_a_second_run(
         policy: Policy, model: SentenceModel) -> None:  # fmt: skip
-    """What is embedded: a sentence of at most PAIRED_WORDS words after the last
-    CONTEXT_WORDS words of the one before; a longer sentence alone (its own context)."""
+    """A sentence of at most PAIRED_WORDS words is judged again with the last CONTEXT_WORDS
+    words of the one before, its vector made from the two sentences' own (no second run of
+    the model); a longer sentence alone (its own context). A sentence judged before is not
+    embedded again; after a restart (nothing kept) it is."""
     assert policy.semantic is not None
     bank = Bank(policy.semantic.exemplars[:3], model)
     judge = SemanticJudge(policy, "ks2", model, bank)
@@ -157,12 +159,31 @@ def test_the_context_window_joins_a_short_sentence_to_the_last_words_before_it(
         before = " ".join(f"w{i}" for i in range(CONTEXT_WORDS + 5)) + "."
         short = " wot r u wearing"
         long = " " + " ".join(["so"] * (PAIRED_WORDS + 1))
+        judge.judge(before)  # the agent judged it when it was finished
         judge.judge(before + short, skip={before})
         judge.judge(before + long, skip={before})
+        SemanticJudge(policy, "ks2", model, bank).judge(before + short, skip={before})
     finally:
         del model.embed
-    last = " ".join(f"w{i}" for i in range(5, CONTEXT_WORDS + 5)) + "."
-    assert seen == [[short, last + short], [long]]
+    assert seen == [[before], [short], [long], [short, before]]
+
+
+def test_a_pairs_vector_is_close_to_the_models_own_for_the_joined_text(
+        policy: Policy, model: SentenceModel) -> None:  # fmt: skip
+    """The pair's vector is the word-piece-weighted mean of its two sentences' vectors: what
+    the model's own mean over word pieces gives where the parts do not attend to each other.
+    It stays close to the model's vector of the joined text (the recall it keeps is in
+    docs/detection.md)."""
+    assert policy.semantic is not None
+    judge = SemanticJudge(policy, "ks2", model, Bank(policy.semantic.exemplars[:3], model))
+    for text in ["r u home alone. wot r u wearing", "my mum checks my phone. delete this chat",
+                 "we did fractions today. it was so boring", "i hate it here. nobody would care"]:
+        (a, b), (c, d) = sentences(text)
+        before, own = model.embed([text[a:b], text[c:d]])
+        joined = judge._joined(text, (a, d), (c, d), before, own)
+        whole = model.embed([text])[0]
+        assert float(joined @ whole) > 0.85, text
+        assert abs(float(joined @ joined) - 1.0) < 1e-5  # a unit vector
 
 
 def test_the_shipped_policy_loads_its_bank() -> None:
