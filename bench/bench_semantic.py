@@ -88,7 +88,9 @@ def main() -> None:
     # context of the later (its vector kept from its own judging: no second model run).
     after_times = []
     for before, piece in pairwise(pieces):
-        text = f"{before} {piece}"
+        # (a sentence that ended at a new line is joined by one: with a space the two would
+        # be one long sentence, embedded whole)
+        text = before + (" " if before.rstrip()[-1:] in (".", "!", "?") else "\n") + piece
         judge.judge(before)
         c0 = time.thread_time()
         judge.judge(text, skip={before.strip()})
