@@ -77,6 +77,21 @@ class ActivePolicy:
                          "yes" if self._kept else "no")  # fmt: skip
             return found
 
+    def prepare(self, profile: str, now: datetime | None = None) -> bool:
+        """Make the profile's matcher ready without bringing it into this process: True
+        when ``compiled`` will read it back from the cache (kept already, or compiled now
+        in a child, which keeps it), False when there is nowhere to keep it."""
+        now = now or self.clock()
+        with self._lock:
+            found = self._compiled.get(profile)
+            if found is not None and (found.valid_until is None or now < found.valid_until):
+                return True
+        if self.cache is None or not self.source or not self.in_child:
+            return False
+        path = self.cache.matcher(self.source, Compiled.share_key(self.policy, profile, now))
+        return path.exists() or policy_child.kept_only(
+            ("compile", self.policy, profile, now), path)  # fmt: skip
+
     def _tables(self, policy: Policy, profile: str, now: datetime) -> dict[str, Any]:
         """From the cache if this policy's tables were kept there, else built in a child
         (which keeps them)."""
@@ -117,10 +132,10 @@ class PolicyHolder:
             aside = self._path.with_name(self._path.name + ".rejected")
             try:
                 self._path.replace(aside)
-                kept, kept_as = str(aside), f"kept as {aside.name}"
+                where, kept_as = str(aside), f"kept as {aside.name}"
             except OSError as moved:  # gone or unmovable: say so, still start on what shipped
-                kept, kept_as = "no", f"not kept: {moved.strerror}"
-            log.error("policy.last_good_rejected path=%s kept=%s reason=%s", self._path, kept,
+                where, kept_as = "no", f"not kept: {moved.strerror}"
+            log.error("policy.last_good_rejected path=%s kept=%s reason=%s", self._path, where,
                       exc)
             self.load_error: str | None = f"{exc} ({kept_as})"
             saved = None

@@ -4,6 +4,7 @@
                                           load_policy / verify_bundle (agent/policy_slim.py)
                                           / Compiled(...)
             ◀──result (pickle, stdout)── the Policy, or one matcher's tables
+                                          (or nothing: ``("keep", request)`` only keeps it)
 
 Reading the TOML files, expanding 3,000 patterns into 80,000 phrases and building the
 automaton allocate several times what they keep, and the Python allocator cannot hand the
@@ -90,6 +91,17 @@ def compiled_tables(policy: Policy, profile: str, now: datetime,
     return tables
 
 
+def kept_only(request: tuple[Any, ...], keep: Path) -> bool:
+    """Answer ``request`` in a child that keeps the answer at ``keep`` and gives back
+    nothing: the service reads it from there when it needs it. True when it is kept."""
+    try:
+        in_child(("keep", request), keep)
+    except ChildFailed as exc:
+        log.warning("policy.child_failed step=keep:%s reason=%s", request[0], exc)
+        return False
+    return keep.exists()  # (a full disk keeps nothing)
+
+
 def loaded(request: tuple[Any, ...], keep: Path | None = None) -> tuple[int, Policy, str] | None:
     """``("shipped",)``, ``("last_good", data, key)`` or ``("bundle", data, key,
     installed)``, answered in a child (which keeps the answer at ``keep`` when given):
@@ -130,10 +142,10 @@ def _answer(request: tuple[Any, ...]) -> Any:
 def main() -> int:
     # (from the service that started us)
     request, keep = pickle.load(sys.stdin.buffer)  # noqa: S301
-    value = None
+    value, only_keep = None, request[0] == "keep"
     try:
-        value = _answer(request)
-        answer: tuple[str, Any] = ("ok", value)
+        value = _answer(request[1] if only_keep else request)
+        answer: tuple[str, Any] = ("ok", None if only_keep else value)
     except PolicyError as exc:  # BundleError is one
         answer, keep = ("error", (type(exc).__name__, str(exc))), None
     sys.stdout.buffer.write(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))

@@ -83,8 +83,9 @@ def test_a_sessions_matcher_is_looked_up_again_only_when_it_could_change() -> No
     compiling.set()  # (cleared: a lookup waits, as a compile of 15-30 s would)
     started = threading.Event()
 
-    def lookup() -> Any:
-        lookups.append(policy[0])
+    def lookup(active: Any) -> Any:
+        assert active is policy[0]
+        lookups.append(active)
         started.set()
         assert compiling.wait(30)
         return SimpleNamespace(valid_until=until[0])
@@ -140,7 +141,7 @@ def test_a_matcher_that_fails_to_compile_aside_keeps_the_one_before_and_retries_
     answers: list[Any] = [SimpleNamespace(valid_until=None)]
     tries = [0]
 
-    def lookup() -> Any:
+    def lookup(active: Any) -> Any:
         tries[0] += 1
         if not answers:
             raise ValueError("cannot compile")
@@ -164,3 +165,59 @@ def test_a_matcher_that_fails_to_compile_aside_keeps_the_one_before_and_retries_
     assert matcher() is first
     settle()
     assert matcher() is not first and tries[0] == 3
+
+
+def test_a_matcher_kept_on_disk_aside_is_swapped_in_after_the_old_one_is_freed() -> None:
+    """With somewhere to keep it, the thread aside only makes the new matcher (in a child,
+    which keeps it); the swap lets the old one go before reading the new one back, so the
+    allocator reuses its space. Should it not be kept, the lookup is done aside as before."""
+    import gc
+    import weakref
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from agent.sensors.keyboard_broker import _Matcher
+
+    class Found:
+        valid_until = None
+
+    policy = [SimpleNamespace(now=lambda: datetime.now(UTC), version=1)]
+    seen: list[tuple[str, Any, bool]] = []  # (what, policy, was the old matcher alive)
+    old: list[weakref.ref[Found]] = []
+    kept = [True]
+
+    def lookup(active: Any) -> Found:
+        gc.collect()
+        seen.append(("lookup", active, bool(old) and old[-1]() is not None))
+        return Found()
+
+    def prepare(active: Any) -> bool:
+        seen.append(("prepare", active, True))
+        return kept[0]
+
+    matcher = _Matcher(cast(Any, SimpleNamespace(policy=lambda: policy[0])), lookup, prepare)
+
+    def settle() -> None:
+        assert matcher._aside is not None
+        matcher._aside.join(30)
+
+    first = matcher()
+    assert first is not None and seen == [("lookup", policy[0], False)]
+    old.append(weakref.ref(first))
+    del first
+    policy[0] = SimpleNamespace(now=policy[0].now, version=2)
+    matcher()  # starts the thread aside
+    settle()
+    assert seen[1:] == [("prepare", policy[0], True)]  # made and kept, not read in
+    second = matcher()  # the swap
+    assert seen[2:] == [("lookup", policy[0], False)]  # the old one was gone first
+    assert second is not None and old[0]() is None and matcher() is second
+    kept[0] = False  # nowhere to keep it: read in aside, while the old one still judges
+    old.append(weakref.ref(second))
+    del second
+    policy[0] = SimpleNamespace(now=policy[0].now, version=3)
+    matcher()
+    settle()
+    assert [s[0] for s in seen[3:]] == ["prepare", "lookup"] and seen[-1][2]
+    assert matcher() is not None and len(seen) == 5

@@ -198,3 +198,26 @@ def test_a_refused_policy_json_that_is_gone_before_it_is_set_aside_still_starts_
     holder = PolicyHolder(path, Ed25519PrivateKey.generate().public_key())
     assert holder.version == 0 and holder.load_error is not None
     assert "not kept" in holder.load_error and not path.exists()
+
+
+def test_a_matcher_prepared_in_a_child_is_kept_for_the_service_to_read_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``prepare`` makes a profile's matcher in a child that keeps it and answers nothing;
+    ``compiled`` then reads it back (kept=yes) and it matches as one compiled here."""
+    caplog.set_level(logging.INFO)
+    cache = PolicyCache(tmp_path / "kept")
+    active = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key(),
+                          cache=cache).current()  # fmt: skip
+    assert not list(cache.folder.glob("*.matcher"))
+    assert active.prepare("staff") and len(list(cache.folder.glob("*.matcher"))) == 1
+    assert "policy.compiled" not in caplog.text  # made aside, not read in yet
+    assert active.prepare("staff")  # (kept already: nothing done)
+    matcher = active.compiled("staff")
+    assert caplog.text.split("policy.compiled version=0 profile=staff")[1].split("\n")[0].endswith(
+        "kept=yes")  # fmt: skip
+    here = Compiled(active.policy, "staff", active.now())
+    for text in TEXTS:
+        assert match_text(matcher, text) == match_text(here, text), text
+    nowhere = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key())
+    assert not nowhere.current().prepare("staff")  # no cache: it cannot be kept aside
