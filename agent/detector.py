@@ -110,6 +110,12 @@ class KeystrokeDetector:
             self._paused = True
             self._judge(self._stream.text())
 
+    def let_go(self) -> None:
+        """Settle the text under the matcher it was typed under and hold that matcher no
+        more: called before a new one is read in, so its space is free for it."""
+        self.settle()
+        self._compiled = None
+
     def settle(self) -> None:
         """Enter, focus change, idle, shutdown: report what is pending, forget the text."""
         if self._stream is not None:

@@ -65,7 +65,7 @@ class ActivePolicy:
         now = now or self.clock()
         with self._lock:
             found = self._compiled.get(profile)
-            if found is None or (found.valid_until is not None and now >= found.valid_until):
+            if found is None or not self._valid(found, now):
                 self._kept = False
                 started = time.monotonic()
                 found = Compiled(self.policy, profile, now, self._shared,
@@ -79,18 +79,63 @@ class ActivePolicy:
 
     def prepare(self, profile: str, now: datetime | None = None) -> bool:
         """Make the profile's matcher ready without bringing it into this process: True
-        when ``compiled`` will read it back from the cache (kept already, or compiled now
-        in a child, which keeps it), False when there is nowhere to keep it."""
+        when ``kept`` can read it back (compiled already, kept on disk already, or compiled
+        now in a child, which keeps it), False when there is nowhere to keep it."""
         now = now or self.clock()
-        with self._lock:
-            found = self._compiled.get(profile)
-            if found is not None and (found.valid_until is None or now < found.valid_until):
+        with self._lock:  # (one compile of a policy at a time, as in ``compiled``)
+            if self._valid(self._compiled.get(profile), now):
                 return True
-        if self.cache is None or not self.source or not self.in_child:
+            if self.cache is None or not self.source or not self.in_child:
+                return False
+            path = self.cache.matcher(self.source,
+                                      Compiled.share_key(self.policy, profile, now))  # fmt: skip
+            return path.exists() or policy_child.kept_only(
+                ("compile", self.policy, profile, now), path)  # fmt: skip
+
+    def ready(self, profile: str, now: datetime | None = None) -> bool:
+        """Would ``kept`` find the profile's matcher now (no other thread compiling)?"""
+        now = now or self.clock()
+        if not self._lock.acquire(blocking=False):
             return False
-        path = self.cache.matcher(self.source, Compiled.share_key(self.policy, profile, now))
-        return path.exists() or policy_child.kept_only(
-            ("compile", self.policy, profile, now), path)  # fmt: skip
+        try:
+            found = self._compiled.get(profile)
+            if found is not None and self._valid(found, now):
+                return True
+            key = Compiled.share_key(self.policy, profile, now)
+            return key in self._shared or (self.cache is not None and bool(self.source)
+                                           and self.cache.matcher(self.source, key).exists())
+        finally:
+            self._lock.release()
+
+    def kept(self, profile: str, now: datetime | None = None) -> Compiled | None:
+        """The profile's matcher if it is compiled already or kept on disk (read back in
+        0.1-0.2 s); None rather than compile it, or wait while another thread compiles."""
+        now = now or self.clock()
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            found = self._compiled.get(profile)
+            if found is not None and self._valid(found, now):
+                return found
+            if self.cache is None or not self.source:
+                return None
+            started, key = time.monotonic(), Compiled.share_key(self.policy, profile, now)
+            tables: dict[str, Any] = {}
+            if key not in self._shared:  # (else the tables are this policy's already)
+                tables = self.cache.load(self.cache.matcher(self.source, key))
+                if not isinstance(tables, dict):
+                    return None
+            found = Compiled(self.policy, profile, now, self._shared, lambda *_: tables)
+            self._compiled[profile] = found
+            log.info("policy.compiled version=%d profile=%s seconds=%.1f kept=yes",
+                     self.version, profile, time.monotonic() - started)  # fmt: skip
+            return found
+        finally:
+            self._lock.release()
+
+    @staticmethod
+    def _valid(found: Compiled | None, now: datetime) -> bool:
+        return found is not None and (found.valid_until is None or now < found.valid_until)
 
     def _tables(self, policy: Policy, profile: str, now: datetime) -> dict[str, Any]:
         """From the cache if this policy's tables were kept there, else built in a child
@@ -134,7 +179,7 @@ class PolicyHolder:
                 self._path.replace(aside)
                 where, kept_as = str(aside), f"kept as {aside.name}"
             except OSError as moved:  # gone or unmovable: say so, still start on what shipped
-                where, kept_as = "no", f"not kept: {moved.strerror}"
+                where, kept_as = "no", f"not kept: {moved.strerror or moved}"
             log.error("policy.last_good_rejected path=%s kept=%s reason=%s", self._path, where,
                       exc)
             self.load_error: str | None = f"{exc} ({kept_as})"

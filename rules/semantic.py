@@ -246,9 +246,9 @@ class SemanticJudge:
                           strict=True))  # fmt: skip
         paired = {i: self._joined(text, pairs[i], spans[i], vec_of[i - 1], vec_of[i])
                   for i in pairs}  # fmt: skip
-        if len(self._recent) > RECENT:
-            self._recent.clear()
         self._recent.update((_key(text[slice(*spans[i])]), vec_of[i]) for i in embed)
+        while len(self._recent) > RECENT:  # the oldest first (a dict keeps their order)
+            del self._recent[next(iter(self._recent))]
         out = []
         for i, vec in ((i, vec_of[i]) for i in todo):
             if i in paired:  # (almost every sentence does not alert alone: both at once)

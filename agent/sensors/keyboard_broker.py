@@ -32,6 +32,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -278,6 +280,14 @@ class KeyboardBroker:
         profile = self._keyboard_profile(active, account)
         return profile is not None and active.prepare(profile.name)
 
+    def _ready(self, active: ActivePolicy, account: str) -> bool:
+        profile = self._keyboard_profile(active, account)
+        return profile is not None and active.ready(profile.name)
+
+    def _kept(self, active: ActivePolicy, account: str) -> Compiled | None:
+        profile = self._keyboard_profile(active, account)
+        return active.kept(profile.name) if profile else None
+
     def _semantic(self, ctx: SensorContext, account: str) -> SemanticJudge | None:
         profile = self._keyboard_profile(ctx.policy(), account)
         return ctx.semantic(profile.name) if profile and ctx.semantic else None
@@ -296,9 +306,12 @@ class KeyboardBroker:
             ctx.screenshots.submit(event, profile, window, screen[0])  # never blocks
 
         matcher = _Matcher(ctx, lambda active: self._compiled(active, account),
-                           lambda active: self._prepared(active, account))  # fmt: skip
+                           KeptAside(partial(self._prepared, account=account),
+                                     partial(self._ready, account=account),
+                                     partial(self._kept, account=account)))  # fmt: skip
         detector = KeystrokeDetector(matcher, sink,
                                      semantic=lambda: self._semantic(ctx, account))
+        matcher.before_swap = detector.let_go
         reader = LineReader(conn)
         conn.settimeout(1.0)
         capture: bool | None = None
@@ -368,9 +381,20 @@ class KeyboardBroker:
 
 
 RETRY_S = 60.0  # after a compile aside failed
+AGAIN_S = 1.0  # after a matcher made aside was not there to read at the swap
 
 
-_LOAD = object()  # (a lookup aside that kept the matcher on disk: read it at the swap)
+Lookup = Callable[[ActivePolicy], Compiled | None]
+_LOAD = object()
+
+
+@dataclass(frozen=True)
+class KeptAside:
+    """How a session's matcher is made aside and read back (see ``_Matcher``)."""
+
+    prepare: Callable[[ActivePolicy], bool]  # made and kept on disk (in a child)
+    ready: Callable[[ActivePolicy], bool]  # there to read now
+    read: Lookup  # read back  # (a lookup aside that kept the matcher on disk: read it at the swap)
 
 
 class _Matcher:
@@ -384,17 +408,21 @@ class _Matcher:
     so a reader busy compiling would drop what is typed meanwhile. Those keys are judged by
     the policy before the new one (and by an exemption that has just ended).
 
-    Where the new matcher can be kept on disk (``prepare``: compiled in a child, which
-    keeps it), the thread aside only makes it, and the swap frees the old matcher before
-    reading the new one back (0.1-0.2 s, keys wait in the socket meanwhile). Holding both
-    at once left the service's heap 6-7 MB larger after every update: the allocator reuses
-    the old one's space only if it is free first."""
+    Where the new matcher can be kept on disk (``prepare``: compiled in a child, which keeps
+    it), the thread aside only makes it; the swap has the detector let the old matcher go
+    (``before_swap``) and then reads the new one back (``KeptAside.read``: 0.1-0.2 s, keys
+    wait in the socket meanwhile), so the allocator reuses the old one's space. Holding both
+    at once left the service 6-7 MB larger after each update. Should the new one not be
+    there to read (removed, another thread compiling, an exemption edge passed meanwhile),
+    the old one goes on and it is made aside again; only if it is lost between that check
+    and the read does the reader make it itself (logged as keyboard.matcher_made_at_swap)."""
 
-    def __init__(self, ctx: SensorContext, lookup: Callable[[ActivePolicy], Compiled | None],
-                 prepare: Callable[[ActivePolicy], bool] | None = None) -> None:  # fmt: skip
+    def __init__(self, ctx: SensorContext, lookup: Lookup,
+                 aside: KeptAside | None = None) -> None:  # fmt: skip
         self._ctx = ctx
         self._lookup = lookup
-        self._prepare = prepare
+        self._kept = aside
+        self.before_swap: Callable[[], None] = lambda: None
         self._active: ActivePolicy | None = None
         self._found: Compiled | None = None
         self._until = 0.0  # the policy's clock (Unix s) after which the lookup is made again
@@ -410,7 +438,7 @@ class _Matcher:
             self._take(active, self._lookup(active))
         elif (done := self._next) is not None:
             self._next = None
-            self._swap(*done)  # (should the policy have changed again: looked up next time)
+            self._swap(active, *done)
         elif (self._aside is None or not self._aside.is_alive()) and (
                 time.monotonic() >= self._retry):  # fmt: skip
             self._aside = threading.Thread(target=self._look_aside, args=(active,),
@@ -420,18 +448,33 @@ class _Matcher:
 
     def _look_aside(self, active: ActivePolicy) -> None:
         try:
-            found = _LOAD if self._prepare and self._prepare(active) else self._lookup(active)
+            made = self._kept is not None and self._kept.prepare(active)
+            found = _LOAD if made else self._lookup(active)
         except Exception:  # (a policy that loaded compiles; should it not, keep the old one
             log.exception("keyboard.compile_failed version=%d", active.version)  # and retry)
             self._retry = time.monotonic() + RETRY_S
             return
         self._next = (active, found)
 
-    def _swap(self, active: ActivePolicy, found: object) -> None:
+    def _swap(self, now: ActivePolicy, made_for: ActivePolicy, found: object) -> None:
+        if made_for is not now:
+            return  # replaced again meanwhile: looked up aside for the newest, next key
         if found is _LOAD:
-            self._active = self._found = None  # the old one's space, free for the new one
-            found = self._lookup(active)
-        self._take(active, cast("Compiled | None", found))
+            assert self._kept is not None
+            if not self._kept.ready(now):  # gone, or another thread compiling: the old one
+                self._retry = time.monotonic() + AGAIN_S  # goes on; made again aside
+                return
+            self.before_swap()  # the detector's text settled, the old matcher let go
+            self._active = self._found = None  # (the old policy holds its matchers too)
+            try:
+                found = self._kept.read(now)
+            except Exception:
+                log.exception("keyboard.matcher_not_read version=%d", now.version)
+                found = None
+            if found is None:  # (lost since it was found ready: made here, keys wait)
+                log.warning("keyboard.matcher_made_at_swap version=%d", now.version)
+                found = self._lookup(now)
+        self._take(now, cast("Compiled | None", found))
 
     def _take(self, active: ActivePolicy, found: Compiled | None) -> None:
         edge = found.valid_until if found is not None else None

@@ -134,3 +134,24 @@ def test_a_semantic_event_says_which_part_fired(active: ActivePolicy) -> None:
     k = alert_event(alert, NOTES, "pupil1", active.policy).keyword
     assert (k.list, k.exemplar, k.semantic_part) == ("semantic/grooming", "grooming:3", "average")
     assert list(k.terms) == ["are you home alone"] and round(k.similarity, 2) == 0.61
+
+
+def test_letting_go_settles_the_text_and_holds_the_matcher_no_more(active: ActivePolicy) -> None:
+    """Before a new matcher is read in, the detector reports what was typed under the old
+    one and keeps no reference to it (its stream included), so its space can be reused."""
+    import gc
+    import weakref
+
+    out: list[Alert] = []
+    tables = active.compiled("ks2").tables()
+    compiled: list[Compiled | None] = [Compiled(active.policy, "ks2", None, None,
+                                                lambda *_: tables)]  # (its own object)
+    det = KeystrokeDetector(lambda: compiled[0], lambda a, w: out.append(a))
+    det.focus(NOTES)
+    for ch in "this is 0ur l1ttle s3cret":
+        det.key(ch)
+    old = weakref.ref(compiled.pop())
+    compiled.append(None)
+    det.let_go()
+    gc.collect()
+    assert [a.category for a in out] == ["grooming"] and old() is None

@@ -167,57 +167,84 @@ def test_a_matcher_that_fails_to_compile_aside_keeps_the_one_before_and_retries_
     assert matcher() is not first and tries[0] == 3
 
 
-def test_a_matcher_kept_on_disk_aside_is_swapped_in_after_the_old_one_is_freed() -> None:
+def test_a_matcher_kept_on_disk_aside_is_swapped_in_after_the_old_one_is_freed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """With somewhere to keep it, the thread aside only makes the new matcher (in a child,
-    which keeps it); the swap lets the old one go before reading the new one back, so the
-    allocator reuses its space. Should it not be kept, the lookup is done aside as before."""
+    which keeps it); the swap has the detector let the old one go, then reads the new one
+    back, so the allocator reuses its space. Not there to read: the old one goes on and it
+    is made again. Not kept at all: the lookup is done aside as before."""
     import gc
     import weakref
     from datetime import UTC, datetime
     from types import SimpleNamespace
     from typing import Any, cast
 
-    from agent.sensors.keyboard_broker import _Matcher
+    from agent.sensors import keyboard_broker
+    from agent.sensors.keyboard_broker import KeptAside, _Matcher
 
     class Found:
         valid_until = None
 
     policy = [SimpleNamespace(now=lambda: datetime.now(UTC), version=1)]
-    seen: list[tuple[str, Any, bool]] = []  # (what, policy, was the old matcher alive)
+    seen: list[tuple[str, int, bool]] = []  # (what, policy version, old matcher alive)
     old: list[weakref.ref[Found]] = []
-    kept = [True]
+    kept, readable = [True], [True]
+    detector: list[object] = []  # what the detector holds
+
+    def alive() -> bool:
+        gc.collect()
+        return bool(old) and old[-1]() is not None
 
     def lookup(active: Any) -> Found:
-        gc.collect()
-        seen.append(("lookup", active, bool(old) and old[-1]() is not None))
+        seen.append(("lookup", active.version, alive()))
         return Found()
 
     def prepare(active: Any) -> bool:
-        seen.append(("prepare", active, True))
+        seen.append(("prepare", active.version, True))
         return kept[0]
 
-    matcher = _Matcher(cast(Any, SimpleNamespace(policy=lambda: policy[0])), lookup, prepare)
+    def read_back(active: Any) -> Found | None:
+        seen.append(("kept", active.version, alive()))
+        return Found() if readable[0] else None
 
-    def settle() -> None:
+    def ready(active: Any) -> bool:
+        seen.append(("ready", active.version, True))
+        return readable[0]
+
+    matcher = _Matcher(cast(Any, SimpleNamespace(policy=lambda: policy[0])), lookup,
+                       KeptAside(prepare, ready, read_back))  # fmt: skip
+    matcher.before_swap = detector.clear
+
+    def new_policy() -> None:
+        found = matcher()
+        detector[:] = [found]
+        old.append(weakref.ref(cast(Found, found)))
+        policy[0] = SimpleNamespace(now=policy[0].now, version=policy[0].version + 1)
+        del found
+        matcher()  # starts the thread aside
         assert matcher._aside is not None
         matcher._aside.join(30)
 
-    first = matcher()
-    assert first is not None and seen == [("lookup", policy[0], False)]
-    old.append(weakref.ref(first))
-    del first
-    policy[0] = SimpleNamespace(now=policy[0].now, version=2)
-    matcher()  # starts the thread aside
-    settle()
-    assert seen[1:] == [("prepare", policy[0], True)]  # made and kept, not read in
+    assert matcher() is not None and seen == [("lookup", 1, False)]
+    new_policy()
+    assert seen[1:] == [("prepare", 2, True)]  # made and kept, not read in
     second = matcher()  # the swap
-    assert seen[2:] == [("lookup", policy[0], False)]  # the old one was gone first
+    assert seen[2:] == [("ready", 2, True), ("kept", 2, False)]  # the old one let go first
     assert second is not None and old[0]() is None and matcher() is second
-    kept[0] = False  # nowhere to keep it: read in aside, while the old one still judges
-    old.append(weakref.ref(second))
     del second
-    policy[0] = SimpleNamespace(now=policy[0].now, version=3)
-    matcher()
-    settle()
-    assert [s[0] for s in seen[3:]] == ["prepare", "lookup"] and seen[-1][2]
-    assert matcher() is not None and len(seen) == 5
+    readable[0] = False  # gone before the swap: the old one goes on, made again aside
+    monkeypatch.setattr(keyboard_broker, "AGAIN_S", 0.0)
+    new_policy()
+    third = matcher()
+    assert [s[:2] for s in seen[4:]] == [("prepare", 3), ("ready", 3)] and third is old[1]()
+    readable[0] = True
+    assert matcher() is third and matcher._aside is not None
+    matcher._aside.join(30)
+    assert matcher() is not third
+    assert [s[:2] for s in seen[6:]] == [("prepare", 3), ("ready", 3), ("kept", 3)]
+    del third
+    kept[0] = False  # nowhere to keep it: read in aside, while the old one still judges
+    new_policy()
+    assert [s[0] for s in seen[9:]] == ["prepare", "lookup"] and seen[-1][2]
+    assert matcher() is not None and len(seen) == 11

@@ -204,7 +204,8 @@ def test_a_matcher_prepared_in_a_child_is_kept_for_the_service_to_read_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``prepare`` makes a profile's matcher in a child that keeps it and answers nothing;
-    ``compiled`` then reads it back (kept=yes) and it matches as one compiled here."""
+    ``kept`` then reads it back (kept=yes), never compiling or waiting, and it matches as one
+    compiled here."""
     caplog.set_level(logging.INFO)
     cache = PolicyCache(tmp_path / "kept")
     active = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key(),
@@ -212,8 +213,9 @@ def test_a_matcher_prepared_in_a_child_is_kept_for_the_service_to_read_back(
     assert not list(cache.folder.glob("*.matcher"))
     assert active.prepare("staff") and len(list(cache.folder.glob("*.matcher"))) == 1
     assert "policy.compiled" not in caplog.text  # made aside, not read in yet
-    assert active.prepare("staff")  # (kept already: nothing done)
-    matcher = active.compiled("staff")
+    assert active.prepare("staff") and active.ready("staff")  # (kept already: nothing done)
+    matcher = active.kept("staff")
+    assert matcher is not None and active.kept("staff") is matcher
     assert caplog.text.split("policy.compiled version=0 profile=staff")[1].split("\n")[0].endswith(
         "kept=yes")  # fmt: skip
     here = Compiled(active.policy, "staff", active.now())
@@ -221,3 +223,9 @@ def test_a_matcher_prepared_in_a_child_is_kept_for_the_service_to_read_back(
         assert match_text(matcher, text) == match_text(here, text), text
     nowhere = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key())
     assert not nowhere.current().prepare("staff")  # no cache: it cannot be kept aside
+    assert not nowhere.current().ready("staff") and nowhere.current().kept("staff") is None
+    other = PolicyHolder(tmp_path / "policy.json", Ed25519PrivateKey.generate().public_key(),
+                         cache=cache).current()  # fmt: skip
+    with other._lock:  # another thread compiling: not waited for
+        assert not other.ready("staff") and other.kept("staff") is None
+    assert other.ready("staff") and other.kept("staff") is not None

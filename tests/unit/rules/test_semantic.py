@@ -7,13 +7,22 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rules.embed import MODEL_DIR, MODEL_FILE, SentenceModel, file_sha256
 from rules.evaluate import read_folder
 from rules.load import load_policy
 from rules.schema import Exemplar, Exemption, Policy, PolicyError, Semantic
-from rules.semantic import CONTEXT_WORDS, PAIRED_WORDS, Bank, SemanticJudge, sentences
+from rules.semantic import (
+    CONTEXT_WORDS,
+    PAIRED_WORDS,
+    RECENT,
+    Bank,
+    SemanticJudge,
+    _key,
+    sentences,
+)
 from rules.wordpiece import WordPiece
 
 pytestmark = pytest.mark.unit
@@ -181,6 +190,8 @@ def test_a_pairs_vector_is_close_to_the_models_own_for_the_joined_text(
         (a, b), (c, d) = sentences(text)
         before, own = model.embed([text[a:b], text[c:d]])
         joined = judge._joined(text, (a, d), (c, d), before, own)
+        weighted = model.tokens(text[a:c]) * before + model.tokens(text[c:d]) * own
+        assert np.allclose(joined, weighted / np.linalg.norm(weighted), atol=1e-6)
         whole = model.embed([text])[0]
         assert float(joined @ whole) > 0.85, text
         assert abs(float(joined @ joined) - 1.0) < 1e-5  # a unit vector
@@ -193,3 +204,17 @@ def test_the_shipped_policy_loads_its_bank() -> None:
     assert "innocent" in cats and len(cats) == 12
     assert sum(e.category == "innocent" for e in sem.exemplars) > 1000
     assert all(e.why for e in sem.exemplars)
+
+
+def test_a_judge_keeps_the_vectors_of_its_last_sentences_only(
+        policy: Policy, model: SentenceModel) -> None:  # fmt: skip
+    """What a judge keeps for the next sentence's context is bounded, oldest out first:
+    a pasted essay does not grow the agent."""
+    assert policy.semantic is not None
+    judge = SemanticJudge(policy, "ks2", model, Bank(policy.semantic.exemplars[:3], model))
+    text = " ".join(f"we counted {n} red buses today." for n in range(RECENT + 5))
+    judge.judge(text)
+    assert len(judge._recent) == RECENT
+    judge.judge("one more sentence about buses.")
+    assert len(judge._recent) == RECENT and list(judge._recent)[-1] == _key(
+        "one more sentence about buses.")  # fmt: skip
