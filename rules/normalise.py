@@ -56,6 +56,7 @@ EMOJI = {
     "😈": "devil", "🍭": "lolly", "🍬": "sweet", "🧁": "cupcake", "👙": "bikini",
     "🩲": "pants", "🛏": "bed", "🚿": "shower", "🛁": "bath", "🔥": "fire",
     "🥦": "broccoli", "🆔": "id", "🧕": "hijab", "🧟": "zombie", "🏫": "school",
+    "👻": "snapchat",  # Snapchat's logo: "add my 👻" is how pupils give their handle
 }  # fmt: skip
 
 # Apostrophes vanish so that "don't" and "dont" meet.
