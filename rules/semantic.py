@@ -1,7 +1,8 @@
 """The semantic stage: each finished sentence as a vector, compared with a bank of
 exemplars, and named by the closest one.
 
-    text ─▶ sentences ─▶ SentenceModel.embed ─▶ the k nearest exemplars (cosine) vote,
+    text ─▶ sentences ─▶ readable (evasions undone) ─▶ SentenceModel.embed
+            ─▶ the k nearest exemplars (cosine) vote,
             each weighted exp(temperature * similarity) ─▶ the category with the most
             weight, if its share reaches its vote threshold and it is not "innocent"
             ─▶ SemanticAlert(category, share, closest exemplar, similarity, context)
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rules.embed import SentenceModel
+from rules.readable import readable
 from rules.schema import Exemplar, Policy, PolicyError
 
 if TYPE_CHECKING:
@@ -242,8 +244,8 @@ class SemanticJudge:
                 if i - 1 not in todo}  # fmt: skip
         embed = [*todo, *(i for i, vec in kept.items() if vec is None)]
         vec_of = {i: v for i, v in kept.items() if v is not None}
-        vec_of.update(zip(embed, self.model.embed([text[slice(*spans[i])] for i in embed]),
-                          strict=True))  # fmt: skip
+        read = [readable(text[slice(*spans[i])]) for i in embed]  # evasions undone
+        vec_of.update(zip(embed, self.model.embed(read), strict=True))
         paired = {i: self._joined(text, pairs[i], spans[i], vec_of[i - 1], vec_of[i])
                   for i in pairs}  # fmt: skip
         self._recent.update((_key(text[slice(*spans[i])]), vec_of[i]) for i in embed)
@@ -274,8 +276,8 @@ class SemanticJudge:
         whole corpus and ordinary typing, this caught the same (4,412 open, 435 held back)
         and raised 55 and 2 false alerts (open, typing) where the second run raised 56 and 4
         (stop 30, `safeguard-rules evaluate --quiet`)."""
-        own = self.model.tokens(text[span[0] : span[1]])
-        context = self.model.tokens(text[pair[0] : span[0]])
+        own = self.model.tokens(readable(text[span[0] : span[1]]))
+        context = self.model.tokens(readable(text[pair[0] : span[0]]))
         joined = context * before + own * vec
         norm = float(self._np.linalg.norm(joined))
         return joined / norm if norm else vec

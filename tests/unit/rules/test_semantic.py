@@ -218,3 +218,15 @@ def test_a_judge_keeps_the_vectors_of_its_last_sentences_only(
     judge.judge("one more sentence about buses.")
     assert len(judge._recent) == RECENT and list(judge._recent)[-1] == _key(
         "one more sentence about buses.")  # fmt: skip
+
+
+def test_an_evasion_is_judged_as_the_words_it_hides(policy: Policy,
+                                                    model: SentenceModel) -> None:
+    small = _bank_policy(policy)
+    assert small.semantic is not None
+    judge = SemanticJudge(small, "ks2", model, Bank(small.semantic.exemplars, model))
+    (plain,) = judge.judge("dont tell ur mum we talk its our secret")
+    (hidden,) = judge.judge("d0nt t3ll ur mum we t4lk its 0ur s.e.c.r.e.t")
+    assert (hidden.category, hidden.exemplar) == ("grooming", "gr-secret")
+    assert hidden.similarity == pytest.approx(plain.similarity, abs=0.01)
+    assert hidden.context.endswith("we t4lk its 0ur s.e.c.r.e.t")  # as typed
