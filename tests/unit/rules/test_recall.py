@@ -257,6 +257,55 @@ ROUND9 = [
 ]
 
 
+# Round 10: batch 12's own texts (the open corpus), one or two per family the round's entries
+# were written for (secrecy and deleted chats, second accounts and app moves, bedtime and
+# pic-for-pic requests, favours for game currency, sex talk as teaching; exclusion from parties
+# and tables, rating pages, extortion, "move schools", SEN mocked, clips shared; drug menus and
+# runners; weapons brought round, revenge; stolen goods, piracy, fake ID). Each was missed by
+# main's lists before round 10 and is caught in its category after.
+ROUND10 = [
+    ("grooming", "d3l3te the msgs b4 ur dad gets home"),
+    ("grooming", "go on incognito when you come on here so nothing saves in your history"),
+    ("grooming", "keep it on the d.l yeah, nobody needs 2 kno we talk"),
+    ("grooming", "message me from your other account, not the one your mum can see"),
+    ("grooming", "move 2 t3l3gram, msgs vanish on there 😉"),
+    ("grooming", "any1 home w u rn or jus u? 👀"),
+    ("grooming", "snap me a p!c b4 bed"),
+    ("grooming", "pic4pic? u go first tho"),
+    ("grooming", "I can get you that skin you wanted, you just have to do me one little favour"),
+    ("grooming", "sending you a video as a joke lol don't show it to anyone"),
+    ("grooming", "your body's changing and there's nothing to be shy about with me"),
+    (
+        "bullying",
+        "Amira's party is on saturday but dont tell Jess, she's not invited and "
+        "she'd only make it weird",
+    ),
+    ("bullying", "tell the whole table not to let Ollie sit with us tomorrow"),
+    ("bullying", "we've started a page rating every girl in year 8 out of 10, Chloe got a 2"),
+    ("bullying", "bring me £5 tomorrow or the video goes in the group"),
+    ("bullying", "y dont u jus m0ve sk00ls, no1 wud even notice"),
+    ("bullying", "hes got autism so he wont get the joke, lets keep winding him up"),
+    (
+        "bullying",
+        "ive been sending messages from Zara's account since she left it logged in, she's "
+        "getting so much hate lol",
+    ),
+    ("bullying", "tr4sh player tr4sh person uninstall and never come back"),
+    ("bullying", "billynomates 🤡 sittingonhisownagain lolol"),
+    ("drugs", "need a yute 2 hold the line n do drops, £££ quick, no q's asked"),
+    ("drugs", "my mate's older brother sells elf bars at school for a tenner, want one"),
+    ("drugs", "c0ke or md for sat? whos the plug"),
+    (
+        "violence",
+        "i know where he lives, me and my cousin are going round there saturday night with a bat",
+    ),
+    ("violence", "revenge is comin 4 u, ur house, 2nite, watch 👀🔪"),
+    ("violence", "ima beat the sh*t outta her at the bus stop 2moz, tell the girls to record"),
+    ("illegal", "free movie streaming sites no sign up 123movies alternative"),
+    ("illegal", "buy fake provisional driving licence uk"),
+]
+
+
 def categories(compiled: Compiled, text: str) -> set[str]:
     return {a.category for a in match_text(compiled, text) if not a.suppressed}
 
@@ -270,7 +319,8 @@ def test_every_category_has_recall_cases(policy: Policy, ks2: Compiled) -> None:
 
 TYPED = [pytest.param(category, text, id=f"{name}-{i}")
          for name, cases in (("recall", RECALL), ("round5", ROUND5), ("round6", ROUND6),
-                             ("round7", ROUND7), ("round8", ROUND8), ("round9", ROUND9))
+                             ("round7", ROUND7), ("round8", ROUND8), ("round9", ROUND9),
+                             ("round10", ROUND10))
          for i, (category, text) in enumerate(cases)]  # fmt: skip
 
 
