@@ -86,6 +86,8 @@ RECALL = [
 # lists cannot tell apart ("not all muslims are terrorists") and known ambiguities of
 # existing phrases ("i want to die my hair pink").
 INNOCENT = [
+    "ill destroy u at fortnite",  # trash talk with the game named: still play
+    "ur trash at fortnite lol",
     "the bomb squad in the history lesson",
     "I'm dying to see the film",
     "Scunthorpe",
@@ -303,6 +305,9 @@ ROUND10 = [
     ("violence", "ima beat the sh*t outta her at the bus stop 2moz, tell the girls to record"),
     ("illegal", "free movie streaming sites no sign up 123movies alternative"),
     ("illegal", "buy fake provisional driving licence uk"),
+    # Bullying inside a game: a game named no longer cancels it (guards.toml), only lowers it.
+    ("bullying", "everyone kick her from the game every time she joins, nobody wants her"),
+    ("bullying", "everyone report him in roblox so he gets banned, we want him gone"),
 ]
 
 
