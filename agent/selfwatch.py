@@ -108,6 +108,10 @@ class Watchdog:
         self.checks = 0
         self._pages = pages or StartupPages()
 
+    def policy_applied(self) -> None:
+        """A new policy was fetched and applied: the pages its rare paths ran go again soon."""
+        self._pages.again()
+
     def run(self, stop: threading.Event) -> None:
         log.info("watchdog.started check_s=%g sustained=%d sensor_cpu_percent=%g "
                  "helper_rss_mb=%g service_rss_mb=%g", self.limits.check_s,

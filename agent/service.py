@@ -190,7 +190,8 @@ class Service:
         stop_watching = threading.Event()
         if self._config.watchdog.enabled:
             # Its statuses go straight to the outbox: the rate cap is for detections.
-            self.watchdog = Watchdog(self._config.watchdog, supervisor, put)
+            self.watchdog = dog = Watchdog(self._config.watchdog, supervisor, put)
+            holder.subscribe(lambda active: dog.policy_applied())
             watchdog = threading.Thread(target=self.watchdog.run, args=(stop_watching,),
                                         name="watchdog", daemon=True)  # fmt: skip
             watchdog.start()

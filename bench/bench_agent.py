@@ -242,8 +242,12 @@ def main() -> None:
         rows.append(("idle, restarted", *measure(procs.pids(), args.seconds)))
         rows.append(("typing, restarted", *measure(procs.pids(), args.seconds, slow)))
         split_later = by_process(procs)
+        releases = started.read_text().count("memory.library_pages_released")
         new_version = published.publish(collector.data).version  # the last folder again
         wait_for(lambda: f"policy.compiled version={new_version}" in started.read_text(), 900)
+        # The watchdog releases the libraries' pages the update ran, 10-30 s after it.
+        wait_for(lambda: started.read_text().count("memory.library_pages_released")
+                 > releases, 120)  # fmt: skip
         settle(procs.pids())
         time.sleep(25)  # the watchdog's next check (every 20 s) trims the freed heap
         rows.append(("idle, after a policy update", *measure(procs.pids(), args.seconds)))

@@ -87,6 +87,30 @@ def test_released_once_start_up_is_over_and_then_every_half_hour() -> None:
     assert calls == [130, 1930]
 
 
+def test_released_again_soon_after_a_policy_update() -> None:
+    now = [100.0]
+    calls: list[float] = []
+
+    def release() -> int:
+        calls.append(now[0])
+        return 0
+
+    pages = StartupPages(first_s=30, every_s=1800, clock=lambda: now[0], release=release)
+    for t in (130, 500):
+        now[0] = t
+        pages.check()
+    pages.again(after_s=10)  # at 500: a policy was applied
+    for t in (509.9, 510, 520, 2309.9, 2310):
+        now[0] = t
+        pages.check()
+    assert calls == [130, 510, 2310]
+    now[0] = 2311
+    pages.again(after_s=5000)  # never later than already due
+    now[0] = 4110
+    pages.check()
+    assert calls == [130, 510, 2310, 4110]
+
+
 def test_the_watchdog_releases_them_at_its_checks() -> None:
     from agent.selfwatch import Watchdog, WatchdogLimits
 
@@ -107,3 +131,11 @@ def test_the_watchdog_releases_them_at_its_checks() -> None:
     now[0] = 31
     dog.check()
     assert calls == [1]
+    now[0] = 100
+    dog.policy_applied()  # the service calls it for every policy it applies
+    now[0] = 109
+    dog.check()
+    assert calls == [1]
+    now[0] = 110
+    dog.check()
+    assert calls == [1, 1]
