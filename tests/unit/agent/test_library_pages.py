@@ -72,43 +72,38 @@ def test_other_folders_and_writable_mappings_stay(tmp_path: Path) -> None:
         mapped.close()
 
 
-def test_released_once_start_up_is_over_and_then_every_half_hour() -> None:
-    now = [100.0]
-    calls: list[float] = []
+class Timed:
+    """StartupPages started at 100 s on a clock the test moves; ``calls``: when it released."""
 
-    def release() -> int:
-        calls.append(now[0])
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.calls: list[float] = []
+        self.pages = StartupPages(first_s=30, every_s=1800, clock=lambda: self.now,
+                                  release=self._release)  # fmt: skip
+
+    def _release(self) -> int:
+        self.calls.append(self.now)
         return 0
 
-    pages = StartupPages(first_s=30, every_s=1800, clock=lambda: now[0], release=release)
-    for t in (100, 120, 129.9, 130, 140, 1929.9, 1930, 1931):
-        now[0] = t
-        pages.check()
-    assert calls == [130, 1930]
+    def checks_at(self, *times: float) -> list[float]:
+        for t in times:
+            self.now = t
+            self.pages.check()
+        return self.calls
+
+
+def test_released_once_start_up_is_over_and_then_every_half_hour() -> None:
+    assert Timed().checks_at(100, 120, 129.9, 130, 140, 1929.9, 1930, 1931) == [130, 1930]
 
 
 def test_released_again_soon_after_a_policy_update() -> None:
-    now = [100.0]
-    calls: list[float] = []
-
-    def release() -> int:
-        calls.append(now[0])
-        return 0
-
-    pages = StartupPages(first_s=30, every_s=1800, clock=lambda: now[0], release=release)
-    for t in (130, 500):
-        now[0] = t
-        pages.check()
-    pages.again(after_s=10)  # at 500: a policy was applied
-    for t in (509.9, 510, 520, 2309.9, 2310):
-        now[0] = t
-        pages.check()
-    assert calls == [130, 510, 2310]
-    now[0] = 2311
-    pages.again(after_s=5000)  # never later than already due
-    now[0] = 4110
-    pages.check()
-    assert calls == [130, 510, 2310, 4110]
+    timed = Timed()
+    timed.checks_at(130, 500)
+    timed.pages.again(after_s=10)  # at 500: a policy was applied
+    assert timed.checks_at(509.9, 510, 520, 2309.9, 2310) == [130, 510, 2310]
+    timed.now = 2311
+    timed.pages.again(after_s=5000)  # never later than already due
+    assert timed.checks_at(4110) == [130, 510, 2310, 4110]
 
 
 def test_the_watchdog_releases_them_at_its_checks() -> None:
