@@ -79,7 +79,9 @@ class StartupPages:
         self._release = release or (lambda: release_library_pages(folders))
 
     def again(self, after_s: float = 10.0) -> None:
-        """Release them ``after_s`` from now (or sooner, if due sooner already)."""
+        """Release them ``after_s`` from now (or sooner, if due sooner already). Called from
+        the thread that applied the policy while the watchdog's thread checks: no lock,
+        since a ``check`` that overwrites ``_due`` has just released them itself."""
         self._due = min(self._due, self._clock() + after_s)
 
     def check(self) -> None:

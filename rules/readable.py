@@ -6,14 +6,17 @@ patterns see through these (``rules/normalise.py`` folds every character); the m
 is also every ordinary sentence a pupil types, so this undoes only what cannot be ordinary
 writing:
 
-- digits and symbols *between two letters* ("d3l3te", "p!c", "ca$h"), and a zero before a
-  letter ("0ut", "0f"); never at a word's edge, where they are txt-speak ("b4", "any1", "4ever")
-  or numbers ("3rd", "mp3", "10am");
+- digits and symbols *between two letters* ("d3l3te", "ca$h", and "p!c" where the "!" follows
+  at most two letters: "sorry!i forgot" is a missing space), and a zero before a letter ("0ut",
+  "0f"); never at a word's edge, where they are txt-speak ("b4", "any1", "4ever") or numbers
+  ("3rd", "mp3", "10am");
 - letters spaced or dotted out ("s.e.c.r.e.t", "d u m b"): a run of three single letters
-  joined by a dot, dash, underscore or star, or of four by spaces ("u r a" stays words);
-- the few emoji that stand for one thing whatever the sentence (the model has no piece for
-  any emoji; most, like 💀 or 🔥, mean something else in every other message, so they stay
-  unknown to it rather than read as the literal words the patterns use).
+  joined by one kind of dot, dash, underscore or star, or of four by spaces, unless every
+  letter is one txt-speak uses as a word ("y r u a liar" stays words);
+- the few emoji that stand for one thing in a pupil's chat (the model has no piece for any
+  emoji; most, like 💀 or 🔥, mean something else in every other message, so they stay
+  unknown to it rather than read as the literal words the patterns use). 👻 is read as
+  Snapchat, its logo, even in October.
 
 Links and email addresses are left as typed. Only the sentences judged are read this way,
 not the bank: its evasion texts are neighbours of the evasions this leaves alone. Read this
@@ -29,18 +32,19 @@ import re
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s",
                        "!": "i"})  # fmt: skip
 _LETTER = r"[^\W\d_]"
-_INSIDE = re.compile(rf"(?<={_LETTER})[013459@$!]+(?={_LETTER})")
+_INSIDE = re.compile(rf"(?<={_LETTER})[013459@$]+(?={_LETTER})|(?<!\w\w\w)(?<=[a-z])!(?=[a-z])")
 _LEADING_ZERO = re.compile(rf"(?<![\w@$!])0(?!s\b)(?={_LETTER})")  # not "0s"
-_SPACED = re.compile(rf"(?<!\w){_LETTER}(?:[ .\-_*]{_LETTER}){{2,}}(?!\w)")
-_ADDRESS = re.compile(r"\S*(?:://|www\.|@\S*\.)\S*")
+_SPACED = re.compile(rf"(?<![\w'\u2019]){_LETTER}(?P<gap>[ .\-_*]){_LETTER}(?:(?P=gap){_LETTER})+"
+                     r"(?![\w'\u2019])")  # fmt: skip
+_TXT_WORDS = frozenset("urnycbika")  # u, r, n(and), y(why), c(see), b(be), i, k(ok), a
+_ADDRESS = re.compile(r"\S*(?:://|www\.|@[\w-]+\.[a-z]{2,}"
+                      r"|[\w-]\.(?:com|co\.uk|org|net|uk|io|gg|tv|ly)\b)\S*")  # fmt: skip
 _EMOJI = {"👻": "snapchat", "🔪": "knife", "🔫": "gun"}
 _EMOJI_AT = re.compile("|".join(_EMOJI))
 
 
 def readable(text: str) -> str:
     """``text`` as the model should read it (unchanged when it holds no evasion)."""
-    if text.isascii() and not any(c in text for c in "013459@$!.-_* "):
-        return text
     kept = _ADDRESS.findall(text)
     out = _ADDRESS.sub("\0", text)
     out = _INSIDE.sub(lambda m: m.group().translate(_LEET), out)
@@ -55,6 +59,6 @@ def readable(text: str) -> str:
 def _joined(m: re.Match[str]) -> str:
     run = m.group()
     letters = run[::2]
-    if run[1::2].strip() == "" and len(letters) < 4:
-        return run  # "u r a", "i m a": short spaced runs are words
+    if m.group("gap") == " " and (len(letters) < 4 or set(letters.lower()) <= _TXT_WORDS):
+        return run  # "u r a", "y r u a": spaced runs of words
     return letters

@@ -30,6 +30,7 @@ from rules.evaluate import DEFAULT_CORPUS, Text, combined, pattern_judge, read_f
 from rules.evaluate import semantic_judge as as_judge
 from rules.load import DEFAULT_DIR, load_policy
 from rules.load_head import DIMS, HEAD, weights_sha256
+from rules.readable import readable
 from rules.schema import CATEGORIES, Policy, SemanticHead
 from rules.semantic import Bank, SemanticJudge
 
@@ -105,7 +106,8 @@ def training_set(policy: Policy, model: CachedModel, bank: Bank,
     index = {x: i for i, x in enumerate(LABELS)}
     y = [index[e.category] for e in bank.exemplars]
     y += [index[t.categories[0]] if t.categories else index["innocent"] for t in texts]
-    x = np.vstack([bank.vectors, model.embed([t.text for t in texts])]) if texts else bank.vectors
+    read = [readable(t.text) for t in texts]  # as the judge reads them (not the bank)
+    x = np.vstack([bank.vectors, model.embed(read)]) if texts else bank.vectors
     return x.astype(np.float32), np.array(y)
 
 

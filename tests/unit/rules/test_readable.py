@@ -18,6 +18,7 @@ pytestmark = pytest.mark.unit
     ("ur so d u m b", "ur so dumb"),  # four or more spaced out
     ("r-e-t-a-r-d", "retard"),
     ("add my 👻", "add my  snapchat "),
+    ("k!ll", "kill"),
 ])  # fmt: skip
 def test_evasions_are_read_as_the_words_they_hide(typed: str, read: str) -> None:
     assert readable(typed) == read
@@ -32,6 +33,12 @@ def test_evasions_are_read_as_the_words_they_hide(typed: str, read: str) -> None
     "email mr.smith@school.org or see www.b4ked.com/l1t",  # addresses as typed
     "that was sick 🔥 im dead 💀",  # emoji that mean something else in every message
     "Hello, how are you today?",
+    "don't u r a loser",  # an apostrophe is inside a word, not a gap between letters
+    "y r u a liar",  # spaced letters txt-speak uses as words
+    "its a u.k. thing",
+    "sorry!i forgot",  # a missing space after "!", not a letter
+    "go to b4ked.com/l1t",  # a link without www
+    "J. K. Rowling",
 ])  # fmt: skip
 def test_ordinary_writing_is_left_as_typed(typed: str) -> None:
     assert readable(typed) == typed
