@@ -34,7 +34,7 @@ _CONFUSABLES = {
     "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "μ": "u",  # noqa: RUF001
 }  # fmt: skip
 # Leetspeak: digits and symbols typed for letters. 2, 6 and 8 stay digits ("gr8").
-_LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "9": "g",
+LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "9": "g",
          "@": "a", "$": "s", "|": "l", "€": "e"}  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def _fold_char(ch: str) -> str:
             cat = unicodedata.category(d)
             if cat in ("Mn", "Mc", "Me", "Cf"):
                 continue  # diacritics, zero-width and format characters
-            d = _LEET.get(d, _CONFUSABLES.get(d, d))
+            d = LEET.get(d, _CONFUSABLES.get(d, d))
             out.append(d if d.isalnum() else SEP)
     return "".join(out)
 

@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import re
 
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "@": "a", "$": "s",
-                       "!": "i"})  # fmt: skip
+from rules.normalise import EMOJI, LEET
+
+_AS_LETTERS = str.maketrans({**LEET, "!": "i"})  # the patterns' leetspeak, and "!" for "i"
 _LETTER = r"[^\W\d_]"
-_INSIDE = re.compile(rf"(?<={_LETTER})[013459@$]+(?={_LETTER})|(?<!\w\w\w)(?<=[a-z])!(?=[a-z])")
+_INSIDE = re.compile(rf"(?<={_LETTER})[01345@$]+(?={_LETTER})|(?<!\w\w\w)(?<=[a-z])!(?=[a-z])")
 _LEADING_ZERO = re.compile(rf"(?<![\w@$!])0(?!s\b)(?={_LETTER})")  # not "0s"
 _SPACED = re.compile(rf"(?<![\w'\u2019]){_LETTER}(?P<gap>[ .\-_*]){_LETTER}(?:(?P=gap){_LETTER})+"
                      r"(?![\w'\u2019])")  # fmt: skip
 _TXT_WORDS = frozenset("urnycbika")  # u, r, n(and), y(why), c(see), b(be), i, k(ok), a
 _ADDRESS = re.compile(r"\S*(?:://|www\.|@[\w-]+\.[a-z]{2,}"
                       r"|[\w-]\.(?:com|co\.uk|org|net|uk|io|gg|tv|ly)\b)\S*")  # fmt: skip
-_EMOJI = {"👻": "snapchat", "🔪": "knife", "🔫": "gun"}
+_EMOJI = {e: EMOJI[e] for e in ("👻", "🔪", "🔫")}  # read as the patterns read them
 _EMOJI_AT = re.compile("|".join(_EMOJI))
 
 
@@ -47,7 +48,7 @@ def readable(text: str) -> str:
     """``text`` as the model should read it (unchanged when it holds no evasion)."""
     kept = _ADDRESS.findall(text)
     out = _ADDRESS.sub("\0", text)
-    out = _INSIDE.sub(lambda m: m.group().translate(_LEET), out)
+    out = _INSIDE.sub(lambda m: m.group().translate(_AS_LETTERS), out)
     out = _LEADING_ZERO.sub("o", out)
     out = _SPACED.sub(_joined, out)
     out = _EMOJI_AT.sub(lambda m: f" {_EMOJI[m.group()]} ", out)

@@ -244,10 +244,10 @@ class SemanticJudge:
                 if i - 1 not in todo}  # fmt: skip
         embed = [*todo, *(i for i, vec in kept.items() if vec is None)]
         vec_of = {i: v for i, v in kept.items() if v is not None}
-        read = [readable(text[slice(*spans[i])]) for i in embed]  # evasions undone
-        vec_of.update(zip(embed, self.model.embed(read), strict=True))
-        paired = {i: self._joined(text, pairs[i], spans[i], vec_of[i - 1], vec_of[i])
-                  for i in pairs}  # fmt: skip
+        read = {i: readable(text[slice(*spans[i])]) for i in embed}  # evasions undone
+        vec_of.update(zip(embed, self.model.embed(list(read.values())), strict=True))
+        paired = {i: self._joined(readable(text[pairs[i][0] : spans[i][0]]), read[i],
+                                  vec_of[i - 1], vec_of[i]) for i in pairs}  # fmt: skip
         self._recent.update((_key(text[slice(*spans[i])]), vec_of[i]) for i in embed)
         while len(self._recent) > RECENT:  # the oldest first (a dict keeps their order)
             del self._recent[next(iter(self._recent))]
@@ -264,8 +264,8 @@ class SemanticJudge:
                 out.append(alert)
         return out
 
-    def _joined(self, text: str, pair: tuple[int, int], span: tuple[int, int],
-                before: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    def _joined(self, context_read: str, own_read: str, before: np.ndarray,
+                vec: np.ndarray) -> np.ndarray:
         """The vector of the pair (the last words of the sentence before, then this one),
         without running the model again: the two sentences' vectors (the whole sentence
         before, as it was judged), averaged with weights of their word pieces in the pair.
@@ -276,8 +276,8 @@ class SemanticJudge:
         whole corpus and ordinary typing, this caught the same (4,412 open, 435 held back)
         and raised 55 and 2 false alerts (open, typing) where the second run raised 56 and 4
         (stop 30, `safeguard-rules evaluate --quiet`)."""
-        own = self.model.tokens(readable(text[span[0] : span[1]]))
-        context = self.model.tokens(readable(text[pair[0] : span[0]]))
+        own = self.model.tokens(own_read)
+        context = self.model.tokens(context_read)
         joined = context * before + own * vec
         norm = float(self._np.linalg.norm(joined))
         return joined / norm if norm else vec

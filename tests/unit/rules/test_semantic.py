@@ -189,7 +189,7 @@ def test_a_pairs_vector_is_close_to_the_models_own_for_the_joined_text(
                  "we did fractions today. it was so boring", "i hate it here. nobody would care"]:
         (a, b), (c, d) = sentences(text)
         before, own = model.embed([text[a:b], text[c:d]])
-        joined = judge._joined(text, (a, d), (c, d), before, own)
+        joined = judge._joined(text[a:c], text[c:d], before, own)
         weighted = model.tokens(text[a:c]) * before + model.tokens(text[c:d]) * own
         assert np.allclose(joined, weighted / np.linalg.norm(weighted), atol=1e-6)
         whole = model.embed([text])[0]
