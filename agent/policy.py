@@ -77,10 +77,11 @@ class ActivePolicy:
                          "yes" if self._kept else "no")  # fmt: skip
             return found
 
-    def prepare(self, profile: str, now: datetime | None = None) -> bool:
+    def prepare(self, profile: str, now: datetime | None = None, low: bool = False) -> bool:
         """Make the profile's matcher ready without bringing it into this process: True
         when ``kept`` can read it back (compiled already, kept on disk already, or compiled
-        now in a child, which keeps it), False when there is nowhere to keep it."""
+        now in a child, which keeps it), False when there is nowhere to keep it. ``low``:
+        the child runs at a lower CPU priority (nobody is waiting for it)."""
         now = now or self.clock()
         with self._lock:  # (one compile of a policy at a time, as in ``compiled``)
             if self._valid(self._compiled.get(profile), now):
@@ -90,7 +91,7 @@ class ActivePolicy:
             path = self.cache.matcher(self.source,
                                       Compiled.share_key(self.policy, profile, now))  # fmt: skip
             return path.exists() or policy_child.kept_only(
-                ("compile", self.policy, profile, now), path)  # fmt: skip
+                ("compile", self.policy, profile, now), path, low)  # fmt: skip
 
     def ready(self, profile: str, now: datetime | None = None) -> bool:
         """Would ``kept`` find the profile's matcher now (no other thread compiling)?"""

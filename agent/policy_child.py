@@ -18,6 +18,7 @@ in the service as before, and a warning says so: monitoring never waits for it.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -33,21 +34,23 @@ log = logging.getLogger(__name__)
 
 COMMAND = [sys.executable, "-m", "agent.policy_child"]
 TIMEOUT_S = 900.0  # compiling the shipped lists: 10 s of CPU, 80 s at load 10 on 2 CPUs
+LOW = "--low"  # the child yields the CPU to the pupil's programs (work nobody waits for)
 
 
 class ChildFailed(Exception):
     """The child gave no answer (it could not start, crashed or was killed)."""
 
 
-def in_child(request: tuple[Any, ...], keep: Path | None = None) -> Any:
+def in_child(request: tuple[Any, ...], keep: Path | None = None, low: bool = False) -> Any:
     """Run one request in a child process; raise what the child raised (a ``PolicyError``
     or ``BundleError`` with the same message), or ``ChildFailed``. The answer is unpickled
     as it streams from the pipe: no copy of it, whole, ever sits in the service. The child
-    also keeps the answer at ``keep`` (agent/policy_cache.py) when given."""
+    also keeps the answer at ``keep`` (agent/policy_cache.py) when given; ``low``: it runs
+    at a lower CPU priority."""
     with tempfile.TemporaryFile() as errors:
         try:
-            child = subprocess.Popen(COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=errors)  # our own interpreter and module
+            child = subprocess.Popen([*COMMAND, LOW] if low else COMMAND, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=errors)  # our own module
         except OSError as exc:
             raise ChildFailed(f"cannot start {COMMAND[0]}: {exc.strerror}") from None
         assert child.stdin is not None and child.stdout is not None
@@ -91,11 +94,11 @@ def compiled_tables(policy: Policy, profile: str, now: datetime,
     return tables
 
 
-def kept_only(request: tuple[Any, ...], keep: Path) -> bool:
+def kept_only(request: tuple[Any, ...], keep: Path, low: bool = False) -> bool:
     """Answer ``request`` in a child that keeps the answer at ``keep`` and gives back
     nothing: the service reads it from there when it needs it. True when it is kept."""
     try:
-        in_child(("keep", request), keep)
+        in_child(("keep", request), keep, low=low)
     except ChildFailed as exc:
         log.warning("policy.child_failed step=keep:%s reason=%s", request[0], exc)
         return False
@@ -140,6 +143,8 @@ def _answer(request: tuple[Any, ...]) -> Any:
 
 
 def main() -> int:
+    if LOW in sys.argv[1:] and hasattr(os, "nice"):  # (not on Windows: normal priority)
+        os.nice(10)
     # (from the service that started us)
     request, keep = pickle.load(sys.stdin.buffer)  # noqa: S301
     value, only_keep = None, request[0] == "keep"

@@ -35,6 +35,7 @@ from agent.evidence_store import EvidenceStore
 from agent.evidence_upload import EvidenceUploader
 from agent.full_disk import SpillingPut, open_when_space
 from agent.identity import StateDir, load_ca, load_identity, load_key
+from agent.matchers_ahead import AFTER_S, MatchersAhead
 from agent.notice import NoticeLog
 from agent.outbox import DEFAULT_KEEP_ACKED_S, DEFAULT_MAX_KEPT, DEFAULT_MAX_PENDING, Outbox
 from agent.policy import ActivePolicy, PolicyHolder
@@ -67,6 +68,7 @@ class ServiceConfig:
     keyboard_socket: Path | None = None  # None: $SAFEGUARD_KEYBOARD_SOCKET or /run/...
     rate: RateConfig = field(default_factory=RateConfig)
     watchdog: WatchdogLimits = field(default_factory=WatchdogLimits)
+    ahead_after_s: float = AFTER_S  # a policy's keyboard matchers are made this long after it
 
 
 def wanted_sensors(active: ActivePolicy) -> set[str]:
@@ -97,6 +99,7 @@ class Service:
         self.semantic: SemanticStage | None = None
         self.clock: AgentClock | None = None
         self.watchdog: Watchdog | None = None
+        self.ahead: MatchersAhead | None = None
         self.notices = NoticeLog()  # showings of the monitoring notice, for the heartbeat
         self.screenshots: Screenshotter | None = None
         self.uploader: EvidenceUploader | None = None
@@ -187,6 +190,10 @@ class Service:
         self.supervisor = supervisor = Supervisor(self._specs, ctx, settings)
         holder.subscribe(lambda active: supervisor.apply(wanted_sensors(active)))
         supervisor.apply(wanted_sensors(holder.current()))
+        # A login after a new policy then reads its matcher back instead of waiting for it.
+        self.ahead = ahead = MatchersAhead(self._config.ahead_after_s)
+        holder.subscribe(ahead.want)
+        ahead.want(holder.current())
         stop_watching = threading.Event()
         if self._config.watchdog.enabled:
             # Its statuses go straight to the outbox: the rate cap is for detections.
@@ -217,6 +224,7 @@ class Service:
             stop_watching.set()  # before the sensors stop: stopping is not shedding
             fetcher.stop()
             models.stop()
+            ahead.stop()
             supervisor.stop()
             shots.stop()  # what waits for a picture is emitted without one ...
             uploader.stop()

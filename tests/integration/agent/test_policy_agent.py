@@ -56,7 +56,8 @@ class Probe:
 
 @contextmanager
 def running(
-    state: StateDir, tmp_path: Path, probes: list[Probe], policy_interval_s: float = 0.3
+    state: StateDir, tmp_path: Path, probes: list[Probe], policy_interval_s: float = 0.3,
+    ahead_after_s: float = 3600.0,
 ) -> Iterator[Service]:
     def make(_settings: object) -> Probe:
         probes.append(Probe())
@@ -70,6 +71,7 @@ def running(
             policy_interval_s=policy_interval_s,
             policy_retry_s=0.2,
             keyboard_socket=tmp_path / "kb.sock",
+            ahead_after_s=ahead_after_s,
         ),
         sensors=[SensorSpec("keyboard", make)],
     )
@@ -92,6 +94,37 @@ def staff_only_rules(tmp_path: Path) -> Path:
     text = profiles.read_text().replace('"keyboard", ', "")
     profiles.write_text(text)
     return folder
+
+
+def small_rules(tmp_path: Path) -> Path:
+    """A copy of the shipped rules with one made-up term per category (compiled in 0.1 s)."""
+    folder = tmp_path / "rules-small"
+    shutil.copytree(DEFAULT_DIR, folder)
+    for part in ("classes", "guards"):
+        for path in (folder / part).glob("*.toml"):
+            path.write_text("")
+    for path in (folder / "keywords").glob("*.toml"):
+        header = path.read_text().split("[[term]]")[0]
+        path.write_text(f'{header}[[term]]\npattern = "zzq{path.stem}"\nweight = 20\n'
+                        f'why = "test"\nexample = "zzq{path.stem}"\n')  # fmt: skip
+    return folder
+
+
+def test_a_published_policys_keyboard_matchers_are_made_before_anyone_logs_in(
+    collector: CollectorHarness, state: StateDir, tmp_path: Path, wait: Wait
+) -> None:
+    """agent/matchers_ahead.py, wired into the service: no session asks for a matcher here,
+    yet the new policy's keyboard profiles are compiled and kept for the next login."""
+    published.publish(collector.data, small_rules(tmp_path))
+    # (2 s: the shipped policy the service starts on is normally replaced before its turn)
+    with running(state, tmp_path, [], ahead_after_s=2.0) as service:
+        wait(lambda: service.holder is not None and service.holder.version == 1, what="v1")
+        assert service.holder is not None
+        active = service.holder.current()
+        wait(lambda: active.ready("ks1") and active.ready("ks2"), what="ks1 and ks2 made")
+        assert not active._compiled  # kept on disk by the child, not read into the service
+        login = active.kept("ks2")  # a login now: read back, no compile
+        assert login is not None and login.pattern_count < 10_000  # the small rules
 
 
 def test_published_policies_apply_live_and_older_ones_are_refused(
