@@ -55,10 +55,16 @@ class CachedModel:
         self.model, self.sha256 = model, model.sha256
         self._seen: dict[str, Any] = {}
 
+    def tokens(self, text: str) -> int:
+        return self.model.tokens(text)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         import numpy as np
 
-        todo = sorted({t for t in texts if t not in self._seen}, key=len)
+        # Batches of similar length, in an order fixed by the texts alone: the int8 model
+        # quantises per batch, so a set's order (it changes from process to process with
+        # the strings' hashes) made a vector, and so the trained head, differ run to run.
+        todo = sorted({t for t in texts if t not in self._seen}, key=lambda t: (len(t), t))
         for i in range(0, len(todo), 32):
             batch = todo[i : i + 32]
             self._seen.update(zip(batch, self.model.embed(batch), strict=True))

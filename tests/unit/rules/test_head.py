@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from rules.load import DEFAULT_DIR, load_policy
 from rules.load_head import DIMS, HEAD, weights_sha256
 from rules.schema import Policy, PolicyError
 from rules.semantic import Bank, SemanticJudge
-from rules.train_head import LABELS, head_of, render, train
+from rules.train_head import LABELS, CachedModel, head_of, render, train
 
 pytestmark = pytest.mark.unit
 CORPUS = Path(__file__).resolve().parents[3] / "rules" / "corpus"
@@ -85,6 +87,35 @@ def test_training_is_deterministic_and_the_file_round_trips() -> None:
     assert np.array_equal(w1, w2) and np.array_equal(b1, b2)
     text = render(head_of(w1, b1, "a test"))
     assert weights_sha256(head_of(w1, b1, "a test").weights, head_of(w1, b1, "t").bias) in text
+
+
+EMBED_IN_ORDER = """
+import hashlib
+from rules.embed import MODEL_DIR, MODEL_FILE, SentenceModel
+from rules.train_head import CachedModel
+texts = [f"pupil {i:02d} wrote a line" for i in range(40)] + ["a much longer sentence " * 3]
+vectors = CachedModel(SentenceModel(MODEL_DIR / MODEL_FILE)).embed(texts)
+print(hashlib.sha256(vectors.tobytes()).hexdigest())
+"""
+
+
+def test_the_training_texts_are_embedded_alike_in_every_process() -> None:
+    """The int8 model quantises per batch, so a text's vector depends on its batch: batches
+    made in the order of a set (which follows the strings' hashes, seeded per process) made
+    the trained head differ from run to run."""
+    digests = {subprocess.run([sys.executable, "-c", EMBED_IN_ORDER], capture_output=True,
+                              text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+                              ).stdout for seed in ("1", "2", "3")}  # fmt: skip
+    assert len(digests) == 1, digests
+
+
+def test_cross_validation_judges_through_the_cached_model(policy: Policy, model: SentenceModel,
+                                                          bank: Bank) -> None:  # fmt: skip
+    """``train_head --cv`` hands the judge a ``CachedModel``: it must do what the judge asks
+    of the model (a sentence after another is joined by its word pieces)."""
+    judge = SemanticJudge(policy, "ks2", CachedModel(model), bank)  # type: ignore[arg-type]
+    judged = judge.judge("are you at home right now. is anyone else in the house with you")
+    assert isinstance(judged, list)
 
 
 def _with_head(tmp_path: Path, text: str) -> Path:
