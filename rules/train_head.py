@@ -44,9 +44,10 @@ RATE = 0.05
 THRESHOLD = 0.8  # the mean of vote share and head probability that alerts (--cv)
 # Per category (--cv and typing, docs/detection.md): each costs no open or typing false
 # alert at 0.75 (bullying since stop 32's head, trained on the larger corpus); grooming at
-# 0.75 still costs two typing ones, so it stays at 0.8.
+# 0.75 costs two typing ones, at 0.775 none (and 3 of 3,140 out-of-fold open ones).
 THRESHOLDS: dict[str, float] = {"extremism": 0.75, "discrimination": 0.75, "drugs": 0.75,
-                                "pornography": 0.75, "violence": 0.75, "bullying": 0.75}
+                                "pornography": 0.75, "violence": 0.75, "bullying": 0.75,
+                                "grooming": 0.775}
 
 
 class CachedModel:
