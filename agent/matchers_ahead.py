@@ -13,7 +13,7 @@ The policy's default profile goes first (the one an unsorted account gets), then
 keyboard profiles in the policy's order, at most ``LIMIT`` of them, so the cache's newest
 files are still the ones in play. The work starts ``AFTER_S`` after the policy applied: a
 starting service sets up its connection and sensors first, and a policy published twice in
-a minute (a DSL mending a typo) is made once. A newer policy arriving meanwhile takes over
+``AFTER_S`` (a DSL mending a typo) is made once. A newer policy arriving meanwhile takes over
 after the compile in hand.
 """
 
@@ -54,6 +54,8 @@ class MatchersAhead:
     def want(self, active: ActivePolicy) -> None:
         """Make ``active``'s keyboard matchers, on a thread of its own (never blocks)."""
         with self._lock:
+            if self._wanted is not None and active.version < self._wanted[0].version:
+                return  # (a start racing an update: the newer policy stays wanted)
             self._wanted = (active, time.monotonic() + self._after_s)
             self._wake.set()
             if self._stopped or (self._worker is not None and self._worker.is_alive()):

@@ -17,7 +17,9 @@ an exemption early nor keeps one alive after it ended.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +53,7 @@ class ActivePolicy:
     _shared: dict[tuple[object, ...], Compiled] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _kept: bool = field(default=False, repr=False)  # the last compile was read from the cache
+    _making: dict[Path, threading.Event] = field(default_factory=dict, repr=False)  # (prepare)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC), repr=False)
     in_child: bool = False  # compile in a child process (the service: agent/policy_child.py)
     source: str = ""  # the digest of the files its matchers are made from (``matcher_digest``)
@@ -83,15 +86,30 @@ class ActivePolicy:
         now in a child, which keeps it), False when there is nowhere to keep it. ``low``:
         the child runs at a lower CPU priority (nobody is waiting for it)."""
         now = now or self.clock()
-        with self._lock:  # (one compile of a policy at a time, as in ``compiled``)
+        with self._lock:  # held only to look: a login must not wait for this compile
             if self._valid(self._compiled.get(profile), now):
                 return True
             if self.cache is None or not self.source or not self.in_child:
                 return False
             path = self.cache.matcher(self.source,
                                       Compiled.share_key(self.policy, profile, now))  # fmt: skip
-            return path.exists() or policy_child.kept_only(
-                ("compile", self.policy, profile, now), path, low)  # fmt: skip
+            if path.exists():
+                with contextlib.suppress(OSError):
+                    os.utime(path)  # (pruning keeps the newest files: this one is in play)
+                return True
+            making = self._making.get(path)
+            mine = making is None
+            if making is None:
+                making = self._making[path] = threading.Event()
+        if not mine:  # another thread makes the same file: wait for it, not a second child
+            making.wait()
+            return path.exists()
+        try:
+            return policy_child.kept_only(("compile", self.policy, profile, now), path, low)
+        finally:
+            with self._lock:
+                del self._making[path]
+            making.set()
 
     def ready(self, profile: str, now: datetime | None = None) -> bool:
         """Would ``kept`` find the profile's matcher now (no other thread compiling)?"""

@@ -49,8 +49,11 @@ def in_child(request: tuple[Any, ...], keep: Path | None = None, low: bool = Fal
     at a lower CPU priority."""
     with tempfile.TemporaryFile() as errors:
         try:
+            # (Windows has no nice: a priority class instead; not run there yet)
+            below = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0) if low else 0
             child = subprocess.Popen([*COMMAND, LOW] if low else COMMAND, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=errors)  # our own module
+                                     stdout=subprocess.PIPE, stderr=errors,
+                                     creationflags=below)  # our own module
         except OSError as exc:
             raise ChildFailed(f"cannot start {COMMAND[0]}: {exc.strerror}") from None
         assert child.stdin is not None and child.stdout is not None

@@ -116,10 +116,12 @@ def test_a_published_policys_keyboard_matchers_are_made_before_anyone_logs_in(
     """agent/matchers_ahead.py, wired into the service: no session asks for a matcher here,
     yet the new policy's keyboard profiles are compiled and kept for the next login."""
     published.publish(collector.data, small_rules(tmp_path))
-    # (2 s: the shipped policy the service starts on is normally replaced before its turn)
-    with running(state, tmp_path, [], ahead_after_s=2.0) as service:
-        wait(lambda: service.holder is not None and service.holder.version == 1, what="v1")
-        assert service.holder is not None
+    # Kept as the last good policy (as enrolment keeps it), so the service starts on it and
+    # never has the shipped lists to make first.
+    state.policy.write_bytes((collector.data.policy_dir / "bundle-000001.json").read_bytes())
+    with running(state, tmp_path, [], ahead_after_s=0.0) as service:
+        wait(lambda: service.holder is not None, what="the service's policy")
+        assert service.holder is not None and service.holder.version == 1
         active = service.holder.current()
         wait(lambda: active.ready("ks1") and active.ready("ks2"), what="ks1 and ks2 made")
         assert not active._compiled  # kept on disk by the child, not read into the service

@@ -116,6 +116,43 @@ def test_a_compile_made_ahead_runs_at_a_lower_priority(
     cache = PolicyCache(tmp_path / "kept")
     policy = active(small_policy(), cache)
     base = os.nice(0)
-    assert policy.prepare("ks1", low=True) and int(seen.read_text()) == base + 10
+    assert policy.prepare("ks1", low=True) and int(seen.read_text()) == min(base + 10, 19)
     other = active(small_policy(), cache, 2)  # (another source: not kept yet)
     assert other.prepare("ks2") and int(seen.read_text()) == base  # a login's: not lowered
+
+
+def test_a_compile_made_ahead_holds_no_lock_a_login_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a child makes a matcher ahead (at low priority: it can take minutes on a busy
+    PC), a login's lookups are not held up by it, and a second ``prepare`` of the same file
+    waits for that child instead of starting another."""
+    import threading
+
+    started, release, calls = threading.Event(), threading.Event(), []
+    real = policy_child.kept_only
+
+    def slow_child(request: tuple[object, ...], keep: Path, low: bool = False) -> bool:
+        calls.append(low)
+        started.set()
+        assert release.wait(60)
+        return real(request, keep, low)  # the real child, once let go
+
+    monkeypatch.setattr(policy_child, "kept_only", slow_child)
+    policy = active(small_policy(), PolicyCache(tmp_path / "kept"))
+    results: list[bool] = []
+    ahead = threading.Thread(target=lambda: results.append(policy.prepare("ks2", low=True)))
+    ahead.start()
+    assert started.wait(60)
+    assert policy._lock.acquire(blocking=False)  # what compiled(), ready() and kept() take
+    policy._lock.release()
+    assert not policy.ready("ks2")  # not there yet: the session's old matcher goes on
+    second = threading.Thread(target=lambda: results.append(policy.prepare("ks2")))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the child in hand
+    release.set()
+    ahead.join(120)
+    second.join(120)
+    assert results == [True, True] and calls == [True]  # one child for the two
+    assert policy.ready("ks2")
