@@ -50,12 +50,14 @@ class MatchersAhead:
         self._wanted: tuple[ActivePolicy, float] | None = None  # and when to start on it
         self._worker: threading.Thread | None = None
         self._stopped = False
+        self._newest = -1  # the newest version given: an older one is not made after it
 
     def want(self, active: ActivePolicy) -> None:
         """Make ``active``'s keyboard matchers, on a thread of its own (never blocks)."""
         with self._lock:
-            if self._wanted is not None and active.version < self._wanted[0].version:
+            if active.version < self._newest:
                 return  # (a start racing an update: the newer policy stays wanted)
+            self._newest = active.version
             self._wanted = (active, time.monotonic() + self._after_s)
             self._wake.set()
             if self._stopped or (self._worker is not None and self._worker.is_alive()):

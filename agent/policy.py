@@ -17,9 +17,7 @@ an exemption early nor keeps one alive after it ended.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -93,9 +91,7 @@ class ActivePolicy:
                 return False
             path = self.cache.matcher(self.source,
                                       Compiled.share_key(self.policy, profile, now))  # fmt: skip
-            if path.exists():
-                with contextlib.suppress(OSError):
-                    os.utime(path)  # (pruning keeps the newest files: this one is in play)
+            if self.cache.in_use(path):
                 return True
             making = self._making.get(path)
             mine = making is None

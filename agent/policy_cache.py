@@ -106,13 +106,22 @@ class PolicyCache:
             digest.update(len(data).to_bytes(8, "big") + data)
         return self.folder / (_name("policy", digest.hexdigest()) + POLICY)
 
+    def in_use(self, path: Path) -> bool:
+        """Whether a file is kept at ``path``; if so it is marked as in use, since pruning
+        keeps the newest files."""
+        try:
+            os.utime(path)
+        except OSError:
+            return path.exists()  # (there, but not ours to mark: still there to read)
+        return True
+
     def load(self, path: Path) -> Any:
         """What is kept at ``path``, or None (nothing kept, or refused and removed)."""
         try:
             with path.open("rb") as fh:
                 _check_owner(os.fstat(fh.fileno()))
                 found = _read(fh, path.stem, ALLOWED[path.suffix])
-            os.utime(path)  # (pruning keeps the newest: the ones in use)
+            self.in_use(path)
             return found
         except FileNotFoundError:
             return None
